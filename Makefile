@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create a virtual environment in $(VENV) and install yinqi into it first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench contracts clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(VENV)/bin/yinqi demo
+
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/fl.py && $(PY) bench/anchor.py && $(PY) bench/iot.py && $(PY) bench/bank.py
+
+# Recompile the Solidity sources with npm's solc and compare against the committed artifacts.
+contracts:
+	cd contracts && npm ci --no-audit --no-fund --silent
+	$(PY) -m contracts.build --check
+
+clean:
+	rm -rf $(VENV) .yinqi build *.egg-info

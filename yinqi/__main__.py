@@ -1,0 +1,3 @@
+from yinqi.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""The `yinqi` command: one typer app composed of each capability's commands.
+
+Each `yinqi/cli_<area>.py` module exposes `register(root, groups)` and keeps heavy imports
+(torch, flwr, web3, paho) inside its command functions so `yinqi --help` stays fast. Groups that
+several areas share (`audit`, `bank`, `client`) are created here and handed to every module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+import typer
+from rich.console import Console
+
+from federation.errors import YinqiError
+
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="yinqi",
+    help=(
+        "yinqi (银企): privacy-preserving federated computation for banks and the enterprises "
+        "they lend to: federated credit scoring, on-chain receivables financing, IoT leasing."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+GROUPS: dict[str, typer.Typer] = {
+    "bank": typer.Typer(help="The bank's side: SuperLink, services, federated runs.", no_args_is_help=True),
+    "client": typer.Typer(help="A platform's side: its SuperNode, consent and privacy ledger.", no_args_is_help=True),
+    "audit": typer.Typer(help="Verify anchored proofs from the chain alone.", no_args_is_help=True),
+}
+for _name, _group in GROUPS.items():
+    app.add_typer(_group, name=_name)
+
+# The areas whose commands make up the CLI, in --help order.
+AREAS = ("cli_data", "cli_fl", "cli_chain", "cli_iot", "cli_bank", "cli_demo")
+
+
+def _register_areas() -> None:
+    for area in AREAS:
+        try:
+            module = importlib.import_module(f"yinqi.{area}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"yinqi.{area}":
+                continue  # an area not built yet
+            raise
+        module.register(app, GROUPS)
+
+
+_register_areas()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show full tracebacks instead of one-line errors."
+    ),
+) -> None:
+    if verbose:
+        os.environ["YINQI_VERBOSE"] = "1"
+
+
+def main() -> None:
+    """Console-script entry point: user mistakes become one line and exit code 2."""
+    try:
+        app()
+    except YinqiError as exc:
+        if os.environ.get("YINQI_VERBOSE"):
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,27 @@
+"""`yinqi demo`: the end-to-end tour on embedded defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    root.command("demo")(demo)
+
+
+def demo(
+    workdir: Path = typer.Option(
+        Path("out/demo"), "--workdir", help="Where the demo writes its data, models and proofs."
+    ),
+    only: str = typer.Option(
+        "", "--only", help="Comma-separated parts to run (fl, chain, iot); default: all."
+    ),
+) -> None:
+    """Run every capability end to end on embedded defaults (simulation, in-process EVM,
+    embedded MQTT broker) and print what each showed."""
+    from yinqi.demo import run_demo
+
+    parts = [p.strip() for p in only.split(",") if p.strip()] or None
+    run_demo(workdir, parts)
