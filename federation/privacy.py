@@ -1,0 +1,150 @@
+"""DP-SGD (Abadi et al., 2016) with Opacus, budgeted over a whole federated run.
+
+A platform's `--epsilon E --delta D` is its TOTAL budget for the run. Before the first round the
+client calibrates ONE noise multiplier for all the DP-SGD steps it will take over every round
+(`get_noise_multiplier` on rounds x steps per round), so the composed ε after the last round is
+at most E. The RDP accountant's history (noise multiplier, sample rate, steps) is carried from
+round to round as JSON (the ClientApp keeps it in `context.state`), so the ε reported after round
+r is the composition of rounds 1..r, not one round's ε.
+torch and opacus are imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from federation.errors import YinqiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+ACCOUNTANT = "rdp"
+
+
+class PrivacyError(YinqiError):
+    """A privacy budget that cannot be met or has been used up."""
+
+
+def calibrate_noise(epsilon: float, delta: float, sample_rate: float, total_steps: int) -> float:
+    """The noise multiplier whose composed ε over `total_steps` DP-SGD steps is ≤ `epsilon`."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    if epsilon <= 0 or not 0 < delta < 1:
+        raise PrivacyError(f"privacy budget epsilon={epsilon}, delta={delta}: expected epsilon > 0 and 0 < delta < 1")
+    if total_steps <= 0 or not 0 < sample_rate <= 1:
+        raise PrivacyError(f"cannot calibrate noise for {total_steps} steps at sample rate {sample_rate}")
+    try:
+        return float(
+            get_noise_multiplier(
+                target_epsilon=epsilon,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=total_steps,
+                accountant=ACCOUNTANT,
+                epsilon_tolerance=0.01,
+            )
+        )
+    except ValueError as exc:
+        raise PrivacyError(f"privacy budget epsilon={epsilon} too small for {total_steps} steps: {exc}") from None
+
+
+def epsilon_of(history: list[tuple[float, float, int]], delta: float) -> float:
+    """ε of a (noise multiplier, sample rate, steps) history under the RDP accountant."""
+    from opacus.accountants import RDPAccountant
+
+    if not history:
+        return 0.0
+    accountant = RDPAccountant()
+    accountant.history = [tuple(h) for h in history]
+    return float(accountant.get_epsilon(delta=delta))
+
+
+@dataclass
+class PrivacyState:
+    """A platform's DP-SGD state for one run, carried across rounds (JSON in `context.state`).
+
+    `history` is the Opacus RDP accountant history; `noise_multiplier` is calibrated once.
+    """
+
+    epsilon: float
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    steps_per_round: int
+    rounds: int
+    max_grad_norm: float
+    history: list[tuple[float, float, int]] = field(default_factory=list)
+
+    @classmethod
+    def plan(
+        cls,
+        *,
+        epsilon: float,
+        delta: float,
+        rows: int,
+        batch_size: int,
+        local_epochs: int,
+        rounds: int,
+        max_grad_norm: float,
+    ) -> "PrivacyState":
+        """Split the run's budget: one noise multiplier for rounds x steps-per-round steps."""
+        batches = max(1, math.ceil(rows / batch_size))
+        sample_rate = 1.0 / batches  # Opacus' Poisson loader: expected batch = rows / batches
+        steps_per_round = local_epochs * batches
+        noise = calibrate_noise(epsilon, delta, sample_rate, steps_per_round * rounds)
+        return cls(epsilon, delta, noise, sample_rate, steps_per_round, rounds, max_grad_norm)
+
+    @property
+    def spent(self) -> float:
+        """ε spent so far (composed over every round trained)."""
+        return epsilon_of(self.history, self.delta)
+
+    def projected(self, extra_steps: int | None = None) -> float:
+        """ε after one more round (or `extra_steps` more steps) at the planned noise."""
+        steps = self.steps_per_round if extra_steps is None else extra_steps
+        return epsilon_of(self.history + [(self.noise_multiplier, self.sample_rate, steps)], self.delta)
+
+    @property
+    def steps_taken(self) -> int:
+        return sum(int(h[2]) for h in self.history)
+
+    def to_json(self) -> str:
+        data = self.__dict__.copy()
+        data["history"] = [list(h) for h in self.history]
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PrivacyState":
+        data: dict[str, Any] = json.loads(text)
+        data["history"] = [(float(a), float(b), int(c)) for a, b, c in data.get("history", [])]
+        return cls(**data)
+
+
+def make_private(
+    model: "torch.nn.Module",
+    optimizer: "torch.optim.Optimizer",
+    loader: "torch.utils.data.DataLoader",
+    state: PrivacyState,
+    seed: int,
+) -> tuple[Any, Any, Any, Any]:
+    """Wrap model/optimizer/loader for DP-SGD with the run's noise; the accountant resumes
+    from `state.history`. Returns (module, optimizer, loader, privacy engine)."""
+    import torch
+    from opacus import PrivacyEngine
+
+    engine = PrivacyEngine(accountant=ACCOUNTANT)
+    engine.accountant.history = [tuple(h) for h in state.history]
+    generator = torch.Generator().manual_seed(seed)
+    module, dp_optimizer, dp_loader = engine.make_private(
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        noise_multiplier=state.noise_multiplier,
+        max_grad_norm=state.max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=generator,
+    )
+    return module, dp_optimizer, dp_loader, engine

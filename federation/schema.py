@@ -1,0 +1,176 @@
+"""Reading platform files and mapping a platform's own column names onto yinqi's raw schema.
+
+Every problem is reported as a `DataError` naming the file and, where it applies, the column
+and the 1-based data row (the header is row 0), so a platform operator can fix the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from federation.errors import DataError
+
+# The raw transaction schema a platform's export is mapped onto (one row per order/transaction).
+RAW_COLUMNS: dict[str, str] = {
+    "merchant_id": "merchant identifier (text)",
+    "date": "transaction date (ISO, e.g. 2026-03-14)",
+    "amount": "transaction amount (number >= 0)",
+    "rating": "buyer rating of the order (number 1-5, may be empty)",
+    "inventory_turnover": "merchant's inventory turnover reported that month (number >= 0)",
+    "default": "merchant in default that month (0/1, or the --positive value)",
+}
+OPTIONAL_RAW_COLUMNS: dict[str, str] = {
+    "category": "merchant category (text)",
+}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file, refusing a missing, empty or unreadable one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", file=str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path)
+        elif suffix in {".csv", ".txt", ""}:
+            frame = pd.read_csv(path, keep_default_na=True)
+        else:
+            raise DataError(f"unsupported file type '{suffix}'; expected .csv or .parquet", file=str(path))
+    except pd.errors.EmptyDataError:
+        raise DataError("file is empty; expected a header row and data rows", file=str(path)) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot be read: {first_line}", file=str(path)) from None
+    if frame.empty:
+        raise DataError("has a header but no data rows", file=str(path))
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a platform's export maps onto the raw schema.
+
+    `columns` maps our column name -> the platform's column name; `positive` is the platform's
+    value meaning "in default" when its default column is not already 0/1.
+    """
+
+    columns: dict[str, str] = field(default_factory=dict)
+    positive: str | None = None
+    source: str = "<default>"
+
+
+def load_mapping(path: str | Path | None) -> Mapping:
+    """Load `mapping.toml`:
+
+        [columns]            # ours = "theirs"
+        merchant_id = "shop_id"
+        amount = "gmv"
+        [default]
+        positive = "Y"       # optional: their value meaning "in default"
+    """
+    if path is None:
+        return Mapping()
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("mapping file not found", file=str(path))
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"not valid TOML: {exc}", file=str(path)) from None
+    columns = doc.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise DataError("[columns] must map our column names to the platform's column names (strings)", file=str(path))
+    known = set(RAW_COLUMNS) | set(OPTIONAL_RAW_COLUMNS)
+    unknown = sorted(set(columns) - known)
+    if unknown:
+        raise DataError(f"[columns] has unknown target column(s) {unknown}; expected some of {sorted(known)}", file=str(path))
+    positive = doc.get("default", {}).get("positive")
+    return Mapping(columns=dict(columns), positive=None if positive is None else str(positive), source=str(path))
+
+
+def apply_mapping(frame: pd.DataFrame, mapping: Mapping, file: str) -> pd.DataFrame:
+    """Rename the platform's columns to ours and check that every required column is there."""
+    missing_sources = [theirs for ours, theirs in mapping.columns.items() if theirs not in frame.columns]
+    if missing_sources:
+        theirs = missing_sources[0]
+        ours = next(o for o, t in mapping.columns.items() if t == theirs)
+        raise DataError(
+            f"mapped column not found (mapping {mapping.source} maps '{ours}' to it); "
+            f"the file has {list(frame.columns)}",
+            file=file,
+            column=theirs,
+        )
+    renamed = frame.rename(columns={theirs: ours for ours, theirs in mapping.columns.items()})
+    missing = [c for c in RAW_COLUMNS if c not in renamed.columns]
+    if missing:
+        raise DataError(
+            f"required column missing ({RAW_COLUMNS[missing[0]]}); map it with --mapping",
+            file=file,
+            column=missing[0],
+        )
+    return renamed
+
+
+def first_bad_row(mask: np.ndarray | pd.Series) -> int:
+    """1-based data row of the first True in `mask` (the header is row 0)."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def numeric_column(frame: pd.DataFrame, column: str, file: str, *, allow_missing: bool = False) -> pd.Series:
+    """The column as float64, with a clear error for text, NaN (unless allowed) or infinity."""
+    series = frame[column]
+    values = pd.to_numeric(series, errors="coerce")
+    not_numeric = values.isna() & series.notna()
+    if not_numeric.any():
+        row = first_bad_row(not_numeric)
+        raise DataError(f"expected a number, found {series.iloc[row - 1]!r}", file=file, column=column, row=row)
+    values = values.astype("float64")
+    if not allow_missing and values.isna().any():
+        raise DataError("empty value (NaN); expected a number", file=file, column=column, row=first_bad_row(values.isna()))
+    infinite = np.isinf(values.to_numpy(dtype="float64", na_value=0.0))
+    if infinite.any():
+        row = first_bad_row(infinite)
+        raise DataError(f"infinite value {series.iloc[row - 1]!r}; expected a finite number", file=file, column=column, row=row)
+    return values
+
+
+def binary_label(series: pd.Series, positive: object | None, file: str, column: str) -> np.ndarray:
+    """Map a label column to 0/1: `positive` marks 1; without it the column must be 0/1."""
+    if series.isna().any():
+        raise DataError("empty label; every row needs one", file=file, column=column, row=first_bad_row(series.isna()))
+    if positive is not None:
+        as_text = series.astype(str).str.strip()
+        wanted = str(positive).strip()
+        if not (as_text == wanted).any():
+            # also accept a numeric positive written differently ("1" vs 1.0)
+            numeric = pd.to_numeric(series, errors="coerce")
+            try:
+                wanted_number = float(wanted)
+            except ValueError:
+                wanted_number = None
+            if wanted_number is not None and (numeric == wanted_number).any():
+                return (numeric == wanted_number).to_numpy(dtype=np.int8)
+            seen = sorted(map(str, series.unique()))[:10]
+            raise DataError(f"no row has the positive value {wanted!r}; values seen: {seen}", file=file, column=column)
+        return (as_text == wanted).to_numpy(dtype=np.int8)
+    numeric = pd.to_numeric(series, errors="coerce")
+    bad = ~numeric.isin([0, 1])
+    if bad.any():
+        row = first_bad_row(bad)
+        raise DataError(
+            f"label must be 0/1, found {series.iloc[row - 1]!r}; pass --positive VALUE for a text label",
+            file=file,
+            column=column,
+            row=row,
+        )
+    return numeric.to_numpy(dtype=np.int8)

@@ -1,0 +1,165 @@
+"""Synthetic platform data for demos, tests and benchmarks.
+
+Each platform gets one raw CSV of transactions (merchant_id, date, amount, rating,
+inventory_turnover, category, default), non-IID across platforms: they differ in size, in
+merchant category mix and in default rate. Defaults are driven by the merchant-month features
+(falling sales, poor ratings, slow inventory) plus unobserved noise, a few percent overall.
+A held-out `test.csv` holds merchants no platform trains on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CATEGORIES = ("apparel", "electronics", "food", "home", "beauty", "sports")
+# Category risk offsets (log-odds): electronics resellers default more, food less.
+CATEGORY_RISK = {"apparel": 0.2, "electronics": 0.5, "food": -0.4, "home": 0.0, "beauty": -0.1, "sports": 0.1}
+TEST_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What `generate` wrote: per-platform raw files and their row/merchant/default counts."""
+
+    platform_files: list[Path]
+    test_file: Path
+    rows: list[int]
+    merchants: list[int]
+    default_rates: list[float]
+
+
+def _platform_profiles(platforms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Relative sizes (mean 1) and default-rate offsets (log-odds) per platform."""
+    if platforms == 1:
+        return np.ones(1), np.zeros(1)
+    sizes = np.linspace(1.5, 0.5, platforms)
+    offsets = np.linspace(-0.5, 0.5, platforms)
+    return sizes / sizes.mean(), offsets
+
+
+def _merchant_months(rng: np.random.Generator, n: int, months: int, mix: np.ndarray, offset: float, prefix: str) -> pd.DataFrame:
+    """Latent merchant profiles and realised month-level activity and default flags."""
+    category = rng.choice(len(CATEGORIES), size=n, p=mix)
+    risk = rng.normal(0.0, 1.0, n)  # latent; partly visible through the features
+    base_orders = rng.lognormal(2.6, 0.5, n)  # ~13 orders/month on average
+    ticket = rng.lognormal(4.5, 0.6, n)  # ~90 yuan average order
+    trend = 0.01 - 0.05 * risk + rng.normal(0, 0.02, n)
+    rating_mean = np.clip(4.4 - 0.35 * risk + rng.normal(0, 0.2, n), 1.5, 5.0)
+    turnover_mean = np.exp(1.8 - 0.35 * risk + rng.normal(0, 0.2, n))
+
+    t = np.arange(months)
+    shocks = rng.normal(0, 0.25, (n, months))
+    orders = rng.poisson(base_orders[:, None] * np.exp(trend[:, None] * t + shocks)) + 1
+    amount_month = orders * ticket[:, None] * np.exp(rng.normal(0, 0.1, (n, months)))
+    growth = np.zeros((n, months))
+    growth[:, 1:] = np.clip(amount_month[:, 1:] / amount_month[:, :-1] - 1.0, -1.0, 10.0)
+    rating_month = np.clip(rating_mean[:, None] + rng.normal(0, 0.25, (n, months)), 1.0, 5.0)
+    turnover_month = turnover_mean[:, None] * np.exp(rng.normal(0, 0.15, (n, months)))
+    cat_risk = np.array([CATEGORY_RISK[c] for c in CATEGORIES])[category]
+    logit = (
+        -3.4
+        + offset
+        + cat_risk[:, None]
+        - 2.2 * growth
+        - 1.1 * (rating_month - 4.2)
+        - 0.9 * (np.log(turnover_month) - 1.8)
+        + 0.5 * risk[:, None]
+        + rng.normal(0, 0.5, (n, months))
+    )
+    default = rng.random((n, months)) < 1.0 / (1.0 + np.exp(-logit))
+    return pd.DataFrame(
+        {
+            "merchant": np.repeat([f"{prefix}{i:05d}" for i in range(n)], months),
+            "month_index": np.tile(t, n),
+            "category": np.repeat(np.array(CATEGORIES)[category], months),
+            "orders": orders.ravel(),
+            "ticket": np.repeat(ticket, months),
+            "rating": rating_month.ravel(),
+            "turnover": turnover_month.ravel(),
+            "default": default.ravel().astype(np.int8),
+        }
+    )
+
+
+def _transactions(rng: np.random.Generator, months_frame: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """Expand merchant-months into individual orders (dates within the month, ratings per order)."""
+    reps = months_frame["orders"].to_numpy()
+    expanded = months_frame.loc[months_frame.index.repeat(reps)].reset_index(drop=True)
+    n = len(expanded)
+    month_start = start + pd.to_timedelta(0, unit="D")
+    month_starts = pd.DatetimeIndex([month_start + pd.DateOffset(months=int(m)) for m in range(int(expanded["month_index"].max()) + 1)])
+    day = rng.integers(0, 28, n)
+    dates = month_starts[expanded["month_index"].to_numpy()] + pd.to_timedelta(day, unit="D")
+    amount = np.round(expanded["ticket"].to_numpy() * rng.lognormal(-0.08, 0.4, n), 2)
+    rating = np.clip(np.round(expanded["rating"].to_numpy() + rng.normal(0, 0.7, n)), 1, 5)
+    rating = np.where(rng.random(n) < 0.05, np.nan, rating)  # some orders are never rated
+    return pd.DataFrame(
+        {
+            "merchant_id": expanded["merchant"].to_numpy(),
+            "date": dates.strftime("%Y-%m-%d"),
+            "amount": amount,
+            "rating": rating,
+            "inventory_turnover": np.round(expanded["turnover"].to_numpy(), 3),
+            "category": expanded["category"].to_numpy(),
+            "default": expanded["default"].to_numpy(),
+        }
+    )
+
+
+def generate(out_dir: Path, platforms: int = 3, merchants: int = 500, months: int = 12, seed: int = 0, start: str = "2025-01-01") -> SynthSummary:
+    """Write `platform_<i>.csv` for each platform and a held-out `test.csv` to `out_dir`.
+
+    `merchants` is the average number of training merchants per platform; platforms differ in
+    size (1.5x to 0.5x), category mix and default rate.
+    """
+    if platforms < 1 or merchants < 1 or months < 1:
+        raise ValueError("platforms, merchants and months must be at least 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes, offsets = _platform_profiles(platforms)
+    start_ts = pd.Timestamp(start)
+    files, rows, counts, rates, test_parts = [], [], [], [], []
+    for p in range(platforms):
+        mix = rng.dirichlet(np.full(len(CATEGORIES), 0.8))
+        n_train = max(2, int(round(merchants * sizes[p])))
+        n_total = n_train + max(1, int(round(n_train * TEST_SHARE / (1 - TEST_SHARE))))
+        months_frame = _merchant_months(rng, n_total, months, mix, offsets[p], prefix=f"P{p + 1}M")
+        tx = _transactions(rng, months_frame, start_ts)
+        test_ids = {f"P{p + 1}M{i:05d}" for i in range(n_train, n_total)}
+        in_test = tx["merchant_id"].isin(test_ids)
+        train = tx[~in_test]
+        test_parts.append(tx[in_test])
+        path = out_dir / f"platform_{p + 1}.csv"
+        train.to_csv(path, index=False)
+        files.append(path)
+        rows.append(len(train))
+        counts.append(n_train)
+        train_months = months_frame[~months_frame["merchant"].isin(test_ids)]
+        rates.append(float(train_months["default"].mean()))
+    test_file = out_dir / "test.csv"
+    pd.concat(test_parts, ignore_index=True).to_csv(test_file, index=False)
+    return SynthSummary(files, test_file, rows, counts, rates)
+
+
+def make_feature_files(out_dir: Path, platforms: int = 3, merchants: int = 300, months: int = 12, seed: int = 0) -> tuple[list[Path], Path]:
+    """Generate raw data and turn it into feature CSVs: (one file per platform, test file)."""
+    from federation.features import build_features
+    from federation.schema import read_table
+
+    out_dir = Path(out_dir)
+    summary = generate(out_dir / "raw", platforms=platforms, merchants=merchants, months=months, seed=seed)
+    features_dir = out_dir / "features"
+    features_dir.mkdir(parents=True, exist_ok=True)
+    client_files = []
+    for raw_path in summary.platform_files:
+        target = features_dir / raw_path.name
+        build_features(read_table(raw_path), str(raw_path)).to_csv(target, index=False)
+        client_files.append(target)
+    test_target = features_dir / "test.csv"
+    build_features(read_table(summary.test_file), str(summary.test_file)).to_csv(test_target, index=False)
+    return client_files, test_target
