@@ -1,0 +1,372 @@
+"""Revolving credit lines: open from a scoring decision, draw and repay any time, accrue daily.
+
+Money is integer fen. The limit caps the principal; interest is simple interest on the
+end-of-day principal of each calendar day (UTC), posted to a separate interest balance, and a
+repayment pays interest first, then principal. Every change is a ledger `Entry` carrying the
+model version and the decision that set the limit in force. Every request runs in one
+transaction: a refused request (draw over the limit, unknown account, ...) changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Sequence
+
+from sqlalchemy import BigInteger, Date, Engine, ForeignKey, Integer, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from federation.storage import Base, session_scope
+from server.credit.db import UtcDateTime, bank_engine, utcnow, write_transaction
+from server.credit.errors import BankError
+from server.credit.interest import accrue_day
+from server.credit.policy import CreditPolicy
+
+
+class Account(Base):
+    """One merchant's credit line."""
+
+    __tablename__ = "bank_credit_accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    limit_fen: Mapped[int] = mapped_column(BigInteger)
+    principal_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    interest_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    interest_remainder: Mapped[int] = mapped_column(BigInteger, default=0)  # over interest.DENOMINATOR
+    annual_rate_bp: Mapped[int] = mapped_column(Integer)
+    band: Mapped[str] = mapped_column(String(32))
+    pd: Mapped[float] = mapped_column()
+    model_version: Mapped[str] = mapped_column(String(32))
+    decision_id: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    accrued_through: Mapped[date] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Entry(Base):
+    """One ledger line of a credit account (append-only)."""
+
+    __tablename__ = "bank_credit_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("bank_credit_accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # open | draw | repay | interest | limit
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    principal_after: Mapped[int] = mapped_column(BigInteger)
+    interest_after: Mapped[int] = mapped_column(BigInteger)
+    limit_after: Mapped[int] = mapped_column(BigInteger)
+    model_version: Mapped[str] = mapped_column(String(32))
+    decision_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    note: Mapped[str] = mapped_column(String(256), default="")
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """A credit line as a caller sees it."""
+
+    account_id: str
+    merchant_id: str
+    status: str
+    limit_fen: int
+    principal_fen: int
+    interest_fen: int
+    available_fen: int
+    annual_rate_bp: int
+    band: str
+    pd: float
+    model_version: str
+    decision_id: int
+    accrued_through: str
+
+    @classmethod
+    def of(cls, a: Account) -> AccountView:
+        return cls(
+            account_id=a.id,
+            merchant_id=a.merchant_id,
+            status=a.status,
+            limit_fen=a.limit_fen,
+            principal_fen=a.principal_fen,
+            interest_fen=a.interest_fen,
+            available_fen=max(a.limit_fen - a.principal_fen, 0),
+            annual_rate_bp=a.annual_rate_bp,
+            band=a.band,
+            pd=a.pd,
+            model_version=a.model_version,
+            decision_id=a.decision_id,
+            accrued_through=a.accrued_through.isoformat(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class EntryView:
+    kind: str
+    amount_fen: int
+    principal_after: int
+    interest_after: int
+    limit_after: int
+    model_version: str
+    decision_id: int
+    at: str
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _amount(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BankError(f"{what} amount must be a positive whole number of fen, got {value!r}")
+    return value
+
+
+class CreditBook:
+    """Credit lines on the bank's database.
+
+    Parameters
+    ----------
+    engine:
+        The bank's database (Engine or URL; default: the configured one).
+    scorer:
+        Scores merchants when a line opens or is re-evaluated (default: a `Scorer` on the same
+        engine, registry and policy).
+    """
+
+    def __init__(self, engine: Engine | str | None = None, *, scorer: Any = None, registry: Any = None, policy: CreditPolicy | None = None) -> None:
+        self.engine = bank_engine(engine)
+        self._scorer = scorer
+        self._registry = registry
+        self._policy = policy
+
+    @property
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from server.scoring import Scorer
+
+            self._scorer = Scorer(self.engine, registry=self._registry, policy=self._policy)
+        return self._scorer
+
+    # -- helpers -------------------------------------------------------------------------
+    @staticmethod
+    def _locked(session: Session, account_id: str) -> Account:
+        account = session.scalars(select(Account).where(Account.id == account_id).with_for_update()).first()
+        if account is None:
+            raise BankError(f"credit account '{account_id}' not found", "not_found")
+        return account
+
+    @staticmethod
+    def _entry(session: Session, account: Account, kind: str, amount: int, at: datetime, note: str = "") -> None:
+        session.add(
+            Entry(
+                account_id=account.id,
+                kind=kind,
+                amount_fen=amount,
+                principal_after=account.principal_fen,
+                interest_after=account.interest_fen,
+                limit_after=account.limit_fen,
+                model_version=account.model_version,
+                decision_id=account.decision_id,
+                at=at,
+                note=note,
+            )
+        )
+        account.updated_at = at
+
+    @staticmethod
+    def _check_time(account: Account, at: datetime) -> None:
+        if at.date() <= account.accrued_through:
+            raise BankError(
+                f"credit account '{account.id}': interest is already accrued through {account.accrued_through}; "
+                f"a change dated {at.isoformat()} would rewrite it",
+                "refused",
+            )
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, account_id: str) -> AccountView:
+        with session_scope(self.engine) as session:
+            account = session.get(Account, account_id)
+            if account is None:
+                raise BankError(f"credit account '{account_id}' not found", "not_found")
+            return AccountView.of(account)
+
+    def for_merchant(self, merchant_id: str) -> AccountView:
+        with session_scope(self.engine) as session:
+            account = session.scalars(select(Account).where(Account.merchant_id == merchant_id)).first()
+            if account is None:
+                raise BankError(f"merchant '{merchant_id}' has no credit account", "not_found")
+            return AccountView.of(account)
+
+    def list(self) -> list[AccountView]:
+        with session_scope(self.engine) as session:
+            return [AccountView.of(a) for a in session.scalars(select(Account).order_by(Account.opened_at, Account.id))]
+
+    def entries(self, account_id: str) -> list[EntryView]:
+        self.get(account_id)
+        with session_scope(self.engine) as session:
+            rows = session.scalars(select(Entry).where(Entry.account_id == account_id).order_by(Entry.id))
+            return [
+                EntryView(e.kind, e.amount_fen, e.principal_after, e.interest_after, e.limit_after, e.model_version, e.decision_id, e.at.isoformat(), e.note)
+                for e in rows
+            ]
+
+    # -- requests ------------------------------------------------------------------------
+    def open(self, merchant_id: str, rows: Sequence[dict[str, Any]], version: str | None = None, *, now: datetime | None = None) -> AccountView:
+        """Score the merchant and open a line with the policy's limit (0 when declined)."""
+        outcome = self.scorer.evaluate([(merchant_id, rows)], version)[0]
+        if isinstance(outcome, BankError):
+            raise outcome
+        now = now or utcnow()
+        with write_transaction(self.engine) as session:
+            existing = session.scalars(select(Account.id).where(Account.merchant_id == outcome.merchant_id)).first()
+            if existing is not None:
+                raise BankError(f"merchant '{outcome.merchant_id}' already has credit account '{existing}'", "refused")
+            account_id = "CL-" + uuid.uuid4().hex[:10]
+            decision = self.scorer.record(session, outcome, "open", account_id, now)
+            account = Account(
+                id=account_id,
+                merchant_id=outcome.merchant_id,
+                status="open",
+                limit_fen=outcome.limit_fen,
+                principal_fen=0,
+                interest_fen=0,
+                interest_remainder=0,
+                annual_rate_bp=outcome.annual_rate_bp,
+                band=outcome.band,
+                pd=outcome.pd,
+                model_version=outcome.model_version,
+                decision_id=decision.decision_id,
+                opened_at=now,
+                accrued_through=now.date() - timedelta(days=1),
+                updated_at=now,
+            )
+            session.add(account)
+            session.flush()
+            self._entry(session, account, "open", 0, now, f"band {outcome.band}, PD {outcome.pd:.4f}")
+            return AccountView.of(account)
+
+    def draw(self, account_id: str, amount_fen: int, *, now: datetime | None = None) -> AccountView:
+        """Borrow `amount_fen` against the line; refused if it would exceed the limit."""
+        amount = _amount(amount_fen, "draw")
+        now = now or utcnow()
+        with write_transaction(self.engine) as session:
+            account = self._locked(session, account_id)
+            self._check_time(account, now)
+            available = max(account.limit_fen - account.principal_fen, 0)
+            if amount > available:
+                raise BankError(
+                    f"credit account '{account_id}': draw of {amount} fen exceeds the available {available} fen "
+                    f"(limit {account.limit_fen}, drawn {account.principal_fen})",
+                    "refused",
+                )
+            account.principal_fen += amount
+            self._entry(session, account, "draw", amount, now)
+            return AccountView.of(account)
+
+    def repay(self, account_id: str, amount_fen: int, *, now: datetime | None = None) -> AccountView:
+        """Pay back `amount_fen`: accrued interest first, then principal; no overpayment."""
+        amount = _amount(amount_fen, "repay")
+        now = now or utcnow()
+        with write_transaction(self.engine) as session:
+            account = self._locked(session, account_id)
+            self._check_time(account, now)
+            owed = account.interest_fen + account.principal_fen
+            if amount > owed:
+                raise BankError(
+                    f"credit account '{account_id}': repayment of {amount} fen exceeds the {owed} fen owed "
+                    f"(interest {account.interest_fen}, principal {account.principal_fen})",
+                    "refused",
+                )
+            to_interest = min(amount, account.interest_fen)
+            account.interest_fen -= to_interest
+            account.principal_fen -= amount - to_interest
+            self._entry(session, account, "repay", amount, now, f"interest {to_interest}, principal {amount - to_interest}")
+            return AccountView.of(account)
+
+    def accrue(self, through: date | None = None, account_id: str | None = None, *, now: datetime | None = None) -> dict[str, Any]:
+        """Post daily interest for every whole UTC day up to `through` (default: yesterday).
+
+        Each day's interest is on that day's end-of-day principal, read from the ledger, so a
+        late run posts exactly what daily runs would have. Running it twice posts nothing new.
+        """
+        now = now or utcnow()
+        through = through or (now.date() - timedelta(days=1))
+        if through >= now.date():
+            raise BankError(f"day {through} has not ended yet (UTC); accrue through {now.date() - timedelta(days=1)} at the latest", "invalid")
+        posted: dict[str, int] = {}
+        with write_transaction(self.engine) as session:
+            query = select(Account).where(Account.status == "open").order_by(Account.id).with_for_update()
+            if account_id is not None:
+                query = query.where(Account.id == account_id)
+            accounts = list(session.scalars(query))
+            if account_id is not None and not accounts:
+                raise BankError(f"credit account '{account_id}' not found", "not_found")
+            for account in accounts:
+                if account.accrued_through >= through:
+                    continue
+                history = list(
+                    session.execute(
+                        select(Entry.at, Entry.principal_after).where(Entry.account_id == account.id).order_by(Entry.id)
+                    )
+                )
+                total = 0
+                day = account.accrued_through + timedelta(days=1)
+                while day <= through:
+                    eod = 0
+                    for at, principal in history:
+                        if at.date() <= day:
+                            eod = principal
+                    fen, account.interest_remainder = accrue_day(eod, account.annual_rate_bp, account.interest_remainder)
+                    total += fen
+                    day += timedelta(days=1)
+                first = account.accrued_through + timedelta(days=1)
+                account.interest_fen += total
+                account.accrued_through = through
+                self._entry(session, account, "interest", total, now, f"days {first}..{through}")
+                posted[account.id] = total
+        return {"through": through.isoformat(), "accounts": len(posted), "interest_fen": sum(posted.values()), "posted": posted}
+
+    # -- promotion -----------------------------------------------------------------------
+    def plan_reevaluation(self, version: str) -> list[tuple[str, Any]]:
+        """Score every open line's latest inputs with `version` (no writes yet)."""
+        from server.scoring import Decision
+
+        with session_scope(self.engine) as session:
+            pairs = list(
+                session.execute(
+                    select(Account.id, Decision.merchant_id, Decision.inputs)
+                    .join(Decision, Decision.id == Account.decision_id)
+                    .where(Account.status == "open")
+                    .order_by(Account.id)
+                )
+            )
+        if not pairs:
+            return []
+        outcomes = self.scorer.evaluate([(merchant, inputs) for _, merchant, inputs in pairs], version)
+        return [(account_id, outcome) for (account_id, _, _), outcome in zip(pairs, outcomes, strict=True)]
+
+    def apply_reevaluation(self, session: Session, plans: list[tuple[str, Any]], *, now: datetime) -> list[dict[str, Any]]:
+        """Write the new limits (in the caller's transaction); a line whose merchant withdrew
+        consent or whose inputs no longer fit keeps its limit, and the reason is reported."""
+        changes = []
+        for account_id, outcome in plans:
+            account = self._locked(session, account_id)
+            if isinstance(outcome, BankError):
+                changes.append({"account_id": account_id, "merchant_id": account.merchant_id, "kept": account.limit_fen, "reason": str(outcome)})
+                continue
+            decision = self.scorer.record(session, outcome, "promotion", account_id, now)
+            old = account.limit_fen
+            account.limit_fen = outcome.limit_fen
+            account.annual_rate_bp = outcome.annual_rate_bp
+            account.band = outcome.band
+            account.pd = outcome.pd
+            account.model_version = outcome.model_version
+            account.decision_id = decision.decision_id
+            self._entry(session, account, "limit", outcome.limit_fen - old, now, f"re-evaluated with {outcome.model_version}: {old} -> {outcome.limit_fen}")
+            changes.append({"account_id": account_id, "merchant_id": account.merchant_id, "old_limit_fen": old, "new_limit_fen": outcome.limit_fen, "band": outcome.band, "pd": outcome.pd})
+        return changes

@@ -1,0 +1,141 @@
+"""Credit-limit policy: PD band x recent turnover, read from TOML, integer money (fen).
+
+A pure module: `CreditPolicy.decide(pd, amounts)` turns a default probability and the
+merchant's recent monthly amounts into a `LimitDecision`. Rounding is explicit: each monthly
+amount is converted to fen half-up, the mean turnover is floored to the fen, the limit is
+floored to `limit_step_fen` and capped at `max_limit_fen`.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from federation.config import setting
+from server.credit.errors import BankError
+
+DEFAULT_POLICY = "default_policy.toml"
+
+
+@dataclass(frozen=True)
+class Band:
+    """One PD band: merchants with PD <= `max_pd` (and above the previous band's) get it."""
+
+    name: str
+    max_pd: float
+    turnover_multiple_pct: int
+    annual_rate_bp: int
+
+
+@dataclass(frozen=True)
+class LimitDecision:
+    """What the policy decided for one merchant, in integer fen."""
+
+    band: str
+    pd: float
+    turnover_fen: int
+    limit_fen: int
+    annual_rate_bp: int
+
+
+def to_fen(amount: float, unit_fen: int) -> int:
+    """An amount in `unit_fen` units as whole fen, rounded half-up (0.005 yuan -> 1 fen)."""
+    if not math.isfinite(amount):
+        raise BankError(f"amount {amount!r} is not a finite number")
+    return int((Decimal(repr(float(amount))) * unit_fen).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class CreditPolicy:
+    """PD bands and the turnover rule; see `default_policy.toml` for every knob."""
+
+    bands: tuple[Band, ...]
+    turnover_months: int = 3
+    amount_unit_fen: int = 100
+    limit_step_fen: int = 10000
+    max_limit_fen: int = 100_000_000
+    source: str = "<built-in>"
+
+    def __post_init__(self) -> None:
+        where = self.source
+        if not self.bands:
+            raise BankError(f"{where}: a credit policy needs at least one [[band]]")
+        previous = -1.0
+        for band in self.bands:
+            if not previous < band.max_pd <= 1.0:
+                raise BankError(
+                    f"{where}: band '{band.name}': max_pd must increase and lie in (0, 1], got {band.max_pd}"
+                )
+            if band.turnover_multiple_pct < 0 or band.annual_rate_bp < 0:
+                raise BankError(f"{where}: band '{band.name}': multiple and rate must be >= 0")
+            previous = band.max_pd
+        if self.bands[-1].max_pd != 1.0:
+            raise BankError(f"{where}: the last band must have max_pd = 1.0 so every PD has a band")
+        for name in ("turnover_months", "amount_unit_fen", "limit_step_fen", "max_limit_fen"):
+            if getattr(self, name) < 1:
+                raise BankError(f"{where}: {name} must be a positive integer")
+
+    def band_for(self, pd: float) -> Band:
+        """The first band whose `max_pd` is at least `pd`."""
+        if not 0.0 <= pd <= 1.0 or math.isnan(pd):
+            raise BankError(f"default probability {pd!r} is outside [0, 1]")
+        return next(band for band in self.bands if pd <= band.max_pd)
+
+    def turnover_fen(self, amounts: Sequence[float]) -> int:
+        """Mean of the latest `turnover_months` monthly amounts, in fen, floored."""
+        recent = list(amounts)[-self.turnover_months :]
+        if not recent:
+            raise BankError("no monthly amounts to compute the recent turnover from")
+        total = sum(to_fen(a, self.amount_unit_fen) for a in recent)
+        return max(total, 0) // len(recent)
+
+    def decide(self, pd: float, amounts: Sequence[float]) -> LimitDecision:
+        """PD and monthly amounts (oldest first) -> band, turnover, limit and rate."""
+        band = self.band_for(pd)
+        turnover = self.turnover_fen(amounts)
+        raw = turnover * band.turnover_multiple_pct // 100
+        limit = min(raw // self.limit_step_fen * self.limit_step_fen, self.max_limit_fen)
+        return LimitDecision(band.name, float(pd), turnover, limit, band.annual_rate_bp)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> CreditPolicy:
+        try:
+            bands = tuple(
+                Band(
+                    name=str(b["name"]),
+                    max_pd=float(b["max_pd"]),
+                    turnover_multiple_pct=int(b["turnover_multiple_pct"]),
+                    annual_rate_bp=int(b["annual_rate_bp"]),
+                )
+                for b in data.get("band", [])
+            )
+            knobs = {
+                k: int(data[k])
+                for k in ("turnover_months", "amount_unit_fen", "limit_step_fen", "max_limit_fen")
+                if k in data
+            }
+        except KeyError as exc:
+            raise BankError(f"{source}: every [[band]] needs {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise BankError(f"{source}: {exc}") from None
+        return cls(bands=bands, source=source, **knobs)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> CreditPolicy:
+        """The policy at `path`, else `[bank] credit_policy` / `YINQI_CREDIT_POLICY`, else the default."""
+        path = path or setting("credit_policy", section_name="bank")
+        if path is None:
+            text = resources.files("server.credit").joinpath(DEFAULT_POLICY).read_text()
+            return cls.from_dict(tomllib.loads(text), source=DEFAULT_POLICY)
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise BankError(f"{path}: credit policy file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise BankError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))

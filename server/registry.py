@@ -1,0 +1,293 @@
+"""Model registry: every federated run's model as a numbered version with its provenance.
+
+A version (`v1`, `v2`, ...) records the model's content hash (`federation.model`'s
+`version_hash`: sha256 over weights and encoder), the federated AUC/KS, participants, rounds and
+ε per platform from the run's `report.json`, and its status: `candidate` when registered,
+`promoted` when it becomes the model that scores by default (the previous one is then
+`retired`). The model directory is copied into the registry's store so the files an auditor
+re-hashes are the ones that were registered; the hash is queued on the anchoring outbox
+(`kind="model"`, `ref=version`). Promotion re-evaluates every open credit line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Engine, Float, Integer, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from federation.config import data_dir
+from federation.storage import Base, session_scope
+from server.credit.db import UtcDateTime, bank_engine, url_of, utcnow, write_transaction
+from server.credit.errors import BankError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("model.pt", "encoder.json", "meta.json", "report.json")
+STATUSES = ("candidate", "promoted", "retired")
+
+
+class ModelVersion(Base):
+    """One registered model version."""
+
+    __tablename__ = "bank_model_versions"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    auc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ks: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rounds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    participants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    epsilon: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    anchor_leaf: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    promoted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "sha256": self.sha256,
+            "status": self.status,
+            "auc": self.auc,
+            "ks": self.ks,
+            "rounds": self.rounds,
+            "participants": list(self.participants or []),
+            "epsilon": dict(self.epsilon or {}),
+            "created_at": self.created_at.isoformat(),
+            "promoted_at": self.promoted_at.isoformat() if self.promoted_at else None,
+            "anchor_leaf": self.anchor_leaf,
+            "path": self.path,
+        }
+
+
+def anchor_record(version: str, sha256: str) -> bytes:
+    """The bytes anchored for a model: canonical JSON binding the version to its hash."""
+    return json.dumps({"kind": "model", "sha256": sha256, "version": version}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
+    """Federated AUC/KS, rounds, participants and ε per platform from a run's report.json.
+
+    Reads `server.fl.report.Report`'s layout: `final` metrics (else the last round's
+    `federated_auc`/`federated_ks`), `rounds` (a list), `participants`, `epsilon`, `refused` and
+    each round's `dropped`. Missing fields stay empty so a hand-made model can be registered.
+    """
+    rounds_list = [r for r in report.get("rounds", []) if isinstance(r, dict)] if isinstance(report.get("rounds"), list) else []
+    final = report.get("final") if isinstance(report.get("final"), dict) else {}
+    last = rounds_list[-1] if rounds_list else {}
+
+    def metric(name: str) -> float | None:
+        for source, key in ((final, f"federated_{name}"), (final, name), (last, f"federated_{name}"), (last, name), (report, name)):
+            value = _number(source.get(key))
+            if value is not None:
+                return value
+        return None
+
+    rounds = report["rounds"] if isinstance(report.get("rounds"), int) else (len(rounds_list) or None)
+    epsilon_raw = report.get("epsilon") if isinstance(report.get("epsilon"), dict) else {}
+    epsilon = {str(k): float(v) for k, v in epsilon_raw.items() if _number(v) is not None}
+    participants_raw = report.get("participants") or list(epsilon)
+    participants = sorted(str(p) for p in participants_raw) if isinstance(participants_raw, (list, tuple)) else []
+    dropped = sorted({str(d) for r in rounds_list for d in r.get("dropped", []) or []})
+    extra = {k: report[k] for k in ("refused", "engine", "mode", "settings", "test") if k in report and report[k]}
+    if dropped:
+        extra["dropped"] = dropped
+    for key in ("test_auc", "test_ks"):  # the bank's own held-out set, when the run had one
+        if _number(final.get(key)) is not None:
+            extra[key] = float(final[key])
+    return {"auc": metric("auc"), "ks": metric("ks"), "rounds": rounds, "participants": participants, "epsilon": epsilon, "extra": extra}
+
+
+class Registry:
+    """The model registry on one database; model files kept under `store` (default data dir)."""
+
+    def __init__(self, engine: Engine | str | None = None, store: str | Path | None = None) -> None:
+        self.engine = bank_engine(engine)
+        self.store = Path(store) if store else data_dir() / "models"
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, version: str) -> ModelVersion:
+        with session_scope(self.engine) as session:
+            row = session.get(ModelVersion, version)
+            if row is None:
+                known = session.scalars(select(ModelVersion.version).order_by(ModelVersion.number)).all()
+                raise BankError(f"model version '{version}' is not registered (known: {', '.join(known) or 'none'})", "not_found")
+            return row
+
+    def list(self) -> list[ModelVersion]:
+        with session_scope(self.engine) as session:
+            return list(session.scalars(select(ModelVersion).order_by(ModelVersion.number)))
+
+    def promoted(self) -> ModelVersion | None:
+        with session_scope(self.engine) as session:
+            return session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted")).first()
+
+    def resolve(self, version: str | None) -> ModelVersion:
+        """A named version, or the promoted one when `version` is empty."""
+        if version:
+            return self.get(version)
+        current = self.promoted()
+        if current is None:
+            raise BankError("no model version is promoted; name one (e.g. --model v1) or run `yinqi bank promote VERSION`", "refused")
+        return current
+
+    # -- writing -------------------------------------------------------------------------
+    def register(self, model_dir: str | Path, *, anchor: bool = True) -> ModelVersion:
+        """Register a model directory as the next version (the same model twice: same version)."""
+        from federation.model import load_model
+
+        model_dir = Path(model_dir)
+        loaded = load_model(model_dir)  # validates the directory and computes the content hash
+        report = loaded.report
+        with session_scope(self.engine) as session:
+            existing = session.scalars(select(ModelVersion).where(ModelVersion.sha256 == loaded.version_hash)).first()
+        if existing is not None:
+            return existing
+        info = summarize_report(report)
+        for _attempt in range(5):
+            try:
+                row = self._insert(model_dir, loaded.version_hash, info)
+                break
+            except IntegrityError:  # another registration took the number; the hash may be it
+                with session_scope(self.engine) as session:
+                    existing = session.scalars(select(ModelVersion).where(ModelVersion.sha256 == loaded.version_hash)).first()
+                if existing is not None:
+                    return existing
+        else:  # pragma: no cover - five concurrent registrations in a row
+            raise BankError("could not allocate a model version number; retry", "refused")
+        if anchor:
+            row = self.anchor(row.version) or row
+        return row
+
+    def _insert(self, model_dir: Path, sha256: str, info: dict[str, Any]) -> ModelVersion:
+        with write_transaction(self.engine) as session:
+            last = session.scalars(select(ModelVersion.number).order_by(ModelVersion.number.desc())).first()
+            number = (last or 0) + 1
+            version = f"v{number}"
+            target = self.store / version
+            row = ModelVersion(
+                version=version,
+                number=number,
+                sha256=sha256,
+                path=str(target.resolve()),
+                status="candidate",
+                auc=info["auc"],
+                ks=info["ks"],
+                rounds=info["rounds"],
+                participants=info["participants"],
+                epsilon=info["epsilon"],
+                summary=info["extra"],
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()  # the unique number/hash is checked before files are copied
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            for name in MODEL_FILES:
+                if (model_dir / name).is_file():
+                    shutil.copy2(model_dir / name, target / name)
+        return row
+
+    def anchor(self, version: str) -> ModelVersion | None:
+        """Queue the version's hash on the anchoring outbox (idempotent); None if unavailable."""
+        try:
+            from contracts.outbox import AnchorOutbox
+        except ImportError:
+            log.warning("contracts.outbox is not available: model %s is registered but not queued for anchoring", version)
+            return None
+        row = self.get(version)
+        leaf = AnchorOutbox(url_of(self.engine)).enqueue(anchor_record(row.version, row.sha256), kind="model", ref=row.version)
+        with session_scope(self.engine) as session:
+            stored = session.get(ModelVersion, version)
+            stored.anchor_leaf = leaf
+        return self.get(version)
+
+    def promote(self, version: str, *, policy: Any = None, now: datetime | None = None) -> dict[str, Any]:
+        """Make `version` the scoring default and re-evaluate every open credit line with it.
+
+        Returns the version and the re-evaluated lines (old and new limits). The promotion and
+        the new limits are one transaction: either all change or none.
+        """
+        from server.credit.accounts import CreditBook
+
+        target = self.get(version)
+        book = CreditBook(self.engine, registry=self, policy=policy)
+        plans = book.plan_reevaluation(target.version)  # scores every open line before writing
+        now = now or utcnow()
+        with write_transaction(self.engine) as session:
+            for row in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted").with_for_update()):
+                if row.version != version:
+                    row.status = "retired"
+            row = session.get(ModelVersion, version)
+            row.status = "promoted"
+            row.promoted_at = now
+            changes = book.apply_reevaluation(session, plans, now=now)
+        return {"version": version, "reevaluated": changes}
+
+
+def register_model(model_dir: str | Path, engine: Engine | str | None = None, store: str | Path | None = None) -> ModelVersion:
+    """Register a trained model directory (reads its report/meta; queues its hash for anchoring)."""
+    return Registry(engine, store).register(model_dir)
+
+
+def promote(version: str, engine: Engine | str | None = None) -> dict[str, Any]:
+    """Promote a version; open credit lines get limits from it."""
+    return Registry(engine).promote(version)
+
+
+def get(version: str, engine: Engine | str | None = None) -> ModelVersion:
+    return Registry(engine).get(version)
+
+
+def list_versions(engine: Engine | str | None = None) -> list[ModelVersion]:
+    return Registry(engine).list()
+
+
+def audit_model(version: str, rpc: str | None = None, engine: Engine | str | None = None, *, chain: Any = None) -> dict[str, Any]:
+    """Check a registered model as an auditor would; raise (BankError / ChainError) if it fails.
+
+    1. re-hash the stored model files and compare with the registry's sha256;
+    2. fetch the anchor proof of (kind="model", ref=version) from the outbox;
+    3. verify it on chain (`contracts.audit.verify_proof`), with the anchored record rebuilt
+       from the registry's version and hash, so a proof for another hash cannot pass.
+    """
+    from federation.model import load_model
+
+    registry = Registry(engine)
+    row = registry.get(version)
+    recomputed = load_model(row.path).version_hash
+    if recomputed != row.sha256:
+        raise BankError(
+            f"model {version}: the stored files at {row.path} hash to {recomputed}, the registry holds {row.sha256}: "
+            "the model changed after registration",
+            "refused",
+        )
+    try:
+        from contracts.audit import verify_proof
+        from contracts.outbox import AnchorOutbox
+    except ImportError:
+        raise BankError("the anchoring outbox (contracts.outbox) is not installed; cannot check the chain", "refused") from None
+    proof = AnchorOutbox(url_of(registry.engine)).proof_for("model", version)
+    if proof is None:
+        queued = "queued but not anchored yet: run `yinqi anchor flush`" if row.anchor_leaf else "not queued for anchoring"
+        raise BankError(f"model {version}: hash {row.sha256[:12]}… is {queued}", "refused")
+    verified = verify_proof(proof, rpc, chain=chain, data=anchor_record(row.version, row.sha256))
+    return {"version": version, "sha256": row.sha256, "files_match": True, **verified.as_dict()}

@@ -1,0 +1,301 @@
+"""Scoring: a consented merchant's features + a named model version -> PD -> credit limit.
+
+`Scorer.evaluate` is the computation (consent check, model, policy), `Scorer.record` stores the
+outcome as a `Decision` (model version, inputs' sha256, the inputs themselves so a later model
+can re-score them). A request is the merchant's recent feature rows (one per month, oldest
+first, or ordered by a `month` field): the newest row is scored, the latest months' `amount`
+give the turnover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from federation.config import setting
+from federation.features import FEATURE_LABEL, ID_COLUMNS
+from federation.storage import Base, session_scope
+from server.credit.db import UtcDateTime, bank_engine, url_of, utcnow
+from server.credit.errors import BankError
+from server.credit.policy import CreditPolicy
+from server.registry import Registry
+
+Row = dict[str, Any]
+ConsentCheck = Callable[[Sequence[str]], np.ndarray]
+
+
+class Decision(Base):
+    """One credit decision: who, which model, which inputs, what came out."""
+
+    __tablename__ = "bank_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[str] = mapped_column(String(128), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # score | open | promotion
+    account_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    model_version: Mapped[str] = mapped_column(String(32))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    inputs_hash: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[list[Row]] = mapped_column(JSON)
+    pd: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(32))
+    turnover_fen: Mapped[int] = mapped_column(BigInteger)
+    limit_fen: Mapped[int] = mapped_column(BigInteger)
+    annual_rate_bp: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A scored merchant before (or after, with `decision_id`) it is stored."""
+
+    merchant_id: str
+    model_version: str
+    model_sha256: str
+    pd: float
+    band: str
+    turnover_fen: int
+    limit_fen: int
+    annual_rate_bp: int
+    inputs_hash: str
+    inputs: tuple[Row, ...]
+    decision_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("inputs")
+        return data
+
+
+def _clean_value(merchant_id: str, name: str, value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        value = float(value)  # one canonical form: the same inputs hash in-process and over gRPC
+        if not math.isfinite(value):
+            raise BankError(f"merchant '{merchant_id}': feature '{name}' is {value}; expected a finite number")
+        return value
+    if isinstance(value, str):
+        return value
+    raise BankError(f"merchant '{merchant_id}': feature '{name}' has type {type(value).__name__}; expected a number or text")
+
+
+def canonical_rows(merchant_id: str, rows: Sequence[Row]) -> tuple[Row, ...]:
+    """Rows with plain JSON values, ordered by `month` when every row has one."""
+    if not merchant_id or not str(merchant_id).strip():
+        raise BankError("merchant id is empty")
+    if not rows:
+        raise BankError(f"merchant '{merchant_id}': no feature rows to score")
+    clean = [{str(k): _clean_value(merchant_id, str(k), v) for k, v in row.items()} for row in rows]
+    if all("month" in row for row in clean):
+        clean.sort(key=lambda row: str(row["month"]))
+    return tuple(clean)
+
+
+def inputs_hash(merchant_id: str, rows: Sequence[Row]) -> str:
+    """sha256 of the canonical JSON of (merchant id, rows): what a decision was made on."""
+    payload = json.dumps({"merchant_id": merchant_id, "rows": list(rows)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def default_consent_check(db_url: str) -> ConsentCheck:
+    """Consent as recorded by the platforms' consent books (`clients.consent`) on `db_url`."""
+    from clients.consent import ConsentBook
+
+    return ConsentBook(db_url).consented
+
+
+class Scorer:
+    """Scores merchants with registered models under one credit policy.
+
+    Parameters
+    ----------
+    engine:
+        The bank's database (Engine or URL; default: the configured one).
+    registry:
+        Where model versions are looked up (default: a `Registry` on the same engine).
+    policy:
+        The credit-limit policy (default: `CreditPolicy.load()`).
+    consent:
+        `ids -> bool mask` of merchants that consented (default: the consent books on
+        `consent_db_url`, else `[bank] consent_db` / `YINQI_CONSENT_DB`, else the bank's own
+        database).
+    """
+
+    def __init__(
+        self,
+        engine: Engine | str | None = None,
+        *,
+        registry: Registry | None = None,
+        policy: CreditPolicy | None = None,
+        consent: ConsentCheck | None = None,
+        consent_db_url: str | None = None,
+    ) -> None:
+        self.engine = bank_engine(engine)
+        self.registry = registry or Registry(self.engine)
+        self.policy = policy or CreditPolicy.load()
+        consent_url = consent_db_url or setting("consent_db", section_name="bank") or url_of(self.engine)
+        self.consent = consent or default_consent_check(str(consent_url))
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def model(self, version: str | None) -> tuple[str, str, Any]:
+        """(version, sha256, loaded model); files are re-hashed once per process on first use."""
+        row = self.registry.resolve(version)
+        with self._lock:
+            cached = self._models.get(row.version)
+            if cached is None:
+                from federation.model import load_model
+
+                loaded = load_model(row.path)
+                if loaded.version_hash != row.sha256:
+                    raise BankError(
+                        f"model {row.version}: files at {row.path} hash to {loaded.version_hash[:12]}…, "
+                        f"registered {row.sha256[:12]}…; refusing to score with a changed model",
+                        "refused",
+                    )
+                cached = self._models[row.version] = loaded
+        return row.version, row.sha256, cached
+
+    def evaluate(
+        self, requests: Sequence[tuple[str, Sequence[Row]]], version: str | None = None
+    ) -> list[Outcome | BankError]:
+        """Score many merchants with one model; per merchant an `Outcome` or the reason why not."""
+        import pandas as pd
+
+        name, sha256, model = self.model(version)
+        prepared: list[tuple[str, tuple[Row, ...]] | BankError] = []
+        for merchant_id, rows in requests:
+            try:
+                prepared.append((str(merchant_id), canonical_rows(str(merchant_id), rows)))
+            except BankError as exc:
+                prepared.append(exc)
+        ids = [p[0] for p in prepared if not isinstance(p, BankError)]
+        mask = iter(np.asarray(self.consent(ids), dtype=bool)) if ids else iter(())
+        results: list[Outcome | BankError] = [None] * len(prepared)  # type: ignore[list-item]
+        scorable: list[tuple[int, str, tuple[Row, ...]]] = []
+        for i, item in enumerate(prepared):
+            if isinstance(item, BankError):
+                results[i] = item
+            elif not next(mask):
+                results[i] = BankError(
+                    f"merchant '{item[0]}' has not consented (or has withdrawn consent) to credit scoring", "refused"
+                )
+            else:
+                scorable.append((i, *item))
+        columns = list(model.encoder.columns)
+        numeric = set(model.encoder.numeric)
+        ready: list[tuple[int, str, tuple[Row, ...]]] = []
+        frame_rows = []
+        for i, merchant_id, rows in scorable:  # checked per merchant: one bad row fails only its merchant
+            newest = rows[-1]
+            missing = [c for c in columns if c not in newest]
+            text = [c for c in columns if c in numeric and isinstance(newest.get(c), str)]
+            if missing:
+                results[i] = BankError(f"merchant '{merchant_id}': feature '{missing[0]}' missing; model {name} expects {columns}")
+            elif text:
+                results[i] = BankError(f"merchant '{merchant_id}': feature '{text[0]}' is {newest[text[0]]!r}; expected a number")
+            else:
+                ready.append((i, merchant_id, rows))
+                frame_rows.append({c: newest[c] for c in columns})
+        scorable = ready
+        if scorable:
+            pds = model.predict_proba(pd.DataFrame(frame_rows, columns=columns), file="<score request>")
+            for (i, merchant_id, rows), pd_value in zip(scorable, pds, strict=True):
+                try:
+                    amounts = [float(r["amount"]) for r in rows if "amount" in r]
+                    if len(amounts) != len(rows):
+                        raise BankError(f"merchant '{merchant_id}': every row needs 'amount' (monthly turnover) for the limit")
+                    limit = self.policy.decide(float(pd_value), amounts)
+                except (BankError, ValueError, TypeError) as exc:
+                    results[i] = exc if isinstance(exc, BankError) else BankError(f"merchant '{merchant_id}': {exc}")
+                    continue
+                results[i] = Outcome(
+                    merchant_id=merchant_id,
+                    model_version=name,
+                    model_sha256=sha256,
+                    pd=limit.pd,
+                    band=limit.band,
+                    turnover_fen=limit.turnover_fen,
+                    limit_fen=limit.limit_fen,
+                    annual_rate_bp=limit.annual_rate_bp,
+                    inputs_hash=inputs_hash(merchant_id, rows),
+                    inputs=rows,
+                )
+        return results
+
+    @staticmethod
+    def _row(outcome: Outcome, purpose: str, account_id: str | None, now: datetime) -> Decision:
+        return Decision(
+            merchant_id=outcome.merchant_id,
+            purpose=purpose,
+            account_id=account_id,
+            model_version=outcome.model_version,
+            model_sha256=outcome.model_sha256,
+            inputs_hash=outcome.inputs_hash,
+            inputs=list(outcome.inputs),
+            pd=outcome.pd,
+            band=outcome.band,
+            turnover_fen=outcome.turnover_fen,
+            limit_fen=outcome.limit_fen,
+            annual_rate_bp=outcome.annual_rate_bp,
+            created_at=now,
+        )
+
+    @classmethod
+    def record(cls, session: Session, outcome: Outcome, purpose: str, account_id: str | None = None, now: datetime | None = None) -> Outcome:
+        """Store the decision in `session` (the caller's transaction); returns it with its id."""
+        return cls.record_many(session, [outcome], purpose, account_id, now)[0]
+
+    @classmethod
+    def record_many(cls, session: Session, outcomes: Sequence[Outcome], purpose: str, account_id: str | None = None, now: datetime | None = None) -> list[Outcome]:
+        """Store several decisions with one flush (one multi-row INSERT where the backend can)."""
+        now = now or utcnow()
+        rows = [cls._row(o, purpose, account_id, now) for o in outcomes]
+        session.add_all(rows)
+        session.flush()
+        return [replace(o, decision_id=row.id) for o, row in zip(outcomes, rows, strict=True)]
+
+    def score(self, merchant_id: str, rows: Sequence[Row], version: str | None = None) -> Outcome:
+        """Score one merchant and store the decision; `BankError` (nothing stored) if refused."""
+        result = self.evaluate([(merchant_id, rows)], version)[0]
+        if isinstance(result, BankError):
+            raise result
+        with session_scope(self.engine) as session:
+            return self.record(session, result, "score")
+
+    def score_batch(self, requests: Sequence[tuple[str, Sequence[Row]]], version: str | None = None) -> list[Outcome | BankError]:
+        """Score many merchants; decisions of the scored ones stored in one transaction."""
+        results = self.evaluate(requests, version)
+        scored = [r for r in results if not isinstance(r, BankError)]
+        with session_scope(self.engine) as session:
+            stored = iter(self.record_many(session, scored, "score") if scored else [])
+        return [r if isinstance(r, BankError) else next(stored) for r in results]
+
+
+def rows_from_frame(frame: Any, merchant_id: str | None = None) -> dict[str, list[Row]]:
+    """A feature table (pandas) -> rows per merchant (label dropped, month kept for ordering)."""
+    frame = frame.drop(columns=[c for c in (FEATURE_LABEL,) if c in frame.columns])
+    if "merchant_id" not in frame.columns:
+        if merchant_id is None:
+            raise BankError("the feature table has no 'merchant_id' column; name the merchant")
+        return {merchant_id: frame.to_dict(orient="records")}
+    frame = frame.astype({"merchant_id": str})
+    if merchant_id is not None:
+        frame = frame[frame["merchant_id"] == str(merchant_id)]
+        if frame.empty:
+            raise BankError(f"merchant '{merchant_id}' has no rows in the feature table", "not_found")
+    out: dict[str, list[Row]] = {}
+    for mid, group in frame.groupby("merchant_id", sort=False):
+        out[str(mid)] = group.drop(columns=[c for c in ID_COLUMNS if c not in ("month",) and c in group.columns]).to_dict(orient="records")
+    return out

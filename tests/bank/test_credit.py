@@ -1,0 +1,192 @@
+"""Credit lines: open from a decision, draw and repay as you go, daily interest, promotion."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from clients.consent import ConsentBook
+from federation.storage import _engines, session_scope
+from server.credit.accounts import CreditBook, Entry
+from server.credit.errors import BankError
+from server.registry import Registry
+from server.scoring import Decision, Scorer
+from tests.bank.conftest import merchant_rows
+
+ROWS = merchant_rows([1000.0, 2000.0, 3000.0])  # turnover 200,000 fen a month
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def bank(db_url, make_model, tmp_path):
+    """v1 (PD 3 %, band B: 2 x turnover, 9 % a year) promoted; m1 and m2 consented."""
+    registry = Registry(db_url, tmp_path / "store")
+    registry.register(make_model(0.03), anchor=False)
+    registry.promote("v1")
+    ConsentBook(db_url).grant(["m1", "m2"])
+    return CreditBook(db_url, registry=registry)
+
+
+def _counts(book):
+    with session_scope(book.engine) as session:
+        return (
+            session.scalar(select(func.count()).select_from(Entry)),
+            session.scalar(select(func.count()).select_from(Decision)),
+        )
+
+
+def test_open_sets_limit_from_pd_band_and_turnover(bank):
+    line = bank.open("m1", ROWS, now=T0)
+    assert (line.band, line.limit_fen, line.annual_rate_bp, line.model_version) == ("B", 400_000, 900, "v1")
+    assert line.available_fen == 400_000
+    assert line.accrued_through == "2026-02-28"
+
+
+def test_decision_stores_model_version_and_inputs_hash(bank):
+    from server.scoring import inputs_hash
+
+    line = bank.open("m1", ROWS, now=T0)
+    with session_scope(bank.engine) as session:
+        decision = session.get(Decision, line.decision_id)
+        assert (decision.purpose, decision.model_version, decision.account_id) == ("open", "v1", line.account_id)
+        assert decision.inputs_hash == inputs_hash("m1", decision.inputs)
+        assert len(decision.inputs_hash) == 64
+
+
+def test_draw_and_repay_ledger(bank):
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 150_000, now=T0)
+    bank.draw(line.account_id, 50_000, now=T0)
+    after = bank.repay(line.account_id, 120_000, now=T0)
+    assert (after.principal_fen, after.available_fen) == (80_000, 320_000)
+    assert [(e.kind, e.amount_fen, e.principal_after) for e in bank.entries(line.account_id)] == [
+        ("open", 0, 0),
+        ("draw", 150_000, 150_000),
+        ("draw", 50_000, 200_000),
+        ("repay", 120_000, 80_000),
+    ]
+
+
+def test_daily_interest_on_end_of_day_principal_then_repay_interest_first(bank):
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 365_000, now=datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    bank.draw(line.account_id, 35_000, now=datetime(2026, 3, 3, 9, 0, tzinfo=UTC))
+    result = bank.accrue(date(2026, 3, 4), now=datetime(2026, 3, 5, 8, 0, tzinfo=UTC))
+    # 9 % a year: 365,000 fen -> 90 fen/day (Mar 1, 2); 400,000 fen -> 98.63 fen/day (Mar 3, 4):
+    # 98 posted + 0.63 carried, then 98.63 + 0.63 = 99.26 -> 99 posted
+    assert result["posted"] == {line.account_id: 90 + 90 + 98 + 99}
+    assert bank.get(line.account_id).interest_fen == 377
+    paid = bank.repay(line.account_id, 1_000, now=datetime(2026, 3, 5, 9, 0, tzinfo=UTC))
+    assert (paid.interest_fen, paid.principal_fen) == (0, 400_000 - 623)
+
+
+def test_accrual_twice_posts_nothing_new(bank):
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 365_000, now=T0)
+    now = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
+    bank.accrue(date(2026, 3, 2), now=now)
+    assert bank.accrue(date(2026, 3, 2), now=now)["interest_fen"] == 0
+    assert bank.get(line.account_id).interest_fen == 180
+
+
+def test_accruing_a_day_that_has_not_ended_is_refused(bank):
+    bank.open("m1", ROWS, now=T0)
+    with pytest.raises(BankError, match="has not ended yet"):
+        bank.accrue(date(2026, 3, 1), now=T0)
+
+
+def test_draw_over_the_limit_is_refused_and_changes_nothing(bank):
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 300_000, now=T0)
+    before = (bank.get(line.account_id), _counts(bank))
+    with pytest.raises(BankError, match="draw of 100001 fen exceeds the available 100000 fen") as info:
+        bank.draw(line.account_id, 100_001, now=T0)
+    assert info.value.kind == "refused"
+    assert (bank.get(line.account_id), _counts(bank)) == before
+
+
+def test_repay_on_unknown_account_is_refused_and_changes_nothing(bank):
+    bank.open("m1", ROWS, now=T0)
+    before = _counts(bank)
+    with pytest.raises(BankError, match="credit account 'CL-nope' not found") as info:
+        bank.repay("CL-nope", 100, now=T0)
+    assert info.value.kind == "not_found"
+    assert _counts(bank) == before
+
+
+def test_overpayment_and_non_positive_amounts_are_refused(bank):
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 1_000, now=T0)
+    with pytest.raises(BankError, match="exceeds the 1000 fen owed"):
+        bank.repay(line.account_id, 1_001, now=T0)
+    with pytest.raises(BankError, match="positive whole number"):
+        bank.draw(line.account_id, 0, now=T0)
+    assert bank.get(line.account_id).principal_fen == 1_000
+
+
+def test_score_or_open_without_consent_is_refused_and_stores_nothing(bank, db_url):
+    ConsentBook(db_url).withdraw(["m2"])
+    before = _counts(bank)
+    with pytest.raises(BankError, match="merchant 'm2' has not consented") as info:
+        bank.open("m2", ROWS, now=T0)
+    assert info.value.kind == "refused"
+    with pytest.raises(BankError, match="merchant 'never' has not consented"):
+        Scorer(bank.engine, registry=bank._registry).score("never", ROWS)
+    assert _counts(bank) == before
+    assert bank.list() == []
+
+
+def test_second_line_for_a_merchant_is_refused(bank):
+    bank.open("m1", ROWS, now=T0)
+    with pytest.raises(BankError, match="already has credit account"):
+        bank.open("m1", ROWS, now=T0)
+
+
+def test_promotion_re_evaluates_open_lines(bank, make_model, db_url):
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 100_000, now=T0)
+    withdrawn = bank.open("m2", ROWS, now=T0)
+    ConsentBook(db_url).withdraw(["m2"])
+    registry = bank._registry
+    registry.register(make_model(0.01), anchor=False)  # PD 1 %: band A, 3 x turnover, 6 %
+    result = registry.promote("v2", now=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    updated = bank.get(line.account_id)
+    assert (updated.limit_fen, updated.band, updated.annual_rate_bp, updated.model_version) == (600_000, "A", 600, "v2")
+    assert updated.principal_fen == 100_000
+    assert bank.entries(line.account_id)[-1].kind == "limit"
+    assert bank.entries(line.account_id)[-1].amount_fen == 200_000
+    changes = {c["account_id"]: c for c in result["reevaluated"]}
+    assert changes[line.account_id]["new_limit_fen"] == 600_000
+    assert "has not consented" in changes[withdrawn.account_id]["reason"]
+    assert bank.get(withdrawn.account_id).limit_fen == 400_000
+
+
+def test_credit_accounts_survive_reopening_the_database(bank, db_url, tmp_path):
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 365_000, now=T0)
+    bank.accrue(date(2026, 3, 1), now=datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
+    before = (bank.get(line.account_id), bank.entries(line.account_id))
+    _engines.pop(db_url).dispose()  # the bank restarts
+    reopened = CreditBook(db_url, registry=Registry(db_url, tmp_path / "store"))
+    assert (reopened.get(line.account_id), reopened.entries(line.account_id)) == before
+    assert reopened.get(line.account_id).interest_fen == 90
+
+
+def test_concurrent_draws_never_exceed_the_limit(bank):
+    from concurrent.futures import ThreadPoolExecutor
+
+    line = bank.open("m1", ROWS, now=T0)
+
+    def draw(_: int) -> bool:
+        try:
+            bank.draw(line.account_id, 50_000)
+            return True
+        except BankError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(draw, range(10)))
+    assert results.count(True) == 8  # 8 x 50,000 = the 400,000 fen limit
+    assert bank.get(line.account_id).principal_fen == 400_000
