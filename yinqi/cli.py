@@ -14,6 +14,7 @@ import traceback
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from federation.errors import YinqiError
 
@@ -73,7 +74,8 @@ def main() -> None:
     except YinqiError as exc:
         if os.environ.get("YINQI_VERBOSE"):
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # The message is plain text: no rich markup, so "[field]" in a message survives.
+        err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

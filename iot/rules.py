@@ -1,0 +1,169 @@
+"""Monitoring rules (idle, geofence, fuel per working hour), configured in TOML.
+
+Every check is a pure function of the configuration and the facts handed in: the monitor owns
+the state and the clock; these functions only say pass or fail and why (the evidence).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from iot.errors import IotError
+
+Severity = Literal["info", "warning", "critical"]
+RULES = ("idle", "geofence", "fuel")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdleRule(_Strict):
+    threshold_hours: float = Field(24.0, gt=0)
+    severity: Severity = "warning"
+
+
+class FuelRule(_Strict):
+    max_litres_per_hour: float = Field(10.0, gt=0)
+    window_hours: float = Field(0.25, gt=0)
+    severity: Severity = "warning"
+
+
+class Box(_Strict):
+    lat_min: float = 30.0
+    lat_max: float = 40.0
+    lon_min: float = 110.0
+    lon_max: float = 120.0
+
+    def contains(self, lat: float, lon: float) -> bool:
+        return self.lat_min <= lat <= self.lat_max and self.lon_min <= lon <= self.lon_max
+
+
+class Zone(_Strict):
+    name: str
+    polygon: list[tuple[float, float]] = Field(min_length=3)
+    devices: list[str] = []
+    leases: list[str] = []
+
+    def contains(self, lat: float, lon: float) -> bool:
+        return point_in_polygon(lat, lon, self.polygon)
+
+
+class GeofenceRule(_Strict):
+    severity: Severity = "critical"
+    default: Box = Box()
+    zones: list[Zone] = []
+
+
+class Rules(_Strict):
+    """The whole rule set; `Rules()` is the shipped default."""
+
+    idle: IdleRule = IdleRule()
+    fuel: FuelRule = FuelRule()
+    geofence: GeofenceRule = GeofenceRule()
+    leases: dict[str, list[str]] = {}
+    _lease_of: dict[str, str] = PrivateAttr(default_factory=dict)
+    _zones_cache: dict[str, list[Zone]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _index(self) -> "Rules":
+        self._lease_of = {d: lease for lease, devices in self.leases.items() for d in devices}
+        self._zones_cache: dict[str, list[Zone]] = {}
+        return self
+
+    def lease_of(self, device_id: str) -> str | None:
+        return self._lease_of.get(device_id)
+
+    def zones_for(self, device_id: str) -> list[Zone]:
+        """The zones a device must stay in: its own and its lease's (empty: the default box)."""
+        cached = self._zones_cache.get(device_id)
+        if cached is None:
+            lease = self.lease_of(device_id)
+            cached = [
+                z for z in self.geofence.zones if device_id in z.devices or (lease and lease in z.leases)
+            ]
+            self._zones_cache[device_id] = cached
+        return cached
+
+    def severity(self, rule: str) -> str:
+        return getattr(self, rule).severity
+
+
+def load_rules(path: str | Path | None = None) -> Rules:
+    """Rules from a TOML file; None: the defaults shipped as `iot/rules.toml`."""
+    if path is None:
+        text = (Path(__file__).with_name("rules.toml")).read_text(encoding="utf-8")
+        where = "iot/rules.toml"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise IotError(f"{path}: rules file not found") from None
+        where = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise IotError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        return Rules.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise IotError(f"{where}: field '{field}': {err['msg']}") from None
+
+
+def point_in_polygon(lat: float, lon: float, polygon: list[tuple[float, float]]) -> bool:
+    """Ray casting (even-odd rule) on (lat, lon) vertices; points on an edge count as inside."""
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        y1, x1 = polygon[i]
+        y2, x2 = polygon[(i + 1) % n]
+        # on the edge: collinear and within the segment's bounding box
+        cross = (x2 - x1) * (lat - y1) - (y2 - y1) * (lon - x1)
+        if abs(cross) < 1e-12 and min(x1, x2) <= lon <= max(x1, x2) and min(y1, y2) <= lat <= max(y1, y2):
+            return True
+        if (y1 > lat) != (y2 > lat):
+            x_at = x1 + (lat - y1) * (x2 - x1) / (y2 - y1)
+            if lon < x_at:
+                inside = not inside
+    return inside
+
+
+Check = tuple[bool, dict[str, Any]]
+"""(failing, evidence): evidence is the facts a reader needs to see why."""
+
+
+def check_geofence(rules: Rules, device_id: str, lat: float, lon: float) -> Check:
+    zones = rules.zones_for(device_id)
+    if zones:
+        inside = [z.name for z in zones if z.contains(lat, lon)]
+        evidence: dict[str, Any] = {"lat": lat, "lon": lon, "zones": [z.name for z in zones]}
+        return (not inside, evidence)
+    box = rules.geofence.default
+    evidence = {"lat": lat, "lon": lon, "box": [box.lat_min, box.lat_max, box.lon_min, box.lon_max]}
+    return (not box.contains(lat, lon), evidence)
+
+
+def check_fuel(rules: Rules, hours: float, litres: float) -> Check | None:
+    """Fuel burned per working hour between two readings `hours` working hours apart.
+
+    None while the readings are closer than the window (no verdict yet).
+    """
+    if hours < rules.fuel.window_hours:
+        return None
+    rate = litres / hours
+    limit = rules.fuel.max_litres_per_hour
+    evidence = {"litres": round(litres, 3), "hours": round(hours, 3), "litres_per_hour": round(rate, 3), "limit": limit}
+    return (rate > limit, evidence)
+
+
+def check_idle(rules: Rules, last_ts: datetime, now: datetime) -> Check:
+    silent_h = (now - last_ts).total_seconds() / 3600
+    evidence = {"last_seen": last_ts.isoformat(), "silent_hours": round(silent_h, 3), "threshold_hours": rules.idle.threshold_hours}
+    return (silent_h > rules.idle.threshold_hours, evidence)

@@ -1,0 +1,266 @@
+"""The monitor's durable state: alerts, the delivery outbox, dead letters, devices, usage.
+
+All tables live on `federation.storage.Base` (SQLite by default, PostgreSQL by URL). An alert
+event is written together with its outbox row in one transaction before the MQTT message that
+caused it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, Float, Integer, LargeBinary, String, Text, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, mapped_column
+
+from federation.storage import Base, engine_for, ensure_tables, session_scope
+from iot.alerts import Alert, canonical_json
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive: they were stored as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class AlertRow(Base):
+    """Every alert episode the monitor raised, with its current state."""
+
+    __tablename__ = "iot_alerts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), index=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    evidence: Mapped[str] = mapped_column(Text)
+    lease_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+    def to_alert(self) -> Alert:
+        return Alert(
+            id=self.id,
+            device_id=self.device_id,
+            rule=self.rule,
+            severity=self.severity,
+            state=self.state,  # type: ignore[arg-type]
+            raised_at=_utc(self.raised_at),  # type: ignore[arg-type]
+            cleared_at=_utc(self.cleared_at),
+            evidence=json.loads(self.evidence),
+            lease_id=self.lease_id,
+        )
+
+
+class OutboxRow(Base):
+    """An alert event waiting for (or done with) delivery to the bank."""
+
+    __tablename__ = "iot_outbox"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    duplicate: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DeadLetterRow(Base):
+    """A telemetry message the monitor could not accept, kept with its reason."""
+
+    __tablename__ = "iot_dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    topic: Mapped[str] = mapped_column(String(256))
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str] = mapped_column(String(512), index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeviceRow(Base):
+    """Last known reading of each device (restores idle detection after a monitor restart)."""
+
+    __tablename__ = "iot_devices"
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    working_hours: Mapped[float] = mapped_column(Float)
+    fuel_l: Mapped[float] = mapped_column(Float)
+
+
+class UsageRow(Base):
+    """First and last meter readings of a device in a calendar month (UTC)."""
+
+    __tablename__ = "iot_usage"
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    first_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_hours: Mapped[float] = mapped_column(Float)
+    last_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_hours: Mapped[float] = mapped_column(Float)
+    first_fuel: Mapped[float] = mapped_column(Float)
+    last_fuel: Mapped[float] = mapped_column(Float)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
+@dataclass
+class Usage:
+    """Meter readings of one device-month, merged in memory before a flush."""
+
+    first_ts: datetime
+    first_hours: float
+    first_fuel: float
+    last_ts: datetime
+    last_hours: float
+    last_fuel: float
+    readings: int = 1
+
+    def add(self, ts: datetime, hours: float, fuel: float) -> None:
+        if ts < self.first_ts:
+            self.first_ts, self.first_hours, self.first_fuel = ts, hours, fuel
+        if ts >= self.last_ts:
+            self.last_ts, self.last_hours, self.last_fuel = ts, hours, fuel
+        self.readings += 1
+
+
+class IotStore:
+    """Typed access to the monitor's tables on one engine."""
+
+    def __init__(self, db_url: str | None = None, engine: Engine | None = None) -> None:
+        self.engine = engine or engine_for(db_url)
+        ensure_tables(self.engine)
+
+    # alerts + outbox -------------------------------------------------------------------
+    def record_alerts(self, events: list[Alert]) -> None:
+        """Store alert events and queue them for delivery, in one transaction."""
+        with session_scope(self.engine) as s:
+            for event in events:
+                row = s.get(AlertRow, event.id)
+                if row is None:
+                    row = AlertRow(id=event.id, device_id=event.device_id, rule=event.rule,
+                                   severity=event.severity, raised_at=event.raised_at,
+                                   evidence=canonical_json(event.evidence), lease_id=event.lease_id)
+                    s.add(row)
+                row.state = event.state
+                row.cleared_at = event.cleared_at
+                s.add(OutboxRow(alert_id=event.id, state=event.state,
+                                payload=canonical_json(event.to_dict()), attempts=0, duplicate=0))
+
+    def active_alerts(self) -> list[Alert]:
+        with session_scope(self.engine) as s:
+            rows = s.scalars(select(AlertRow).where(AlertRow.state == "raised")).all()
+            return [r.to_alert() for r in rows]
+
+    def alerts(self, device_id: str | None = None, state: str | None = None, limit: int = 0) -> list[Alert]:
+        with session_scope(self.engine) as s:
+            q = select(AlertRow).order_by(AlertRow.raised_at, AlertRow.id)
+            if device_id:
+                q = q.where(AlertRow.device_id == device_id)
+            if state:
+                q = q.where(AlertRow.state == state)
+            if limit:
+                q = q.limit(limit)
+            return [r.to_alert() for r in s.scalars(q).all()]
+
+    def pending(self, limit: int = 100) -> list[tuple[int, Alert]]:
+        with session_scope(self.engine) as s:
+            q = select(OutboxRow).where(OutboxRow.delivered_at.is_(None)).order_by(OutboxRow.seq).limit(limit)
+            return [(r.seq, Alert.from_dict(json.loads(r.payload))) for r in s.scalars(q).all()]
+
+    def mark_delivered(self, seq: int, duplicate: bool) -> None:
+        with session_scope(self.engine) as s:
+            row = s.get(OutboxRow, seq)
+            row.delivered_at = _now()
+            row.attempts += 1
+            row.duplicate = int(duplicate)
+
+    def mark_failed(self, seq: int, error: str) -> None:
+        with session_scope(self.engine) as s:
+            row = s.get(OutboxRow, seq)
+            row.attempts += 1
+            row.last_error = error[:500]
+
+    def outbox_counts(self) -> dict[str, int]:
+        with session_scope(self.engine) as s:
+            total = s.scalar(select(func.count()).select_from(OutboxRow)) or 0
+            pending = s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.delivered_at.is_(None))) or 0
+            return {"total": total, "pending": pending, "delivered": total - pending}
+
+    # dead letters ------------------------------------------------------------------------
+    def dead_letter(self, topic: str, payload: bytes, reason: str, device_id: str | None) -> None:
+        with session_scope(self.engine) as s:
+            s.add(DeadLetterRow(topic=topic[:256], payload=payload[:4096], reason=reason[:512], device_id=device_id))
+
+    def dead_letters(self, limit: int = 50) -> list[DeadLetterRow]:
+        with session_scope(self.engine) as s:
+            rows = list(s.scalars(select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)).all())
+            for r in rows:
+                r.received_at = _utc(r.received_at)
+            return rows
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        with session_scope(self.engine) as s:
+            rows = s.execute(select(DeadLetterRow.reason, func.count()).group_by(DeadLetterRow.reason)).all()
+            return {reason: n for reason, n in rows}
+
+    # devices and usage ---------------------------------------------------------------------
+    def save_devices(self, devices: dict[str, tuple[datetime, float, float, float, float]],
+                     usage: dict[tuple[str, str], Usage]) -> None:
+        """Persist device snapshots and merge usage aggregates (one transaction)."""
+        with session_scope(self.engine) as s:
+            for device_id, (ts, lat, lon, hours, fuel) in devices.items():
+                row = s.get(DeviceRow, device_id)
+                if row is None:
+                    s.add(DeviceRow(device_id=device_id, last_ts=ts, lat=lat, lon=lon, working_hours=hours, fuel_l=fuel))
+                elif _utc(row.last_ts) <= ts:
+                    row.last_ts, row.lat, row.lon, row.working_hours, row.fuel_l = ts, lat, lon, hours, fuel
+            for (device_id, month), u in usage.items():
+                row = s.get(UsageRow, (device_id, month))
+                if row is None:
+                    s.add(UsageRow(device_id=device_id, month=month, first_ts=u.first_ts, first_hours=u.first_hours,
+                                   first_fuel=u.first_fuel, last_ts=u.last_ts, last_hours=u.last_hours,
+                                   last_fuel=u.last_fuel, readings=u.readings))
+                    continue
+                if u.first_ts < _utc(row.first_ts):
+                    row.first_ts, row.first_hours, row.first_fuel = u.first_ts, u.first_hours, u.first_fuel
+                if u.last_ts >= _utc(row.last_ts):
+                    row.last_ts, row.last_hours, row.last_fuel = u.last_ts, u.last_hours, u.last_fuel
+                row.readings += u.readings
+
+    def devices(self) -> dict[str, DeviceRow]:
+        with session_scope(self.engine) as s:
+            rows = s.scalars(select(DeviceRow)).all()
+            for r in rows:
+                r.last_ts = _utc(r.last_ts)
+            return {r.device_id: r for r in rows}
+
+    def monthly_usage(self, device_id: str, month: str) -> tuple[float, float, int] | None:
+        """(working hours, litres, readings) of a device in a month, from its cumulative meters.
+
+        Usage runs from the last reading of the latest earlier month (or the month's first
+        reading) to the month's last reading. None when the device sent nothing that month.
+        """
+        with session_scope(self.engine) as s:
+            row = s.get(UsageRow, (device_id, month))
+            if row is None:
+                return None
+            before = s.scalars(
+                select(UsageRow).where(UsageRow.device_id == device_id, UsageRow.month < month)
+                .order_by(UsageRow.month.desc()).limit(1)
+            ).first()
+            base_hours = before.last_hours if before else row.first_hours
+            base_fuel = before.last_fuel if before else row.first_fuel
+            return (max(0.0, row.last_hours - base_hours), max(0.0, row.last_fuel - base_fuel), row.readings)
+
+    def usage_months(self, device_id: str) -> list[str]:
+        with session_scope(self.engine) as s:
+            return list(s.scalars(select(UsageRow.month).where(UsageRow.device_id == device_id).order_by(UsageRow.month)))
