@@ -1,0 +1,231 @@
+"""The platform's Flower ClientApp: preprocessing statistics, local (DP-)training, evaluation.
+
+Three handlers, all speaking the legacy record layout that Flower 1.42's SecAgg+ needs
+(`fitins.*` in, `fitres.*` out):
+
+- `query`: the platform's aggregate statistics for the federated preprocessing agreement, or a
+  refusal naming the file/column/row when its data is unusable.
+- `train`: local training from the global weights, DP-SGD with the run's budget split over all
+  rounds (accountant history kept in `context.state`), ε recorded in the privacy ledger; past
+  the budget the round is refused (weight 0, reason in the metrics) and the others go on.
+- `evaluate`: per-class score histograms of the platform's own rows, never scores or rows.
+
+SecAgg+ (`secaggplus_mod`) wraps `train` only when the message carries SecAgg+ configs, so
+plain rounds are not broken by it. torch, opacus, pandas and SQLAlchemy are imported inside the
+handlers: the three crypto-only SecAgg+ stages never load them.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.client.mod import secaggplus_mod
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+from clients.runconfig import ClientRunConfig
+from federation.errors import DataError, YinqiError
+
+STATE_RECORD = "yinqi"
+STATS_RECORD = "yinqi-stats"
+
+app = ClientApp()
+
+
+@dataclass
+class NodeSettings:
+    """What this platform's SuperNode was started with (`node_config`)."""
+
+    data_path: str
+    platform: str
+    ledger_db: str
+    epsilon_budget: float | None
+    index: int
+    consent_db: str | None = None
+
+
+def node_settings(context: Context) -> NodeSettings:
+    """Read `data-path`, `platform-name`, `ledger-db`, `epsilon-budget`, `consent-db` from the node config.
+
+    Under `flwr run` simulation, where nodes only get `partition-id`, fall back to the run
+    config's `client-files`/`platform-names` lists indexed by partition.
+    """
+    node = dict(context.node_config)
+    run = dict(context.run_config)
+    index = int(node.get("partition-id", -1))
+    path = node.get("data-path")
+    name = node.get("platform-name")
+    if path is None and index >= 0:
+        files = [p for p in str(run.get("client-files", "")).split("|") if p]
+        names = [p for p in str(run.get("platform-names", "")).split("|") if p]
+        if index < len(files):
+            path = files[index]
+            name = name or (names[index] if index < len(names) else None)
+    if path is None:
+        raise DataError("this SuperNode has no 'data-path' in its node config; start it with --node-config \"data-path=FILE\"")
+    name = str(name or f"platform-{index if index >= 0 else context.node_id}")
+    if index < 0:
+        index = zlib.crc32(name.encode()) % 10_000
+    ledger = node.get("ledger-db") or run.get("ledger-db") or ""
+    if not ledger:
+        from federation.config import db_url
+
+        ledger = db_url()
+    budget = node.get("epsilon-budget")
+    consent = node.get("consent-db") or None
+    return NodeSettings(
+        str(path), name, str(ledger), float(budget) if budget not in (None, "") else None, index, consent_db=consent and str(consent)
+    )
+
+
+def _config(context: Context) -> ClientRunConfig:
+    return ClientRunConfig.from_run_config(dict(context.run_config))
+
+
+def _reply(msg: Message, config: dict[str, Any]) -> Message:
+    return Message(RecordDict({STATS_RECORD: ConfigRecord(config)}), reply_to=msg)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Local aggregates for the preprocessing agreement (or a one-line refusal)."""
+    from clients.data import load_platform_table, local_stats
+
+    platform = "?"
+    try:
+        settings = node_settings(context)
+        platform = settings.platform
+        cfg = _config(context)
+        table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
+        stats = local_stats(table)
+        return _reply(msg, {"platform": platform, "stats": json.dumps(stats.to_dict())})
+    except YinqiError as exc:
+        return _reply(msg, {"platform": platform, "refused": str(exc)})
+
+
+def secaggplus_when_requested(msg: Message, ctxt: Context, call_next) -> Message:  # type: ignore[no-untyped-def]
+    """Apply Flower's `secaggplus_mod` only to SecAgg+ rounds (notes/flower.md, pitfall 1)."""
+    if RECORD_KEY_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, ctxt, call_next)
+    return call_next(msg, ctxt)
+
+
+def _privacy_state(context: Context, cfg, rows: int):  # type: ignore[no-untyped-def]
+    from federation.privacy import PrivacyState
+
+    record = context.state.config_records.get(STATE_RECORD)
+    if record is not None and "privacy" in record:
+        return PrivacyState.from_json(str(record["privacy"]))
+    return PrivacyState.plan(
+        epsilon=cfg.epsilon,
+        delta=cfg.delta,
+        rows=rows,
+        batch_size=cfg.batch_size,
+        local_epochs=cfg.local_epochs,
+        rounds=cfg.rounds,
+        max_grad_norm=cfg.max_grad_norm,
+    )
+
+
+@app.train(mods=[secaggplus_when_requested])
+def train(msg: Message, context: Context) -> Message:
+    """One round of local training from the global weights."""
+    import numpy as np
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
+
+    from clients.data import encode, load_platform_table
+    from clients.ledger import PrivacyLedger
+    from clients.train import LocalTraining, train_local
+    from federation.model import build_model, get_weights, set_weights
+    from federation.preprocess import Encoder
+
+    fitins = recorddict_to_fitins(msg.content, keep_input=True)
+    server_round = int(fitins.config.get("round", 0))
+    platform = "?"
+    metrics: dict[str, Any] = {}
+    try:
+        settings = node_settings(context)
+        platform = settings.platform
+        cfg = _config(context)
+        encoder = Encoder.from_dict(json.loads(str(fitins.config["encoder"])))
+        table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
+        x, y = encode(table, encoder)
+        model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
+        set_weights(model, parameters_to_ndarrays(fitins.parameters))
+        local = LocalTraining(
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            proximal_mu=float(fitins.config.get("proximal_mu", 0.0)),
+            seed=cfg.seed * 1_000_003 + settings.index * 1009 + server_round,
+        )
+        privacy = None
+        projected = 0.0
+        if cfg.dp:
+            privacy = _privacy_state(context, cfg, len(x))
+            steps_before = privacy.steps_taken
+            projected = privacy.projected()
+            # A platform's lifetime budget (node config) spans runs; without one, the run's ε caps it.
+            lifetime = settings.epsilon_budget is not None
+            budget = settings.epsilon_budget if lifetime else cfg.epsilon
+            PrivacyLedger(settings.ledger_db).check_budget(platform, str(context.run_id), projected, budget, lifetime=lifetime)
+        outcome = train_local(model, x, y, local, privacy)
+        if privacy is not None:
+            # RDP composes additively in steps: after exactly the planned steps, ε is the
+            # projection already computed (saves one accountant evaluation per round).
+            spent = projected if privacy.steps_taken == steps_before + privacy.steps_per_round else privacy.spent
+            PrivacyLedger(settings.ledger_db).record(platform, str(context.run_id), server_round, spent, cfg.delta)
+            context.state.config_records[STATE_RECORD] = ConfigRecord({"privacy": privacy.to_json()})
+            metrics.update(
+                {"epsilon": spent, "noise-multiplier": privacy.noise_multiplier, "sample-rate": privacy.sample_rate, "dp-steps": privacy.steps_taken}
+            )
+        weights = get_weights(model)
+        clamped = 0
+        if cfg.secagg:
+            # SecAgg+ clips to +-clipping_range before quantising; clip here and say so.
+            clamped = int(sum(int((np.abs(w) > cfg.secagg_clip).sum()) for w in weights))
+            weights = [np.clip(w, -cfg.secagg_clip, cfg.secagg_clip) for w in weights]
+        metrics.update({"platform": platform, "loss": outcome.loss, "train-seconds": outcome.seconds, "steps": outcome.steps, "clamped": clamped})
+        fitres = FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(weights), outcome.examples, metrics)
+    except YinqiError as exc:
+        # Refused: weight 0, so the round goes on with the other platforms.
+        fitres = FitRes(Status(Code.OK, "refused"), fitins.parameters, 0, {"platform": platform, "refused": str(exc)})
+    return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Score the platform's own rows; only per-class histograms leave."""
+    import numpy as np
+    from flwr.common import Code, EvaluateRes, Status, parameters_to_ndarrays
+    from flwr.compat.common.recorddict_compat import evaluateres_to_recorddict, recorddict_to_evaluateins
+
+    from clients.data import encode, load_platform_table
+    from federation.metrics import score_histograms
+    from federation.model import build_model, predict_proba_array, set_weights
+    from federation.preprocess import Encoder
+
+    evalins = recorddict_to_evaluateins(msg.content, keep_input=True)
+    platform = "?"
+    try:
+        settings = node_settings(context)
+        platform = settings.platform
+        cfg = _config(context)
+        encoder = Encoder.from_dict(json.loads(str(evalins.config["encoder"])))
+        table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
+        x, y = encode(table, encoder)
+        model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
+        set_weights(model, parameters_to_ndarrays(evalins.parameters))
+        p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
+        loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+        pos, neg = score_histograms(y.astype(np.int64), p, bins=int(evalins.config.get("bins", 1000)))
+        res = EvaluateRes(Status(Code.OK, "evaluated"), loss, len(x), {"platform": platform, "pos-hist": pos.tobytes(), "neg-hist": neg.tobytes()})
+    except YinqiError as exc:
+        res = EvaluateRes(Status(Code.OK, "refused"), 0.0, 0, {"platform": platform, "refused": str(exc)})
+    return Message(evaluateres_to_recorddict(res), reply_to=msg)

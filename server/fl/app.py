@@ -1,0 +1,207 @@
+"""The bank's Flower ServerApp: preprocessing agreement, FedAvg/FedProx rounds (SecAgg+ by
+default), federated evaluation, then the model directory and `report.json`.
+
+The same `app` runs on the Simulation Engine (`server.fl.run.run_federation`) and on a real
+SuperLink (`server.deploy`). Everything it needs is in `context.run_config`
+(`FederationConfig.to_run_config()`); it writes its results to the run's `out` directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+app = ServerApp()
+log = logging.getLogger("yinqi.fl")
+
+
+def secagg_shape(n_clients: int) -> tuple[float, float]:
+    """(num_shares, reconstruction_threshold) as fractions, so SecAgg+ adapts each round to the
+    platforms actually sampled (one may have died since the last round).
+
+    Up to 5 platforms every platform holds a share and any two thirds reconstruct: with 3 that is
+    3 shares and a threshold of 2. More platforms: 5 neighbours (odd, as SecAgg+ wants) with a
+    threshold of 3, so the cost per platform stays flat.
+    """
+    if n_clients <= 5:
+        return 1.0, 2 / 3
+    return 5 / n_clients, 0.6
+
+
+def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
+    """The bank scores its own held-out file (if any) with each round's global model."""
+    if cfg.test is None:
+        return None
+    import numpy as np
+
+    from federation.metrics import ks_statistic, roc_auc
+    from federation.model import build_model, predict_proba_array, set_weights
+    from federation.preprocess import load_labeled
+
+    table = load_labeled(cfg.test, label=cfg.label, positive=cfg.positive)
+    x = encoder.transform(table.frame, file=str(cfg.test))
+    y = table.y.astype(np.int64)
+    model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
+
+    def evaluate(server_round: int, weights: list, _config: dict) -> tuple[float, dict[str, Any]]:
+        set_weights(model, weights)
+        p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
+        loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+        auc, ks = roc_auc(y, p), ks_statistic(y, p)
+        if server_round == 0:
+            recorder.report.initial = {"test_auc": auc, "test_ks": ks, "test_loss": loss}
+        else:
+            record = recorder.round(server_round)
+            record.test_auc, record.test_ks = auc, ks
+        return loss, {"auc": auc, "ks": ks}
+
+    return evaluate
+
+
+def _checked(fit_workflow, recorder):  # type: ignore[no-untyped-def]
+    """Run one fit round; a round that aggregated nothing is an error, never a silent no-op."""
+    import numpy as np
+    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
+
+    from server.fl.errors import FederationError
+
+    def run(grid: Grid, context: Context) -> None:
+        server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND])
+        try:
+            # SecAgg+ divides by the summed weights: with every platform refusing that is 0/0,
+            # which numpy only warns about; the check below turns it into a clear error.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fit_workflow(grid, context)
+        except FederationError:
+            raise
+        except Exception as exc:  # SecAgg+ unmasking with zero total weight, etc.
+            raise FederationError(f"round {server_round}: aggregation failed ({type(exc).__name__}: {exc}); the model was NOT updated") from exc
+        if not recorder.aggregated(server_round):
+            record = recorder.round(server_round)
+            why = "; ".join([f"{k}: {v}" for k, v in record.refused.items()] + record.dropped) or "the secure-aggregation protocol halted (too few platforms answered)"
+            raise FederationError(f"round {server_round}: no platform's update was aggregated; the model was NOT updated. Reasons: {why}")
+
+    return run
+
+
+def run_server(grid: Grid, context: Context) -> None:
+    """The bank's whole run (the ServerApp's main)."""
+    from server.fl.config import FederationConfig
+    from server.fl.errors import FederationError
+    from server.fl.report import Report
+
+    started = time.perf_counter()
+    cfg = FederationConfig.from_run_config(dict(context.run_config))
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    report = Report(
+        engine=str(context.run_config.get("engine", "simulation")),
+        settings={k: v for k, v in cfg.to_run_config().items() if k not in ("client-files",)},
+        platforms=list(cfg.platform_names),
+    )
+
+    try:
+        _run_rounds(grid, context, cfg, report, started)
+    except FederationError as exc:
+        # The failure is loud (raised) and also on record, with every round's reasons so far.
+        report.status, report.error = "failed", str(exc)
+        report.seconds = time.perf_counter() - started
+        report.write(cfg.out / "report.json")
+        raise
+
+
+def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> None:  # type: ignore[no-untyped-def]
+    from flwr.common import parameters_to_ndarrays
+    from flwr.compat.common.recorddict_compat import arrayrecord_to_parameters
+    from flwr.server import LegacyContext, ServerConfig
+    from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+    from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
+    from flwr.server.workflow.default_workflows import default_fit_workflow
+
+    from federation.model import build_model, get_weights, save_model, set_weights
+    from server.fl.agreement import agree, collect_stats, wait_for_nodes
+    from server.fl.errors import FederationError
+    from server.fl.strategy import AcceptedClientManager, RunRecorder, encoder_to_json, make_strategy
+
+    # 1. Preprocessing agreement from aggregates.
+    node_ids = wait_for_nodes(grid, len(cfg.clients), cfg.node_wait_seconds)
+    agreement = agree(collect_stats(grid, node_ids), cfg.max_categories)
+    report.refused = dict(agreement.refused)
+    report.rows = dict(agreement.rows)
+    report.participants = sorted(agreement.accepted.values())
+    if len(agreement.accepted) < cfg.min_clients or agreement.encoder is None:
+        reasons = "; ".join(f"{k}: {v}" for k, v in sorted(agreement.refused.items())) or f"{len(node_ids)} node(s) connected"
+        raise FederationError(
+            f"only {len(agreement.accepted)} platform(s) have usable data (need {cfg.min_clients}); refused: {reasons}"
+        )
+    for name, reason in agreement.refused.items():
+        log.warning("platform %s refused: %s", name, reason)
+    encoder = agreement.encoder
+    n_ok = len(agreement.accepted)
+
+    # 2. Strategy, SecAgg+ and the rounds.
+    initial_model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
+    recorder = RunRecorder(report, agreement.node_names, cfg.min_clients)
+    strategy = make_strategy(
+        cfg.strategy,
+        recorder=recorder,
+        encoder_json=encoder_to_json(encoder),
+        min_clients=cfg.min_clients,
+        initial=get_weights(initial_model),
+        mu=cfg.mu,
+        evaluate_fn=_central_evaluator(cfg, encoder, recorder),
+    )
+    legacy = LegacyContext(
+        context=context,
+        config=ServerConfig(num_rounds=cfg.rounds),
+        strategy=strategy,
+        client_manager=AcceptedClientManager(set(agreement.accepted)),
+    )
+    if cfg.secagg:
+        shares, threshold = secagg_shape(n_ok)
+        fit = SecAggPlusWorkflow(
+            num_shares=shares,
+            reconstruction_threshold=threshold,
+            max_weight=float(max(agreement.rows.values()) + 1),
+            clipping_range=cfg.secagg_clip,
+        )
+    else:
+        fit = default_fit_workflow
+    DefaultWorkflow(fit_workflow=_checked(fit, recorder))(grid, legacy)
+
+    # 3. The model directory and the report.
+    parameters = arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
+    final = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
+    set_weights(final, parameters_to_ndarrays(parameters))
+    last = report.rounds[-1] if report.rounds else None
+    report.final = {
+        "test_auc": last.test_auc if last else None,
+        "test_ks": last.test_ks if last else None,
+        "federated_auc": last.federated_auc if last else None,
+        "federated_ks": last.federated_ks if last else None,
+    }
+    report.seconds = time.perf_counter() - started
+    report.model_dir = str(cfg.out)
+    meta = {
+        "architecture": cfg.architecture,
+        "hidden": cfg.hidden,
+        "label": cfg.label,
+        "positive": cfg.positive,
+        "mode": "federated",
+        "strategy": cfg.strategy,
+        "rounds": cfg.rounds,
+        "dp": cfg.dp,
+        "secagg": cfg.secagg,
+        "epsilon_spent": report.epsilon,
+        "participants": report.participants,
+    }
+    report.version_hash = save_model(cfg.out, final, encoder, meta)
+    report.write(cfg.out / "report.json")
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_server(grid, context)

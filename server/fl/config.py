@@ -1,0 +1,116 @@
+"""One run configuration for every engine: simulation, loopback deployment, CLI, demo, bench.
+
+`FederationConfig.to_run_config()` flattens it into Flower's `run_config` (hyphenated keys,
+scalar values); the ServerApp and ClientApp read it back with `from_run_config`. What differs
+per platform (its file, its name, its ledger and budget) travels in each node's `node_config`
+(`node_configs()`), as it would on a real SuperNode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from federation.errors import ConfigError
+
+LIST_SEPARATOR = "|"
+
+
+class FederationConfig(BaseModel):
+    """Everything one federated training run needs."""
+
+    clients: list[Path] = Field(description="one private feature file per platform (CSV/Parquet)")
+    platform_names: list[str] = Field(default_factory=list, description="platform names (default: file stems)")
+    label: str = "default"
+    positive: str | None = None
+    rounds: int = Field(default=10, ge=1)
+    epsilon: float = Field(default=8.0, gt=0)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    dp: bool = True
+    secagg: bool = True
+    strategy: Literal["fedavg", "fedprox"] = "fedavg"
+    mu: float = Field(default=0.01, ge=0)
+    local_epochs: int = Field(default=2, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    architecture: Literal["logistic", "mlp"] = "logistic"
+    hidden: int = Field(default=16, ge=1)
+    max_categories: int = Field(default=50, ge=1)
+    seed: int = 0
+    out: Path = Path("out/model")
+    test: Path | None = None
+    min_clients: int = Field(default=2, ge=1)
+    ledger_db: str | None = Field(default=None, description="SQLAlchemy URL of the platforms' privacy ledger (default: SQLite in the out dir)")
+    epsilon_budget: float | None = Field(default=None, description="each platform's lifetime ε budget across runs in its ledger (default: none; the run's ε caps the run)")
+    consent_db: str | None = Field(default=None, description="SQLAlchemy URL of the platforms' merchant consent records; when set, merchants without consent in force are left out")
+    secagg_clip: float = Field(default=8.0, gt=0)
+    node_wait_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("clients")
+    @classmethod
+    def _at_least_one(cls, value: list[Path]) -> list[Path]:
+        if not value:
+            raise ValueError("give at least one --client file")
+        return value
+
+    @model_validator(mode="after")
+    def _names(self) -> "FederationConfig":
+        if not self.platform_names:
+            stems = [p.stem for p in self.clients]
+            self.platform_names = stems if len(set(stems)) == len(stems) else [f"{s}-{i + 1}" for i, s in enumerate(stems)]
+        if len(self.platform_names) != len(self.clients):
+            raise ValueError("platform_names must name every client file")
+        return self
+
+    # -- Flower run_config / node_config ----------------------------------------------------
+    def to_run_config(self) -> dict[str, Any]:
+        """Flat Flower `run_config`: hyphenated keys, str/int/float/bool values."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            key = name.replace("_", "-")
+            if name in ("clients", "platform_names"):
+                value = LIST_SEPARATOR.join(str(Path(v).resolve()) if name == "clients" else str(v) for v in value)
+                key = "client-files" if name == "clients" else "platform-names"
+            elif value is None:
+                value = ""
+            elif isinstance(value, Path):
+                value = str(value.resolve()) if name in ("out", "test") else str(value)
+            out[key] = value
+        out["num-clients"] = len(self.clients)
+        return out
+
+    @classmethod
+    def from_run_config(cls, run_config: dict[str, Any]) -> "FederationConfig":
+        """Rebuild the config from a Flower `run_config` (inverse of `to_run_config`)."""
+        data: dict[str, Any] = {}
+        for key, value in run_config.items():
+            name = key.replace("-", "_")
+            if name == "client_files":
+                data["clients"] = [Path(p) for p in str(value).split(LIST_SEPARATOR) if p]
+            elif name == "platform_names":
+                data["platform_names"] = [p for p in str(value).split(LIST_SEPARATOR) if p]
+            elif name in cls.model_fields:
+                data[name] = None if value == "" and name in ("positive", "test", "ledger_db", "epsilon_budget", "consent_db") else value
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise ConfigError(f"run_config does not describe a federated run: {exc}") from None
+
+    def ledger_url(self) -> str:
+        return self.ledger_db or f"sqlite:///{(self.out / 'ledger.db').resolve()}"
+
+    def node_configs(self) -> list[dict[str, Any]]:
+        """Per-platform Flower `node_config` (what each platform's SuperNode is started with)."""
+        nodes = []
+        for path, name in zip(self.clients, self.platform_names, strict=True):
+            node: dict[str, Any] = {"data-path": str(path.resolve()), "platform-name": name, "ledger-db": self.ledger_url()}
+            if self.epsilon_budget is not None:  # lifetime budget across runs; else the run's ε
+                node["epsilon-budget"] = float(self.epsilon_budget)
+            if self.consent_db:
+                node["consent-db"] = self.consent_db
+            nodes.append(node)
+        return nodes

@@ -1,0 +1,164 @@
+"""`yinqi train` and `yinqi score`: federated (or central) credit-model training and scoring."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    root.command("train")(train)
+    root.command("score")(score)
+    groups["client"].command("ledger")(ledger)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def train(
+    client: list[Path] = typer.Option(..., "--client", help="One platform's private feature file (CSV/Parquet); repeat per platform."),
+    label: str = typer.Option("default", "--label", help="Label column (1/positive = default)."),
+    positive: str = typer.Option(None, "--positive", help="Label value meaning 'default' (e.g. bad); omit when the label is 0/1."),
+    rounds: int = typer.Option(10, "--rounds", min=1, help="Federated rounds."),
+    epsilon: float = typer.Option(8.0, "--epsilon", help="Each platform's total DP budget ε for the whole run."),
+    delta: float = typer.Option(1e-5, "--delta", help="DP δ for the whole run."),
+    no_dp: bool = typer.Option(False, "--no-dp", help="Train without differential privacy."),
+    no_secagg: bool = typer.Option(False, "--no-secagg", help="Aggregate in the clear instead of with SecAgg+."),
+    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg or fedprox."),
+    mu: float = typer.Option(0.01, "--mu", help="FedProx proximal strength."),
+    local_epochs: int = typer.Option(2, "--local-epochs", min=1, help="Local epochs per round."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Local batch size (expected size under DP's Poisson sampling)."),
+    lr: float = typer.Option(0.1, "--lr", help="Local SGD learning rate."),
+    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="DP-SGD per-example clipping norm."),
+    model: str = typer.Option("logistic", "--model", help="logistic or mlp."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initial weights, shuffling and DP noise."),
+    test: Path = typer.Option(None, "--test", help="The bank's held-out labeled file, scored centrally each round."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write (model.pt, encoder.json, meta.json, report.json)."),
+    central: bool = typer.Option(False, "--central", help="Yardstick: train the same model and a RandomForest on the pooled files."),
+    deployment: bool = typer.Option(False, "--deployment", help="Run on a loopback SuperLink + SuperNodes instead of the simulation engine."),
+    epsilon_budget: float = typer.Option(None, "--epsilon-budget", help="Each platform's lifetime ε budget in its ledger (default: --epsilon)."),
+    ledger_db: str = typer.Option(None, "--ledger-db", help="SQLAlchemy URL of the privacy ledger (default: SQLite in --out)."),
+    consent_db: str = typer.Option(None, "--consent-db", help="SQLAlchemy URL of merchant consent records (yinqi client consent); merchants without consent are left out."),
+    min_clients: int = typer.Option(2, "--min-clients", min=1, help="Fewest platforms whose updates a round must aggregate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Train a credit model across platforms: federated (DP-SGD + SecAgg+ by default) or central."""
+    from server.fl.config import FederationConfig
+
+    cfg = FederationConfig(
+        clients=client, label=label, positive=positive, rounds=rounds, epsilon=epsilon, delta=delta, dp=not no_dp,
+        secagg=not no_secagg, strategy=strategy, mu=mu, local_epochs=local_epochs, batch_size=batch_size, lr=lr,
+        max_grad_norm=max_grad_norm, architecture=model, seed=seed, test=test, out=out, epsilon_budget=epsilon_budget,
+        ledger_db=ledger_db, consent_db=consent_db, min_clients=min_clients,
+    )
+    if central:
+        from server.fl.central import train_central
+
+        with console.status("training centrally on the pooled files"):
+            result = train_central(cfg)
+        if as_json:
+            print(json.dumps(result.to_dict(), indent=2))
+            return
+        table = Table(title=f"central yardstick ({result.rows} rows)")
+        for column in ("model", "AUC", "KS"):
+            table.add_column(column)
+        table.add_row(f"torch {cfg.architecture}", _fmt(result.torch_auc), _fmt(result.torch_ks))
+        table.add_row("RandomForest", _fmt(result.rf_auc), _fmt(result.rf_ks))
+        console.print(table)
+        for name, reason in result.refused.items():
+            console.print(f"[yellow]refused[/] {name}: {reason}")
+        console.print(f"model written to {out} (version {result.version_hash[:12]})")
+        return
+    if deployment:
+        if importlib.util.find_spec("server.deploy") is None:
+            from federation.errors import YinqiError
+
+            raise YinqiError("--deployment: server.deploy is not available in this installation")
+        from server.deploy import run_deployed
+
+        with console.status("federated training on a loopback SuperLink + SuperNodes"):
+            report = run_deployed(cfg)
+    else:
+        from server.fl.run import run_federation
+
+        with console.status(f"federated training: {len(client)} platforms, {rounds} rounds (simulation)"):
+            report = run_federation(cfg)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    _print_report(report)
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"federated training ({report.engine})")
+    for column in ("round", "seconds", "participants", "refused", "fed AUC", "fed KS", "test AUC", "test KS"):
+        table.add_column(column)
+    for r in report.rounds:
+        table.add_row(str(r.round), f"{r.seconds:.2f}", str(len(r.participants)), str(len(r.refused)), _fmt(r.federated_auc), _fmt(r.federated_ks), _fmt(r.test_auc), _fmt(r.test_ks))
+    console.print(table)
+    for name in report.platforms:
+        eps = report.epsilon.get(name)
+        state = f"refused: {report.refused[name]}" if name in report.refused else f"ε spent {eps:.3f}" if eps is not None else "no DP"
+        console.print(f"  {name}: {state}")
+    console.print(f"model written to {report.model_dir} (version {report.version_hash[:12]}) in {report.seconds:.1f} s")
+
+
+def score(
+    model: Path = typer.Option(..., "--model", help="Model directory written by `yinqi train`."),
+    data: Path = typer.Option(..., "--data", help="Feature file to score (CSV/Parquet); a label column is ignored."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: id columns (if any) and default_probability, in input order."),
+) -> None:
+    """Write one default probability per input row, in input order, keeping id columns."""
+    import pandas as pd
+
+    from federation.features import ID_COLUMNS
+    from federation.model import load_model
+    from federation.preprocess import load_features
+    from federation.schema import read_table
+
+    scoring = load_model(model)
+    label = scoring.meta.get("label", "default")
+    frame, _ = load_features(data, drop=(label,))
+    probabilities = scoring.predict_proba(frame, file=str(data))
+    raw = read_table(data)
+    ids = [c for c in ID_COLUMNS if c in raw.columns]
+    result = raw[ids].copy() if ids else pd.DataFrame(index=raw.index)
+    result["default_probability"] = probabilities
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out, index=False)
+    console.print(f"scored {len(result)} rows with model {scoring.version_hash[:12]} -> {out}")
+
+
+def ledger(
+    db: str = typer.Option(None, "--db", help="SQLAlchemy URL of the privacy ledger (default: YINQI_DB_URL / the data dir)."),
+    platform: str = typer.Option(None, "--platform", help="Only this platform."),
+    budget: float = typer.Option(None, "--budget", help="Show what is left of this lifetime ε budget."),
+    as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
+) -> None:
+    """Show a platform's privacy ledger: ε spent per run and round (runs add up)."""
+    from clients.ledger import PrivacyLedger
+    from federation.config import db_url
+
+    book = PrivacyLedger(db or db_url())
+    entries = book.entries(platform)
+    if as_json:
+        print(json.dumps([{"platform": e.platform, "run_id": e.run_id, "round": e.round, "epsilon": e.epsilon, "delta": e.delta, "recorded_at": e.recorded_at.isoformat()} for e in entries], indent=2))
+        return
+    table = Table(title="privacy ledger")
+    for column in ("platform", "run", "round", "ε (run so far)", "δ", "recorded (UTC)"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(e.platform, e.run_id, str(e.round), f"{e.epsilon:.4f}", f"{e.delta:g}", e.recorded_at.strftime("%Y-%m-%d %H:%M:%S"))
+    console.print(table)
+    for name in sorted({e.platform for e in entries}):
+        summary = book.summary(name, run_id="")
+        left = f", {budget - summary.spent_other_runs:.4f} left of {budget:g}" if budget is not None else ""
+        console.print(f"{name}: ε spent over all runs {summary.spent_other_runs:.4f}{left}")
