@@ -43,6 +43,10 @@ def train(
     test: Path = typer.Option(None, "--test", help="The bank's held-out labeled file, scored centrally each round."),
     out: Path = typer.Option(..., "--out", help="Model directory to write (model.pt, encoder.json, meta.json, report.json)."),
     central: bool = typer.Option(False, "--central", help="Yardstick: train the same model and a RandomForest on the pooled files."),
+    backend: str = typer.Option(
+        "inprocess", "--backend",
+        help="Simulation Engine backend: inprocess (ClientApps in worker threads, starts in ms) or ray (Flower's Ray actors, ~10 s start-up).",
+    ),
     deployment: bool = typer.Option(False, "--deployment", help="Run on a loopback SuperLink + SuperNodes instead of the simulation engine."),
     epsilon_budget: float = typer.Option(None, "--epsilon-budget", help="Each platform's lifetime ε budget in its ledger (default: --epsilon)."),
     ledger_db: str = typer.Option(None, "--ledger-db", help="SQLAlchemy URL of the privacy ledger (default: SQLite in --out)."),
@@ -89,8 +93,12 @@ def train(
     else:
         from server.fl.run import run_federation
 
+        if backend not in ("inprocess", "ray"):
+            from federation.errors import YinqiError
+
+            raise YinqiError(f"--backend: expected inprocess or ray, got {backend!r}")
         with console.status(f"federated training: {len(client)} platforms, {rounds} rounds (simulation)"):
-            report = run_federation(cfg)
+            report = run_federation(cfg, backend=backend)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return

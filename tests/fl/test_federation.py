@@ -145,3 +145,14 @@ def test_a_platform_crashing_mid_round_is_dropped_and_named(fl_files, tmp_path, 
     assert report.status == "ok" and report.rounds[0].aggregated
     assert report.rounds[0].participants == ["platform_1", "platform_2"]
     assert any(text.startswith("platform_3:") for text in report.rounds[0].dropped)
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_apps_to_the_same_model(fl_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Flower's Ray actors (the stock Simulation Engine backend) and the in-process backend agree."""
+    files, test = fl_files
+    in_process = run_federation(fast_config(files, test, tmp_path / "inprocess", dp=False, secagg=True))
+    on_ray = run_federation(fast_config(files, test, tmp_path / "ray", dp=False, secagg=True), backend="ray")
+
+    assert all(r.aggregated and len(r.participants) == 3 for r in on_ray.rounds)
+    assert on_ray.final["test_auc"] == pytest.approx(in_process.final["test_auc"], abs=1e-3)
