@@ -31,3 +31,38 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+PG_URL = os.environ.get("YINQI_TEST_PG_URL")
+
+
+@pytest.fixture
+def pg_url():  # type: ignore[no-untyped-def]
+    """A private schema on the test PostgreSQL server (`YINQI_TEST_PG_URL`), dropped afterwards.
+
+    Skips locally when the server is not configured, fails under CI (where `.ci/run` starts it).
+    """
+    if not PG_URL:
+        if IN_CI:
+            pytest.fail("YINQI_TEST_PG_URL is not set; .ci/run should start PostgreSQL and export it")
+        pytest.skip("YINQI_TEST_PG_URL not set (start PostgreSQL as .ci/run does to run this)")
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from federation import storage
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    try:
+        yield url
+    finally:
+        engine = storage._engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -4,18 +4,13 @@ model directories whose default probability is known exactly (zero weights, a ch
 from __future__ import annotations
 
 import math
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.conftest import IN_CI
 
-PG_URL = os.environ.get("YINQI_TEST_PG_URL")
 
 FEATURES = pd.DataFrame(
     {
@@ -49,36 +44,12 @@ def merchant_rows(amounts: list[float], category: str = "food") -> list[dict]:
     ]
 
 
-def _pg_url_for_schema(schema: str) -> str:
-    return f"{PG_URL}?options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database URL: a SQLite file, or a private schema on the test PostgreSQL."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bank.db'}"
-        return
-    if not PG_URL:
-        if IN_CI:
-            pytest.fail("YINQI_TEST_PG_URL is not set; .ci/run should start PostgreSQL and export it")
-        pytest.skip("YINQI_TEST_PG_URL not set (start PostgreSQL as .ci/run does to run this)")
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = _pg_url_for_schema(schema)
-    try:
-        yield url
-    finally:
-        from federation import storage
-
-        engine = storage._engines.pop(url, None)
-        if engine is not None:
-            engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'bank.db'}"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture(autouse=True)
