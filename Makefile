@@ -24,7 +24,7 @@ bench: install
 	$(PY) bench/fl.py && $(PY) bench/anchor.py && $(PY) bench/iot.py && $(PY) bench/bank.py
 
 # Recompile the Solidity sources with npm's solc and compare against the committed artifacts.
-contracts:
+contracts: install
 	cd contracts && npm ci --no-audit --no-fund --silent
 	$(PY) -m contracts.build --check
 
