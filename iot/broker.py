@@ -106,11 +106,11 @@ class EmbeddedBroker:
 
 class Mosquitto:
     """A real Mosquitto on a loopback port, with persistence in `workdir` so QoS 1 sessions and
-    their queued messages survive `restart()`."""
+    their queued messages survive `restart()`. `tls` = (CA, certificate, key) makes it TLS-only."""
 
     def __init__(self, port: int, workdir: Path | None = None, binary: str | None = None,
-                 host: str = "127.0.0.1") -> None:
-        self.host, self.port = host, port
+                 host: str = "127.0.0.1", tls: tuple[Path, Path, Path] | None = None) -> None:
+        self.host, self.port, self.tls = host, port, tls is not None
         self.binary = binary or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(self.binary).exists():
             raise IotError("mosquitto is not installed (apt-get install mosquitto)")
@@ -127,11 +127,15 @@ class Mosquitto:
             "max_inflight_messages 100\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
         )
+        if tls is not None:  # (CA, server certificate, server key): the listener speaks TLS only
+            cafile, certfile, keyfile = tls
+            with self.conf.open("a") as conf:
+                conf.write(f"cafile {cafile}\ncertfile {certfile}\nkeyfile {keyfile}\n")
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def start(self) -> "Mosquitto":
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from iot.alerts import Alert, AlertBook
-from iot.rules import Rules, check_fuel, check_geofence, check_idle
+from iot.rules import Rules, Zone, check_fuel, check_geofence, check_idle, inside_geofence
 from iot.store import IotStore, Usage
 from iot.telemetry import Rejected, Telemetry, parse
 
@@ -80,7 +80,8 @@ class Monitor:
     def __init__(self, store: IotStore, rules: Rules, clock: Clock = utc_now,
                  on_events: Callable[[list[Alert]], None] | None = None) -> None:
         self.store, self.rules, self.clock, self.on_events = store, rules, clock, on_events
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # device state and the alert book
+        self._flush_lock = threading.Lock()  # one flush at a time, in order
         self.book = AlertBook(store.active_alerts())
         self.devices: dict[str, DeviceState] = {
             d: DeviceState(r.last_ts, r.lat, r.lon, r.working_hours, r.fuel_l, r.working_hours, r.fuel_l)
@@ -89,6 +90,12 @@ class Monitor:
         self._dirty: set[str] = set()
         self._usage: dict[tuple[str, int, int], Usage] = {}  # (device, year, month)
         self._idle_after = timedelta(hours=rules.idle.threshold_hours)
+        self._observe = getattr(clock, "observe", None)
+        # per-message constants, read once: pydantic attribute access is slow on the hot path
+        self._box = rules.geofence.default
+        self._fuel_window = rules.fuel.window_hours
+        self._fuel_limit = rules.fuel.max_litres_per_hour
+        self._fences: dict[str, tuple[str | None, list[Zone]]] = {}  # device -> (lease, zones)
         self.stats: Counter[str] = Counter()
 
     # messages -------------------------------------------------------------------------------
@@ -108,21 +115,21 @@ class Monitor:
         return events
 
     def _apply(self, r: Telemetry) -> list[Alert]:
-        observe = getattr(self.clock, "observe", None)
-        if observe is not None:
-            observe(r.ts)
-        state = self.devices.get(r.device_id)
-        if state is not None and state.seen(r.ts):
+        device_id, ts = r.device_id, r.ts
+        if self._observe is not None:
+            self._observe(ts)
+        state = self.devices.get(device_id)
+        if state is not None and state.seen(ts):
             self.stats["duplicates"] += 1  # a QoS 1 redelivery
             return []
         self.stats["processed"] += 1
-        key = (r.device_id, r.ts.year, r.ts.month)
+        key = (device_id, ts.year, ts.month)
         usage = self._usage.get(key)
         if usage is None:
-            self._usage[key] = Usage(r.ts, r.working_hours, r.fuel_l, r.ts, r.working_hours, r.fuel_l)
+            self._usage[key] = Usage(ts, r.working_hours, r.fuel_l, ts, r.working_hours, r.fuel_l)
         else:
-            usage.add(r.ts, r.working_hours, r.fuel_l)
-        if state is not None and r.ts < state.last_ts:
+            usage.add(ts, r.working_hours, r.fuel_l)
+        if state is not None and ts < state.last_ts:
             # QoS 1 does not keep order across reconnects: a late reading counts for usage,
             # but the rules judge the newest state only
             self.stats["late"] += 1
@@ -131,47 +138,42 @@ class Monitor:
         before = None if state is None else (state.last_ts, state.lat, state.lon, state.hours, state.fuel,
                                              state.ref_hours, state.ref_fuel)
         if state is None:
-            state = DeviceState(r.ts, r.lat, r.lon, r.working_hours, r.fuel_l, r.working_hours, r.fuel_l)
-            state.seen(r.ts)
-            self.devices[r.device_id] = state
+            state = DeviceState(ts, r.lat, r.lon, r.working_hours, r.fuel_l, r.working_hours, r.fuel_l)
+            state.seen(ts)
+            self.devices[device_id] = state
         else:
-            state.last_ts, state.lat, state.lon = r.ts, r.lat, r.lon
+            state.last_ts, state.lat, state.lon = ts, r.lat, r.lon
             state.hours, state.fuel = r.working_hours, r.fuel_l
             if r.working_hours < state.ref_hours or r.fuel_l < state.ref_fuel:
                 state.ref_hours, state.ref_fuel = r.working_hours, r.fuel_l  # meter replaced
-        self._dirty.add(r.device_id)
+        self._dirty.add(device_id)
 
-        events: list[Alert] = []
-        lease = self.rules.lease_of(r.device_id)
-
+        fence = self._fences.get(device_id)
+        if fence is None:
+            fence = self._fences[device_id] = (self.rules.lease_of(device_id), self.rules.zones_for(device_id))
+        lease, zones = fence
         active = self.book.active
+        events: list[Alert] = []
 
-        def verdict(rule: str, failing: bool, evidence: dict) -> None:
-            if not failing and (r.device_id, rule) not in active:
-                return  # the common case: passing, nothing open
-            event = self.book.observe(r.device_id, rule, failing, at=r.ts, evidence=evidence,
-                                      severity=self.rules.severity(rule), lease_id=lease)
-            if event is not None:
-                events.append(event)
-
-        if (previous_ts is not None and r.ts - previous_ts > self._idle_after
-                and not self.book.is_active(r.device_id, "idle")):
+        if (previous_ts is not None and ts - previous_ts > self._idle_after
+                and (device_id, "idle") not in active):
             # silent past the threshold but no sweep saw it (monitor down, fast replay):
             # record the episode now, with the same id the sweep would have given it
-            failing, evidence = check_idle(self.rules, previous_ts, r.ts)
+            failing, evidence = check_idle(self.rules, previous_ts, ts)
             if failing:
-                event = self.book.observe(r.device_id, "idle", True, evidence=evidence, lease_id=lease,
-                                          at=previous_ts + timedelta(hours=self.rules.idle.threshold_hours),
-                                          severity=self.rules.severity("idle"))
+                event = self.book.observe(device_id, "idle", True, evidence=evidence, lease_id=lease,
+                                          at=previous_ts + self._idle_after, severity=self.rules.severity("idle"))
                 events.append(event)  # type: ignore[arg-type]
-        if self.book.is_active(r.device_id, "idle"):
-            verdict("idle", False, {"heard_at": r.ts.isoformat()})
-        failing, evidence = check_geofence(self.rules, r.device_id, r.lat, r.lon)
-        verdict("geofence", failing, evidence)
-        fuel = check_fuel(self.rules, r.working_hours - state.ref_hours, r.fuel_l - state.ref_fuel)
-        if fuel is not None:
+        if (device_id, "idle") in active:
+            self._verdict(events, r, "idle", False, {"heard_at": ts.isoformat()}, lease)
+        # verdicts that change nothing (passing, nothing open) skip building their evidence
+        if not inside_geofence(zones, self._box, r.lat, r.lon) or (device_id, "geofence") in active:
+            self._verdict(events, r, "geofence", *check_geofence(self.rules, device_id, r.lat, r.lon), lease)
+        hours, litres = r.working_hours - state.ref_hours, r.fuel_l - state.ref_fuel
+        if hours >= self._fuel_window:  # a fuel window is complete: judge it, start the next
             state.ref_hours, state.ref_fuel = r.working_hours, r.fuel_l
-            verdict("fuel", *fuel)
+            if litres / hours > self._fuel_limit or (device_id, "fuel") in active:
+                self._verdict(events, r, "fuel", *check_fuel(self.rules, hours, litres), lease)  # type: ignore[misc]
         if events:
             try:
                 self.store.record_alerts(events)  # durable before the message is acknowledged
@@ -179,6 +181,13 @@ class Monitor:
                 self._undo(r, before, events)  # so the broker's redelivery is judged afresh
                 raise
         return events
+
+    def _verdict(self, events: list[Alert], r: Telemetry, rule: str, failing: bool, evidence: dict,
+                 lease: str | None) -> None:
+        event = self.book.observe(r.device_id, rule, failing, at=r.ts, evidence=evidence,
+                                  severity=self.rules.severity(rule), lease_id=lease)
+        if event is not None:
+            events.append(event)
 
     def _undo(self, r: Telemetry, before: tuple | None, events: list[Alert]) -> None:
         for event in reversed(events):
@@ -201,11 +210,14 @@ class Monitor:
         """Raise idle alerts for devices silent longer than the threshold; flush state."""
         now = now or self.clock()
         events: list[Alert] = []
-        threshold = timedelta(hours=self.rules.idle.threshold_hours)
+        threshold = self._idle_after
         with self.lock:
+            active = self.book.active
             for device_id, state in self.devices.items():
+                if now - state.last_ts <= threshold or (device_id, "idle") in active:
+                    continue  # the common case, decided without building evidence
                 failing, evidence = check_idle(self.rules, state.last_ts, now)
-                if failing and not self.book.is_active(device_id, "idle"):
+                if failing:
                     # the moment it became idle, so a replay yields the same alert id
                     event = self.book.observe(device_id, "idle", True, at=state.last_ts + threshold,
                                               evidence=evidence, severity=self.rules.severity("idle"),
@@ -214,23 +226,33 @@ class Monitor:
                         events.append(event)
             if events:
                 self.store.record_alerts(events)
-            self._flush_locked()
+        self.flush()
         if events:
             self._emit(events)
         return events
 
     def flush(self) -> None:
-        """Persist device snapshots and usage aggregates gathered since the last flush."""
-        with self.lock:
-            self._flush_locked()
+        """Persist device snapshots and usage aggregates gathered since the last flush.
 
-    def _flush_locked(self) -> None:
-        if not self._dirty and not self._usage:
-            return
-        snapshot = {d: (s.last_ts, s.lat, s.lon, s.hours, s.fuel) for d in self._dirty if (s := self.devices[d])}
-        usage = {(d, f"{y:04d}-{m:02d}"): u for (d, y, m), u in self._usage.items()}
-        self.store.save_devices(snapshot, usage)
-        self._dirty, self._usage = set(), {}
+        The state is taken under the lock, but written outside it: a slow disk (an fsync on
+        a busy box) then holds up this flush only, not the messages arriving meanwhile."""
+        with self._flush_lock:
+            with self.lock:
+                if not self._dirty and not self._usage:
+                    return
+                snapshot = {d: (s.last_ts, s.lat, s.lon, s.hours, s.fuel)
+                            for d in self._dirty if (s := self.devices.get(d)) is not None}
+                taken = self._usage
+                self._dirty, self._usage = set(), {}
+            try:
+                self.store.save_devices(snapshot, {(d, f"{y:04d}-{m:02d}"): u for (d, y, m), u in taken.items()})
+            except Exception:
+                with self.lock:  # keep it for the next flush
+                    self._dirty.update(snapshot)
+                    for key, u in taken.items():
+                        newer = self._usage.get(key)
+                        self._usage[key] = u if newer is None else u.merge(newer)
+                raise
 
     def _emit(self, events: list[Alert]) -> None:
         for e in events:

@@ -139,15 +139,24 @@ Check = tuple[bool, dict[str, Any]]
 """(failing, evidence): evidence is the facts a reader needs to see why."""
 
 
+def inside_geofence(zones: list[Zone], box: Box, lat: float, lon: float) -> bool:
+    """The geofence verdict alone, without evidence: inside one of the device's zones, or inside
+    the default box when it has none. The monitor calls this on every reading and builds the
+    evidence (`check_geofence`) only when the verdict can cause an event."""
+    if zones:
+        return any(z.contains(lat, lon) for z in zones)
+    return box.lat_min <= lat <= box.lat_max and box.lon_min <= lon <= box.lon_max
+
+
 def check_geofence(rules: Rules, device_id: str, lat: float, lon: float) -> Check:
     zones = rules.zones_for(device_id)
-    if zones:
-        inside = [z.name for z in zones if z.contains(lat, lon)]
-        evidence: dict[str, Any] = {"lat": lat, "lon": lon, "zones": [z.name for z in zones]}
-        return (not inside, evidence)
     box = rules.geofence.default
-    evidence = {"lat": lat, "lon": lon, "box": [box.lat_min, box.lat_max, box.lon_min, box.lon_max]}
-    return (not box.contains(lat, lon), evidence)
+    inside = inside_geofence(zones, box, lat, lon)
+    if zones:
+        evidence: dict[str, Any] = {"lat": lat, "lon": lon, "zones": [z.name for z in zones]}
+    else:
+        evidence = {"lat": lat, "lon": lon, "box": [box.lat_min, box.lat_max, box.lon_min, box.lon_max]}
+    return (not inside, evidence)
 
 
 def check_fuel(rules: Rules, hours: float, litres: float) -> Check | None:

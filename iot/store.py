@@ -131,6 +131,13 @@ class Usage:
             self.last_ts, self.last_hours, self.last_fuel = ts, hours, fuel
         self.readings += 1
 
+    def merge(self, later: "Usage") -> "Usage":
+        """This aggregate combined with one gathered after it (a failed flush is retried)."""
+        first = self if self.first_ts <= later.first_ts else later
+        last = later if later.last_ts >= self.last_ts else self
+        return Usage(first.first_ts, first.first_hours, first.first_fuel, last.last_ts, last.last_hours,
+                     last.last_fuel, self.readings + later.readings)
+
 
 class IotStore:
     """Typed access to the monitor's tables on one engine."""

@@ -162,3 +162,30 @@ def test_an_alert_that_could_not_be_stored_is_raised_on_redelivery(tmp_path) -> 
     assert [(e.rule, e.state) for e in again] == [("geofence", "raised")]
     assert [a.rule for _, a in store.pending()] == ["geofence"]
     assert monitor.stats["processed"] == 2
+
+
+class FlakyFlushStore(IotStore):
+    """Fails the first state flush."""
+
+    failures = 1
+
+    def save_devices(self, devices, usage):  # noqa: ANN001, ANN201
+        if self.failures:
+            self.failures -= 1
+            raise OSError("database is locked")
+        return super().save_devices(devices, usage)
+
+
+def test_a_state_flush_that_failed_is_written_by_the_next_one(tmp_path) -> None:  # noqa: ANN001
+    import pytest
+
+    store = FlakyFlushStore(f"sqlite:///{tmp_path / 'flaky.db'}")
+    monitor = Monitor(store, Rules(), clock=FakeClock(T0))
+    _send(monitor, reading(minutes=0, hours=100.0, fuel=600.0))
+    _send(monitor, reading(minutes=10, hours=101.0, fuel=606.0))
+    with pytest.raises(OSError):
+        monitor.flush()
+    _send(monitor, reading(minutes=20, hours=102.5, fuel=615.0))  # gathered after the failure
+    monitor.flush()
+    assert store.monthly_usage("exc-1", "2026-03") == (2.5, 15.0, 3)
+    assert store.devices()["exc-1"].last_ts == T0 + timedelta(minutes=20)
