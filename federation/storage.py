@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from threading import Lock
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from federation.config import db_url
@@ -46,14 +47,25 @@ def engine_for(url: str | None = None) -> Engine:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-            Base.metadata.create_all(engine)
+            ensure_tables(engine)
             _engines[url] = engine
         return engine
 
 
-def ensure_tables(engine: Engine) -> None:
-    """Create tables declared after the engine was first made (modules imported later)."""
-    Base.metadata.create_all(engine)
+def ensure_tables(engine: Engine, attempts: int = 3) -> None:
+    """Create missing tables (also those declared after the engine was first made).
+
+    Several processes may share one database (platform nodes, the bank's services): between
+    `create_all`'s existence check and its CREATE another process can win, so "already exists"
+    is retried, and the next check finds the table.
+    """
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
 
 
 @contextmanager
