@@ -1,0 +1,260 @@
+"""The bank's side as long-lived services: `bank up`, `register`, `status`, `train`, `down`.
+
+`up` starts a SuperLink (TLS + SuperNode authentication unless `--insecure`) with a database in
+the bank's data dir (registered node keys survive a restart) and, when `server.grpc_app` is
+installed, the bank's gRPC services (`yinqi bank serve`), both detached; their pids, ports and
+certificate paths go to the state file. `train` submits the real ServerApp to the running
+SuperLink for the platforms that are online and waits for the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.deploy.cluster import TlsPaths, base_env, superlink_argv, wait_health
+from server.deploy.control import Control
+from server.deploy.errors import DeployError
+from server.deploy.procs import Proc, log_tail, stop_tree
+from server.deploy.state import BankState, bank_dir, pid_alive
+from server.deploy.tls import CertSet
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    import os
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **env}, start_new_session=True)
+
+
+def _wait_port(address: str, timeout: float, popen: subprocess.Popen, log: Path) -> None:
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                return
+        except OSError:
+            pass
+        if popen.poll() is not None:
+            raise DeployError(f"bank services exited with code {popen.returncode}:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise DeployError(f"bank services did not listen on {address} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def up(*, host: str = "127.0.0.1", port: int = 9092, certs: Path | None = None, insecure: bool = False,
+       services_port: int | None = 50061, data_dir: Path | None = None, timeout: float = 60.0) -> BankState:
+    """Start the bank's SuperLink (and services) detached; returns the written state."""
+    directory = bank_dir(data_dir)
+    try:
+        old = BankState.read(directory)
+    except DeployError:
+        old = None
+    if old is not None and pid_alive(old.superlink_pid):
+        raise DeployError(f"the bank is already up (SuperLink {old.superlink_address}, pid {old.superlink_pid}); `yinqi bank down` first")
+    if insecure == (certs is not None):
+        raise DeployError("give --certs DIR (TLS + node authentication) or --insecure (loopback tests only)")
+    tls = None
+    if certs is not None:
+        found = CertSet.in_dir(certs)
+        tls = TlsPaths(found.ca.resolve(), found.cert.resolve(), found.key.resolve())
+    flwr_home = directory / "flwr-home"
+    logs = directory / "logs"
+    database = directory / "superlink.db"
+    env = base_env(flwr_home)
+    address = f"{host}:{port}"
+    from server.deploy.appdir import write_flwr_home
+
+    conn: dict[str, Any] = {"address": address}
+    if tls:
+        conn["root-certificates"] = str(tls.ca)
+    else:
+        conn["insecure"] = True
+    write_flwr_home(flwr_home, {"bank": conn}, default="bank")
+    link = _spawn(superlink_argv(host, port, tls, database), logs / "superlink.log", env)
+    state = BankState(address, link.pid, str(flwr_home), str(logs), str(database),
+                      ca=str(tls.ca) if tls else None, cert=str(tls.cert) if tls else None,
+                      key=str(tls.key) if tls else None,
+                      started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    try:
+        wait_health(address, tls.ca if tls else None, timeout,
+                    Proc("superlink", link, logs / "superlink.log"))
+        if services_port is not None and importlib.util.find_spec("server.grpc_app") is not None:
+            services_address = f"{host}:{services_port}"
+            argv = [sys.executable, "-m", "yinqi", "bank", "serve", "--address", services_address]
+            if tls:
+                argv += ["--cert", str(tls.cert), "--key", str(tls.key)]
+            services = _spawn(argv, logs / "services.log", env)
+            state.services_address, state.services_pid = services_address, services.pid
+            _wait_port(services_address, timeout, services, logs / "services.log")
+    except BaseException:
+        for pid in (state.services_pid, state.superlink_pid):
+            if pid:
+                stop_tree(pid)
+        raise
+    state.write(directory)
+    return state
+
+
+def down(data_dir: Path | None = None) -> list[str]:
+    """Stop every process `up` started (and what they started); returns what was stopped."""
+    directory = bank_dir(data_dir)
+    state = BankState.read(directory)
+    stopped = []
+    for name, pid in (("bank services", state.services_pid), ("SuperLink", state.superlink_pid)):
+        if pid and pid_alive(pid):
+            stop_tree(pid)
+            stopped.append(f"{name} (pid {pid})")
+    BankState.clear(directory)
+    return stopped
+
+
+def control(state: BankState) -> Control:
+    return Control(state.superlink_address, Path(state.ca) if state.ca else None)
+
+
+def register(pub: Path, name: str | None = None, data_dir: Path | None = None) -> int:
+    state = BankState.read(bank_dir(data_dir))
+    if not state.tls:
+        raise DeployError("this bank runs --insecure: SuperNode authentication is off, nothing to register")
+    with control(state) as ctl:
+        return ctl.register(pub, name or Path(pub).name.removesuffix(".pub"))
+
+
+@dataclass
+class Rejection:
+    kind: str
+    line: str
+
+
+_REJECTIONS = (
+    (re.compile(r"ApiError:2004\].*No SuperNode found with the given public key"), "unregistered node key"),
+    (re.compile(r"Invalid HTTP request received"), "connection without TLS"),
+)
+
+
+def _fingerprint(line: str) -> str:
+    """SHA256 fingerprint (as `ssh-keygen -lf KEY.pub` prints it) of the key in a log line."""
+    import base64
+    import codecs
+    import hashlib
+
+    match = re.search(r"public key: b'(.*?)', exception", line)
+    if not match:
+        return "?"
+    try:
+        from cryptography.hazmat.primitives import serialization
+
+        pem = codecs.escape_decode(match.group(1).encode())[0]
+        key = serialization.load_pem_public_key(pem)
+        blob = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).split()[1]
+        digest = hashlib.sha256(base64.b64decode(blob)).digest()
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    except Exception:  # noqa: BLE001 - a log line we cannot parse still gets reported
+        return "?"
+
+
+def rejections(state: BankState, limit: int = 10) -> list[Rejection]:
+    """The SuperLink's recent refusals (unregistered keys, plaintext connections), one line each."""
+    log = Path(state.log_dir) / "superlink.log"
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        for pattern, kind in _REJECTIONS:
+            if pattern.search(line):
+                stamp = line.split(" ", 1)[0] if line[:4].isdigit() else ""
+                detail = f"key {_fingerprint(line)} is not registered" if "2004" in line else line.strip()[:160]
+                found.append(Rejection(kind, f"{stamp} {detail}".strip()))
+    return found[-limit:]
+
+
+def status(data_dir: Path | None = None) -> dict[str, Any]:
+    state = BankState.read(bank_dir(data_dir))
+    info: dict[str, Any] = {
+        "superlink": {"address": state.superlink_address, "pid": state.superlink_pid,
+                      "running": pid_alive(state.superlink_pid), "tls": state.tls,
+                      "node_auth": state.tls},
+        "services": {"address": state.services_address, "pid": state.services_pid,
+                     "running": pid_alive(state.services_pid)} if state.services_pid else None,
+        "nodes": [],
+        "rejected": [r.__dict__ for r in rejections(state)],
+        "logs": state.log_dir,
+        "started": state.started,
+    }
+    if info["superlink"]["running"]:
+        with control(state) as ctl:
+            info["nodes"] = [n.__dict__ for n in ctl.nodes()]
+    return info
+
+
+def train(config_kwargs: dict[str, Any], *, data_dir: Path | None = None, min_platforms: int = 2,
+          wait: float = 30.0, timeout: float = 1800.0, reply_timeout: float = 300.0,
+          progress=None):  # type: ignore[no-untyped-def]
+    """Run the real ServerApp on the running SuperLink with the platforms online now."""
+    from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir
+    from server.deploy.run import FAST_SERVERAPP, run_config_for
+    from server.fl.config import FederationConfig
+    from server.fl.report import Report
+
+    directory = bank_dir(data_dir)
+    state = BankState.read(directory)
+    if not pid_alive(state.superlink_pid):
+        raise DeployError(f"the bank's SuperLink (pid {state.superlink_pid}) is not running; `yinqi bank up` again")
+    deadline = time.monotonic() + wait
+    with control(state) as ctl:
+        while len(online := ctl.online()) < min_platforms and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if len(online) < min_platforms:
+            raise DeployError(f"{len(online)} platform(s) online at {state.superlink_address}, need {min_platforms} "
+                              "(start them with `yinqi client up --bank HOST:PORT --data FILE`)")
+        names = [n.name or f"node-{n.node_id}" for n in online]
+        # The bank does not know the platforms' files: each SuperNode has its own `data-path`.
+        config = FederationConfig(clients=[Path(f"remote/{n}") for n in names], platform_names=names,
+                                  min_clients=min(min_platforms, len(names)), **config_kwargs)
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").unlink(missing_ok=True)
+        engine = "deployment (" + ("TLS + node auth" if state.tls else "insecure") + f", {state.superlink_address})"
+        drops_file = directory / "drops.jsonl"
+        drops_file.unlink(missing_ok=True)
+        run_config = run_config_for(config, engine, REAL_SERVERAPP, reply_timeout=reply_timeout,
+                                    log_file=Path(state.log_dir) / "serverapp.log", drops_file=drops_file)
+        app_dir = write_app_dir(directory / "app", run_config, serverapp=FAST_SERVERAPP, clientapp=REAL_CLIENTAPP)
+        node_names = {n.node_id: n.name or f"node-{n.node_id}" for n in online}
+        run_id = ctl.start_run(app_dir)
+        if progress is not None:
+            progress(f"run {run_id} started on {len(names)} platform(s): {', '.join(names)}")
+
+        def alive() -> None:
+            if not pid_alive(state.superlink_pid):
+                raise DeployError("the bank's SuperLink stopped during the run")
+
+        try:
+            result = ctl.wait_run(run_id, timeout, poll=0.5, alive=alive)
+        except KeyboardInterrupt:
+            ctl.stop_run(run_id)
+            raise
+    if result.sub_status != "completed" or not (out / "report.json").exists():
+        log = Path(state.log_dir) / "serverapp.log"
+        raise DeployError(f"run {run_id} {result.sub_status or result.status}"
+                          f"{': ' + result.details if result.details else ''} (ServerApp log {log})")
+    from server.deploy.run import add_drops
+
+    report = Report.read(out / "report.json")
+    add_drops(report, drops_file, node_names)
+    report.write(out / "report.json")
+    return report, run_id

@@ -1,0 +1,120 @@
+"""A platform's side: `yinqi client up` runs its SuperNode (+ warm ClientApp worker) in the
+foreground, next to its private data, until Ctrl-C or until the bank refuses it.
+
+The SuperNode gets the platform's file, name, ledger and ε budget as `node_config`; the rows
+never leave this machine. Flower's refusals become one-line errors: an unregistered key (the
+SuperLink answers HTTP 412, the SuperNode exits 305) and a plaintext node pointed at a TLS bank
+(no response until it gives up).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.deploy.cluster import base_env, free_port, supernode_argv, worker_argv
+from server.deploy.errors import DeployError
+from server.deploy.procs import Supervisor, log_tail
+from server.deploy.run import CLIENT_PRELOAD, CLIENT_WARMUP, prepare_ledgers
+
+ACTIVE_MARK = "SuperNode ID:"
+
+
+@dataclass
+class PlatformNode:
+    bank: str
+    data: Path
+    name: str
+    key: Path | None = None
+    ca: Path | None = None
+    epsilon_budget: float | None = None
+    ledger_db: str | None = None
+    node_poll: float | None = 0.1
+    connect_timeout: float = 60.0
+
+    def node_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"data-path": str(self.data.resolve()), "platform-name": self.name}
+        if self.ledger_db:
+            config["ledger-db"] = self.ledger_db
+        if self.epsilon_budget is not None:
+            config["epsilon-budget"] = float(self.epsilon_budget)
+        return config
+
+
+def explain_exit(log: Path, node: PlatformNode) -> str:
+    """One line saying why the SuperNode stopped, from what Flower logged."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if "code: 2004" in text or "No SuperNode found with the given public key" in text:
+        return (f"the bank at {node.bank} refused this node's key {node.key}: it is not registered "
+                f"(the bank must run `yinqi bank register {node.key}.pub --name {node.name}`)")
+    if "Exit Code: 305" in text and node.ca is None:
+        return (f"could not connect to the bank at {node.bank} without TLS (a bank with TLS and node "
+                "authentication ignores plaintext nodes: pass --ca CA.crt --key KEY)")
+    if "Exit Code: 305" in text:
+        return f"could not connect to the bank at {node.bank}: " + _last_reason(text)
+    if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"the bank at {node.bank} presented a certificate that {node.ca} does not verify"
+    return f"the SuperNode stopped: {_last_reason(text)} (log {log})"
+
+
+def _last_reason(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("INFO:")]
+    for i, line in enumerate(lines):
+        if "Exit Code:" in line and i + 2 < len(lines):
+            return lines[i + 2]
+    return lines[-1] if lines else "no output"
+
+
+def start(node: PlatformNode, workdir: Path, supervisor: Supervisor | None = None) -> Supervisor:
+    """Start the SuperNode and its worker under a supervisor (not waiting)."""
+    if not node.data.is_file():
+        raise DeployError(f"{node.data}: data file not found")
+    if node.key is not None and node.ca is None:
+        raise DeployError("--key needs --ca: SuperNode authentication runs only over TLS")
+    for path, what in ((node.key, "--key"), (node.ca, "--ca")):
+        if path is not None and not Path(path).is_file():
+            raise DeployError(f"{path}: {what} file not found")
+    prepare_ledgers([node.node_config()])
+    home = workdir / "flwr-home"
+    sup = supervisor or Supervisor(workdir / "logs", env=base_env(home))
+    runtime_port = free_port()
+    proc = sup.start("supernode", supernode_argv(node.bank, runtime_port, node.node_config(), ca=node.ca,
+                                                 key=node.key, warm=True, max_wait=node.connect_timeout,
+                                                 node_poll=node.node_poll))
+    sup.start("worker", worker_argv(runtime_port, proc.pid, CLIENT_PRELOAD, CLIENT_WARMUP),
+              env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    return sup
+
+
+def wait_connected(sup: Supervisor, node: PlatformNode) -> None:
+    """Block until the SuperNode is accepted by the bank, or raise a one-line reason."""
+    proc = sup.procs[0]
+    # Flower gives up after --max-wait-time plus its last back-off: allow for that.
+    deadline = time.monotonic() + 2 * node.connect_timeout + 10
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise DeployError(explain_exit(proc.log, node))
+        if ACTIVE_MARK in proc.log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    if node.ca is None:
+        raise DeployError(f"no answer from the bank at {node.bank} without TLS within {node.connect_timeout:.0f} s "
+                          "(a bank with TLS ignores plaintext nodes: pass --ca CA.crt --key KEY)")
+    raise DeployError(f"no answer from the bank at {node.bank} within {node.connect_timeout:.0f} s")
+
+
+def serve(node: PlatformNode, workdir: Path, on_ready=None) -> None:  # type: ignore[no-untyped-def]
+    """Run until Ctrl-C (clean stop) or until the SuperNode stops (error with its reason)."""
+    with start(node, workdir) as sup:
+        wait_connected(sup, node)
+        if on_ready is not None:
+            on_ready()
+        node_proc, worker = sup.procs[0], sup.procs[1]
+        while node_proc.popen.poll() is None:
+            if worker.popen.poll() is not None:
+                raise DeployError(f"the ClientApp worker stopped (code {worker.popen.returncode}, log {worker.log}):\n"
+                                  + log_tail(worker.log, 8))
+            time.sleep(0.5)
+        raise DeployError(explain_exit(node_proc.log, node))

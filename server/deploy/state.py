@@ -1,0 +1,74 @@
+"""The bank deployment's state file: which processes run, on which ports, with which certs.
+
+`yinqi bank up` writes `<data dir>/bank/deploy.json`; `bank register/status/train/down` read it,
+so each is a separate command (and a separate shell, or a cron job) like on a real server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.deploy.errors import DeployError
+
+
+def bank_dir(data_dir: Path | None = None) -> Path:
+    from federation.config import data_dir as default_data_dir
+
+    path = Path(data_dir) if data_dir else default_data_dir() / "bank"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class BankState:
+    superlink_address: str
+    superlink_pid: int
+    flwr_home: str
+    log_dir: str
+    database: str
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    services_address: str | None = None
+    services_pid: int | None = None
+    started: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> bool:
+        return self.ca is not None
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / "deploy.json"
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> "BankState":
+        path = Path(directory) / "deploy.json"
+        if not path.is_file():
+            raise DeployError(f"{path}: the bank is not up (run `yinqi bank up` first)")
+        data = json.loads(path.read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    @staticmethod
+    def clear(directory: Path) -> None:
+        (Path(directory) / "deploy.json").unlink(missing_ok=True)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return True

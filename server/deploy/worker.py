@@ -1,0 +1,133 @@
+"""A warm ClientApp executor for one SuperNode started with `--isolation process`.
+
+Flower 1.42 runs every message in a fresh `flwr-clientapp` process, started by a
+`flower-superexec` that polls the SuperNode's Runtime API once a second; with torch to import
+that costs seconds per message. This worker takes the SuperExec's place: it imports the
+ClientApp's modules (and torch) ONCE, polls the Runtime API quickly for ClientApp tasks, and
+for each task forks a child that runs Flower's own `run_clientapp` with the task's token. The
+child starts with everything already imported, keeps the per-message isolation Flower intends
+(a crash or leak stays in the child), and talks to the SuperNode through the same Runtime API.
+
+    python -m server.deploy.worker --runtime-api-address 127.0.0.1:9094 --insecure \
+        --preload clients.app --parent-pid <supernode pid>
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import time
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime-api-address", required=True, help="SuperNode Runtime API host:port")
+    parser.add_argument("--insecure", action="store_true", help="Runtime API without TLS (loopback)")
+    parser.add_argument("--root-certificates", default=None, help="CA for a TLS Runtime API")
+    parser.add_argument(
+        "--preload", action="append", default=[], help="module to import before serving (repeatable)"
+    )
+    parser.add_argument(
+        "--warmup", action="append", default=[], help="MODULE:FUNCTION to run once before serving (repeatable)"
+    )
+    parser.add_argument("--poll", type=float, default=0.05, help="seconds between task polls")
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")
+    return parser.parse_args()
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _run_child(args: argparse.Namespace, token: str, certificates: bytes | None) -> None:
+    """In the forked child: run one ClientApp task exactly as `flwr-clientapp` would."""
+    code = 0
+    started = time.perf_counter()
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+        run_clientapp(
+            runtime_api_address=args.runtime_api_address,
+            token=token,
+            insecure=args.insecure,
+            certificates=certificates,
+            parent_pid=os.getppid(),
+            runtime_dependency_install=False,
+        )
+    except SystemExit as exc:  # flwr_exit ends the task with sys.exit(code)
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - a child must never return into the parent loop
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        print(f"yinqi worker: task finished with code {code} in {time.perf_counter() - started:.3f} s "
+              f"(t={time.time():.3f})", flush=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def main() -> None:
+    args = _parse()
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    for module in args.preload:
+        importlib.import_module(module)
+    for ref in args.warmup:
+        module, _, func = ref.partition(":")
+        getattr(importlib.import_module(module), func)()
+
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
+    from flwr.supercore.app_utils import start_parent_process_monitor
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+    from flwr.supercore.tls import validate_and_resolve_root_certificates
+
+    certificates = validate_and_resolve_root_certificates(args.root_certificates, args.insecure)
+    if args.parent_pid is not None:
+        start_parent_process_monitor(args.parent_pid)
+
+    def _stop(signum, _frame):  # type: ignore[no-untyped-def]
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    client = RuntimeHttpClient.from_server_address(
+        server_address=args.runtime_api_address,
+        insecure=args.insecure,
+        root_certificates=certificates,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+        retry_invoker=make_simple_http_retry_invoker(),
+    )
+    print(f"yinqi worker ready on {args.runtime_api_address}", flush=True)
+    try:
+        while True:
+            _reap()
+            res = client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
+            if res.HasField("task") and res.token:
+                print(f"yinqi worker: task acquired (t={time.time():.3f})", flush=True)
+                if os.fork() == 0:
+                    _run_child(args, res.token, certificates)
+                continue  # another task may be waiting: ask again at once
+            time.sleep(args.poll)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
