@@ -153,6 +153,8 @@ class Supervisor:
                 )
 
     def stop(self, proc: Proc, sig: int | None = None) -> None:
+        # Mark first: `check()` may run in another thread and must not take this exit for a crash.
+        proc.expect_exit = True
         if sig is not None:
             try:
                 os.killpg(proc.pid, sig)
@@ -165,7 +167,6 @@ class Supervisor:
                 proc.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-        proc.expect_exit = True
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
