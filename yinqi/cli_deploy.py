@@ -136,7 +136,7 @@ def train(
     strategy: str = typer.Option("fedavg", help="fedavg or fedprox."),
     test: Optional[Path] = typer.Option(None, help="The bank's own held-out feature file for test AUC/KS."),
     out: Path = typer.Option(Path("out/model"), help="Model directory (model, encoder, report.json)."),
-    min_platforms: int = typer.Option(2, "--min-platforms", help="Wait until this many platforms are online."),
+    min_platforms: int = typer.Option(2, "--min-platforms", help="Wait until this many platforms are online; every round then needs updates from at least this many."),
     wait: float = typer.Option(60.0, help="Seconds to wait for platforms to come online."),
     register_model: bool = typer.Option(True, "--register/--no-register", help="Store the model in the bank's registry."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),

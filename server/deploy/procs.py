@@ -183,11 +183,25 @@ class Supervisor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # A second Ctrl-C / SIGTERM while stopping must not abort `stop_all` half-way: that
+        # orphaned the SuperNode (stopped after the worker), which then retried forever.
+        shielded = _ignore_stop_signals()
         try:
             self.stop_all()
         finally:
+            for sig, handler in shielded.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
             if getattr(self, "_old_sigterm", None) is not None:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
+
+
+def _ignore_stop_signals() -> dict[int, object]:
+    """Ignore SIGINT and SIGTERM (main thread only); returns the handlers to put back."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:
