@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from threading import Lock
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -36,6 +37,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def _make_parent_dir(url: str) -> None:
+    """A SQLite file's directory is created on first use, like the data dir itself."""
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
 def engine_for(url: str | None = None) -> Engine:
     """A cached engine for `url` (default: `federation.config.db_url()`), tables created."""
     url = url or db_url()
@@ -43,6 +51,7 @@ def engine_for(url: str | None = None) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             if url.startswith("sqlite"):
+                _make_parent_dir(url)
                 engine = create_engine(url, connect_args={"check_same_thread": False})
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:

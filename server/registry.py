@@ -103,10 +103,16 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     rounds = report["rounds"] if isinstance(report.get("rounds"), int) else (len(rounds_list) or None)
     epsilon_raw = report.get("epsilon") if isinstance(report.get("epsilon"), dict) else {}
     epsilon = {str(k): float(v) for k, v in epsilon_raw.items() if _number(v) is not None}
-    participants_raw = report.get("participants") or list(epsilon)
+    # A participant is a platform whose update was aggregated in at least one round; platforms
+    # that only joined (refused every round, e.g. over their ε budget) are kept under "joined".
+    trained = sorted({str(p) for r in rounds_list for p in (r.get("participants") or [])})
+    participants_raw = trained or report.get("participants") or list(epsilon)
     participants = sorted(str(p) for p in participants_raw) if isinstance(participants_raw, (list, tuple)) else []
     dropped = sorted({str(d) for r in rounds_list for d in r.get("dropped", []) or []})
     extra = {k: report[k] for k in ("refused", "engine", "mode", "settings", "test") if k in report and report[k]}
+    joined = report.get("participants")
+    if trained and isinstance(joined, (list, tuple)) and sorted(map(str, joined)) != trained:
+        extra["joined"] = sorted(map(str, joined))
     if dropped:
         extra["dropped"] = dropped
     for key in ("test_auc", "test_ks"):  # the bank's own held-out set, when the run had one

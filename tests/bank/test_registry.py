@@ -61,3 +61,19 @@ def test_registry_survives_reopening_the_database(db_url, make_model, tmp_path):
     _engines.pop(db_url).dispose()  # a bank restart: a new engine, a new connection pool
     reopened = Registry(db_url, tmp_path / "store")
     assert [(m.version, m.status, m.auc) for m in reopened.list()] == [("v1", "promoted", 0.75)]
+
+
+def test_participants_are_the_platforms_that_trained_not_those_refused_every_round() -> None:
+    from server.registry import summarize_report
+
+    report = {
+        "participants": ["a", "b", "c"],
+        "epsilon": {"a": 7.9, "b": 7.8},
+        "rounds": [
+            {"round": 1, "participants": ["a", "b"], "refused": {"c": "privacy budget exceeded"}},
+            {"round": 2, "participants": ["b", "a"], "refused": {"c": "privacy budget exceeded"}},
+        ],
+    }
+    summary = summarize_report(report)
+    assert summary["participants"] == ["a", "b"]
+    assert summary["extra"]["joined"] == ["a", "b", "c"]

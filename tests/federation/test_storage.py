@@ -30,3 +30,12 @@ def test_processes_racing_to_create_tables_all_succeed(tmp_path):
     from federation.storage import engine_for
 
     assert {"privacy_ledger", "consent_events"} <= set(inspect(engine_for(url)).get_table_names())
+
+
+def test_a_sqlite_file_in_a_missing_directory_is_created(tmp_path):
+    from federation.storage import engine_for
+
+    url = f"sqlite:///{tmp_path / 'not' / 'yet' / 'there.db'}"
+    with engine_for(url).connect() as conn:
+        assert conn.exec_driver_sql("select 1").scalar() == 1
+    assert (tmp_path / "not" / "yet" / "there.db").is_file()
