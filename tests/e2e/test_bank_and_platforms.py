@@ -317,9 +317,9 @@ def test_training_with_dp_and_secagg_registers_v1_and_refuses_the_platform_over_
 def test_model_is_registered_with_its_provenance(deployment: Deployment, trained) -> None:  # type: ignore[no-untyped-def]
     [v1] = deployment.bank_json("bank", "models")
     assert v1["version"] == "v1"
-    # The refused platform still took part in the preprocessing agreement and the evaluation,
-    # so it is listed; it spent (and is charged) no ε.
-    assert sorted(v1["participants"]) == sorted(WITHIN_BUDGET)  # platform-4 joined but never trained
+    # The refused platform joined (preprocessing agreement, evaluation) but never trained: it is
+    # not a participant and spent (and is charged) no ε.
+    assert sorted(v1["participants"]) == sorted(WITHIN_BUDGET)
     assert v1["rounds"] == ROUNDS
     assert sorted(v1["epsilon"]) == sorted(WITHIN_BUDGET)
     assert all(0 < v1["epsilon"][name] <= EPSILON for name in WITHIN_BUDGET)
