@@ -29,11 +29,12 @@ _lock = Lock()
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     # WAL lets readers and one writer work at once; synchronous=NORMAL is durable in WAL mode
     # across application crashes, which is what "stored before acknowledged" needs here.
+    # busy_timeout first: switching to WAL needs a lock another process may briefly hold.
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -61,19 +62,21 @@ def engine_for(url: str | None = None) -> Engine:
         return engine
 
 
-def ensure_tables(engine: Engine, attempts: int = 3) -> None:
+def ensure_tables(engine: Engine, attempts: int = 5) -> None:
     """Create missing tables (also those declared after the engine was first made).
 
     Several processes may share one database (platform nodes, the bank's services): between
-    `create_all`'s existence check and its CREATE another process can win, so "already exists"
-    is retried, and the next check finds the table.
+    `create_all`'s existence check and its CREATE another process can win ("already exists"),
+    and SQLite refuses to upgrade a read to a write after another writer committed ("database
+    is locked", without waiting). Both are retried; the next check finds the tables.
     """
     for attempt in range(attempts):
         try:
             Base.metadata.create_all(engine)
             return
         except (OperationalError, ProgrammingError) as exc:
-            if "already exists" not in str(exc) or attempt == attempts - 1:
+            retryable = "already exists" in str(exc) or "database is locked" in str(exc)
+            if not retryable or attempt == attempts - 1:
                 raise
 
 

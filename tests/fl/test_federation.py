@@ -129,7 +129,7 @@ def test_text_label_and_text_categories_train_federatedly(tmp_path) -> None:  # 
 
 @pytest.mark.parametrize("secagg", [False, True], ids=["plain", "secagg"])
 def test_a_platform_crashing_mid_round_is_dropped_and_named(fl_files, tmp_path, secagg) -> None:  # type: ignore[no-untyped-def]
-    """Its ClientApp raises while training (its ledger database is unreachable): the round
+    """Its ClientApp raises while training (its ledger database cannot be opened): the round
     aggregates the other two (SecAgg+ reconstructs the missing masks) and names the dropout."""
     from clients.app import app as client_app
     from server.fl.app import app as server_app
@@ -139,7 +139,8 @@ def test_a_platform_crashing_mid_round_is_dropped_and_named(fl_files, tmp_path, 
     files, test = fl_files
     cfg = fast_config(files, test, tmp_path / "m", dp=True, secagg=secagg, rounds=1)
     nodes = cfg.node_configs()
-    nodes[2]["ledger-db"] = f"sqlite:///{tmp_path / 'no-such-dir' / 'ledger.db'}"
+    (tmp_path / "a-file").write_text("not a directory")
+    nodes[2]["ledger-db"] = f"sqlite:///{tmp_path / 'a-file' / 'ledger.db'}"
     simulate(server_app, client_app, cfg.to_run_config(), nodes)
     report = Report.read(tmp_path / "m" / "report.json")
     assert report.status == "ok" and report.rounds[0].aggregated
