@@ -150,10 +150,26 @@ def test_a_platform_crashing_mid_round_is_dropped_and_named(fl_files, tmp_path, 
 
 @pytest.mark.slow
 def test_ray_backend_runs_the_same_apps_to_the_same_model(fl_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Flower's Ray actors (the stock Simulation Engine backend) and the in-process backend agree."""
+    """Flower's Ray actors (the stock Simulation Engine backend) and the in-process backend agree.
+
+    Ray runs in a fresh `yinqi train --backend ray` process, as a user would start it (Ray's
+    start-up does not share a process with the other tests' servers and signal handlers).
+    """
+    import json
+    import subprocess
+    import sys
+
     files, test = fl_files
     in_process = run_federation(fast_config(files, test, tmp_path / "inprocess", dp=False, secagg=True))
-    on_ray = run_federation(fast_config(files, test, tmp_path / "ray", dp=False, secagg=True), backend="ray")
+    args = [arg for f in files for arg in ("--client", str(f))]
+    done = subprocess.run(
+        [sys.executable, "-m", "yinqi", "train", *args, "--test", str(test), "--out", str(tmp_path / "ray"),
+         "--rounds", "2", "--local-epochs", "1", "--batch-size", "64", "--seed", "1", "--no-dp", "--backend", "ray", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    on_ray = json.loads(done.stdout)
 
-    assert all(r.aggregated and len(r.participants) == 3 for r in on_ray.rounds)
-    assert on_ray.final["test_auc"] == pytest.approx(in_process.final["test_auc"], abs=1e-3)
+    assert on_ray["engine"] == "simulation (ray)"
+    assert all(r["aggregated"] and len(r["participants"]) == 3 for r in on_ray["rounds"])
+    assert on_ray["final"]["test_auc"] == pytest.approx(in_process.final["test_auc"], abs=1e-3)
