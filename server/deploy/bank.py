@@ -23,8 +23,8 @@ from typing import Any
 from server.deploy.cluster import TlsPaths, base_env, superlink_argv, wait_health
 from server.deploy.control import Control
 from server.deploy.errors import DeployError
-from server.deploy.procs import Proc, log_tail, stop_tree
-from server.deploy.state import BankState, bank_dir, pid_alive
+from server.deploy.procs import Proc, log_tail, pid_alive, stop_tree
+from server.deploy.state import BankState, bank_dir
 from server.deploy.tls import CertSet
 
 

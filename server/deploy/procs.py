@@ -65,7 +65,10 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """True for a running process (a zombie awaiting its parent counts as gone)."""
+    if not pid:
+        return False
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
@@ -74,7 +77,7 @@ def _alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except OSError:
-        return False
+        return False  # it ended between the two checks
 
 
 def stop_tree(pid: int, timeout: float = 8.0) -> None:
@@ -82,16 +85,16 @@ def stop_tree(pid: int, timeout: float = 8.0) -> None:
     extra = descendants(pid) if os.path.isdir("/proc") else []
     stop_group(pid, timeout)
     for child in extra:
-        if _alive(child):
+        if pid_alive(child):
             try:
                 os.kill(child, signal.SIGTERM)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + timeout
-    while any(_alive(c) for c in extra) and time.monotonic() < deadline:
+    while any(pid_alive(c) for c in extra) and time.monotonic() < deadline:
         time.sleep(0.05)
     for child in extra:
-        if _alive(child):
+        if pid_alive(child):
             try:
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
@@ -233,6 +236,6 @@ def processes_with_env(name: str, value: str) -> list[int]:
                 env = fh.read().split(b"\0")
         except OSError:
             continue
-        if needle in env and _alive(int(entry)):
+        if needle in env and pid_alive(int(entry)):
             found.append(int(entry))
     return found
