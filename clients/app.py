@@ -131,18 +131,36 @@ def _privacy_state(context: Context, cfg, rows: int):  # type: ignore[no-untyped
     )
 
 
+def _local_model(context: Context, settings: NodeSettings, config: Any, parameters: Any) -> tuple[ClientRunConfig, Any, Any, Any]:
+    """The platform's own rows, encoded as agreed, and the model set to the received weights.
+
+    Shared by training and evaluation; raises `YinqiError` (a refusal) for unusable data.
+    """
+    from flwr.common import parameters_to_ndarrays
+
+    from clients.data import encode, load_platform_table
+    from federation.model import build_model, set_weights
+    from federation.preprocess import Encoder
+
+    cfg = _config(context)
+    encoder = Encoder.from_dict(json.loads(str(config["encoder"])))
+    table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
+    x, y = encode(table, encoder)
+    model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
+    set_weights(model, parameters_to_ndarrays(parameters))
+    return cfg, x, y, model
+
+
 @app.train(mods=[secaggplus_when_requested])
 def train(msg: Message, context: Context) -> Message:
     """One round of local training from the global weights."""
     import numpy as np
-    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
     from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
 
-    from clients.data import encode, load_platform_table
     from clients.ledger import PrivacyLedger
     from clients.train import LocalTraining, train_local
-    from federation.model import build_model, get_weights, set_weights
-    from federation.preprocess import Encoder
+    from federation.model import get_weights
 
     fitins = recorddict_to_fitins(msg.content, keep_input=True)
     server_round = int(fitins.config.get("round", 0))
@@ -151,12 +169,7 @@ def train(msg: Message, context: Context) -> Message:
     try:
         settings = node_settings(context)
         platform = settings.platform
-        cfg = _config(context)
-        encoder = Encoder.from_dict(json.loads(str(fitins.config["encoder"])))
-        table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
-        x, y = encode(table, encoder)
-        model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
-        set_weights(model, parameters_to_ndarrays(fitins.parameters))
+        cfg, x, y, model = _local_model(context, settings, fitins.config, fitins.parameters)
         local = LocalTraining(
             epochs=cfg.local_epochs,
             batch_size=cfg.batch_size,
@@ -203,25 +216,18 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Score the platform's own rows; only per-class histograms leave."""
     import numpy as np
-    from flwr.common import Code, EvaluateRes, Status, parameters_to_ndarrays
+    from flwr.common import Code, EvaluateRes, Status
     from flwr.compat.common.recorddict_compat import evaluateres_to_recorddict, recorddict_to_evaluateins
 
-    from clients.data import encode, load_platform_table
     from federation.metrics import score_histograms
-    from federation.model import build_model, predict_proba_array, set_weights
-    from federation.preprocess import Encoder
+    from federation.model import predict_proba_array
 
     evalins = recorddict_to_evaluateins(msg.content, keep_input=True)
     platform = "?"
     try:
         settings = node_settings(context)
         platform = settings.platform
-        cfg = _config(context)
-        encoder = Encoder.from_dict(json.loads(str(evalins.config["encoder"])))
-        table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
-        x, y = encode(table, encoder)
-        model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
-        set_weights(model, parameters_to_ndarrays(evalins.parameters))
+        cfg, x, y, model = _local_model(context, settings, evalins.config, evalins.parameters)
         p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
         loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
         pos, neg = score_histograms(y.astype(np.int64), p, bins=int(evalins.config.get("bins", 1000)))
