@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
 GOAL_GAS_PER_RECORD_AT_1000 = 60
 ANCHOR_GAS_LIMIT = 200_000
@@ -62,10 +62,25 @@ def main() -> int:
     naive_tx_per_s = naive_n / naive_time
 
     sizes = [1, 10, 100, 1000] + ([] if args.quick else [10_000])
-    table = Table("records", "anchor txs", "gas per tx", "gas per record", "vs 1 tx/record",
-                  "tree + proofs (s)", "wall time (s)", title=f"anchoring on {chain.endpoint} (first row: baseline, one tx per record)")
-    table.add_row("1 per tx", str(naive_n), f"{naive_per_record:,.0f}", f"{naive_per_record:,.0f}", "1.0×",
-                  "-", f"{naive_time:.2f}")
+    table = Table(
+        "records",
+        "anchor txs",
+        "gas per tx",
+        "gas per record",
+        "vs 1 tx/record",
+        "tree + proofs (s)",
+        "wall time (s)",
+        title=f"anchoring on {chain.endpoint} (first row: baseline, one tx per record)",
+    )
+    table.add_row(
+        "1 per tx",
+        str(naive_n),
+        f"{naive_per_record:,.0f}",
+        f"{naive_per_record:,.0f}",
+        "1.0×",
+        "-",
+        f"{naive_time:.2f}",
+    )
     at_1000 = None
     for n in sizes:
         leaves = records(n)
@@ -77,8 +92,15 @@ def main() -> int:
         per_record = gas / n
         if n == 1000:
             at_1000 = per_record
-        table.add_row(f"{n:,}", "1", f"{gas:,}", f"{per_record:,.1f}", f"{naive_per_record / per_record:,.1f}× cheaper",
-                      f"{build_s:.3f}", f"{build_s + tx_s:.2f}")
+        table.add_row(
+            f"{n:,}",
+            "1",
+            f"{gas:,}",
+            f"{per_record:,.1f}",
+            f"{naive_per_record / per_record:,.1f}× cheaper",
+            f"{build_s:.3f}",
+            f"{build_s + tx_s:.2f}",
+        )
         assert len(proofs) == n
     console.print(table)
 
@@ -93,17 +115,40 @@ def main() -> int:
     t0 = time.perf_counter()
     chain_ok = sum(bool(registry.verify(tree.root, leaf, proofs[leaf]).call()) for leaf in sample)
     chain_rate = len(sample) / (time.perf_counter() - t0)
-    rates = Table("verifier", "proofs checked", "valid", "proofs / s", "vs on chain",
-                  title="proof verification (1000-leaf tree, 10-sibling proofs)")
-    rates.add_row("local Python (eth-utils keccak)", f"{len(leaves):,}", f"{local_ok:,}", f"{local_rate:,.0f}",
-                  f"{local_rate / chain_rate:,.0f}×")
-    rates.add_row(f"contract verify view (eth_call, {chain.endpoint.split(':')[0]})", f"{len(sample):,}",
-                  f"{chain_ok:,}", f"{chain_rate:,.0f}", "1.0×")
+    rates = Table(
+        "verifier",
+        "proofs checked",
+        "valid",
+        "proofs / s",
+        "vs on chain",
+        title="proof verification (1000-leaf tree, 10-sibling proofs)",
+    )
+    rates.add_row(
+        "local Python (eth-utils keccak)",
+        f"{len(leaves):,}",
+        f"{local_ok:,}",
+        f"{local_rate:,.0f}",
+        f"{local_rate / chain_rate:,.0f}×",
+    )
+    rates.add_row(
+        f"contract verify view (eth_call, {chain.endpoint.split(':')[0]})",
+        f"{len(sample):,}",
+        f"{chain_ok:,}",
+        f"{chain_rate:,.0f}",
+        "1.0×",
+    )
     console.print(rates)
-    console.print(f"one-tx-per-record throughput: {naive_tx_per_s:.1f} tx/s; "
-                  f"1000 records that way ≈ {1000 / naive_tx_per_s:.0f} s and {naive_per_record * 1000:,.0f} gas")
+    console.print(
+        f"one-tx-per-record throughput: {naive_tx_per_s:.1f} tx/s; "
+        f"1000 records that way ≈ {1000 / naive_tx_per_s:.0f} s and {naive_per_record * 1000:,.0f} gas"
+    )
 
-    ok = at_1000 is not None and at_1000 <= GOAL_GAS_PER_RECORD_AT_1000 and local_ok == len(leaves) and chain_ok == len(sample)
+    ok = (
+        at_1000 is not None
+        and at_1000 <= GOAL_GAS_PER_RECORD_AT_1000
+        and local_ok == len(leaves)
+        and chain_ok == len(sample)
+    )
     verdict = "[green]met[/]" if ok else "[red]NOT met[/]"
     console.print(f"goal ≤ {GOAL_GAS_PER_RECORD_AT_1000} gas per record at 1000: {at_1000:.1f} → {verdict}")
     return 0 if ok else 1

@@ -68,9 +68,12 @@ def rate(count: int, seconds: float) -> float:
 def scoring_rows(work: Path, n: int, n_single: int, batch: int) -> list[tuple[str, int, float, str]]:
     import grpc
 
-    from clients.consent import ConsentBook
+    from federation.clock import utcnow
     from proto import bank_pb2, bank_pb2_grpc
-    from server.grpc_app import TlsFiles, build_server, connect, rows_to_proto
+    from proto.channel import ClientTls, connect
+    from server.consent import ConsentEventIn, ConsentRegistry
+    from server.credit.promotion import promote
+    from server.grpc_app import TlsFiles, build_server, rows_to_proto
     from server.registry import Registry
     from server.scoring import Scorer
     from tests.bank.tls import make_pki
@@ -85,8 +88,8 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int) -> list[tuple[st
     url = f"sqlite:///{work / 'bank.db'}"
     registry = Registry(url, work / "store")
     registry.register(model_dir, anchor=False)
-    registry.promote("v1")
-    ConsentBook(url).grant(ids)
+    promote(registry, "v1")
+    ConsentRegistry(url).record("bench", [ConsentEventIn(i, m, True, utcnow()) for i, m in enumerate(ids)])
     scorer = Scorer(url, registry=registry)
     scorer.evaluate(requests[:10])  # load the model once
 
@@ -109,13 +112,19 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int) -> list[tuple[st
         server = build_server(f"127.0.0.1:{free_port()}", url, tls, work / "store")
         server.start()
         address = f"127.0.0.1:{server.bound_port}"
-        channel = connect(address, pki["ca"], pki["client_cert"], pki["client_key"]) if tls else grpc.insecure_channel(address)
+        channel = (
+            connect(address, ClientTls(pki["ca"], pki["client_cert"], pki["client_key"]))
+            if tls
+            else grpc.insecure_channel(address)
+        )
         try:
             stub = bank_pb2_grpc.ScoringServiceStub(channel)
             stub.Score(protos[0], timeout=30)  # connection + model warm
             start = time.perf_counter()
             for i in range(0, n, batch):
-                replies = stub.ScoreBatch(bank_pb2.ScoreBatchRequest(requests=protos[i : i + batch]), timeout=120).replies
+                replies = stub.ScoreBatch(
+                    bank_pb2.ScoreBatchRequest(requests=protos[i : i + batch]), timeout=120
+                ).replies
                 assert not any(r.error for r in replies), replies[0].error
             out.append((f"gRPC {label} batch ×{batch}", n, time.perf_counter() - start, ""))
             start = time.perf_counter()
@@ -141,25 +150,29 @@ def mean_round(result: dict[str, Any]) -> float | None:
 
 
 def round_rows(rounds: int) -> list[tuple[str, float | None, str]] | str:
-    try:
-        from bench.deploy_rounds import measure_round_times
-    except ImportError:
-        return "not available (bench/deploy_rounds.py is not there)"
+    from bench.deploy_rounds import measure_round_times
+
     rows = []
     for mode in ("loopback", "tls"):
         try:
             result = measure_round_times(mode, clients=3, rounds=rounds, secagg=True)
         except Exception as exc:  # a broken deployment should not hide the scoring numbers
             return f"not available ({mode}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        rows.append((mode, mean_round(result), str({k: v for k, v in result.items() if not isinstance(v, (list, dict))})[:80]))
+        rows.append(
+            (mode, mean_round(result), str({k: v for k, v in result.items() if not isinstance(v, (list, dict))})[:80])
+        )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer merchants and rounds")
-    parser.add_argument("--merchants", type=int, default=None, help="merchants scored in batch (default 5000, quick 1000)")
-    parser.add_argument("--single", type=int, default=None, help="merchants scored one request each (default 500, quick 200)")
+    parser.add_argument(
+        "--merchants", type=int, default=None, help="merchants scored in batch (default 5000, quick 1000)"
+    )
+    parser.add_argument(
+        "--single", type=int, default=None, help="merchants scored one request each (default 500, quick 200)"
+    )
     parser.add_argument("--batch", type=int, default=500, help="merchants per batch request")
     parser.add_argument("--no-rounds", action="store_true", help="skip the deployment round-time comparison")
     args = parser.parse_args()

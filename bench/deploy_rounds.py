@@ -26,12 +26,21 @@ def _config(workdir: Path, clients: int, rounds: int, secagg: bool, merchants: i
     from server.fl.config import FederationConfig
 
     files, test = make_feature_files(workdir / "data", platforms=clients, merchants=merchants, months=6, seed=7)
-    return FederationConfig(clients=files, rounds=rounds, epsilon=8.0, dp=True, secagg=secagg,
-                            out=workdir / "model", test=test, min_clients=clients)
+    return FederationConfig(
+        clients=files,
+        rounds=rounds,
+        epsilon=8.0,
+        dp=True,
+        secagg=secagg,
+        out=workdir / "model",
+        test=test,
+        min_clients=clients,
+    )
 
 
-def measure_round_times(mode: str, clients: int = 3, rounds: int = 2, secagg: bool = True,
-                        merchants: int = 150) -> dict[str, Any]:
+def measure_round_times(
+    mode: str, clients: int = 3, rounds: int = 2, secagg: bool = True, merchants: int = 150
+) -> dict[str, Any]:
     """Run one federation in `mode` and time it.
 
     mode: "simulation" (in-process Simulation Engine), "loopback" (SuperLink + SuperNodes as
@@ -46,16 +55,17 @@ def measure_round_times(mode: str, clients: int = 3, rounds: int = 2, secagg: bo
         config = _config(workdir, clients, rounds, secagg, merchants)
         started = time.perf_counter()
         if mode == "simulation":
-            from server.fl.run import run_federation
+            from yinqi.harness.federated import run_federation
 
             report = run_federation(config)
         else:
-            from server.deploy.run import run_deployed
+            from yinqi.harness.loopback import run_deployed
 
             kwargs: dict[str, Any] = {}
             if mode == "tls":
-                from server.deploy.cluster import TlsPaths
-                from server.deploy.tls import make_certs, make_node_key
+                from clients.node.keys import make_node_key
+                from server.deploy.superlink import TlsPaths
+                from server.deploy.tls import make_certs
 
                 certs = make_certs(workdir / "certs")
                 kwargs["tls"] = TlsPaths(certs.ca, certs.cert, certs.key)
@@ -66,7 +76,10 @@ def measure_round_times(mode: str, clients: int = 3, rounds: int = 2, secagg: bo
         wall = time.perf_counter() - started
     seconds = list(report.round_seconds)
     return {
-        "mode": mode, "clients": clients, "rounds": rounds, "secagg": secagg,
+        "mode": mode,
+        "clients": clients,
+        "rounds": rounds,
+        "secagg": secagg,
         "round_seconds": seconds,
         "mean_round_s": statistics.fmean(seconds) if seconds else float("nan"),
         "last_round_s": seconds[-1] if seconds else float("nan"),
@@ -101,10 +114,16 @@ def main() -> None:
         table.add_column(col, no_wrap=True)
     for r in rows:
         ratio = r["mean_round_s"] / base[r["secagg"]] if base.get(r["secagg"]) else float("nan")
-        sp = (f"{r['mean_round_s'] / plain[r['mode']]:.2f}×" if r["secagg"] and plain.get(r["mode"]) else "")
-        table.add_row(r["mode"], "SecAgg+" if r["secagg"] else "plain",
-                      " / ".join(f"{s:.1f}" for s in r["round_seconds"]), f"{r['mean_round_s']:.2f}",
-                      f"{ratio:.1f}×", sp, f"{r['wall_s']:.1f}")
+        sp = f"{r['mean_round_s'] / plain[r['mode']]:.2f}×" if r["secagg"] and plain.get(r["mode"]) else ""
+        table.add_row(
+            r["mode"],
+            "SecAgg+" if r["secagg"] else "plain",
+            " / ".join(f"{s:.1f}" for s in r["round_seconds"]),
+            f"{r['mean_round_s']:.2f}",
+            f"{ratio:.1f}×",
+            sp,
+            f"{r['wall_s']:.1f}",
+        )
     console.print(table)
 
 

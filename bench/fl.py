@@ -12,7 +12,6 @@ rounds on a loopback deployment (`server.deploy.run_deployed`) beside the simula
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -26,8 +25,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from federation.metrics import ks_statistic, roc_auc  # noqa: E402
-from server.fl.config import FederationConfig  # noqa: E402
+from federation.metrics import ks_statistic, roc_auc
+from server.fl.config import FederationConfig
 
 console = Console(width=max(Console().width, 150))
 
@@ -42,7 +41,7 @@ def local_only(cfg: FederationConfig, index: int) -> tuple[float, float]:
     """One platform training alone on its own rows (its own encoder), scored on the test file."""
     from federation.model import predict_proba_array
     from federation.preprocess import Encoder, compute_stats, load_labeled
-    from server.fl.central import train_torch
+    from yinqi.harness.central import train_torch
 
     table = load_labeled(cfg.clients[index], label=cfg.label, positive=cfg.positive)
     encoder = Encoder.from_stats(compute_stats(table.frame), cfg.max_categories)
@@ -70,7 +69,15 @@ def dp_step_ratio(cfg: FederationConfig, repeats: int = 5) -> tuple[float, float
         for mode in ("plain", "dp"):
             privacy = None
             if mode == "dp":
-                privacy = PrivacyState.plan(epsilon=8.0, delta=1e-5, rows=len(x), batch_size=cfg.batch_size, local_epochs=cfg.local_epochs, rounds=cfg.rounds, max_grad_norm=1.0)
+                privacy = PrivacyState.plan(
+                    epsilon=8.0,
+                    delta=1e-5,
+                    rows=len(x),
+                    batch_size=cfg.batch_size,
+                    local_epochs=cfg.local_epochs,
+                    rounds=cfg.rounds,
+                    max_grad_norm=1.0,
+                )
             outcome = train_local(build_model(encoder.n_features), x, y, settings, privacy)
             timings[mode].append(outcome.loop_seconds / outcome.steps)
     return min(timings["plain"][1:]), min(timings["dp"][1:])
@@ -100,8 +107,8 @@ def main() -> None:
     client_counts = [3, 10] if args.quick else [3, 10, 30]
 
     from federation.synth import make_feature_files
-    from server.fl.central import train_central
-    from server.fl.run import quiet_flower, run_federation
+    from yinqi.harness.central import train_central
+    from yinqi.harness.federated import quiet_flower, run_federation
 
     quiet_flower()
     work = Path(tempfile.mkdtemp(prefix="yinqi-bench-fl-"))
@@ -116,7 +123,15 @@ def main() -> None:
     started = time.perf_counter()
     with console.status("central yardstick"):
         central = train_central(FederationConfig(**base, out=work / "central"), save=False)
-    rows.append(("central RandomForest", fmt(central.rf_auc), fmt(central.rf_ks), "", f"ΔAUC {central.rf_auc - central.torch_auc:+.4f} vs central torch"))
+    rows.append(
+        (
+            "central RandomForest",
+            fmt(central.rf_auc),
+            fmt(central.rf_ks),
+            "",
+            f"ΔAUC {central.rf_auc - central.torch_auc:+.4f} vs central torch",
+        )
+    )
     rows.append(("central torch (baseline)", fmt(central.torch_auc), fmt(central.torch_ks), "", "baseline"))
     for i, name in enumerate(p.stem for p in files):
         with console.status(f"local only: {name}"):
@@ -128,14 +143,32 @@ def main() -> None:
     with console.status("federated, SecAgg+"):
         secure = run_federation(FederationConfig(**base, dp=False, secagg=True, out=work / "secure"))
     gap = secure.final["test_auc"] - central.torch_auc
-    rows.append(("federated (SecAgg+)", fmt(secure.final["test_auc"]), fmt(secure.final["test_ks"]), f"{steady_round_seconds(secure):.2f} s/round", f"ΔAUC {gap:+.4f} (goal ≥ -0.01)"))
+    rows.append(
+        (
+            "federated (SecAgg+)",
+            fmt(secure.final["test_auc"]),
+            fmt(secure.final["test_ks"]),
+            f"{steady_round_seconds(secure):.2f} s/round",
+            f"ΔAUC {gap:+.4f} (goal ≥ -0.01)",
+        )
+    )
     dp_round = None
     for eps in epsilons:
         with console.status(f"federated + DP ε={eps:g} (SecAgg+)"):
-            report = run_federation(FederationConfig(**base, dp=True, epsilon=eps, secagg=True, out=work / f"dp{eps:g}"))
+            report = run_federation(
+                FederationConfig(**base, dp=True, epsilon=eps, secagg=True, out=work / f"dp{eps:g}")
+            )
         spent = max(report.epsilon.values())
         goal = " (goal ≥ -0.02)" if eps == 8.0 else ""
-        rows.append((f"federated + DP ε={eps:g} (max spent {spent:.2f})", fmt(report.final["test_auc"]), fmt(report.final["test_ks"]), f"{steady_round_seconds(report):.2f} s/round", f"ΔAUC {report.final['test_auc'] - central.torch_auc:+.4f}{goal}"))
+        rows.append(
+            (
+                f"federated + DP ε={eps:g} (max spent {spent:.2f})",
+                fmt(report.final["test_auc"]),
+                fmt(report.final["test_ks"]),
+                f"{steady_round_seconds(report):.2f} s/round",
+                f"ΔAUC {report.final['test_auc'] - central.torch_auc:+.4f}{goal}",
+            )
+        )
         if eps == 8.0:
             dp_round = report
 
@@ -144,34 +177,63 @@ def main() -> None:
     rows.append(("round time: SecAgg+", "", "", f"{t_secure:.3f} s", f"{t_secure / t_plain:.2f}× (goal ≤ 1.5×)"))
     step_plain, step_dp = dp_step_ratio(FederationConfig(**base, out=work / "x"))
     rows.append(("step time: plain SGD (baseline)", "", "", f"{step_plain * 1e3:.2f} ms", "baseline"))
-    rows.append(("step time: DP-SGD (Opacus)", "", "", f"{step_dp * 1e3:.2f} ms", f"{step_dp / step_plain:.2f}× (goal ≤ 2×)"))
+    rows.append(
+        ("step time: DP-SGD (Opacus)", "", "", f"{step_dp * 1e3:.2f} ms", f"{step_dp / step_plain:.2f}× (goal ≤ 2×)")
+    )
 
     scale_rounds = 2
     first = None
     for n in client_counts:
         clients = files if n == 3 else shard(files, n, work / f"shards{n}")
         with console.status(f"{n} platforms, SecAgg+ + DP, {scale_rounds + 1} rounds"):
-            report = run_federation(FederationConfig(clients=clients, test=test, rounds=scale_rounds + 1, seed=11, dp=True, secagg=True, out=work / f"n{n}"))
+            report = run_federation(
+                FederationConfig(
+                    clients=clients,
+                    test=test,
+                    rounds=scale_rounds + 1,
+                    seed=11,
+                    dp=True,
+                    secagg=True,
+                    out=work / f"n{n}",
+                )
+            )
         t = steady_round_seconds(report)
         first = first or t
-        rows.append((f"round time: {n} platforms (SecAgg+ + DP)", fmt(report.final["test_auc"]), fmt(report.final["test_ks"]), f"{t:.3f} s", "baseline" if n == client_counts[0] else f"{t / first:.2f}×"))
+        rows.append(
+            (
+                f"round time: {n} platforms (SecAgg+ + DP)",
+                fmt(report.final["test_auc"]),
+                fmt(report.final["test_ks"]),
+                f"{t:.3f} s",
+                "baseline" if n == client_counts[0] else f"{t / first:.2f}×",
+            )
+        )
 
     sim_round = steady_round_seconds(dp_round) if dp_round else None
-    if importlib.util.find_spec("server.deploy") is not None:
-        from server.deploy import run_deployed
+    from yinqi.harness.loopback import run_deployed
 
-        try:
-            with console.status("loopback deployment: SuperLink + 3 SuperNodes, SecAgg+ + DP"):
-                deployed = run_deployed(FederationConfig(**{**base, "rounds": 3}, dp=True, epsilon=8.0, secagg=True, out=work / "deployed"))
-            t = steady_round_seconds(deployed)
-            ratio = f"{t / sim_round:.2f}× simulation (goal ≤ 10 s/round)" if sim_round else ""
-            rows.append(("loopback deployment (SecAgg+ + DP)", fmt(deployed.final["test_auc"]), fmt(deployed.final["test_ks"]), f"{t:.2f} s/round", ratio))
-        except Exception as exc:  # report, do not hide the rest of the table
-            rows.append(("loopback deployment", "", "", "failed", f"{type(exc).__name__}: {str(exc)[:80]}"))
-    else:
-        rows.append(("loopback deployment", "", "", "not available", "server.deploy missing"))
+    try:
+        with console.status("loopback deployment: SuperLink + 3 SuperNodes, SecAgg+ + DP"):
+            deployed = run_deployed(
+                FederationConfig(**{**base, "rounds": 3}, dp=True, epsilon=8.0, secagg=True, out=work / "deployed")
+            )
+        t = steady_round_seconds(deployed)
+        ratio = f"{t / sim_round:.2f}× simulation (goal ≤ 10 s/round)" if sim_round else ""
+        rows.append(
+            (
+                "loopback deployment (SecAgg+ + DP)",
+                fmt(deployed.final["test_auc"]),
+                fmt(deployed.final["test_ks"]),
+                f"{t:.2f} s/round",
+                ratio,
+            )
+        )
+    except Exception as exc:  # report, do not hide the rest of the table
+        rows.append(("loopback deployment", "", "", "failed", f"{type(exc).__name__}: {str(exc)[:80]}"))
 
-    table = Table(title=f"yinqi fl benchmark: 3 platforms, {central.rows} merchant-months, {rounds} rounds, held-out test file ({time.perf_counter() - started:.0f} s)")
+    table = Table(
+        title=f"yinqi fl benchmark: 3 platforms, {central.rows} merchant-months, {rounds} rounds, held-out test file ({time.perf_counter() - started:.0f} s)"
+    )
     for column in ("what", "test AUC", "test KS", "time", "vs baseline"):
         table.add_column(column)
     for row in rows:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait(condition, timeout: float, what: str) -> None:  # noqa: ANN001
+def wait(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -66,10 +66,12 @@ def wait(condition, timeout: float, what: str) -> None:  # noqa: ANN001
 def bench_rules() -> Rules:
     """Every rule on, with polygons for some machines so point-in-polygon runs too."""
     zone = [[31.0, 111.0], [31.0, 119.0], [39.0, 119.0], [39.0, 111.0], [35.0, 110.5]]
-    return Rules.model_validate({
-        "geofence": {"zones": [{"name": "north-china", "polygon": zone, "leases": ["L-1"]}]},
-        "leases": {"L-1": [f"exc-{i:04d}" for i in range(0, 50, 2)]},
-    })
+    return Rules.model_validate(
+        {
+            "geofence": {"zones": [{"name": "north-china", "polygon": zone, "leases": ["L-1"]}]},
+            "leases": {"L-1": [f"exc-{i:04d}" for i in range(0, 50, 2)]},
+        }
+    )
 
 
 class NullMonitor:
@@ -136,10 +138,10 @@ class StockPaho:
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.client.on_message = self._on_message
 
-    def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, message) -> None:
         self.received += 1
 
-    def start(self) -> "StockPaho":
+    def start(self) -> StockPaho:
         self.client.connect(self.address.host, self.address.port)
         self.client.loop_start()
         return self
@@ -222,8 +224,10 @@ def throughput(broker: Mosquitto, workdir: Path, n: int, rounds: int) -> dict[st
     stock = StockPaho(broker.url, "bench-stock").start()
     wait(stock.subscribed.is_set, 10, "the bench-stock session")
     stock.stop()
-    for client_id, core in (("bench-monitor", Monitor(store, bench_rules(), clock=EventClock())),
-                            ("bench-paho", NullMonitor())):
+    for client_id, core in (
+        ("bench-monitor", Monitor(store, bench_rules(), clock=EventClock())),
+        ("bench-paho", NullMonitor()),
+    ):
         register = MqttMonitor(core, broker.url, client_id=client_id)
         register.start()
         wait(register.subscribed.is_set, 10, f"the {client_id} session")
@@ -248,8 +252,13 @@ def throughput(broker: Mosquitto, workdir: Path, n: int, rounds: int) -> dict[st
     out = {k: statistics.median(r[k] for r in results) for k in ("raw", "stock", "paho", "monitor")}
     out["ratios"] = [r["monitor"] / r["raw"] for r in results]  # type: ignore[assignment]
     out["load"] = (load_before, os.getloadavg()[0])  # type: ignore[assignment]
-    out.update(n=n, rounds=rounds, publish=statistics.median(publish),
-               processed=sum(r["processed"] for r in results), alerts=sum(r["alerts"] for r in results))
+    out.update(
+        n=n,
+        rounds=rounds,
+        publish=statistics.median(publish),
+        processed=sum(r["processed"] for r in results),
+        alerts=sum(r["alerts"] for r in results),
+    )
     return out
 
 
@@ -258,8 +267,11 @@ def latency(broker: Mosquitto, workdir: Path, rate: float, seconds: float) -> di
 
     stored: dict[tuple[str, str], float] = {}
     bank_address = f"127.0.0.1:{free_port()}"
-    bank = serve(bank_address, f"sqlite:///{workdir / 'bank.db'}",
-                 on_intake=lambda aid, state, dup: stored.setdefault((aid, state), time.perf_counter()))
+    bank = serve(
+        bank_address,
+        f"sqlite:///{workdir / 'bank.db'}",
+        on_intake=lambda aid, state, dup: stored.setdefault((aid, state), time.perf_counter()),
+    )
     store = IotStore(f"sqlite:///{workdir / 'latency.db'}")
     deliverer = Deliverer(store, bank_address).start()
     monitor = Monitor(store, bench_rules(), clock=EventClock(), on_events=deliverer.wake)
@@ -270,7 +282,7 @@ def latency(broker: Mosquitto, workdir: Path, rate: float, seconds: float) -> di
     background = fleet.stream(10**9)
     sent: dict[tuple[str, str], float] = {}
     probe_every = 0.05  # s between geofence crossings
-    start_ts = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    start_ts = datetime(2026, 3, 1, tzinfo=UTC)
     try:
         with console.status(f"steady load {rate:.0f} msg/s for {seconds:.0f} s with a probe crossing its geofence"):
             t0 = time.perf_counter()
@@ -280,8 +292,14 @@ def latency(broker: Mosquitto, workdir: Path, rate: float, seconds: float) -> di
                 if now >= t0 + probes * probe_every:
                     ts = start_ts + timedelta(seconds=probes)
                     outside = open_id is None
-                    r = Telemetry(device_id="probe", ts=ts, lat=35.0, lon=125.0 if outside else 115.0,
-                                  working_hours=1.0, fuel_l=1.0)
+                    r = Telemetry(
+                        device_id="probe",
+                        ts=ts,
+                        lat=35.0,
+                        lon=125.0 if outside else 115.0,
+                        working_hours=1.0,
+                        fuel_l=1.0,
+                    )
                     key = (alert_id("probe", "geofence", ts), "raised") if outside else (open_id, "cleared")
                     sent[key] = time.perf_counter()
                     pub.send(r)
@@ -300,14 +318,22 @@ def latency(broker: Mosquitto, workdir: Path, rate: float, seconds: float) -> di
         pub.close()
         bank.stop(0)
     lat = sorted((stored[k] - sent[k]) * 1000 for k in sent)
-    return {"events": len(lat), "p50": statistics.median(lat), "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-            "max": lat[-1], "load": i / seconds, "duplicates": deliverer.duplicates}
+    return {
+        "events": len(lat),
+        "p50": statistics.median(lat),
+        "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "max": lat[-1],
+        "load": i / seconds,
+        "duplicates": deliverer.duplicates,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller run (about 15 s)")
-    parser.add_argument("--messages", type=int, help="messages queued for the throughput drain (default 30000, quick 5000)")
+    parser.add_argument(
+        "--messages", type=int, help="messages queued for the throughput drain (default 30000, quick 5000)"
+    )
     parser.add_argument("--rounds", type=int, help="queue-and-drain rounds (default 5, quick 1)")
     parser.add_argument("--rate", type=float, default=500.0, help="steady load for the latency part, msg/s")
     parser.add_argument("--seconds", type=float, help="duration of the latency part (default 15, quick 5)")
@@ -322,23 +348,35 @@ def main() -> None:
             t = throughput(broker, workdir, n, rounds)
             lat = latency(broker, workdir, args.rate, seconds)
 
-    table = Table(title=f"IoT monitor vs raw mosquitto_sub (same Mosquitto, same run; {n} QoS 1 messages "
-                        f"x {t['rounds']} rounds, medians)")
+    table = Table(
+        title=f"IoT monitor vs raw mosquitto_sub (same Mosquitto, same run; {n} QoS 1 messages "
+        f"x {t['rounds']} rounds, medians)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("vs baseline", justify="right")
-    table.add_row("box load (1-min load average, start / end of drains)",
-                  f"{t['load'][0]:.1f} / {t['load'][1]:.1f}", f"{os.cpu_count()} cores")
+    table.add_row(
+        "box load (1-min load average, start / end of drains)",
+        f"{t['load'][0]:.1f} / {t['load'][1]:.1f}",
+        f"{os.cpu_count()} cores",
+    )
     table.add_row("publish, paho QoS 1 (msg/s)", f"{t['publish']:,.0f}", "")
     table.add_row("drain, raw mosquitto_sub (msg/s) [baseline]", f"{t['raw']:,.0f}", "1.00")
-    table.add_row("drain, stock paho client doing nothing (loop_start, msg/s)", f"{t['stock']:,.0f}",
-                  f"{t['stock'] / t['raw']:.2f}")
-    table.add_row("drain, monitor's MQTT client doing nothing (msg/s)", f"{t['paho']:,.0f}",
-                  f"{t['paho'] / t['raw']:.2f}")
+    table.add_row(
+        "drain, stock paho client doing nothing (loop_start, msg/s)",
+        f"{t['stock']:,.0f}",
+        f"{t['stock'] / t['raw']:.2f}",
+    )
+    table.add_row(
+        "drain, monitor's MQTT client doing nothing (msg/s)", f"{t['paho']:,.0f}", f"{t['paho'] / t['raw']:.2f}"
+    )
     ratio = t["monitor"] / t["raw"]
     rounds = ", ".join(f"{x:.2f}" for x in t["ratios"])
-    table.add_row("drain, monitor with all rules (msg/s)", f"{t['monitor']:,.0f}",
-                  f"[{'green' if ratio >= 0.5 else 'red'}]{ratio:.2f}[/] (goal >= 0.5)")
+    table.add_row(
+        "drain, monitor with all rules (msg/s)",
+        f"{t['monitor']:,.0f}",
+        f"[{'green' if ratio >= 0.5 else 'red'}]{ratio:.2f}[/] (goal >= 0.5)",
+    )
     table.add_row("  monitor / raw in each round", "", rounds)
     table.add_row("  monitor vs its client doing nothing", "", f"{t['monitor'] / t['paho']:.2f}")
     table.add_row("  processed / alert events stored (all rounds)", f"{t['processed']:,} / {t['alerts']}", "")

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
-from flwr.clientapp import ClientApp
 from flwr.client.mod import secaggplus_mod
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.clientapp import ClientApp
 
 from clients.runconfig import ClientRunConfig
+from federation.adapters import flwr as adapter
 from federation.errors import DataError, YinqiError
 
 STATE_RECORD = "yinqi"
+SECAGG_CONFIGS_KEY = adapter.secagg_configs_key()
 STATS_RECORD = "yinqi-stats"
 
 app = ClientApp()
@@ -66,7 +67,9 @@ def node_settings(context: Context) -> NodeSettings:
             path = files[index]
             name = name or (names[index] if index < len(names) else None)
     if path is None:
-        raise DataError("this SuperNode has no 'data-path' in its node config; start it with --node-config \"data-path=FILE\"")
+        raise DataError(
+            "this SuperNode has no 'data-path' in its node config; start it with --node-config \"data-path=FILE\""
+        )
     name = str(name or f"platform-{index if index >= 0 else context.node_id}")
     if index < 0:
         index = zlib.crc32(name.encode()) % 10_000
@@ -74,11 +77,16 @@ def node_settings(context: Context) -> NodeSettings:
     if not ledger:
         from federation.config import db_url
 
-        ledger = db_url()
+        ledger = db_url("platform")
     budget = node.get("epsilon-budget")
     consent = node.get("consent-db") or None
     return NodeSettings(
-        str(path), name, str(ledger), float(budget) if budget not in (None, "") else None, index, consent_db=consent and str(consent)
+        str(path),
+        name,
+        str(ledger),
+        float(budget) if budget not in (None, "") else None,
+        index,
+        consent_db=consent and str(consent),
     )
 
 
@@ -109,7 +117,7 @@ def query(msg: Message, context: Context) -> Message:
 
 def secaggplus_when_requested(msg: Message, ctxt: Context, call_next) -> Message:  # type: ignore[no-untyped-def]
     """Apply Flower's `secaggplus_mod` only to SecAgg+ rounds (notes/flower.md, pitfall 1)."""
-    if RECORD_KEY_CONFIGS in msg.content.config_records:
+    if SECAGG_CONFIGS_KEY in msg.content.config_records:
         return secaggplus_mod(msg, ctxt, call_next)
     return call_next(msg, ctxt)
 
@@ -131,7 +139,9 @@ def _privacy_state(context: Context, cfg, rows: int):  # type: ignore[no-untyped
     )
 
 
-def _local_model(context: Context, settings: NodeSettings, config: Any, parameters: Any) -> tuple[ClientRunConfig, Any, Any, Any]:
+def _local_model(
+    context: Context, settings: NodeSettings, config: Any, parameters: Any
+) -> tuple[ClientRunConfig, Any, Any, Any]:
     """The platform's own rows, encoded as agreed, and the model set to the received weights.
 
     Shared by training and evaluation; raises `YinqiError` (a refusal) for unusable data.
@@ -187,7 +197,9 @@ def train(msg: Message, context: Context) -> Message:
             # A platform's lifetime budget (node config) spans runs; without one, the run's ε caps it.
             lifetime = settings.epsilon_budget is not None
             budget = settings.epsilon_budget if lifetime else cfg.epsilon
-            PrivacyLedger(settings.ledger_db).check_budget(platform, str(context.run_id), projected, budget, lifetime=lifetime)
+            PrivacyLedger(settings.ledger_db).check_budget(
+                platform, str(context.run_id), projected, budget, lifetime=lifetime
+            )
         outcome = train_local(model, x, y, local, privacy)
         if privacy is not None:
             # RDP composes additively in steps: after exactly the planned steps, ε is the
@@ -196,7 +208,12 @@ def train(msg: Message, context: Context) -> Message:
             PrivacyLedger(settings.ledger_db).record(platform, str(context.run_id), server_round, spent, cfg.delta)
             context.state.config_records[STATE_RECORD] = ConfigRecord({"privacy": privacy.to_json()})
             metrics.update(
-                {"epsilon": spent, "noise-multiplier": privacy.noise_multiplier, "sample-rate": privacy.sample_rate, "dp-steps": privacy.steps_taken}
+                {
+                    "epsilon": spent,
+                    "noise-multiplier": privacy.noise_multiplier,
+                    "sample-rate": privacy.sample_rate,
+                    "dp-steps": privacy.steps_taken,
+                }
             )
         weights = get_weights(model)
         clamped = 0
@@ -204,7 +221,15 @@ def train(msg: Message, context: Context) -> Message:
             # SecAgg+ clips to +-clipping_range before quantising; clip here and say so.
             clamped = int(sum(int((np.abs(w) > cfg.secagg_clip).sum()) for w in weights))
             weights = [np.clip(w, -cfg.secagg_clip, cfg.secagg_clip) for w in weights]
-        metrics.update({"platform": platform, "loss": outcome.loss, "train-seconds": outcome.seconds, "steps": outcome.steps, "clamped": clamped})
+        metrics.update(
+            {
+                "platform": platform,
+                "loss": outcome.loss,
+                "train-seconds": outcome.seconds,
+                "steps": outcome.steps,
+                "clamped": clamped,
+            }
+        )
         fitres = FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(weights), outcome.examples, metrics)
     except YinqiError as exc:
         # Refused: weight 0, so the round goes on with the other platforms.
@@ -231,7 +256,12 @@ def evaluate(msg: Message, context: Context) -> Message:
         p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
         loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
         pos, neg = score_histograms(y.astype(np.int64), p, bins=int(evalins.config.get("bins", 1000)))
-        res = EvaluateRes(Status(Code.OK, "evaluated"), loss, len(x), {"platform": platform, "pos-hist": pos.tobytes(), "neg-hist": neg.tobytes()})
+        res = EvaluateRes(
+            Status(Code.OK, "evaluated"),
+            loss,
+            len(x),
+            {"platform": platform, "pos-hist": pos.tobytes(), "neg-hist": neg.tobytes()},
+        )
     except YinqiError as exc:
         res = EvaluateRes(Status(Code.OK, "refused"), 0.0, 0, {"platform": platform, "refused": str(exc)})
     return Message(evaluateres_to_recorddict(res), reply_to=msg)

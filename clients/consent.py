@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Boolean, DateTime, Engine, Integer, String, func, select
+from sqlalchemy import Boolean, Engine, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from clients.db import PlatformBase, platform_engine
+from federation.clock import as_utc, utcnow
 from federation.errors import YinqiError
-from federation.storage import Base, engine_for, ensure_tables, session_scope
+from federation.storage import UtcDateTime, session_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -27,7 +29,7 @@ class ConsentError(YinqiError):
     """A consent request that cannot be recorded or checked (empty id, no id column)."""
 
 
-class ConsentEvent(Base):
+class ConsentEvent(PlatformBase):
     """One change of a merchant's consent; never updated or deleted."""
 
     __tablename__ = "consent_events"
@@ -35,7 +37,7 @@ class ConsentEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     merchant_id: Mapped[str] = mapped_column(String(128), index=True)
     granted: Mapped[bool] = mapped_column(Boolean)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
     note: Mapped[str] = mapped_column(String(256), default="")
 
 
@@ -50,22 +52,19 @@ class ConsentRecord:
         return {"merchant_id": self.merchant_id, "granted": self.granted, "at": self.at.isoformat(), "note": self.note}
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class ConsentBook:
     """A platform's consent records on one database (default: the configured one)."""
 
     def __init__(self, db_url: str | Engine | None = None) -> None:
-        self.engine = db_url if isinstance(db_url, Engine) else engine_for(db_url)
-        ensure_tables(self.engine)
+        self.engine = platform_engine(db_url)
 
-    def _record(self, merchant_ids: Sequence[str], granted: bool, at: datetime | None, note: str) -> list[ConsentRecord]:
+    def _record(
+        self, merchant_ids: Sequence[str], granted: bool, at: datetime | None, note: str
+    ) -> list[ConsentRecord]:
         ids = [str(m).strip() for m in merchant_ids]
         if not ids or any(not m for m in ids):
             raise ConsentError("a merchant id is empty; give at least one non-empty merchant id")
-        when = _utc(at) if at else datetime.now(UTC)
+        when = as_utc(at) if at else utcnow()
         with session_scope(self.engine) as session:
             session.add_all(ConsentEvent(merchant_id=m, granted=granted, at=when, note=note) for m in ids)
         return [ConsentRecord(m, granted, when, note) for m in ids]
@@ -91,7 +90,9 @@ class ConsentBook:
                 latest = latest.group_by(ConsentEvent.merchant_id).subquery()
                 query = select(ConsentEvent).join(latest, ConsentEvent.id == latest.c.last)
                 for event in session.scalars(query):
-                    out[event.merchant_id] = ConsentRecord(event.merchant_id, event.granted, _utc(event.at), event.note)
+                    out[event.merchant_id] = ConsentRecord(
+                        event.merchant_id, event.granted, as_utc(event.at), event.note
+                    )
         return out
 
     def consented(self, merchant_ids: Sequence[str]) -> np.ndarray:
@@ -99,13 +100,21 @@ class ConsentBook:
         current = self.current(merchant_ids)
         return np.array([current.get(str(m)) is not None and current[str(m)].granted for m in merchant_ids], dtype=bool)
 
+    def events(self) -> list[tuple[int, ConsentRecord]]:
+        """Every event with its id, oldest first (what the bank is told)."""
+        with session_scope(self.engine) as session:
+            return [
+                (e.id, ConsentRecord(e.merchant_id, e.granted, as_utc(e.at), e.note))
+                for e in session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))
+            ]
+
     def history(self, merchant_id: str | None = None) -> list[ConsentRecord]:
         """Every event, oldest first (of one merchant, or all)."""
         query = select(ConsentEvent).order_by(ConsentEvent.id)
         if merchant_id is not None:
             query = query.where(ConsentEvent.merchant_id == str(merchant_id))
         with session_scope(self.engine) as session:
-            return [ConsentRecord(e.merchant_id, e.granted, _utc(e.at), e.note) for e in session.scalars(query)]
+            return [ConsentRecord(e.merchant_id, e.granted, as_utc(e.at), e.note) for e in session.scalars(query)]
 
 
 def consented(merchant_ids: Sequence[str], db_url: str | None = None) -> np.ndarray:
@@ -114,8 +123,8 @@ def consented(merchant_ids: Sequence[str], db_url: str | None = None) -> np.ndar
 
 
 def filter_consented(
-    frame: "pd.DataFrame", ids: "pd.Series | None", db_url: str | None
-) -> tuple["pd.DataFrame", "pd.Series", np.ndarray]:
+    frame: pd.DataFrame, ids: pd.Series | None, db_url: str | None
+) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
     """Keep only the rows of consenting merchants: (frame, ids, mask) — filter labels with `mask`.
 
     Called by the data loader when a node has a consent database; a table without merchant ids
@@ -140,5 +149,7 @@ def consented_table(table: Any, db_url: str | None) -> Any:
 
     frame, ids, mask = filter_consented(table.frame, table.ids, db_url)
     if not mask.any():
-        raise ConsentError(f"{table.source}: no merchant in this file has consent in force; nothing to train or score on")
+        raise ConsentError(
+            f"{table.source}: no merchant in this file has consent in force; nothing to train or score on"
+        )
     return LabeledTable(frame=frame, y=table.y[mask], ids=ids, source=table.source)

@@ -9,23 +9,22 @@ training, the ClientApp asks `check_budget`; past the budget it refuses the roun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import DateTime, Float, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import Float, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from clients.db import PlatformBase, platform_engine
+from federation.clock import utcnow
 from federation.errors import YinqiError
-from federation.storage import Base, engine_for, ensure_tables, session_scope
-
-
-_READY: set[str] = set()
+from federation.storage import UtcDateTime, session_scope
 
 
 class BudgetExceeded(YinqiError):
     """Training this round would take the platform past its privacy budget."""
 
 
-class PrivacyLedgerEntry(Base):
+class PrivacyLedgerEntry(PlatformBase):
     """One DP round a platform trained: ε is the run's composed ε after that round."""
 
     __tablename__ = "privacy_ledger"
@@ -37,7 +36,7 @@ class PrivacyLedgerEntry(Base):
     round: Mapped[int] = mapped_column(Integer)
     epsilon: Mapped[float] = mapped_column(Float)
     delta: Mapped[float] = mapped_column(Float)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 @dataclass
@@ -55,10 +54,7 @@ class PrivacyLedger:
     """The ledger in one database (SQLite file by default, PostgreSQL through the same code)."""
 
     def __init__(self, url: str) -> None:
-        self.engine = engine_for(url)
-        if url not in _READY:  # create_all checks every table on Base: once per process
-            ensure_tables(self.engine)
-            _READY.add(url)
+        self.engine = platform_engine(url)
 
     def record(self, platform: str, run_id: str, round_: int, epsilon: float, delta: float) -> None:
         """Store the run's composed ε after `round_` (idempotent for a repeated round)."""
@@ -71,7 +67,9 @@ class PrivacyLedger:
                 )
             )
             if existing is None:
-                session.add(PrivacyLedgerEntry(platform=platform, run_id=run_id, round=round_, epsilon=epsilon, delta=delta))
+                session.add(
+                    PrivacyLedgerEntry(platform=platform, run_id=run_id, round=round_, epsilon=epsilon, delta=delta)
+                )
             else:
                 existing.epsilon, existing.delta = epsilon, delta
 
@@ -94,7 +92,9 @@ class PrivacyLedger:
                 query = query.where(PrivacyLedgerEntry.platform == platform)
             return list(session.scalars(query))
 
-    def check_budget(self, platform: str, run_id: str, projected_run_epsilon: float, budget: float, *, lifetime: bool = True) -> LedgerSummary:
+    def check_budget(
+        self, platform: str, run_id: str, projected_run_epsilon: float, budget: float, *, lifetime: bool = True
+    ) -> LedgerSummary:
         """Raise `BudgetExceeded` when this run's projected ε (plus, for a `lifetime` budget,
         what earlier runs spent) exceeds `budget`."""
         summary = self.summary(platform, run_id)

@@ -30,7 +30,7 @@ class ClientRunConfig:
     secagg_clip: float = 8.0
 
     @classmethod
-    def from_run_config(cls, run_config: dict[str, Any]) -> "ClientRunConfig":
+    def from_run_config(cls, run_config: dict[str, Any]) -> ClientRunConfig:
         values: dict[str, Any] = {}
         for name, field in cls.__dataclass_fields__.items():
             key = name.replace("_", "-")

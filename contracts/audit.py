@@ -9,7 +9,7 @@ anchored it, in the block whose time is reported. Any failure raises ChainError 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,9 @@ class VerifiedProof:
         return d
 
 
-def verify_proof(proof: dict[str, Any] | Path | str, rpc: str | None = None, *, chain: Any = None,
-                 data: bytes | None = None) -> VerifiedProof:
+def verify_proof(
+    proof: dict[str, Any] | Path | str, rpc: str | None = None, *, chain: Any = None, data: bytes | None = None
+) -> VerifiedProof:
     """Check `proof` on the chain at `rpc` (default: the configured chain); raise ChainError if not.
 
     `data`, when given, is the original record: its keccak256 must be the proof's data hash.
@@ -58,12 +59,16 @@ def verify_proof(proof: dict[str, Any] | Path | str, rpc: str | None = None, *, 
     kind, ref = str(p["kind"]), str(p["ref"])
 
     if data is not None and keccak(data) != data_hash:
-        raise ChainError(f"{where}: tampered record: the data given hashes to 0x{keccak(data).hex()}, "
-                         f"the proof is for {p['data_hash']}")
+        raise ChainError(
+            f"{where}: tampered record: the data given hashes to 0x{keccak(data).hex()}, "
+            f"the proof is for {p['data_hash']}"
+        )
     expected_leaf = record_leaf(kind, ref, data_hash)
     if expected_leaf != leaf:
-        raise ChainError(f"{where}: tampered leaf: the record (kind={kind!r}, ref={ref!r}, data_hash={p['data_hash']}) "
-                         f"hashes to 0x{expected_leaf.hex()}, not to the leaf {p['leaf']}")
+        raise ChainError(
+            f"{where}: tampered leaf: the record (kind={kind!r}, ref={ref!r}, data_hash={p['data_hash']}) "
+            f"hashes to 0x{expected_leaf.hex()}, not to the leaf {p['leaf']}"
+        )
 
     if chain is None:
         from contracts.client import connect
@@ -72,7 +77,9 @@ def verify_proof(proof: dict[str, Any] | Path | str, rpc: str | None = None, *, 
     w3 = chain.w3
     chain.sync()
     if int(p["chain_id"]) != chain.chain_id:
-        raise ChainError(f"{where}: proof is for chain id {p['chain_id']}, but {chain.endpoint} is chain id {chain.chain_id}")
+        raise ChainError(
+            f"{where}: proof is for chain id {p['chain_id']}, but {chain.endpoint} is chain id {chain.chain_id}"
+        )
     try:
         contract_address = w3.to_checksum_address(p["contract"])
     except ValueError:
@@ -86,31 +93,50 @@ def verify_proof(proof: dict[str, Any] | Path | str, rpc: str | None = None, *, 
     if not on_chain_ok:
         computed = process_proof(leaf, siblings)
         if registry.functions.anchors(computed).call()[0]:
-            raise ChainError(f"{where}: wrong root: leaf and proof lead to anchored root 0x{computed.hex()}, "
-                             f"but the file names root {p['root']}")
-        raise ChainError(f"{where}: tampered leaf or proof: verify(root, leaf, proof) on {contract_address} is false; "
-                         f"leaf or proof was altered (they lead to 0x{computed.hex()}, not to {p['root']})")
+            raise ChainError(
+                f"{where}: wrong root: leaf and proof lead to anchored root 0x{computed.hex()}, "
+                f"but the file names root {p['root']}"
+            )
+        raise ChainError(
+            f"{where}: tampered leaf or proof: verify(root, leaf, proof) on {contract_address} is false; "
+            f"leaf or proof was altered (they lead to 0x{computed.hex()}, not to {p['root']})"
+        )
     if not anchored_at:
-        raise ChainError(f"{where}: unknown root: {p['root']} was never anchored on {contract_address} "
-                         f"(chain id {chain.chain_id})")
+        raise ChainError(
+            f"{where}: unknown root: {p['root']} was never anchored on {contract_address} (chain id {chain.chain_id})"
+        )
 
     tx_hash = str(p["tx_hash"])
     try:
         receipt = w3.eth.get_transaction_receipt(tx_hash)
     except Exception:
         raise ChainError(f"{where}: transaction {tx_hash} not found on {chain.endpoint}") from None
-    events = [e for e in registry.events.Anchored().process_receipt(receipt, errors=_discard())
-              if e["args"]["root"] == root and e["address"] == contract_address]
+    events = [
+        e
+        for e in registry.events.Anchored().process_receipt(receipt, errors=_discard())
+        if e["args"]["root"] == root and e["address"] == contract_address
+    ]
     if receipt["status"] != 1 or not events:
         raise ChainError(f"{where}: transaction {tx_hash} did not anchor root {p['root']} on {contract_address}")
     if int(receipt["blockNumber"]) != int(anchored_block) or int(p["block"]) != int(anchored_block):
-        raise ChainError(f"{where}: block mismatch: root anchored in block {anchored_block}, "
-                         f"transaction in block {receipt['blockNumber']}, file says block {p['block']}")
+        raise ChainError(
+            f"{where}: block mismatch: root anchored in block {anchored_block}, "
+            f"transaction in block {receipt['blockNumber']}, file says block {p['block']}"
+        )
     block_time = int(w3.eth.get_block(int(anchored_block))["timestamp"])
     return VerifiedProof(
-        kind=kind, ref=ref, data_hash=p["data_hash"], leaf=p["leaf"], root=p["root"], leaf_count=int(leaf_count),
-        contract=contract_address, chain_id=chain.chain_id, tx_hash=tx_hash, block=int(anchored_block),
-        block_time=datetime.fromtimestamp(block_time, tz=timezone.utc), anchorer=events[0]["args"]["anchorer"],
+        kind=kind,
+        ref=ref,
+        data_hash=p["data_hash"],
+        leaf=p["leaf"],
+        root=p["root"],
+        leaf_count=int(leaf_count),
+        contract=contract_address,
+        chain_id=chain.chain_id,
+        tx_hash=tx_hash,
+        block=int(anchored_block),
+        block_time=datetime.fromtimestamp(block_time, tz=UTC),
+        anchorer=events[0]["args"]["anchorer"],
     )
 
 

@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(f"contracts.build --check: {line}", file=sys.stderr)
         if problems:
-            print("contracts.build --check: artifacts are stale; run `python -m contracts.build` and commit them",
-                  file=sys.stderr)
+            print(
+                "contracts.build --check: artifacts are stale; run `python -m contracts.build` and commit them",
+                file=sys.stderr,
+            )
             return 1
         print(f"contracts.build --check: {len(expected)} artifacts match the sources")
         return 0

@@ -162,7 +162,9 @@ class Chain:
             self.w3.provider.make_request("evm_setNextBlockTimestamp", [int(timestamp)])
             self.w3.provider.make_request("evm_mine", [])
         except Exception as exc:
-            raise ChainError(f"time travel: {self.endpoint} does not support evm_setNextBlockTimestamp ({exc})") from None
+            raise ChainError(
+                f"time travel: {self.endpoint} does not support evm_setNextBlockTimestamp ({exc})"
+            ) from None
 
     # -- deployment -----------------------------------------------------------------------------
 
@@ -184,13 +186,21 @@ def _role_accounts(embedded: bool) -> dict[str, Any]:
     roles_file = chain_dir() / "roles.json"
     names = list(DEFAULT_ROLES)
     if not roles_file.exists():  # written once so users can see (and rename) the roles
-        roles_file.write_text(json.dumps({"roles": names, "note": "role names in account order; "
-                                          "the first is the bank (deployer, admin, anchorer)"}, indent=2) + "\n")
+        roles_file.write_text(
+            json.dumps(
+                {
+                    "roles": names,
+                    "note": "role names in account order; the first is the bank (deployer, admin, anchorer)",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     else:
         try:
             names = list(json.loads(roles_file.read_text())["roles"])
         except (ValueError, KeyError) as exc:
-            raise ChainError(f"{roles_file}: expected {{\"roles\": [names in account order]}} ({exc})") from None
+            raise ChainError(f'{roles_file}: expected {{"roles": [names in account order]}} ({exc})') from None
     if embedded and len(names) > 10:
         raise ChainError(f"{roles_file}: the embedded chain has 10 funded accounts, {len(names)} roles given")
     count = len(names)
@@ -272,6 +282,7 @@ def deploy_contracts(chain: Chain) -> None:
     chain.financing = chain.deploy("ReceivableFinancing")
     chain.registry = chain.deploy("AnchorRegistry")
     for name in list(chain.accounts)[1 : 1 + len(ENTERPRISES)]:  # debtor, supplier, supplier2, supplier3
-        chain.transact(chain.financing.functions.registerEnterprise(chain.accounts[name].address, name),
-                       "bank", gas=200_000)
+        chain.transact(
+            chain.financing.functions.registerEnterprise(chain.accounts[name].address, name), "bank", gas=200_000
+        )
     chain.deployed_now = True

@@ -54,7 +54,7 @@ class MerkleTree:
     leaves: tuple[bytes, ...]  # in the caller's order
 
     @classmethod
-    def build(cls, leaves: list[bytes], *, sort_leaves: bool = True) -> "MerkleTree":
+    def build(cls, leaves: list[bytes], *, sort_leaves: bool = True) -> MerkleTree:
         """Build from already-hashed 32-byte leaves (OpenZeppelin sorts them by default)."""
         if not leaves:
             raise ValueError("a Merkle tree needs at least one leaf")

@@ -13,28 +13,36 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from contracts.errors import ChainError
 from contracts.merkle import MerkleTree, record_leaf
 from contracts.proofs import make_proof, write_proof
-from federation.storage import Base, engine_for, ensure_tables, session_scope
+from federation.clock import utcnow
+from federation.storage import UtcDateTime, engine_for, session_scope
 
 MAX_KIND = 31  # the on-chain kind label is a bytes32
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+class AnchorBase(DeclarativeBase):
+    """The anchoring outbox's tables (kept in the database of whoever anchors: the bank)."""
 
 
-class AnchorBatch(Base):
+def default_db_url() -> str:
+    """The anchoring store: the bank's database, which every producer of leaves writes to."""
+    from federation.config import db_url
+
+    return db_url("bank")
+
+
+class AnchorBatch(AnchorBase):
     """One Merkle tree of leaves, anchored by one transaction."""
 
     __tablename__ = "chain_anchor_batches"
@@ -51,10 +59,10 @@ class AnchorBatch(Base):
     chain_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class AnchorLeaf(Base):
+class AnchorLeaf(AnchorBase):
     """One record to anchor: (kind, ref, keccak256(data)) and, once mined, its proof."""
 
     __tablename__ = "chain_anchor_leaves"
@@ -68,7 +76,7 @@ class AnchorLeaf(Base):
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("chain_anchor_batches.id"), nullable=True, index=True)
     proof_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     proof_path: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class AnchorOutbox:
@@ -77,23 +85,27 @@ class AnchorOutbox:
     Parameters
     ----------
     db_url
-        SQLAlchemy URL; default `federation.config.db_url()` (SQLite in the data dir).
+        SQLAlchemy URL; default: the bank's database (`federation.config.db_url("bank")`),
+        where the bank's services queue their leaves.
     max_batch
         Most leaves per Merkle tree / transaction.
     """
 
     def __init__(self, db_url: str | None = None, *, max_batch: int = 10_000) -> None:
-        self.engine = engine_for(db_url)
-        ensure_tables(self.engine)
+        self.engine = engine_for(db_url or default_db_url(), AnchorBase.metadata)
         self.max_batch = max_batch
 
     # -- queueing --------------------------------------------------------------------------
 
-    def enqueue(self, data: bytes, kind: str, ref: str) -> str:
-        """Store a record durably and return its leaf (0x hex). Idempotent for (kind, ref, data)."""
-        return self.enqueue_hash(keccak(bytes(data)), kind, ref)
+    def enqueue(self, data: bytes, kind: str, ref: str, *, session: Session | None = None) -> str:
+        """Store a record durably and return its leaf (0x hex). Idempotent for (kind, ref, data).
 
-    def enqueue_hash(self, data_hash: bytes, kind: str, ref: str) -> str:
+        With `session` (a transaction on the same database), the leaf is added inside the
+        caller's transaction: the caller's record and its leaf commit together or not at all.
+        """
+        return self.enqueue_hash(keccak(bytes(data)), kind, ref, session=session)
+
+    def enqueue_hash(self, data_hash: bytes, kind: str, ref: str, *, session: Session | None = None) -> str:
         """Like `enqueue` for a record known only by its keccak256 (e.g. `anchor add --hash`)."""
         if len(data_hash) != 32:
             raise ChainError(f"anchor hash: expected 32 bytes (keccak256), got {len(data_hash)}")
@@ -102,10 +114,16 @@ class AnchorOutbox:
         if not ref or len(ref) > 256:
             raise ChainError(f"anchor ref {ref!r}: expected 1..256 characters")
         leaf = "0x" + record_leaf(kind, ref, data_hash).hex()
+        row = AnchorLeaf(leaf=leaf, kind=kind, ref=ref, data_hash="0x" + data_hash.hex())
+        if session is not None:
+            if session.scalar(select(AnchorLeaf.id).where(AnchorLeaf.leaf == leaf)) is None:
+                session.add(row)
+                session.flush()  # a duplicate from a concurrent writer fails the caller's transaction
+            return leaf
         try:
             with session_scope(self.engine) as s:
                 if s.scalar(select(AnchorLeaf.id).where(AnchorLeaf.leaf == leaf)) is None:
-                    s.add(AnchorLeaf(leaf=leaf, kind=kind, ref=ref, data_hash="0x" + data_hash.hex()))
+                    s.add(row)
         except IntegrityError:  # a concurrent enqueue of the same record won the race
             pass
         return leaf
@@ -119,15 +137,17 @@ class AnchorOutbox:
         """The proof of the latest anchored record with this kind and ref, or None."""
         with session_scope(self.engine) as s:
             row = s.scalars(
-                select(AnchorLeaf).where(AnchorLeaf.kind == kind, AnchorLeaf.ref == ref,
-                                         AnchorLeaf.proof_json.is_not(None)).order_by(AnchorLeaf.id.desc())
+                select(AnchorLeaf)
+                .where(AnchorLeaf.kind == kind, AnchorLeaf.ref == ref, AnchorLeaf.proof_json.is_not(None))
+                .order_by(AnchorLeaf.id.desc())
             ).first()
             return json.loads(row.proof_json) if row else None
 
     # -- anchoring --------------------------------------------------------------------------
 
-    def flush(self, chain: Any = None, proof_dir: Path | None = None, *, attempts: int = 1,
-              retry_delay: float = 1.0) -> list[Path]:
+    def flush(
+        self, chain: Any = None, proof_dir: Path | None = None, *, attempts: int = 1, retry_delay: float = 1.0
+    ) -> list[Path]:
         """Anchor every pending leaf (one transaction per batch) and write their proofs.
 
         With `attempts > 1` an unreachable node is retried with growing delays; the last
@@ -155,7 +175,9 @@ class AnchorOutbox:
         self._claim_batches()
         written: list[Path] = []
         with session_scope(self.engine) as s:
-            open_ids = s.scalars(select(AnchorBatch.id).where(AnchorBatch.status != "mined").order_by(AnchorBatch.id)).all()
+            open_ids = s.scalars(
+                select(AnchorBatch.id).where(AnchorBatch.status != "mined").order_by(AnchorBatch.id)
+            ).all()
         for batch_id in open_ids:
             written.extend(self._complete(batch_id, chain, proof_dir))
         return written
@@ -164,18 +186,25 @@ class AnchorOutbox:
         """Move pending leaves into batches (root committed before anything is sent)."""
         while True:
             with session_scope(self.engine) as s:
-                first = s.scalars(select(AnchorLeaf).where(AnchorLeaf.batch_id.is_(None)).order_by(AnchorLeaf.id)).first()
+                first = s.scalars(
+                    select(AnchorLeaf).where(AnchorLeaf.batch_id.is_(None)).order_by(AnchorLeaf.id)
+                ).first()
                 if first is None:
                     return
                 batch = AnchorBatch(kind=first.kind)
                 s.add(batch)
                 s.flush()
                 ids = s.scalars(
-                    select(AnchorLeaf.id).where(AnchorLeaf.batch_id.is_(None), AnchorLeaf.kind == first.kind)
-                    .order_by(AnchorLeaf.id).limit(self.max_batch)
+                    select(AnchorLeaf.id)
+                    .where(AnchorLeaf.batch_id.is_(None), AnchorLeaf.kind == first.kind)
+                    .order_by(AnchorLeaf.id)
+                    .limit(self.max_batch)
                 ).all()
-                s.execute(update(AnchorLeaf).where(AnchorLeaf.id.in_(ids), AnchorLeaf.batch_id.is_(None))
-                          .values(batch_id=batch.id))
+                s.execute(
+                    update(AnchorLeaf)
+                    .where(AnchorLeaf.id.in_(ids), AnchorLeaf.batch_id.is_(None))
+                    .values(batch_id=batch.id)
+                )
                 leaves = s.scalars(select(AnchorLeaf.leaf).where(AnchorLeaf.batch_id == batch.id)).all()
                 if not leaves:
                     s.delete(batch)
@@ -212,10 +241,18 @@ class AnchorOutbox:
             for row in leaves:
                 leaf = bytes.fromhex(row.leaf[2:])
                 proof = make_proof(
-                    leaf=leaf, proof=proofs[leaf], root=root_bytes, contract=registry.address,
-                    chain_id=chain.chain_id, tx_hash=_hex(tx_hash), block=int(receipt["blockNumber"]),
-                    block_time=int(block["timestamp"]), kind=row.kind, ref=row.ref,
-                    data_hash=bytes.fromhex(row.data_hash[2:]), leaf_count=len(leaves),
+                    leaf=leaf,
+                    proof=proofs[leaf],
+                    root=root_bytes,
+                    contract=registry.address,
+                    chain_id=chain.chain_id,
+                    tx_hash=_hex(tx_hash),
+                    block=int(receipt["blockNumber"]),
+                    block_time=int(block["timestamp"]),
+                    kind=row.kind,
+                    ref=row.ref,
+                    data_hash=bytes.fromhex(row.data_hash[2:]),
+                    leaf_count=len(leaves),
                 )
                 path = write_proof(proof, proof_dir)
                 row.proof_json = json.dumps(proof)
@@ -231,8 +268,9 @@ class AnchorOutbox:
     def _send(self, batch_id: int, chain: Any, root: bytes, leaf_count: int, kind: str) -> Any:
         label = kind.encode().ljust(32, b"\0")
         try:
-            receipt = chain.transact(chain.registry.functions.anchor(root, leaf_count, label), "bank",
-                                     action=f"anchor batch {batch_id}")
+            receipt = chain.transact(
+                chain.registry.functions.anchor(root, leaf_count, label), "bank", action=f"anchor batch {batch_id}"
+            )
         except ChainError as exc:
             if exc.error_name == "RootAlreadyAnchored":  # a concurrent flush anchored this batch first
                 _, block, _ = chain.registry.functions.anchors(root).call()
@@ -254,8 +292,9 @@ class AnchorOutbox:
 
     @staticmethod
     def _find_anchor_tx(chain: Any, root: bytes, block: int) -> Any:
-        logs = chain.registry.events.Anchored().get_logs(from_block=block, to_block=block,
-                                                         argument_filters={"root": root})
+        logs = chain.registry.events.Anchored().get_logs(
+            from_block=block, to_block=block, argument_filters={"root": root}
+        )
         return logs[0]["transactionHash"] if logs else None
 
 

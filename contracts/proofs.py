@@ -14,8 +14,21 @@ LEAF_ENCODING = "keccak256(keccak256(abi.encode(string kind, string ref, bytes32
 REQUIRED = ("leaf", "proof", "root", "contract", "chain_id", "tx_hash", "block", "kind", "ref", "data_hash")
 
 
-def make_proof(*, leaf: bytes, proof: list[bytes], root: bytes, contract: str, chain_id: int, tx_hash: str,
-               block: int, block_time: int, kind: str, ref: str, data_hash: bytes, leaf_count: int) -> dict[str, Any]:
+def make_proof(
+    *,
+    leaf: bytes,
+    proof: list[bytes],
+    root: bytes,
+    contract: str,
+    chain_id: int,
+    tx_hash: str,
+    block: int,
+    block_time: int,
+    kind: str,
+    ref: str,
+    data_hash: bytes,
+    leaf_count: int,
+) -> dict[str, Any]:
     return {
         "version": PROOF_VERSION,
         "kind": kind,

@@ -7,7 +7,7 @@ values; refusals raise ChainError carrying the contract's custom error name and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from contracts.client import Chain
@@ -47,7 +47,7 @@ class Receivable:
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
 def _event(chain: Chain, receipt: Any, name: str) -> Any:
@@ -68,9 +68,21 @@ def get(chain: Chain, rid: int) -> Receivable:
     except Exception as exc:
         raise from_web3_exception(exc, f"receivable {rid}") from None
     (debtor, due, created, state, holder, funded, financier, amount, advance, discount, doc, parent) = r
-    return Receivable(id=rid, debtor=debtor, holder=holder, amount=amount, due_date=due, created_at=created,
-                      funded_at=funded, state=STATES[state], financier=financier, advance=advance,
-                      discount=discount, document_hash="0x" + bytes(doc).hex(), parent_id=parent)
+    return Receivable(
+        id=rid,
+        debtor=debtor,
+        holder=holder,
+        amount=amount,
+        due_date=due,
+        created_at=created,
+        funded_at=funded,
+        state=STATES[state],
+        financier=financier,
+        advance=advance,
+        discount=discount,
+        document_hash="0x" + bytes(doc).hex(),
+        parent_id=parent,
+    )
 
 
 def title_history(chain: Chain, rid: int) -> list[str]:
@@ -87,18 +99,32 @@ def register(chain: Chain, who: str, name: str, *, sender: str = "bank") -> None
     chain.transact(chain.financing.functions.registerEnterprise(chain.address(who), name), sender)
 
 
-def set_limit(chain: Chain, debtor: str, limit: int, max_tenor_days: int, advance_bps: int = 10_000,
-              discount_bps_per_year: int = 0, *, sender: str = "bank") -> None:
+def set_limit(
+    chain: Chain,
+    debtor: str,
+    limit: int,
+    max_tenor_days: int,
+    advance_bps: int = 10_000,
+    discount_bps_per_year: int = 0,
+    *,
+    sender: str = "bank",
+) -> None:
     """Set `debtor`'s automatic-approval limit and terms (bank only)."""
-    chain.transact(chain.financing.functions.setLimit(chain.address(debtor), limit, max_tenor_days * 86400,
-                                                      advance_bps, discount_bps_per_year), sender)
+    chain.transact(
+        chain.financing.functions.setLimit(
+            chain.address(debtor), limit, max_tenor_days * 86400, advance_bps, discount_bps_per_year
+        ),
+        sender,
+    )
 
 
-def create(chain: Chain, creditor: str, amount: int, due_date: int, document_hash: bytes, *,
-           sender: str = "debtor") -> int:
+def create(
+    chain: Chain, creditor: str, amount: int, due_date: int, document_hash: bytes, *, sender: str = "debtor"
+) -> int:
     """The debtor records a receivable owed to `creditor`; returns its id."""
-    receipt = chain.transact(chain.financing.functions.create(chain.address(creditor), amount, due_date,
-                                                              document_hash), sender)
+    receipt = chain.transact(
+        chain.financing.functions.create(chain.address(creditor), amount, due_date, document_hash), sender
+    )
     return int(_event(chain, receipt, "ReceivableCreated")["id"])
 
 
@@ -159,14 +185,21 @@ def events(chain: Chain, from_block: int = 0, to_block: int | str = "latest") ->
             if item.get("type") == "event":
                 ev = getattr(contract.events, item["name"])()
                 decoders[bytes(HexBytes(ev.topic))] = ev
-    logs = chain.w3.eth.get_logs({"address": [chain.financing.address, chain.registry.address],
-                                  "fromBlock": from_block, "toBlock": to_block})
+    logs = chain.w3.eth.get_logs(
+        {"address": [chain.financing.address, chain.registry.address], "fromBlock": from_block, "toBlock": to_block}
+    )
     out = []
     for log in logs:
         ev = decoders.get(bytes(log["topics"][0]))
         if ev is None:
             continue
         decoded = ev.process_log(log)
-        out.append({"block": int(log["blockNumber"]), "tx": "0x" + bytes(log["transactionHash"]).hex(),
-                    "event": decoded["event"], "args": dict(decoded["args"])})
+        out.append(
+            {
+                "block": int(log["blockNumber"]),
+                "tx": "0x" + bytes(log["transactionHash"]).hex(),
+                "event": decoded["event"],
+                "args": dict(decoded["args"]),
+            }
+        )
     return out

@@ -7,9 +7,11 @@ that reads them (`[chain]`, `[iot]`, `[bank]`, ...); `section()` hands one over 
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from functools import lru_cache
+from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +19,52 @@ from federation.errors import ConfigError
 
 DEFAULT_DATA_DIR = ".yinqi"
 
+# Every table and key yinqi.toml may hold: a misspelled one is an error, not silently ignored.
+# A package that reads a new setting adds it here.
+KNOWN_SETTINGS: dict[str, frozenset[str]] = {
+    "yinqi": frozenset({"data_dir", "db_url"}),
+    "bank": frozenset({"credit_policy"}),
+    "chain": frozenset({"rpc", "persist", "mnemonic"}),
+}
 
-@lru_cache(maxsize=None)
+
+@cache
 def _load_file(path: str | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            document = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found (set by YINQI_CONFIG)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the configuration as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _check_known(path, document)
+    return document
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_known(path: str, document: dict[str, Any]) -> None:
+    """Refuse tables and keys yinqi does not read, naming the closest known one."""
+    for table, values in document.items():
+        if table not in KNOWN_SETTINGS:
+            raise ConfigError(
+                f"{path}: unknown table [{table}]{_suggest(table, KNOWN_SETTINGS)}; known: {', '.join(sorted(KNOWN_SETTINGS))}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{table}] must be a table")
+        for key in values:
+            if key not in KNOWN_SETTINGS[table]:
+                raise ConfigError(
+                    f"{path}: [{table}] has unknown key '{key}'{_suggest(key, KNOWN_SETTINGS[table])}; "
+                    f"known: {', '.join(sorted(KNOWN_SETTINGS[table]))}"
+                )
 
 
 def config_path() -> str | None:
@@ -62,7 +98,7 @@ def data_dir() -> Path:
     return path
 
 
-def db_url(name: str = "yinqi") -> str:
+def db_url(name: str) -> str:
     """The SQLAlchemy URL of the database: `YINQI_DB_URL`, else a SQLite file in the data dir."""
     url = setting("db_url")
     if url:

@@ -41,3 +41,7 @@ class DataError(YinqiError):
 
 class ConfigError(YinqiError):
     """A configuration file or setting that cannot be used."""
+
+
+class ProcessError(YinqiError):
+    """A supervised process that could not start, died, or did not become ready."""

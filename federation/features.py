@@ -54,7 +54,9 @@ def _validated_raw(raw: pd.DataFrame, file: str, positive: object | None) -> pd.
     dates = pd.to_datetime(raw["date"], errors="coerce", utc=True)
     if dates.isna().any():
         row = first_bad_row(dates.isna())
-        raise DataError(f"expected a date like 2026-03-14, found {raw['date'].iloc[row - 1]!r}", file=file, column="date", row=row)
+        raise DataError(
+            f"expected a date like 2026-03-14, found {raw['date'].iloc[row - 1]!r}", file=file, column="date", row=row
+        )
     amount = numeric_column(raw, "amount", file)
     if (amount < 0).any():
         raise DataError("negative amount; expected >= 0", file=file, column="amount", row=first_bad_row(amount < 0))
@@ -64,7 +66,12 @@ def _validated_raw(raw: pd.DataFrame, file: str, positive: object | None) -> pd.
         raise DataError("rating outside 1-5", file=file, column="rating", row=first_bad_row(out_of_range))
     turnover = numeric_column(raw, "inventory_turnover", file)
     if (turnover < 0).any():
-        raise DataError("negative inventory turnover; expected >= 0", file=file, column="inventory_turnover", row=first_bad_row(turnover < 0))
+        raise DataError(
+            "negative inventory turnover; expected >= 0",
+            file=file,
+            column="inventory_turnover",
+            row=first_bad_row(turnover < 0),
+        )
     label = binary_label(raw["default"], positive, file, "default")
     category = raw["category"].fillna("unknown").astype(str) if "category" in raw.columns else "unknown"
     return pd.DataFrame(

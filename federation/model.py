@@ -37,7 +37,7 @@ class ModelError(YinqiError):
     """A model directory that cannot be used (missing, incomplete, wrong architecture)."""
 
 
-def build_model(n_features: int, architecture: str = "logistic", hidden: int = 16, seed: int = 0) -> "torch.nn.Module":
+def build_model(n_features: int, architecture: str = "logistic", hidden: int = 16, seed: int = 0) -> torch.nn.Module:
     """A fresh model with seeded initial weights (the same seed gives the same start everywhere)."""
     import torch
     from torch import nn
@@ -56,12 +56,12 @@ def build_model(n_features: int, architecture: str = "logistic", hidden: int = 1
     return model
 
 
-def get_weights(model: "torch.nn.Module") -> list[np.ndarray]:
+def get_weights(model: torch.nn.Module) -> list[np.ndarray]:
     """The model's state as numpy arrays, in state-dict order (Flower's NDArrays)."""
     return [t.detach().cpu().numpy().copy() for t in model.state_dict().values()]
 
 
-def set_weights(model: "torch.nn.Module", weights: list[np.ndarray]) -> None:
+def set_weights(model: torch.nn.Module, weights: list[np.ndarray]) -> None:
     """Load numpy arrays (state-dict order) into the model; shapes must match exactly."""
     import torch
 
@@ -76,7 +76,7 @@ def set_weights(model: "torch.nn.Module", weights: list[np.ndarray]) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def predict_logits(model: "torch.nn.Module", x: np.ndarray) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """Raw scores (log-odds) for encoded rows."""
     import torch
 
@@ -85,7 +85,7 @@ def predict_logits(model: "torch.nn.Module", x: np.ndarray) -> np.ndarray:
         return model(torch.as_tensor(x, dtype=torch.float32)).reshape(-1).numpy().astype(np.float64)
 
 
-def predict_proba_array(model: "torch.nn.Module", x: np.ndarray) -> np.ndarray:
+def predict_proba_array(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """Default probabilities for encoded rows."""
     logits = predict_logits(model, x)
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
@@ -105,7 +105,7 @@ def weights_digest(weights: list[np.ndarray], encoder_dict: dict[str, Any]) -> s
     return digest.hexdigest()
 
 
-def save_model(model_dir: str | Path, model: "torch.nn.Module", encoder: "Encoder", meta: dict[str, Any]) -> str:
+def save_model(model_dir: str | Path, model: torch.nn.Module, encoder: Encoder, meta: dict[str, Any]) -> str:
     """Write `model.pt`, `encoder.json` and `meta.json` into `model_dir`; returns the version hash.
 
     `meta` must name the `architecture` (and `hidden` for the MLP); the version hash is added.
@@ -118,7 +118,13 @@ def save_model(model_dir: str | Path, model: "torch.nn.Module", encoder: "Encode
     version = weights_digest(get_weights(model), encoder_dict)
     torch.save(model.state_dict(), model_dir / MODEL_FILE)
     (model_dir / ENCODER_FILE).write_text(json.dumps(encoder_dict, indent=2, sort_keys=True))
-    full_meta = {"architecture": "logistic", "hidden": 16, **meta, "n_features": encoder.n_features, "version_hash": version}
+    full_meta = {
+        "architecture": "logistic",
+        "hidden": 16,
+        **meta,
+        "n_features": encoder.n_features,
+        "version_hash": version,
+    }
     (model_dir / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True, default=str))
     return version
 
@@ -136,13 +142,13 @@ class ScoringModel:
     """A loaded model directory: encoder + torch model, ready to score feature tables."""
 
     model: Any
-    encoder: "Encoder"
+    encoder: Encoder
     meta: dict[str, Any]
     version_hash: str
     path: Path
     report: dict[str, Any] = field(default_factory=dict)
 
-    def predict_proba(self, frame: "pd.DataFrame", file: str = "<data>") -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame, file: str = "<data>") -> np.ndarray:
         """One default probability per row of `frame`, in row order."""
         return predict_proba_array(self.model, self.encoder.transform(frame, file=file))
 
@@ -156,7 +162,9 @@ def load_model(model_dir: str | Path) -> ScoringModel:
     model_dir = Path(model_dir)
     for name in (MODEL_FILE, ENCODER_FILE, META_FILE):
         if not (model_dir / name).is_file():
-            raise ModelError(f"{model_dir}: not a model directory ({name} missing); train one with `yinqi train --out DIR`")
+            raise ModelError(
+                f"{model_dir}: not a model directory ({name} missing); train one with `yinqi train --out DIR`"
+            )
     try:
         meta = json.loads((model_dir / META_FILE).read_text())
         encoder = Encoder.from_dict(json.loads((model_dir / ENCODER_FILE).read_text()))
@@ -167,7 +175,9 @@ def load_model(model_dir: str | Path) -> ScoringModel:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelError(f"{model_dir / MODEL_FILE}: weights do not fit the model in meta.json ({str(exc).splitlines()[0]})") from None
+        raise ModelError(
+            f"{model_dir / MODEL_FILE}: weights do not fit the model in meta.json ({str(exc).splitlines()[0]})"
+        ) from None
     model.eval()
     version = weights_digest(get_weights(model), encoder.to_dict())
     report_path = model_dir / REPORT_FILE

@@ -47,21 +47,30 @@ def _check_feature_values(frame: pd.DataFrame, file: str) -> pd.DataFrame:
     for column in frame.columns:
         series = frame[column]
         if series.isna().any():
-            raise DataError("empty value (NaN); expected a value in every row", file=file, column=column, row=first_bad_row(series.isna()))
+            raise DataError(
+                "empty value (NaN); expected a value in every row",
+                file=file,
+                column=column,
+                row=first_bad_row(series.isna()),
+            )
         if pd.api.types.is_bool_dtype(series):
             checked[column] = series.astype("float64")
         elif pd.api.types.is_numeric_dtype(series):
             values = series.astype("float64")
             infinite = np.isinf(values.to_numpy())
             if infinite.any():
-                raise DataError("infinite value; expected a finite number", file=file, column=column, row=first_bad_row(infinite))
+                raise DataError(
+                    "infinite value; expected a finite number", file=file, column=column, row=first_bad_row(infinite)
+                )
             checked[column] = values
         else:
             checked[column] = series.astype(str).str.strip()
     return pd.DataFrame(checked, index=frame.index)
 
 
-def load_features(path: str | Path, id_columns: tuple[str, ...] = ID_COLUMNS, drop: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.Series | None]:
+def load_features(
+    path: str | Path, id_columns: tuple[str, ...] = ID_COLUMNS, drop: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, pd.Series | None]:
     """A feature table to score: (feature frame, ids or None). `drop` removes e.g. a label."""
     file = str(path)
     frame = read_table(path)
@@ -104,7 +113,7 @@ class LocalStats:
         return {"rows": self.rows, "numeric": self.numeric, "categorical": self.categorical, "sources": self.sources}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LocalStats":
+    def from_dict(cls, data: dict[str, Any]) -> LocalStats:
         return cls(
             rows=int(data["rows"]),
             numeric={k: [float(x) for x in v] for k, v in data["numeric"].items()},
@@ -163,7 +172,7 @@ class Encoder:
     columns: list[str]  # expected input columns, in order
 
     @classmethod
-    def from_stats(cls, stats: LocalStats, max_categories: int = 50) -> "Encoder":
+    def from_stats(cls, stats: LocalStats, max_categories: int = 50) -> Encoder:
         numeric = {}
         for column, (count, total, squares) in stats.numeric.items():
             mean = total / count if count else 0.0
@@ -200,7 +209,9 @@ class Encoder:
         for column in sorted(self.numeric):
             series = frame[column]
             if not pd.api.types.is_numeric_dtype(series):
-                raise DataError("expected a number (the model was trained on a numeric column)", file=file, column=column)
+                raise DataError(
+                    "expected a number (the model was trained on a numeric column)", file=file, column=column
+                )
             mean, std = self.numeric[column]
             blocks.append(((series.to_numpy(dtype="float64") - mean) / std)[:, None])
         for column in sorted(self.categorical):
@@ -220,7 +231,7 @@ class Encoder:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Encoder":
+    def from_dict(cls, data: dict[str, Any]) -> Encoder:
         return cls(
             numeric={k: (float(v[0]), float(v[1])) for k, v in data["numeric"].items()},
             categorical={k: list(v) for k, v in data["categorical"].items()},

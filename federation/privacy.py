@@ -73,7 +73,9 @@ def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> tuple[float, .
     """RDP of one subsampled-Gaussian step at every order (RDP adds up over steps)."""
     from opacus.accountants.analysis.rdp import compute_rdp
 
-    return tuple(float(v) for v in compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(ORDERS)))
+    return tuple(
+        float(v) for v in compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(ORDERS))
+    )
 
 
 def epsilon_of(history: list[tuple[float, float, int]], delta: float) -> float:
@@ -116,7 +118,7 @@ class PrivacyState:
         local_epochs: int,
         rounds: int,
         max_grad_norm: float,
-    ) -> "PrivacyState":
+    ) -> PrivacyState:
         """Split the run's budget: one noise multiplier for rounds x steps-per-round steps."""
         batches = max(1, math.ceil(rows / batch_size))
         sample_rate = 1.0 / batches  # Opacus' Poisson loader: expected batch = rows / batches
@@ -144,16 +146,16 @@ class PrivacyState:
         return json.dumps(data)
 
     @classmethod
-    def from_json(cls, text: str) -> "PrivacyState":
+    def from_json(cls, text: str) -> PrivacyState:
         data: dict[str, Any] = json.loads(text)
         data["history"] = [(float(a), float(b), int(c)) for a, b, c in data.get("history", [])]
         return cls(**data)
 
 
 def make_private(
-    model: "torch.nn.Module",
-    optimizer: "torch.optim.Optimizer",
-    loader: "torch.utils.data.DataLoader",
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: torch.utils.data.DataLoader,
     state: PrivacyState,
     seed: int,
 ) -> tuple[Any, Any, Any, Any]:

@@ -71,11 +71,11 @@ class Mapping:
 def load_mapping(path: str | Path | None) -> Mapping:
     """Load `mapping.toml`:
 
-        [columns]            # ours = "theirs"
-        merchant_id = "shop_id"
-        amount = "gmv"
-        [default]
-        positive = "Y"       # optional: their value meaning "in default"
+    [columns]            # ours = "theirs"
+    merchant_id = "shop_id"
+    amount = "gmv"
+    [default]
+    positive = "Y"       # optional: their value meaning "in default"
     """
     if path is None:
         return Mapping()
@@ -93,7 +93,9 @@ def load_mapping(path: str | Path | None) -> Mapping:
     known = set(RAW_COLUMNS) | set(OPTIONAL_RAW_COLUMNS)
     unknown = sorted(set(columns) - known)
     if unknown:
-        raise DataError(f"[columns] has unknown target column(s) {unknown}; expected some of {sorted(known)}", file=str(path))
+        raise DataError(
+            f"[columns] has unknown target column(s) {unknown}; expected some of {sorted(known)}", file=str(path)
+        )
     positive = doc.get("default", {}).get("positive")
     return Mapping(columns=dict(columns), positive=None if positive is None else str(positive), source=str(path))
 
@@ -136,11 +138,15 @@ def numeric_column(frame: pd.DataFrame, column: str, file: str, *, allow_missing
         raise DataError(f"expected a number, found {series.iloc[row - 1]!r}", file=file, column=column, row=row)
     values = values.astype("float64")
     if not allow_missing and values.isna().any():
-        raise DataError("empty value (NaN); expected a number", file=file, column=column, row=first_bad_row(values.isna()))
+        raise DataError(
+            "empty value (NaN); expected a number", file=file, column=column, row=first_bad_row(values.isna())
+        )
     infinite = np.isinf(values.to_numpy(dtype="float64", na_value=0.0))
     if infinite.any():
         row = first_bad_row(infinite)
-        raise DataError(f"infinite value {series.iloc[row - 1]!r}; expected a finite number", file=file, column=column, row=row)
+        raise DataError(
+            f"infinite value {series.iloc[row - 1]!r}; expected a finite number", file=file, column=column, row=row
+        )
     return values
 
 

@@ -1,32 +1,32 @@
-"""One storage layer: SQLAlchemy engines and sessions for SQLite (default) and PostgreSQL.
+"""One storage helper for every side's database: engines, tables, transactions, UTC times.
 
-Every package declares its tables on `Base` and gets its engine from `engine_for(url)`, so the
-same code runs on a SQLite file and on a PostgreSQL server (`YINQI_DB_URL`).
+Each organisation's code declares its tables on its own `DeclarativeBase`, so a database holds
+only the tables of whoever owns it: the bank's (`server.db.BankBase`), a platform's
+(`clients.db.PlatformBase`), the IoT monitor's (`iot.db.MonitorBase`) and the anchoring
+outbox's (`contracts.outbox.AnchorBase`, kept in the bank's database). The same code runs on a
+SQLite file (default) and on PostgreSQL (`YINQI_DB_URL`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from threading import Lock
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-
-from federation.config import db_url
-
-
-class Base(DeclarativeBase):
-    """Declarative base shared by every yinqi table."""
-
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 _engines: dict[str, Engine] = {}
-_lock = Lock()
+_created: set[tuple[int, int, int]] = set()  # (engine, metadata, table count) already created
+_lock = threading.Lock()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers and one writer work at once; synchronous=NORMAL is durable in WAL mode
     # across application crashes, which is what "stored before acknowledged" needs here.
     # busy_timeout first: switching to WAL needs a lock another process may briefly hold.
@@ -45,9 +45,9 @@ def _make_parent_dir(url: str) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def engine_for(url: str | None = None) -> Engine:
-    """A cached engine for `url` (default: `federation.config.db_url()`), tables created."""
-    url = url or db_url()
+def engine_for(url: str, *metadata: MetaData) -> Engine:
+    """A cached engine for `url` with the tables of each given `metadata` created (once per
+    process). Each side names its own default database (`federation.config.db_url(name)`)."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
@@ -57,27 +57,48 @@ def engine_for(url: str | None = None) -> Engine:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-            ensure_tables(engine)
             _engines[url] = engine
-        return engine
+    for meta in metadata:
+        ensure_tables(engine, meta)
+    return engine
 
 
-def ensure_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables (also those declared after the engine was first made).
+def ensure_tables(engine: Engine, metadata: MetaData, attempts: int = 5) -> None:
+    """Create `metadata`'s missing tables on `engine` (a no-op after the first time).
 
     Several processes may share one database (platform nodes, the bank's services): between
     `create_all`'s existence check and its CREATE another process can win ("already exists"),
     and SQLite refuses to upgrade a read to a write after another writer committed ("database
     is locked", without waiting). Both are retried; the next check finds the tables.
     """
+    # Tables are declared when their module is imported, so a later call may bring new ones.
+    key = (id(engine), id(metadata), len(metadata.tables))
+    if key in _created:
+        return
     for attempt in range(attempts):
         try:
-            Base.metadata.create_all(engine)
-            return
+            metadata.create_all(engine)
+            break
         except (OperationalError, ProgrammingError) as exc:
             retryable = "already exists" in str(exc) or "database is locked" in str(exc)
             if not retryable or attempt == attempts - 1:
                 raise
+    _created.add(key)
+
+
+def forget_engine(url: str) -> None:
+    """Dispose of the cached engine for `url` (tests that drop a database)."""
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        for key in [k for k in _created if k[0] == id(engine)]:
+            _created.discard(key)
+        engine.dispose()
+
+
+def url_of(engine: Engine) -> str:
+    """The engine's URL with its password, to open a sibling component on the same database."""
+    return engine.url.render_as_string(hide_password=False)
 
 
 @contextmanager
@@ -92,3 +113,43 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+_write_locks: dict[int, threading.Lock] = {}
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Session]:
+    """A read-modify-write transaction.
+
+    PostgreSQL serialises them with `SELECT ... FOR UPDATE` on the rows; SQLite has no row
+    locks, so writers in this process also take one lock per engine (other processes then get
+    SQLite's busy wait rather than a lost update).
+    """
+    if engine.dialect.name == "sqlite":
+        with _lock:
+            lock = _write_locks.setdefault(id(engine), threading.Lock())
+        with lock, session_scope(engine) as session:
+            yield session
+    else:
+        with session_scope(engine) as session:
+            yield session
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: yinqi stores UTC timezone-aware times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

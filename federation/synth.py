@@ -41,7 +41,9 @@ def _platform_profiles(platforms: int) -> tuple[np.ndarray, np.ndarray]:
     return sizes / sizes.mean(), offsets
 
 
-def _merchant_months(rng: np.random.Generator, n: int, months: int, mix: np.ndarray, offset: float, prefix: str) -> pd.DataFrame:
+def _merchant_months(
+    rng: np.random.Generator, n: int, months: int, mix: np.ndarray, offset: float, prefix: str
+) -> pd.DataFrame:
     """Latent merchant profiles and realised month-level activity and default flags."""
     category = rng.choice(len(CATEGORIES), size=n, p=mix)
     risk = rng.normal(0.0, 1.0, n)  # latent; partly visible through the features
@@ -91,7 +93,9 @@ def _transactions(rng: np.random.Generator, months_frame: pd.DataFrame, start: p
     expanded = months_frame.loc[months_frame.index.repeat(reps)].reset_index(drop=True)
     n = len(expanded)
     month_start = start + pd.to_timedelta(0, unit="D")
-    month_starts = pd.DatetimeIndex([month_start + pd.DateOffset(months=int(m)) for m in range(int(expanded["month_index"].max()) + 1)])
+    month_starts = pd.DatetimeIndex(
+        [month_start + pd.DateOffset(months=int(m)) for m in range(int(expanded["month_index"].max()) + 1)]
+    )
     day = rng.integers(0, 28, n)
     dates = month_starts[expanded["month_index"].to_numpy()] + pd.to_timedelta(day, unit="D")
     amount = np.round(expanded["ticket"].to_numpy() * rng.lognormal(-0.08, 0.4, n), 2)
@@ -110,7 +114,9 @@ def _transactions(rng: np.random.Generator, months_frame: pd.DataFrame, start: p
     )
 
 
-def generate(out_dir: Path, platforms: int = 3, merchants: int = 500, months: int = 12, seed: int = 0, start: str = "2025-01-01") -> SynthSummary:
+def generate(
+    out_dir: Path, platforms: int = 3, merchants: int = 500, months: int = 12, seed: int = 0, start: str = "2025-01-01"
+) -> SynthSummary:
     """Write `platform_<i>.csv` for each platform and a held-out `test.csv` to `out_dir`.
 
     `merchants` is the average number of training merchants per platform; platforms differ in
@@ -146,7 +152,9 @@ def generate(out_dir: Path, platforms: int = 3, merchants: int = 500, months: in
     return SynthSummary(files, test_file, rows, counts, rates)
 
 
-def make_feature_files(out_dir: Path, platforms: int = 3, merchants: int = 300, months: int = 12, seed: int = 0) -> tuple[list[Path], Path]:
+def make_feature_files(
+    out_dir: Path, platforms: int = 3, merchants: int = 300, months: int = 12, seed: int = 0
+) -> tuple[list[Path], Path]:
     """Generate raw data and turn it into feature CSVs: (one file per platform, test file)."""
     from federation.features import build_features
     from federation.schema import read_table

@@ -53,7 +53,7 @@ class Alert:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Alert":
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
         return cls(
             id=data["id"],
             device_id=data["device_id"],

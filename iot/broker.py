@@ -51,7 +51,7 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
@@ -72,13 +72,15 @@ class EmbeddedBroker:
 
         async def main() -> None:
             self._stopped = asyncio.Event()
-            broker = Broker({
-                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-            })
+            broker = Broker(
+                {
+                    "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                    "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+                }
+            )
             try:
                 await broker.start()
-            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            except BaseException as exc:
                 self._error = exc
                 self._ready.set()
                 return
@@ -97,7 +99,7 @@ class EmbeddedBroker:
         if self._thread is not None:
             self._thread.join(10)
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -108,8 +110,14 @@ class Mosquitto:
     """A real Mosquitto on a loopback port, with persistence in `workdir` so QoS 1 sessions and
     their queued messages survive `restart()`. `tls` = (CA, certificate, key) makes it TLS-only."""
 
-    def __init__(self, port: int, workdir: Path | None = None, binary: str | None = None,
-                 host: str = "127.0.0.1", tls: tuple[Path, Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        workdir: Path | None = None,
+        binary: str | None = None,
+        host: str = "127.0.0.1",
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
         self.host, self.port, self.tls = host, port, tls is not None
         self.binary = binary or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(self.binary).exists():
@@ -137,9 +145,10 @@ class Mosquitto:
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
-    def start(self) -> "Mosquitto":
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+    def start(self) -> Mosquitto:
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             wait_port(self.host, self.port)
         except IotError:
@@ -162,7 +171,7 @@ class Mosquitto:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -11,7 +11,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from iot.alerts import Alert, AlertBook
 from iot.rules import Rules, Zone, check_fuel, check_geofence, check_idle, inside_geofence
@@ -22,7 +22,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class EventClock:
@@ -30,7 +30,7 @@ class EventClock:
     whose device time runs faster than the wall clock."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.latest = start or datetime(1970, 1, 1, tzinfo=timezone.utc)
+        self.latest = start or datetime(1970, 1, 1, tzinfo=UTC)
 
     def observe(self, ts: datetime) -> None:
         if ts > self.latest:
@@ -77,8 +77,13 @@ class Monitor:
     on_events : called with the alert events after they are stored (e.g. to wake delivery).
     """
 
-    def __init__(self, store: IotStore, rules: Rules, clock: Clock = utc_now,
-                 on_events: Callable[[list[Alert]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: IotStore,
+        rules: Rules,
+        clock: Clock = utc_now,
+        on_events: Callable[[list[Alert]], None] | None = None,
+    ) -> None:
         self.store, self.rules, self.clock, self.on_events = store, rules, clock, on_events
         self.lock = threading.Lock()  # device state and the alert book
         self._flush_lock = threading.Lock()  # one flush at a time, in order
@@ -135,8 +140,11 @@ class Monitor:
             self.stats["late"] += 1
             return []
         previous_ts = state.last_ts if state is not None else None
-        before = None if state is None else (state.last_ts, state.lat, state.lon, state.hours, state.fuel,
-                                             state.ref_hours, state.ref_fuel)
+        before = (
+            None
+            if state is None
+            else (state.last_ts, state.lat, state.lon, state.hours, state.fuel, state.ref_hours, state.ref_fuel)
+        )
         if state is None:
             state = DeviceState(ts, r.lat, r.lon, r.working_hours, r.fuel_l, r.working_hours, r.fuel_l)
             state.seen(ts)
@@ -155,14 +163,20 @@ class Monitor:
         active = self.book.active
         events: list[Alert] = []
 
-        if (previous_ts is not None and ts - previous_ts > self._idle_after
-                and (device_id, "idle") not in active):
+        if previous_ts is not None and ts - previous_ts > self._idle_after and (device_id, "idle") not in active:
             # silent past the threshold but no sweep saw it (monitor down, fast replay):
             # record the episode now, with the same id the sweep would have given it
             failing, evidence = check_idle(self.rules, previous_ts, ts)
             if failing:
-                event = self.book.observe(device_id, "idle", True, evidence=evidence, lease_id=lease,
-                                          at=previous_ts + self._idle_after, severity=self.rules.severity("idle"))
+                event = self.book.observe(
+                    device_id,
+                    "idle",
+                    True,
+                    evidence=evidence,
+                    lease_id=lease,
+                    at=previous_ts + self._idle_after,
+                    severity=self.rules.severity("idle"),
+                )
                 events.append(event)  # type: ignore[arg-type]
         if (device_id, "idle") in active:
             self._verdict(events, r, "idle", False, {"heard_at": ts.isoformat()}, lease)
@@ -182,10 +196,12 @@ class Monitor:
                 raise
         return events
 
-    def _verdict(self, events: list[Alert], r: Telemetry, rule: str, failing: bool, evidence: dict,
-                 lease: str | None) -> None:
-        event = self.book.observe(r.device_id, rule, failing, at=r.ts, evidence=evidence,
-                                  severity=self.rules.severity(rule), lease_id=lease)
+    def _verdict(
+        self, events: list[Alert], r: Telemetry, rule: str, failing: bool, evidence: dict, lease: str | None
+    ) -> None:
+        event = self.book.observe(
+            r.device_id, rule, failing, at=r.ts, evidence=evidence, severity=self.rules.severity(rule), lease_id=lease
+        )
         if event is not None:
             events.append(event)
 
@@ -200,8 +216,7 @@ class Monitor:
             self.devices.pop(r.device_id, None)
         else:
             state = self.devices[r.device_id]
-            (state.last_ts, state.lat, state.lon, state.hours, state.fuel,
-             state.ref_hours, state.ref_fuel) = before
+            (state.last_ts, state.lat, state.lon, state.hours, state.fuel, state.ref_hours, state.ref_fuel) = before
             state.recent_set.discard(r.ts)
         self.stats["processed"] -= 1
 
@@ -219,9 +234,15 @@ class Monitor:
                 failing, evidence = check_idle(self.rules, state.last_ts, now)
                 if failing:
                     # the moment it became idle, so a replay yields the same alert id
-                    event = self.book.observe(device_id, "idle", True, at=state.last_ts + threshold,
-                                              evidence=evidence, severity=self.rules.severity("idle"),
-                                              lease_id=self.rules.lease_of(device_id))
+                    event = self.book.observe(
+                        device_id,
+                        "idle",
+                        True,
+                        at=state.last_ts + threshold,
+                        evidence=evidence,
+                        severity=self.rules.severity("idle"),
+                        lease_id=self.rules.lease_of(device_id),
+                    )
                     if event is not None:
                         events.append(event)
             if events:
@@ -240,8 +261,11 @@ class Monitor:
             with self.lock:
                 if not self._dirty and not self._usage:
                     return
-                snapshot = {d: (s.last_ts, s.lat, s.lon, s.hours, s.fuel)
-                            for d in self._dirty if (s := self.devices.get(d)) is not None}
+                snapshot = {
+                    d: (s.last_ts, s.lat, s.lon, s.hours, s.fuel)
+                    for d in self._dirty
+                    if (s := self.devices.get(d)) is not None
+                }
                 taken = self._usage
                 self._dirty, self._usage = set(), {}
             try:

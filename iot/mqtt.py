@@ -46,9 +46,13 @@ def parse_broker(url: str) -> BrokerAddress:
         port = parsed.port or (8883 if tls else 1883)
     except ValueError:
         raise IotError(f"broker '{url}': port must be a number") from None
-    return BrokerAddress(parsed.hostname, port, tls,
-                         unquote(parsed.username) if parsed.username else None,
-                         unquote(parsed.password) if parsed.password else None)
+    return BrokerAddress(
+        parsed.hostname,
+        port,
+        tls,
+        unquote(parsed.username) if parsed.username else None,
+        unquote(parsed.password) if parsed.password else None,
+    )
 
 
 class MqttMonitor:
@@ -66,11 +70,24 @@ class MqttMonitor:
     min_reconnect, max_reconnect : reconnect backoff bounds in seconds.
     """
 
-    def __init__(self, monitor: Monitor, broker: str, *, client_id: str = "yinqi-iot-monitor",
-                 protocol: str = "3.1.1", ca_certs: str | None = None, certfile: str | None = None,
-                 keyfile: str | None = None, username: str | None = None, password: str | None = None,
-                 sweep_interval: float = 1.0, min_reconnect: float = 0.5, max_reconnect: float = 30.0,
-                 keepalive: int = 30, session_expiry: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        monitor: Monitor,
+        broker: str,
+        *,
+        client_id: str = "yinqi-iot-monitor",
+        protocol: str = "3.1.1",
+        ca_certs: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        sweep_interval: float = 1.0,
+        min_reconnect: float = 0.5,
+        max_reconnect: float = 30.0,
+        keepalive: int = 30,
+        session_expiry: int = 7 * 24 * 3600,
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
         from paho.mqtt.packettypes import PacketTypes
@@ -95,13 +112,19 @@ class MqttMonitor:
             raise IotError(f"protocol '{protocol}': expected 3.1.1 or 5")
         self.v5 = protocol == "5"
         if self.v5:
-            client = FrameClient(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                                 manual_ack=True)
+            client = FrameClient(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
             self._connect_props = Properties(PacketTypes.CONNECT)
             self._connect_props.SessionExpiryInterval = session_expiry
         else:
-            client = FrameClient(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                                 clean_session=False, manual_ack=True)
+            client = FrameClient(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
             self._connect_props = None
         user = username or self.address.username
         if user:
@@ -117,7 +140,7 @@ class MqttMonitor:
         self.client = client
 
     # paho callbacks (network thread) --------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("broker %s refused the connection: %s", self.address.url, reason_code)
             return
@@ -126,15 +149,15 @@ class MqttMonitor:
         self.connected.set()
         client.subscribe(TOPIC_FILTER, qos=1)
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         self.subscribed.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
         if not self._stop.is_set():
             log.info("disconnected from %s (%s); reconnecting", self.address.url, reason_code)
 
-    def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, message) -> None:
         if self._resync:
             return  # after a failure: leave the rest unacknowledged so it comes back in order
         try:
@@ -164,7 +187,7 @@ class MqttMonitor:
             self.client.socket().ack(mid)
 
     # lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "MqttMonitor":
+    def start(self) -> MqttMonitor:
         """Connect in the background (retrying until the broker answers) and start sweeping."""
         kwargs = {"clean_start": False, "properties": self._connect_props} if self.v5 else {}
         self.client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive, **kwargs)
@@ -197,8 +220,7 @@ class MqttMonitor:
             ready = sock.pending()
             want_write = client.want_write() or sock.unsent > 0
             try:
-                readable, writable, _ = select.select([sock], [sock] if want_write else [], [],
-                                                      0 if ready else 0.2)
+                readable, writable, _ = select.select([sock], [sock] if want_write else [], [], 0 if ready else 0.2)
             except (OSError, ValueError):
                 readable, writable = [], []
             if readable or ready:

@@ -112,10 +112,15 @@ class FrameSocket:
             if frame_end > end:
                 break  # the body is incomplete
             qos = (header >> 1) & 3
-            if (header & 0xF0 == PUBLISH and qos < 2 and on_publish is not None and length >= 2
-                    and i + 2 + ((raw[i] << 8) | raw[i + 1]) + (2 if qos else 0) <= frame_end):
+            if (
+                header & 0xF0 == PUBLISH
+                and qos < 2
+                and on_publish is not None
+                and length >= 2
+                and i + 2 + ((raw[i] << 8) | raw[i + 1]) + (2 if qos else 0) <= frame_end
+            ):
                 tlen = (raw[i] << 8) | raw[i + 1]
-                topic = raw[i + 2:i + 2 + tlen].decode("utf-8", "replace")
+                topic = raw[i + 2 : i + 2 + tlen].decode("utf-8", "replace")
                 j = i + 2 + tlen
                 mid = 0
                 if qos:
@@ -229,7 +234,7 @@ class FrameClient(mqtt.Client):
 
     on_publish_frame: OnPublish | None = None
 
-    def _create_socket(self):  # noqa: ANN202 - paho's socket factory
+    def _create_socket(self):
         sock = FrameSocket(super()._create_socket(), v5=self._protocol == mqtt.MQTTv5)
         sock.on_publish = self.on_publish_frame
         return sock

@@ -45,8 +45,9 @@ class Deliverer:
     timeout : seconds one delivery may take.
     """
 
-    def __init__(self, store: IotStore, target: str, *, min_backoff: float = 0.2,
-                 max_backoff: float = 10.0, timeout: float = 5.0) -> None:
+    def __init__(
+        self, store: IotStore, target: str, *, min_backoff: float = 0.2, max_backoff: float = 10.0, timeout: float = 5.0
+    ) -> None:
         self.store, self.target = store, target
         self.min_backoff, self.max_backoff, self.timeout = min_backoff, max_backoff, timeout
         self._wake = threading.Event()
@@ -61,7 +62,7 @@ class Deliverer:
         """New events were stored: deliver now instead of at the next poll."""
         self._wake.set()
 
-    def start(self) -> "Deliverer":
+    def start(self) -> Deliverer:
         self._thread = threading.Thread(target=self._run, name="iot-deliverer", daemon=True)
         self._thread.start()
         return self

@@ -34,7 +34,7 @@ class Schedule(BaseModel):
     tiers: list[Tier] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _shape(self) -> "Schedule":
+    def _shape(self) -> Schedule:
         bounds = [t.up_to_hours for t in self.tiers]
         if bounds[-1] is not None:
             raise ValueError("the last tier must have no up_to_hours (it takes every hour beyond)")
@@ -96,11 +96,24 @@ class Statement:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "device_id": self.device_id, "month": self.month, "currency": self.currency,
-            "hours": str(self.hours), "base_fee": self.base_fee, "total": self.total,
-            "effective_rate_per_hour": self.effective_rate, "fuel_l": self.fuel_l,
-            "lines": [{"from_hours": ln.from_hours, "to_hours": ln.to_hours, "hours": str(ln.hours),
-                       "rate_per_hour": ln.rate_per_hour, "amount": ln.amount} for ln in self.lines],
+            "device_id": self.device_id,
+            "month": self.month,
+            "currency": self.currency,
+            "hours": str(self.hours),
+            "base_fee": self.base_fee,
+            "total": self.total,
+            "effective_rate_per_hour": self.effective_rate,
+            "fuel_l": self.fuel_l,
+            "lines": [
+                {
+                    "from_hours": ln.from_hours,
+                    "to_hours": ln.to_hours,
+                    "hours": str(ln.hours),
+                    "rate_per_hour": ln.rate_per_hour,
+                    "amount": ln.amount,
+                }
+                for ln in self.lines
+            ],
         }
 
 
@@ -123,11 +136,18 @@ def rent(schedule: Schedule, hours: float | Decimal) -> tuple[Decimal, tuple[Lin
     return billed, tuple(lines), schedule.base_fee + sum(ln.amount for ln in lines)
 
 
-def statement(schedule: Schedule, device_id: str, month: str, hours: float,
-              fuel_l: float | None = None) -> Statement:
+def statement(schedule: Schedule, device_id: str, month: str, hours: float, fuel_l: float | None = None) -> Statement:
     billed, lines, total = rent(schedule, hours)
-    return Statement(device_id, month, schedule.currency, billed, schedule.base_fee, lines, total,
-                     None if fuel_l is None else round(fuel_l, 3))
+    return Statement(
+        device_id,
+        month,
+        schedule.currency,
+        billed,
+        schedule.base_fee,
+        lines,
+        total,
+        None if fuel_l is None else round(fuel_l, 3),
+    )
 
 
 def check_month(month: str) -> str:

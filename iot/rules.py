@@ -71,7 +71,7 @@ class Rules(_Strict):
     _zones_cache: dict[str, list[Zone]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
-    def _index(self) -> "Rules":
+    def _index(self) -> Rules:
         self._lease_of = {d: lease for lease, devices in self.leases.items() for d in devices}
         self._zones_cache: dict[str, list[Zone]] = {}
         return self
@@ -84,9 +84,7 @@ class Rules(_Strict):
         cached = self._zones_cache.get(device_id)
         if cached is None:
             lease = self.lease_of(device_id)
-            cached = [
-                z for z in self.geofence.zones if device_id in z.devices or (lease and lease in z.leases)
-            ]
+            cached = [z for z in self.geofence.zones if device_id in z.devices or (lease and lease in z.leases)]
             self._zones_cache[device_id] = cached
         return cached
 
@@ -174,5 +172,9 @@ def check_fuel(rules: Rules, hours: float, litres: float) -> Check | None:
 
 def check_idle(rules: Rules, last_ts: datetime, now: datetime) -> Check:
     silent_h = (now - last_ts).total_seconds() / 3600
-    evidence = {"last_seen": last_ts.isoformat(), "silent_hours": round(silent_h, 3), "threshold_hours": rules.idle.threshold_hours}
+    evidence = {
+        "last_seen": last_ts.isoformat(),
+        "silent_hours": round(silent_h, 3),
+        "threshold_hours": rules.idle.threshold_hours,
+    }
     return (silent_h > rules.idle.threshold_hours, evidence)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from iot.errors import IotError
 from iot.telemetry import Telemetry
@@ -53,7 +53,7 @@ class Fleet:
 
     devices: int = 10
     anomalies: tuple[str, ...] = ANOMALIES
-    start: datetime = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    start: datetime = datetime(2026, 3, 1, tzinfo=UTC)
     step: timedelta = timedelta(minutes=30)
     anomaly_start: int = 8
     anomaly_ticks: int = 12
@@ -76,9 +76,19 @@ class Fleet:
         for i in range(self.devices):
             anomaly = self.anomalies[i] if i < len(self.anomalies) else None
             lat, lon = rng.uniform(32, 38), rng.uniform(112, 118)
-            self.machines.append(SimDevice(f"{self.prefix}-{i:04d}", lat, lon, rng.uniform(5.0, 7.0),
-                                           anomaly, hours=rng.uniform(100, 2000) // 1, lat=lat, lon=lon,
-                                           fuel=0.0))
+            self.machines.append(
+                SimDevice(
+                    f"{self.prefix}-{i:04d}",
+                    lat,
+                    lon,
+                    rng.uniform(5.0, 7.0),
+                    anomaly,
+                    hours=rng.uniform(100, 2000) // 1,
+                    lat=lat,
+                    lon=lon,
+                    fuel=0.0,
+                )
+            )
             self.machines[-1].fuel = round(self.machines[-1].hours * self.machines[-1].fuel_rate, 1)
 
     def now(self) -> datetime:
@@ -106,8 +116,16 @@ class Fleet:
                 m.lon = 121.5 + self._rng.uniform(0, 0.05)
             if m.anomaly == "idle" and self._in_window(self.anomaly_start, self.idle_ticks or 0):
                 continue  # silent: no message at all
-            out.append(Telemetry(device_id=m.device_id, ts=ts, lat=round(m.lat, 6), lon=round(m.lon, 6),
-                                 working_hours=round(m.hours, 4), fuel_l=round(m.fuel, 3)))
+            out.append(
+                Telemetry(
+                    device_id=m.device_id,
+                    ts=ts,
+                    lat=round(m.lat, 6),
+                    lon=round(m.lon, 6),
+                    working_hours=round(m.hours, 4),
+                    fuel_l=round(m.fuel, 3),
+                )
+            )
         self.tick += 1
         return out
 
@@ -116,9 +134,16 @@ class Fleet:
             yield from self.readings()
 
 
-def publish(fleet: Fleet, broker: str, *, rate: float = 100.0, ticks: int | None = None,
-            duration: float | None = None, client_id: str = "yinqi-iot-simulator",
-            on_progress=None) -> int:  # noqa: ANN001
+def publish(
+    fleet: Fleet,
+    broker: str,
+    *,
+    rate: float = 100.0,
+    ticks: int | None = None,
+    duration: float | None = None,
+    client_id: str = "yinqi-iot-simulator",
+    on_progress=None,
+) -> int:
     """Publish the fleet's telemetry at `rate` messages/s (QoS 1) until `ticks` ticks or
     `duration` seconds have passed; returns the number of messages the broker acknowledged."""
     import paho.mqtt.client as mqtt

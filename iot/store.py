@@ -1,6 +1,7 @@
 """The monitor's durable state: alerts, the delivery outbox, dead letters, devices, usage.
 
-All tables live on `federation.storage.Base` (SQLite by default, PostgreSQL by URL). An alert
+All tables live on `iot.db.MonitorBase`, the monitor's own metadata (SQLite by default,
+PostgreSQL by URL). An alert
 event is written together with its outbox row in one transaction before the MQTT message that
 caused it is acknowledged.
 """
@@ -9,28 +10,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Float, Integer, LargeBinary, String, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from federation.storage import Base, engine_for, ensure_tables, session_scope
+from federation.clock import utcnow
+from federation.storage import session_scope
 from iot.alerts import Alert, canonical_json
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+from iot.db import MonitorBase, monitor_engine
 
 
 def _utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive: they were stored as UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
-class AlertRow(Base):
+class AlertRow(MonitorBase):
     """Every alert episode the monitor raised, with its current state."""
 
     __tablename__ = "iot_alerts"
@@ -58,7 +57,7 @@ class AlertRow(Base):
         )
 
 
-class OutboxRow(Base):
+class OutboxRow(MonitorBase):
     """An alert event waiting for (or done with) delivery to the bank."""
 
     __tablename__ = "iot_outbox"
@@ -66,26 +65,26 @@ class OutboxRow(Base):
     alert_id: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))
     payload: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     duplicate: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class DeadLetterRow(Base):
+class DeadLetterRow(MonitorBase):
     """A telemetry message the monitor could not accept, kept with its reason."""
 
     __tablename__ = "iot_dead_letters"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     topic: Mapped[str] = mapped_column(String(256))
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     reason: Mapped[str] = mapped_column(String(512), index=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class DeviceRow(Base):
+class DeviceRow(MonitorBase):
     """Last known reading of each device (restores idle detection after a monitor restart)."""
 
     __tablename__ = "iot_devices"
@@ -97,7 +96,7 @@ class DeviceRow(Base):
     fuel_l: Mapped[float] = mapped_column(Float)
 
 
-class UsageRow(Base):
+class UsageRow(MonitorBase):
     """First and last meter readings of a device in a calendar month (UTC)."""
 
     __tablename__ = "iot_usage"
@@ -131,20 +130,26 @@ class Usage:
             self.last_ts, self.last_hours, self.last_fuel = ts, hours, fuel
         self.readings += 1
 
-    def merge(self, later: "Usage") -> "Usage":
+    def merge(self, later: Usage) -> Usage:
         """This aggregate combined with one gathered after it (a failed flush is retried)."""
         first = self if self.first_ts <= later.first_ts else later
         last = later if later.last_ts >= self.last_ts else self
-        return Usage(first.first_ts, first.first_hours, first.first_fuel, last.last_ts, last.last_hours,
-                     last.last_fuel, self.readings + later.readings)
+        return Usage(
+            first.first_ts,
+            first.first_hours,
+            first.first_fuel,
+            last.last_ts,
+            last.last_hours,
+            last.last_fuel,
+            self.readings + later.readings,
+        )
 
 
 class IotStore:
     """Typed access to the monitor's tables on one engine."""
 
     def __init__(self, db_url: str | None = None, engine: Engine | None = None) -> None:
-        self.engine = engine or engine_for(db_url)
-        ensure_tables(self.engine)
+        self.engine = monitor_engine(engine or db_url)
 
     # alerts + outbox -------------------------------------------------------------------
     def record_alerts(self, events: list[Alert]) -> None:
@@ -153,14 +158,27 @@ class IotStore:
             for event in events:
                 row = s.get(AlertRow, event.id)
                 if row is None:
-                    row = AlertRow(id=event.id, device_id=event.device_id, rule=event.rule,
-                                   severity=event.severity, raised_at=event.raised_at,
-                                   evidence=canonical_json(event.evidence), lease_id=event.lease_id)
+                    row = AlertRow(
+                        id=event.id,
+                        device_id=event.device_id,
+                        rule=event.rule,
+                        severity=event.severity,
+                        raised_at=event.raised_at,
+                        evidence=canonical_json(event.evidence),
+                        lease_id=event.lease_id,
+                    )
                     s.add(row)
                 row.state = event.state
                 row.cleared_at = event.cleared_at
-                s.add(OutboxRow(alert_id=event.id, state=event.state,
-                                payload=canonical_json(event.to_dict()), attempts=0, duplicate=0))
+                s.add(
+                    OutboxRow(
+                        alert_id=event.id,
+                        state=event.state,
+                        payload=canonical_json(event.to_dict()),
+                        attempts=0,
+                        duplicate=0,
+                    )
+                )
 
     def active_alerts(self) -> list[Alert]:
         with session_scope(self.engine) as s:
@@ -186,7 +204,7 @@ class IotStore:
     def mark_delivered(self, seq: int, duplicate: bool) -> None:
         with session_scope(self.engine) as s:
             row = s.get(OutboxRow, seq)
-            row.delivered_at = _now()
+            row.delivered_at = utcnow()
             row.attempts += 1
             row.duplicate = int(duplicate)
 
@@ -220,22 +238,35 @@ class IotStore:
             return {reason: n for reason, n in rows}
 
     # devices and usage ---------------------------------------------------------------------
-    def save_devices(self, devices: dict[str, tuple[datetime, float, float, float, float]],
-                     usage: dict[tuple[str, str], Usage]) -> None:
+    def save_devices(
+        self, devices: dict[str, tuple[datetime, float, float, float, float]], usage: dict[tuple[str, str], Usage]
+    ) -> None:
         """Persist device snapshots and merge usage aggregates (one transaction)."""
         with session_scope(self.engine) as s:
             for device_id, (ts, lat, lon, hours, fuel) in devices.items():
                 row = s.get(DeviceRow, device_id)
                 if row is None:
-                    s.add(DeviceRow(device_id=device_id, last_ts=ts, lat=lat, lon=lon, working_hours=hours, fuel_l=fuel))
+                    s.add(
+                        DeviceRow(device_id=device_id, last_ts=ts, lat=lat, lon=lon, working_hours=hours, fuel_l=fuel)
+                    )
                 elif _utc(row.last_ts) <= ts:
                     row.last_ts, row.lat, row.lon, row.working_hours, row.fuel_l = ts, lat, lon, hours, fuel
             for (device_id, month), u in usage.items():
                 row = s.get(UsageRow, (device_id, month))
                 if row is None:
-                    s.add(UsageRow(device_id=device_id, month=month, first_ts=u.first_ts, first_hours=u.first_hours,
-                                   first_fuel=u.first_fuel, last_ts=u.last_ts, last_hours=u.last_hours,
-                                   last_fuel=u.last_fuel, readings=u.readings))
+                    s.add(
+                        UsageRow(
+                            device_id=device_id,
+                            month=month,
+                            first_ts=u.first_ts,
+                            first_hours=u.first_hours,
+                            first_fuel=u.first_fuel,
+                            last_ts=u.last_ts,
+                            last_hours=u.last_hours,
+                            last_fuel=u.last_fuel,
+                            readings=u.readings,
+                        )
+                    )
                     continue
                 if u.first_ts < _utc(row.first_ts):
                     row.first_ts, row.first_hours, row.first_fuel = u.first_ts, u.first_hours, u.first_fuel
@@ -261,8 +292,10 @@ class IotStore:
             if row is None:
                 return None
             before = s.scalars(
-                select(UsageRow).where(UsageRow.device_id == device_id, UsageRow.month < month)
-                .order_by(UsageRow.month.desc()).limit(1)
+                select(UsageRow)
+                .where(UsageRow.device_id == device_id, UsageRow.month < month)
+                .order_by(UsageRow.month.desc())
+                .limit(1)
             ).first()
             base_hours = before.last_hours if before else row.first_hours
             base_fuel = before.last_fuel if before else row.first_fuel
@@ -270,4 +303,6 @@ class IotStore:
 
     def usage_months(self, device_id: str) -> list[str]:
         with session_scope(self.engine) as s:
-            return list(s.scalars(select(UsageRow.month).where(UsageRow.device_id == device_id).order_by(UsageRow.month)))
+            return list(
+                s.scalars(select(UsageRow.month).where(UsageRow.device_id == device_id).order_by(UsageRow.month))
+            )

@@ -7,7 +7,7 @@ and keeps going.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -35,7 +35,7 @@ class Telemetry(BaseModel):
     def _aware_utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("timestamp must carry a timezone (e.g. 2026-01-01T00:00:00Z)")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def to_payload(self) -> bytes:
         """The JSON a device publishes."""
@@ -88,7 +88,5 @@ def parse(topic: str, payload: bytes) -> Telemetry:
             raise Rejected("payload is not a JSON object", device) from None
         raise Rejected(_first_error(exc), device) from None
     if reading.device_id != device:
-        raise Rejected(
-            f"topic device '{device}' does not match payload device_id '{reading.device_id}'", device
-        )
+        raise Rejected(f"topic device '{device}' does not match payload device_id '{reading.device_id}'", device)
     return reading

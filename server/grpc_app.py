@@ -1,4 +1,4 @@
-"""The bank's gRPC server: ScoringService and CreditService (and AlertService when present).
+"""The bank's gRPC server: ScoringService, CreditService, PlatformService and AlertService.
 
 `build_server(...)` returns a bound, NOT yet started `grpc.Server` (call `.start()`); its port
 is in `server.bound_port` (useful with port 0). With `TlsFiles` the server speaks TLS, and
@@ -15,18 +15,20 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from federation.errors import YinqiError
-from proto import bank_pb2, bank_pb2_grpc
+from proto import bank_pb2, bank_pb2_grpc, platform_pb2, platform_pb2_grpc
+from server.alerts import register as register_alerts
+from server.consent import ConsentEventIn, ConsentRegistry
 from server.credit.accounts import AccountView, CreditBook
-from server.credit.db import bank_engine
 from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy
+from server.db import bank_engine
 from server.registry import Registry
 from server.scoring import Outcome, Row, Scorer
 
@@ -128,12 +130,18 @@ class ScoringService(bank_pb2_grpc.ScoringServiceServicer):
         return outcome_to_proto(self.scorer.score(request.merchant_id, rows, request.model_version or None))
 
     @_rpc
-    def ScoreBatch(self, request: bank_pb2.ScoreBatchRequest, context: grpc.ServicerContext) -> bank_pb2.ScoreBatchReply:
+    def ScoreBatch(
+        self, request: bank_pb2.ScoreBatchRequest, context: grpc.ServicerContext
+    ) -> bank_pb2.ScoreBatchReply:
         items = [(r.merchant_id, [row_from_proto(x) for x in r.rows]) for r in request.requests]
         replies = []
-        for (merchant_id, _), result in zip(items, self.scorer.score_batch(items, request.model_version or None), strict=True):
+        for (merchant_id, _), result in zip(
+            items, self.scorer.score_batch(items, request.model_version or None), strict=True
+        ):
             if isinstance(result, BankError):
-                replies.append(bank_pb2.ScoreReply(merchant_id=merchant_id, error=str(result), error_code=STATUS[result.kind].name))
+                replies.append(
+                    bank_pb2.ScoreReply(merchant_id=merchant_id, error=str(result), error_code=STATUS[result.kind].name)
+                )
             else:
                 replies.append(outcome_to_proto(result))
         return bank_pb2.ScoreBatchReply(replies=replies)
@@ -171,7 +179,30 @@ class CreditService(bank_pb2_grpc.CreditServiceServicer):
         except ValueError:
             raise BankError(f"through '{request.through}' is not a date; expected YYYY-MM-DD") from None
         result = self.book.accrue(through, request.account_id or None)
-        return bank_pb2.AccrueReply(through=result["through"], accounts=result["accounts"], interest_fen=result["interest_fen"])
+        return bank_pb2.AccrueReply(
+            through=result["through"], accounts=result["accounts"], interest_fen=result["interest_fen"]
+        )
+
+
+class PlatformService(platform_pb2_grpc.PlatformServiceServicer):
+    """What platforms report to the bank: their merchants' consent."""
+
+    def __init__(self, consent: ConsentRegistry) -> None:
+        self.consent = consent
+
+    @_rpc
+    def ReportConsent(
+        self, request: platform_pb2.ConsentReport, context: grpc.ServicerContext
+    ) -> platform_pb2.ConsentAck:
+        events = []
+        for event in request.events:
+            try:
+                at = datetime.fromisoformat(event.at)
+            except ValueError:
+                raise BankError(f"consent event {event.event_id}: time '{event.at}' is not ISO 8601") from None
+            events.append(ConsentEventIn(event.event_id, event.merchant_id, event.granted, at, event.note))
+        stored = self.consent.record_retrying(request.platform, events)
+        return platform_pb2.ConsentAck(received=len(events), stored=stored)
 
 
 # -- server ------------------------------------------------------------------------------
@@ -184,7 +215,7 @@ def build_server(
     policy: CreditPolicy | None = None,
     max_workers: int = 8,
 ) -> grpc.Server:
-    """A bound gRPC server (not started) hosting Scoring, Credit and, if importable, Alerts.
+    """A bound gRPC server (not started) hosting the Scoring, Credit, Platform and Alert services.
 
     Parameters
     ----------
@@ -208,14 +239,9 @@ def build_server(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     bank_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringService(scorer), server)
     bank_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(book), server)
-    services = ["ScoringService", "CreditService"]
-    try:
-        from server.alerts import register as register_alerts
-    except ImportError:
-        log.info("server.alerts is not available: serving without the AlertService")
-    else:
-        register_alerts(server, engine)
-        services.append("AlertService")
+    platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformService(ConsentRegistry(engine)), server)
+    register_alerts(server, engine)
+    services = ["ScoringService", "CreditService", "PlatformService", "AlertService"]
     if tls is None:
         port = server.add_insecure_port(address)
     else:
@@ -230,26 +256,6 @@ def build_server(
     server.bound_port = port  # type: ignore[attr-defined]
     server.services = tuple(services)  # type: ignore[attr-defined]
     return server
-
-
-def connect(address: str, ca: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None) -> grpc.Channel:
-    """A channel to the bank: plaintext, or TLS with the bank's CA (and a client cert for mTLS)."""
-    if ca is None:
-        return grpc.insecure_channel(address)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=Path(ca).read_bytes(),
-        private_key=Path(key).read_bytes() if key else None,
-        certificate_chain=Path(cert).read_bytes() if cert else None,
-    )
-    return grpc.secure_channel(address, credentials)
-
-
-def raise_for_rpc(exc: grpc.RpcError) -> BankError:
-    """A gRPC refusal as the `BankError` the server raised (for the CLI's one-line errors)."""
-    code = exc.code()
-    if code.name in KIND_OF_CODE:
-        return BankError(exc.details() or code.name, KIND_OF_CODE[code.name])  # type: ignore[arg-type]
-    return BankError(f"bank service unavailable ({code.name}): {exc.details()}", "refused")
 
 
 def rows_to_proto(rows: Sequence[Row]) -> list[bank_pb2.FeatureRow]:

@@ -4,9 +4,9 @@ A version (`v1`, `v2`, ...) records the model's content hash (`federation.model`
 `version_hash`: sha256 over weights and encoder), the federated AUC/KS, participants, rounds and
 ε per platform from the run's `report.json`, and its status: `candidate` when registered,
 `promoted` when it becomes the model that scores by default (the previous one is then
-`retired`). The model directory is copied into the registry's store so the files an auditor
+`retired`; `server.credit.promotion` re-evaluates the credit lines). The model directory is copied into the registry's store so the files an auditor
 re-hashes are the ones that were registered; the hash is queued on the anchoring outbox
-(`kind="model"`, `ref=version`). Promotion re-evaluates every open credit line.
+(`kind="model"`, `ref=version`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,15 @@ from typing import Any
 
 from sqlalchemy import JSON, Engine, Float, Integer, String, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from contracts.audit import verify_proof
+from contracts.outbox import AnchorOutbox
+from federation.clock import utcnow
 from federation.config import data_dir
-from federation.storage import Base, session_scope
-from server.credit.db import UtcDateTime, bank_engine, url_of, utcnow, write_transaction
+from federation.storage import UtcDateTime, session_scope, url_of, write_transaction
 from server.credit.errors import BankError
+from server.db import BankBase, bank_engine
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ MODEL_FILES = ("model.pt", "encoder.json", "meta.json", "report.json")
 STATUSES = ("candidate", "promoted", "retired")
 
 
-class ModelVersion(Base):
+class ModelVersion(BankBase):
     """One registered model version."""
 
     __tablename__ = "bank_model_versions"
@@ -72,7 +75,9 @@ class ModelVersion(Base):
 
 def anchor_record(version: str, sha256: str) -> bytes:
     """The bytes anchored for a model: canonical JSON binding the version to its hash."""
-    return json.dumps({"kind": "model", "sha256": sha256, "version": version}, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {"kind": "model", "sha256": sha256, "version": version}, sort_keys=True, separators=(",", ":")
+    ).encode()
 
 
 def _number(value: Any) -> float | None:
@@ -89,12 +94,20 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     `federated_auc`/`federated_ks`), `rounds` (a list), `participants`, `epsilon`, `refused` and
     each round's `dropped`. Missing fields stay empty so a hand-made model can be registered.
     """
-    rounds_list = [r for r in report.get("rounds", []) if isinstance(r, dict)] if isinstance(report.get("rounds"), list) else []
+    rounds_list = (
+        [r for r in report.get("rounds", []) if isinstance(r, dict)] if isinstance(report.get("rounds"), list) else []
+    )
     final = report.get("final") if isinstance(report.get("final"), dict) else {}
     last = rounds_list[-1] if rounds_list else {}
 
     def metric(name: str) -> float | None:
-        for source, key in ((final, f"federated_{name}"), (final, name), (last, f"federated_{name}"), (last, name), (report, name)):
+        for source, key in (
+            (final, f"federated_{name}"),
+            (final, name),
+            (last, f"federated_{name}"),
+            (last, name),
+            (report, name),
+        ):
             value = _number(source.get(key))
             if value is not None:
                 return value
@@ -109,7 +122,7 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     participants_raw = trained or report.get("participants") or list(epsilon)
     participants = sorted(str(p) for p in participants_raw) if isinstance(participants_raw, (list, tuple)) else []
     dropped = sorted({str(d) for r in rounds_list for d in r.get("dropped", []) or []})
-    extra = {k: report[k] for k in ("refused", "engine", "mode", "settings", "test") if k in report and report[k]}
+    extra = {k: report[k] for k in ("refused", "engine", "mode", "settings", "test") if report.get(k)}
     joined = report.get("participants")
     if trained and isinstance(joined, (list, tuple)) and sorted(map(str, joined)) != trained:
         extra["joined"] = sorted(map(str, joined))
@@ -118,7 +131,14 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     for key in ("test_auc", "test_ks"):  # the bank's own held-out set, when the run had one
         if _number(final.get(key)) is not None:
             extra[key] = float(final[key])
-    return {"auc": metric("auc"), "ks": metric("ks"), "rounds": rounds, "participants": participants, "epsilon": epsilon, "extra": extra}
+    return {
+        "auc": metric("auc"),
+        "ks": metric("ks"),
+        "rounds": rounds,
+        "participants": participants,
+        "epsilon": epsilon,
+        "extra": extra,
+    }
 
 
 class Registry:
@@ -134,7 +154,9 @@ class Registry:
             row = session.get(ModelVersion, version)
             if row is None:
                 known = session.scalars(select(ModelVersion.version).order_by(ModelVersion.number)).all()
-                raise BankError(f"model version '{version}' is not registered (known: {', '.join(known) or 'none'})", "not_found")
+                raise BankError(
+                    f"model version '{version}' is not registered (known: {', '.join(known) or 'none'})", "not_found"
+                )
             return row
 
     def list(self) -> list[ModelVersion]:
@@ -151,7 +173,10 @@ class Registry:
             return self.get(version)
         current = self.promoted()
         if current is None:
-            raise BankError("no model version is promoted; name one (e.g. --model v1) or run `yinqi bank promote VERSION`", "refused")
+            raise BankError(
+                "no model version is promoted; name one (e.g. --model v1) or run `yinqi bank promote VERSION`",
+                "refused",
+            )
         return current
 
     # -- writing -------------------------------------------------------------------------
@@ -173,13 +198,15 @@ class Registry:
                 break
             except IntegrityError:  # another registration took the number; the hash may be it
                 with session_scope(self.engine) as session:
-                    existing = session.scalars(select(ModelVersion).where(ModelVersion.sha256 == loaded.version_hash)).first()
+                    existing = session.scalars(
+                        select(ModelVersion).where(ModelVersion.sha256 == loaded.version_hash)
+                    ).first()
                 if existing is not None:
                     return existing
         else:  # pragma: no cover - five concurrent registrations in a row
             raise BankError("could not allocate a model version number; retry", "refused")
         if anchor:
-            row = self.anchor(row.version) or row
+            row = self.anchor(row.version)
         return row
 
     def _insert(self, model_dir: Path, sha256: str, info: dict[str, Any]) -> ModelVersion:
@@ -212,51 +239,34 @@ class Registry:
                     shutil.copy2(model_dir / name, target / name)
         return row
 
-    def anchor(self, version: str) -> ModelVersion | None:
-        """Queue the version's hash on the anchoring outbox (idempotent); None if unavailable."""
-        try:
-            from contracts.outbox import AnchorOutbox
-        except ImportError:
-            log.warning("contracts.outbox is not available: model %s is registered but not queued for anchoring", version)
-            return None
+    def anchor(self, version: str) -> ModelVersion:
+        """Queue the version's hash on the anchoring outbox (idempotent)."""
         row = self.get(version)
-        leaf = AnchorOutbox(url_of(self.engine)).enqueue(anchor_record(row.version, row.sha256), kind="model", ref=row.version)
+        leaf = AnchorOutbox(url_of(self.engine)).enqueue(
+            anchor_record(row.version, row.sha256), kind="model", ref=row.version
+        )
         with session_scope(self.engine) as session:
             stored = session.get(ModelVersion, version)
             stored.anchor_leaf = leaf
         return self.get(version)
 
-    def promote(self, version: str, *, policy: Any = None, now: datetime | None = None) -> dict[str, Any]:
-        """Make `version` the scoring default and re-evaluate every open credit line with it.
-
-        Returns the version and the re-evaluated lines (old and new limits). The promotion and
-        the new limits are one transaction: either all change or none.
-        """
-        from server.credit.accounts import CreditBook
-
-        target = self.get(version)
-        book = CreditBook(self.engine, registry=self, policy=policy)
-        plans = book.plan_reevaluation(target.version)  # scores every open line before writing
-        now = now or utcnow()
-        with write_transaction(self.engine) as session:
-            for row in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted").with_for_update()):
-                if row.version != version:
-                    row.status = "retired"
-            row = session.get(ModelVersion, version)
-            row.status = "promoted"
-            row.promoted_at = now
-            changes = book.apply_reevaluation(session, plans, now=now)
-        return {"version": version, "reevaluated": changes}
+    def mark_promoted(self, session: Session, version: str, now: datetime) -> None:
+        """In the caller's transaction: `version` becomes the promoted one, the previous retires."""
+        for row in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted").with_for_update()):
+            if row.version != version:
+                row.status = "retired"
+        row = session.get(ModelVersion, version)
+        if row is None:
+            raise BankError(f"model version '{version}' is not registered", "not_found")
+        row.status = "promoted"
+        row.promoted_at = now
 
 
-def register_model(model_dir: str | Path, engine: Engine | str | None = None, store: str | Path | None = None) -> ModelVersion:
+def register_model(
+    model_dir: str | Path, engine: Engine | str | None = None, store: str | Path | None = None
+) -> ModelVersion:
     """Register a trained model directory (reads its report/meta; queues its hash for anchoring)."""
     return Registry(engine, store).register(model_dir)
-
-
-def promote(version: str, engine: Engine | str | None = None) -> dict[str, Any]:
-    """Promote a version; open credit lines get limits from it."""
-    return Registry(engine).promote(version)
 
 
 def get(version: str, engine: Engine | str | None = None) -> ModelVersion:
@@ -267,7 +277,9 @@ def list_versions(engine: Engine | str | None = None) -> list[ModelVersion]:
     return Registry(engine).list()
 
 
-def audit_model(version: str, rpc: str | None = None, engine: Engine | str | None = None, *, chain: Any = None) -> dict[str, Any]:
+def audit_model(
+    version: str, rpc: str | None = None, engine: Engine | str | None = None, *, chain: Any = None
+) -> dict[str, Any]:
     """Check a registered model as an auditor would; raise (BankError / ChainError) if it fails.
 
     1. re-hash the stored model files and compare with the registry's sha256;
@@ -286,14 +298,11 @@ def audit_model(version: str, rpc: str | None = None, engine: Engine | str | Non
             "the model changed after registration",
             "refused",
         )
-    try:
-        from contracts.audit import verify_proof
-        from contracts.outbox import AnchorOutbox
-    except ImportError:
-        raise BankError("the anchoring outbox (contracts.outbox) is not installed; cannot check the chain", "refused") from None
     proof = AnchorOutbox(url_of(registry.engine)).proof_for("model", version)
     if proof is None:
-        queued = "queued but not anchored yet: run `yinqi anchor flush`" if row.anchor_leaf else "not queued for anchoring"
+        queued = (
+            "queued but not anchored yet: run `yinqi anchor flush`" if row.anchor_leaf else "not queued for anchoring"
+        )
         raise BankError(f"model {version}: hash {row.sha256[:12]}… is {queued}", "refused")
     verified = verify_proof(proof, rpc, chain=chain, data=anchor_record(row.version, row.sha256))
     return {"version": version, "sha256": row.sha256, "files_match": True, **verified.as_dict()}

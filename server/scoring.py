@@ -22,19 +22,20 @@ import numpy as np
 from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.config import setting
+from federation.clock import utcnow
 from federation.features import FEATURE_LABEL, ID_COLUMNS
-from federation.storage import Base, session_scope
-from server.credit.db import UtcDateTime, bank_engine, url_of, utcnow
+from federation.storage import UtcDateTime, session_scope
+from server.consent import ConsentRegistry
 from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy
+from server.db import BankBase, bank_engine
 from server.registry import Registry
 
 Row = dict[str, Any]
 ConsentCheck = Callable[[Sequence[str]], np.ndarray]
 
 
-class Decision(Base):
+class Decision(BankBase):
     """One credit decision: who, which model, which inputs, what came out."""
 
     __tablename__ = "bank_decisions"
@@ -87,7 +88,9 @@ def _clean_value(merchant_id: str, name: str, value: Any) -> Any:
         return value
     if isinstance(value, str):
         return value
-    raise BankError(f"merchant '{merchant_id}': feature '{name}' has type {type(value).__name__}; expected a number or text")
+    raise BankError(
+        f"merchant '{merchant_id}': feature '{name}' has type {type(value).__name__}; expected a number or text"
+    )
 
 
 def canonical_rows(merchant_id: str, rows: Sequence[Row]) -> tuple[Row, ...]:
@@ -108,13 +111,6 @@ def inputs_hash(merchant_id: str, rows: Sequence[Row]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def default_consent_check(db_url: str) -> ConsentCheck:
-    """Consent as recorded by the platforms' consent books (`clients.consent`) on `db_url`."""
-    from clients.consent import ConsentBook
-
-    return ConsentBook(db_url).consented
-
-
 class Scorer:
     """Scores merchants with registered models under one credit policy.
 
@@ -127,9 +123,8 @@ class Scorer:
     policy:
         The credit-limit policy (default: `CreditPolicy.load()`).
     consent:
-        `ids -> bool mask` of merchants that consented (default: the consent books on
-        `consent_db_url`, else `[bank] consent_db` / `YINQI_CONSENT_DB`, else the bank's own
-        database).
+        `ids -> bool mask` of merchants that consented (default: what the platforms reported
+        to this bank, `server.consent.ConsentRegistry`).
     """
 
     def __init__(
@@ -139,13 +134,11 @@ class Scorer:
         registry: Registry | None = None,
         policy: CreditPolicy | None = None,
         consent: ConsentCheck | None = None,
-        consent_db_url: str | None = None,
     ) -> None:
         self.engine = bank_engine(engine)
         self.registry = registry or Registry(self.engine)
         self.policy = policy or CreditPolicy.load()
-        consent_url = consent_db_url or setting("consent_db", section_name="bank") or url_of(self.engine)
-        self.consent = consent or default_consent_check(str(consent_url))
+        self.consent = consent or ConsentRegistry(self.engine).consented
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -202,9 +195,13 @@ class Scorer:
             missing = [c for c in columns if c not in newest]
             text = [c for c in columns if c in numeric and isinstance(newest.get(c), str)]
             if missing:
-                results[i] = BankError(f"merchant '{merchant_id}': feature '{missing[0]}' missing; model {name} expects {columns}")
+                results[i] = BankError(
+                    f"merchant '{merchant_id}': feature '{missing[0]}' missing; model {name} expects {columns}"
+                )
             elif text:
-                results[i] = BankError(f"merchant '{merchant_id}': feature '{text[0]}' is {newest[text[0]]!r}; expected a number")
+                results[i] = BankError(
+                    f"merchant '{merchant_id}': feature '{text[0]}' is {newest[text[0]]!r}; expected a number"
+                )
             else:
                 ready.append((i, merchant_id, rows))
                 frame_rows.append({c: newest[c] for c in columns})
@@ -215,7 +212,9 @@ class Scorer:
                 try:
                     amounts = [float(r["amount"]) for r in rows if "amount" in r]
                     if len(amounts) != len(rows):
-                        raise BankError(f"merchant '{merchant_id}': every row needs 'amount' (monthly turnover) for the limit")
+                        raise BankError(
+                            f"merchant '{merchant_id}': every row needs 'amount' (monthly turnover) for the limit"
+                        )
                     limit = self.policy.decide(float(pd_value), amounts)
                 except (BankError, ValueError, TypeError) as exc:
                     results[i] = exc if isinstance(exc, BankError) else BankError(f"merchant '{merchant_id}': {exc}")
@@ -253,12 +252,26 @@ class Scorer:
         )
 
     @classmethod
-    def record(cls, session: Session, outcome: Outcome, purpose: str, account_id: str | None = None, now: datetime | None = None) -> Outcome:
+    def record(
+        cls,
+        session: Session,
+        outcome: Outcome,
+        purpose: str,
+        account_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Outcome:
         """Store the decision in `session` (the caller's transaction); returns it with its id."""
         return cls.record_many(session, [outcome], purpose, account_id, now)[0]
 
     @classmethod
-    def record_many(cls, session: Session, outcomes: Sequence[Outcome], purpose: str, account_id: str | None = None, now: datetime | None = None) -> list[Outcome]:
+    def record_many(
+        cls,
+        session: Session,
+        outcomes: Sequence[Outcome],
+        purpose: str,
+        account_id: str | None = None,
+        now: datetime | None = None,
+    ) -> list[Outcome]:
         """Store several decisions with one flush (one multi-row INSERT where the backend can)."""
         now = now or utcnow()
         rows = [cls._row(o, purpose, account_id, now) for o in outcomes]
@@ -274,7 +287,9 @@ class Scorer:
         with session_scope(self.engine) as session:
             return self.record(session, result, "score")
 
-    def score_batch(self, requests: Sequence[tuple[str, Sequence[Row]]], version: str | None = None) -> list[Outcome | BankError]:
+    def score_batch(
+        self, requests: Sequence[tuple[str, Sequence[Row]]], version: str | None = None
+    ) -> list[Outcome | BankError]:
         """Score many merchants; decisions of the scored ones stored in one transaction."""
         results = self.evaluate(requests, version)
         scored = [r for r in results if not isinstance(r, BankError)]
@@ -297,5 +312,7 @@ def rows_from_frame(frame: Any, merchant_id: str | None = None) -> dict[str, lis
             raise BankError(f"merchant '{merchant_id}' has no rows in the feature table", "not_found")
     out: dict[str, list[Row]] = {}
     for mid, group in frame.groupby("merchant_id", sort=False):
-        out[str(mid)] = group.drop(columns=[c for c in ID_COLUMNS if c not in ("month",) and c in group.columns]).to_dict(orient="records")
+        out[str(mid)] = group.drop(
+            columns=[c for c in ID_COLUMNS if c not in ("month",) and c in group.columns]
+        ).to_dict(orient="records")
     return out

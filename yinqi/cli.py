@@ -40,27 +40,30 @@ for _name, _group in GROUPS.items():
     app.add_typer(_group, name=_name)
 
 # The areas whose commands make up the CLI, in --help order.
-AREAS = ("cli_data", "cli_fl", "cli_deploy", "cli_chain", "cli_iot", "cli_bank", "cli_demo")
+AREAS = ("cli_data", "cli_fl", "cli_deploy", "cli_platform", "cli_chain", "cli_iot", "cli_bank", "cli_demo")
 
 
 def _register_areas() -> None:
     for area in AREAS:
-        try:
-            module = importlib.import_module(f"yinqi.{area}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"yinqi.{area}":
-                continue  # an area not built yet
-            raise
-        module.register(app, GROUPS)
+        importlib.import_module(f"yinqi.{area}").register(app, GROUPS)
 
 
 _register_areas()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"yinqi {version('yinqi')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show full tracebacks instead of one-line errors."
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks instead of one-line errors."),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print yinqi's version and exit."
     ),
 ) -> None:
     if verbose:
@@ -69,8 +72,15 @@ def _root(
 
 def main() -> None:
     """Console-script entry point: user mistakes become one line and exit code 2."""
+    from pydantic import ValidationError
+
     try:
         app()
+    except ValidationError as exc:  # settings built from flags: a user mistake, not a bug
+        if os.environ.get("YINQI_VERBOSE"):
+            traceback.print_exc()
+        err_console.print(Text.assemble(("error:", "bold red"), " ", _one_line(exc)), highlight=False, soft_wrap=True)
+        sys.exit(2)
     except YinqiError as exc:
         if os.environ.get("YINQI_VERBOSE"):
             traceback.print_exc()
@@ -80,3 +90,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+
+
+def _one_line(exc: Exception) -> str:
+    """A settings object's validation error as 'field: what was wrong' (pydantic's first error)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+        return f"{where}: {first.get('msg', exc)} (got {first.get('input')!r})"
+    return str(exc)

@@ -1,6 +1,5 @@
-"""`yinqi bank serve|models|register-model|promote|score|credit …`, `yinqi client consent …`
-and `yinqi audit model`: the bank's lending services and a platform's consent book from the
-shell. Scoring and credit commands work on the bank's database directly, or on a running bank
+"""`yinqi bank serve|models|register-model|promote|score|credit …` and `yinqi audit model`: the
+bank's lending services from the shell. Scoring and credit commands work on the bank's database directly, or on a running bank
 over gRPC with `--bank HOST:PORT`. Heavy imports (torch, grpc, SQLAlchemy models) stay inside
 the commands so `yinqi --help` is fast."""
 
@@ -9,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -24,9 +23,11 @@ BANK_HELP = "Call a running bank's gRPC services at HOST:PORT instead of opening
 CA_HELP = "The bank's CA certificate (PEM): use TLS to reach --bank."
 CERT_HELP = "This client's certificate (PEM) for mutual TLS."
 KEY_HELP = "This client's private key (PEM) for mutual TLS."
+INSECURE_HELP = "Reach --bank in plaintext (a loopback bank without TLS only)."
 
-credit_app = typer.Typer(help="Revolving credit lines: open, draw, repay, show, accrue (money in fen).", no_args_is_help=True)
-consent_app = typer.Typer(help="Merchant consent: grant, withdraw, list (history kept with time).", no_args_is_help=True)
+credit_app = typer.Typer(
+    help="Revolving credit lines: open, draw, repay, show, accrue (money in fen).", no_args_is_help=True
+)
 
 
 def yuan(fen: int) -> str:
@@ -48,13 +49,22 @@ def _message_dict(message: Any) -> dict[str, Any]:
 class _Backend:
     """The same requests against the database (local) or a running bank (gRPC)."""
 
-    def __init__(self, db: str | None, models_dir: Path | None, bank: str | None, ca: Path | None, cert: Path | None, key: Path | None) -> None:
+    def __init__(
+        self,
+        db: str | None,
+        models_dir: Path | None,
+        bank: str | None,
+        ca: Path | None,
+        cert: Path | None,
+        key: Path | None,
+        insecure: bool = False,
+    ) -> None:
         self.remote = bank
         if bank:
             from proto import bank_pb2_grpc
-            from server.grpc_app import connect
+            from proto.channel import ClientTls, connect
 
-            self.channel = connect(bank, ca, cert, key)
+            self.channel = connect(bank, ClientTls(ca, cert, key) if ca else None, insecure=insecure)
             self.scoring = bank_pb2_grpc.ScoringServiceStub(self.channel)
             self.credit = bank_pb2_grpc.CreditServiceStub(self.channel)
         else:
@@ -67,21 +77,19 @@ class _Backend:
             self.book = CreditBook(registry.engine, scorer=self.scorer, registry=registry)
 
     def _call(self, method: Any, request: Any) -> dict[str, Any]:
-        import grpc
+        from proto.channel import call
 
-        from server.grpc_app import raise_for_rpc
-
-        try:
-            return _message_dict(method(request, timeout=30))
-        except grpc.RpcError as exc:
-            raise raise_for_rpc(exc) from None
+        return _message_dict(call(method, request))
 
     def score(self, merchant: str, rows: list[dict[str, Any]], version: str | None) -> dict[str, Any]:
         from proto import bank_pb2
         from server.grpc_app import outcome_to_proto, rows_to_proto
 
         if self.remote:
-            return self._call(self.scoring.Score, bank_pb2.ScoreRequest(merchant_id=merchant, model_version=version or "", rows=rows_to_proto(rows)))
+            return self._call(
+                self.scoring.Score,
+                bank_pb2.ScoreRequest(merchant_id=merchant, model_version=version or "", rows=rows_to_proto(rows)),
+            )
         return _message_dict(outcome_to_proto(self.scorer.score(merchant, rows, version)))
 
     def account(self, action: str, **kw: Any) -> dict[str, Any]:
@@ -90,12 +98,17 @@ class _Backend:
 
         if self.remote:
             if action == "open":
-                request = bank_pb2.OpenRequest(merchant_id=kw["merchant"], model_version=kw["version"] or "", rows=rows_to_proto(kw["rows"]))
+                request = bank_pb2.OpenRequest(
+                    merchant_id=kw["merchant"], model_version=kw["version"] or "", rows=rows_to_proto(kw["rows"])
+                )
                 return self._call(self.credit.Open, request)
             if action in ("draw", "repay"):
                 method = self.credit.Draw if action == "draw" else self.credit.Repay
                 return self._call(method, bank_pb2.MoneyRequest(account_id=kw["account"], amount_fen=kw["amount"]))
-            return self._call(self.credit.Get, bank_pb2.AccountRequest(account_id=kw.get("account") or "", merchant_id=kw.get("merchant") or ""))
+            return self._call(
+                self.credit.Get,
+                bank_pb2.AccountRequest(account_id=kw.get("account") or "", merchant_id=kw.get("merchant") or ""),
+            )
         if action == "open":
             view = self.book.open(kw["merchant"], kw["rows"], kw["version"])
         elif action == "draw":
@@ -112,13 +125,23 @@ class _Backend:
         from proto import bank_pb2
 
         if self.remote:
-            return self._call(self.credit.Accrue, bank_pb2.AccrueRequest(through=through.isoformat() if through else ""))
+            return self._call(
+                self.credit.Accrue, bank_pb2.AccrueRequest(through=through.isoformat() if through else "")
+            )
         result = self.book.accrue(through)
         return {k: result[k] for k in ("through", "accounts", "interest_fen")}
 
 
-def _backend(db: str | None, models_dir: Path | None, bank: str | None, ca: Path | None, cert: Path | None, key: Path | None) -> _Backend:
-    return _Backend(db, models_dir, bank, ca, cert, key)
+def _backend(
+    db: str | None,
+    models_dir: Path | None,
+    bank: str | None,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    insecure: bool,
+) -> _Backend:
+    return _Backend(db, models_dir, bank, ca, cert, key, insecure)
 
 
 def _merchant_rows(features: Path, merchant: str) -> list[dict[str, Any]]:
@@ -148,11 +171,13 @@ def _print_account(info: dict[str, Any], title: str) -> None:
 # ----- bank ---------------------------------------------------------------------------------
 def serve(
     address: str = typer.Option("127.0.0.1:50061", help="HOST:PORT for the Scoring, Credit (and Alert) services."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
-    models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
-    cert: Optional[Path] = typer.Option(None, help="Server certificate (PEM): serve TLS."),
-    key: Optional[Path] = typer.Option(None, help="Server private key (PEM)."),
-    ca: Optional[Path] = typer.Option(None, help="CA certificate (PEM): require client certificates it signed (mutual TLS)."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
+    cert: Path | None = typer.Option(None, help="Server certificate (PEM): serve TLS."),
+    key: Path | None = typer.Option(None, help="Server private key (PEM)."),
+    ca: Path | None = typer.Option(
+        None, help="CA certificate (PEM): require client certificates it signed (mutual TLS)."
+    ),
 ) -> None:
     """Run the bank's gRPC services (scoring, credit lines, alert intake) until Ctrl-C."""
     from server.credit.errors import BankError
@@ -164,7 +189,9 @@ def serve(
     server = build_server(address, db, tls, models_dir)
     server.start()
     host = address.rsplit(":", 1)[0]
-    console.print(f"bank services {', '.join(server.services)} on {host}:{server.bound_port} ({'TLS' if tls else 'plaintext'}{' + client certs' if ca else ''}); Ctrl-C stops")
+    console.print(
+        f"bank services {', '.join(server.services)} on {host}:{server.bound_port} ({'TLS' if tls else 'plaintext'}{' + client certs' if ca else ''}); Ctrl-C stops"
+    )
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: server.stop(grace=2))  # `yinqi bank down` stops us cleanly
@@ -176,7 +203,7 @@ def serve(
 
 
 def models(
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    db: str | None = typer.Option(None, help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List registered model versions with their metrics, participants and ε per platform."""
@@ -187,7 +214,17 @@ def models(
         _print_json(rows)
         return
     table = Table(title="model registry")
-    for column in ("version", "status", "AUC", "KS", "rounds", "participants", "ε per platform", "sha256", "created (UTC)"):
+    for column in (
+        "version",
+        "status",
+        "AUC",
+        "KS",
+        "rounds",
+        "participants",
+        "ε per platform",
+        "sha256",
+        "created (UTC)",
+    ):
         table.add_column(column)
     for m in rows:
         table.add_row(
@@ -205,9 +242,11 @@ def models(
 
 
 def register_model(
-    model_dir: Path = typer.Argument(..., help="A trained model directory (model.pt, encoder.json, meta.json, report.json)."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
-    models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
+    model_dir: Path = typer.Argument(
+        ..., help="A trained model directory (model.pt, encoder.json, meta.json, report.json)."
+    ),
+    db: str | None = typer.Option(None, help=DB_HELP),
+    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
     no_anchor: bool = typer.Option(False, "--no-anchor", help="Do not queue the model hash for anchoring."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -224,14 +263,15 @@ def register_model(
 
 def promote(
     version: str = typer.Argument(..., help="The model version to promote, e.g. v2."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
-    models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
+    db: str | None = typer.Option(None, help=DB_HELP),
+    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Make VERSION the scoring default and re-evaluate every open credit line with it."""
+    from server.credit.promotion import promote as promote_version
     from server.registry import Registry
 
-    result = Registry(db, models_dir).promote(version)
+    result = promote_version(Registry(db, models_dir), version)
     if as_json:
         _print_json(result)
         return
@@ -240,26 +280,43 @@ def promote(
         table.add_column(column)
     for change in result["reevaluated"]:
         if "reason" in change:
-            table.add_row(change["account_id"], change["merchant_id"], yuan(change["kept"]), yuan(change["kept"]), "kept: " + change["reason"])
+            table.add_row(
+                change["account_id"],
+                change["merchant_id"],
+                yuan(change["kept"]),
+                yuan(change["kept"]),
+                "kept: " + change["reason"],
+            )
         else:
-            table.add_row(change["account_id"], change["merchant_id"], yuan(change["old_limit_fen"]), yuan(change["new_limit_fen"]), f"band {change['band']}")
+            table.add_row(
+                change["account_id"],
+                change["merchant_id"],
+                yuan(change["old_limit_fen"]),
+                yuan(change["new_limit_fen"]),
+                f"band {change['band']}",
+            )
     console.print(table)
 
 
 def score(
-    model: Optional[str] = typer.Option(None, "--model", help="Model version (default: the promoted one)."),
+    model: str | None = typer.Option(None, "--model", help="Model version (default: the promoted one)."),
     merchant: str = typer.Option(..., help="The merchant id to score."),
-    features: Path = typer.Option(..., help="Feature table (CSV/Parquet from `yinqi features`); the merchant's rows are used."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
-    models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
-    bank: Optional[str] = typer.Option(None, help=BANK_HELP),
-    ca: Optional[Path] = typer.Option(None, help=CA_HELP),
-    cert: Optional[Path] = typer.Option(None, help=CERT_HELP),
-    key: Optional[Path] = typer.Option(None, help=KEY_HELP),
+    features: Path = typer.Option(
+        ..., help="Feature table (CSV/Parquet from `yinqi features`); the merchant's rows are used."
+    ),
+    db: str | None = typer.Option(None, help=DB_HELP),
+    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
+    bank: str | None = typer.Option(None, help=BANK_HELP),
+    ca: Path | None = typer.Option(None, help=CA_HELP),
+    cert: Path | None = typer.Option(None, help=CERT_HELP),
+    key: Path | None = typer.Option(None, help=KEY_HELP),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score a consented merchant: default probability, band and the credit limit on offer."""
-    result = _backend(db, models_dir, bank, ca, cert, key).score(merchant, _merchant_rows(features, merchant), model)
+    result = _backend(db, models_dir, bank, ca, cert, key, insecure).score(
+        merchant, _merchant_rows(features, merchant), model
+    )
     if as_json:
         _print_json(result)
         return
@@ -280,17 +337,20 @@ def score(
 def credit_open(
     merchant: str = typer.Option(..., help="The merchant id."),
     features: Path = typer.Option(..., help="Feature table with the merchant's recent months."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model version (default: the promoted one)."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
-    models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
-    bank: Optional[str] = typer.Option(None, help=BANK_HELP),
-    ca: Optional[Path] = typer.Option(None, help=CA_HELP),
-    cert: Optional[Path] = typer.Option(None, help=CERT_HELP),
-    key: Optional[Path] = typer.Option(None, help=KEY_HELP),
+    model: str | None = typer.Option(None, "--model", help="Model version (default: the promoted one)."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
+    bank: str | None = typer.Option(None, help=BANK_HELP),
+    ca: Path | None = typer.Option(None, help=CA_HELP),
+    cert: Path | None = typer.Option(None, help=CERT_HELP),
+    key: Path | None = typer.Option(None, help=KEY_HELP),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score a consented merchant and open a credit line with the policy's limit."""
-    info = _backend(db, models_dir, bank, ca, cert, key).account("open", merchant=merchant, rows=_merchant_rows(features, merchant), version=model)
+    info = _backend(db, models_dir, bank, ca, cert, key, insecure).account(
+        "open", merchant=merchant, rows=_merchant_rows(features, merchant), version=model
+    )
     _print_json(info) if as_json else _print_account(info, "credit line opened")
 
 
@@ -298,15 +358,18 @@ def _money_command(action: str) -> Any:
     def command(
         account: str = typer.Argument(..., help="The credit account id (CL-…)."),
         amount_fen: int = typer.Argument(..., help="Amount in fen (1 yuan = 100 fen)."),
-        db: Optional[str] = typer.Option(None, help=DB_HELP),
-        models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
-        bank: Optional[str] = typer.Option(None, help=BANK_HELP),
-        ca: Optional[Path] = typer.Option(None, help=CA_HELP),
-        cert: Optional[Path] = typer.Option(None, help=CERT_HELP),
-        key: Optional[Path] = typer.Option(None, help=KEY_HELP),
+        db: str | None = typer.Option(None, help=DB_HELP),
+        models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
+        bank: str | None = typer.Option(None, help=BANK_HELP),
+        ca: Path | None = typer.Option(None, help=CA_HELP),
+        cert: Path | None = typer.Option(None, help=CERT_HELP),
+        key: Path | None = typer.Option(None, help=KEY_HELP),
+        insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
-        info = _backend(db, models_dir, bank, ca, cert, key).account(action, account=account, amount=amount_fen)
+        info = _backend(db, models_dir, bank, ca, cert, key, insecure).account(
+            action, account=account, amount=amount_fen
+        )
         _print_json(info) if as_json else _print_account(info, f"{action} of {yuan(amount_fen)} yuan booked")
 
     command.__doc__ = {
@@ -322,21 +385,22 @@ credit_app.command("repay")(_money_command("repay"))
 
 @credit_app.command("show")
 def credit_show(
-    account: Optional[str] = typer.Argument(None, help="Account id; omit to list every line (local only)."),
-    merchant: Optional[str] = typer.Option(None, help="Show the line of this merchant instead."),
+    account: str | None = typer.Argument(None, help="Account id; omit to list every line (local only)."),
+    merchant: str | None = typer.Option(None, help="Show the line of this merchant instead."),
     entries: bool = typer.Option(False, "--entries", help="Also print the ledger (local only)."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
-    models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
-    bank: Optional[str] = typer.Option(None, help=BANK_HELP),
-    ca: Optional[Path] = typer.Option(None, help=CA_HELP),
-    cert: Optional[Path] = typer.Option(None, help=CERT_HELP),
-    key: Optional[Path] = typer.Option(None, help=KEY_HELP),
+    db: str | None = typer.Option(None, help=DB_HELP),
+    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
+    bank: str | None = typer.Option(None, help=BANK_HELP),
+    ca: Path | None = typer.Option(None, help=CA_HELP),
+    cert: Path | None = typer.Option(None, help=CERT_HELP),
+    key: Path | None = typer.Option(None, help=KEY_HELP),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show one credit line (with --entries its ledger), or list all lines."""
     from server.credit.errors import BankError
 
-    backend = _backend(db, models_dir, bank, ca, cert, key)
+    backend = _backend(db, models_dir, bank, ca, cert, key, insecure)
     if account is None and merchant is None:
         if bank:
             raise BankError("name an account or --merchant when asking a remote bank")
@@ -348,7 +412,16 @@ def credit_show(
         for column in ("account", "merchant", "band", "limit", "drawn", "interest due", "available", "model"):
             table.add_column(column)
         for v in lines:
-            table.add_row(v["account_id"], v["merchant_id"], v["band"], yuan(v["limit_fen"]), yuan(v["principal_fen"]), yuan(v["interest_fen"]), yuan(v["available_fen"]), v["model_version"])
+            table.add_row(
+                v["account_id"],
+                v["merchant_id"],
+                v["band"],
+                yuan(v["limit_fen"]),
+                yuan(v["principal_fen"]),
+                yuan(v["interest_fen"]),
+                yuan(v["available_fen"]),
+                v["model_version"],
+            )
         console.print(table)
         return
     info = backend.account("get", account=account, merchant=merchant)
@@ -359,22 +432,41 @@ def credit_show(
     _print_account(info, "credit line")
     if ledger:
         table = Table(title="ledger")
-        for column in ("time (UTC)", "kind", "amount", "principal after", "interest after", "limit after", "model", "note"):
+        for column in (
+            "time (UTC)",
+            "kind",
+            "amount",
+            "principal after",
+            "interest after",
+            "limit after",
+            "model",
+            "note",
+        ):
             table.add_column(column)
         for e in ledger:
-            table.add_row(e["at"][:19], e["kind"], yuan(e["amount_fen"]), yuan(e["principal_after"]), yuan(e["interest_after"]), yuan(e["limit_after"]), e["model_version"], e["note"])
+            table.add_row(
+                e["at"][:19],
+                e["kind"],
+                yuan(e["amount_fen"]),
+                yuan(e["principal_after"]),
+                yuan(e["interest_after"]),
+                yuan(e["limit_after"]),
+                e["model_version"],
+                e["note"],
+            )
         console.print(table)
 
 
 @credit_app.command("accrue")
 def credit_accrue(
-    through: Optional[str] = typer.Option(None, help="Last day to accrue, YYYY-MM-DD (default: yesterday, UTC)."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
-    models_dir: Optional[Path] = typer.Option(None, help=MODELS_HELP),
-    bank: Optional[str] = typer.Option(None, help=BANK_HELP),
-    ca: Optional[Path] = typer.Option(None, help=CA_HELP),
-    cert: Optional[Path] = typer.Option(None, help=CERT_HELP),
-    key: Optional[Path] = typer.Option(None, help=KEY_HELP),
+    through: str | None = typer.Option(None, help="Last day to accrue, YYYY-MM-DD (default: yesterday, UTC)."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
+    bank: str | None = typer.Option(None, help=BANK_HELP),
+    ca: Path | None = typer.Option(None, help=CA_HELP),
+    cert: Path | None = typer.Option(None, help=CERT_HELP),
+    key: Path | None = typer.Option(None, help=KEY_HELP),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Post daily interest on every open line for each whole day not yet accrued."""
@@ -384,75 +476,22 @@ def credit_accrue(
         day = date.fromisoformat(through) if through else None
     except ValueError:
         raise BankError(f"--through '{through}' is not a date; expected YYYY-MM-DD") from None
-    result = _backend(db, models_dir, bank, ca, cert, key).accrue(day)
+    result = _backend(db, models_dir, bank, ca, cert, key, insecure).accrue(day)
     if as_json:
         _print_json(result)
         return
-    console.print(f"interest accrued through {result['through']}: {yuan(result['interest_fen'])} yuan on {result['accounts']} line(s)")
-
-
-# ----- consent (platform side) --------------------------------------------------------------
-def _consent_change(granted: bool) -> Any:
-    def command(
-        merchants: list[str] = typer.Argument(..., help="Merchant ids."),
-        note: str = typer.Option("", help="Why / by which document (kept with the event)."),
-        db: Optional[str] = typer.Option(None, help="The platform's consent database URL (default: YINQI_DB_URL / data dir)."),
-        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-    ) -> None:
-        from clients.consent import ConsentBook
-
-        book = ConsentBook(db)
-        records = book.grant(merchants, note=note) if granted else book.withdraw(merchants, note=note)
-        if as_json:
-            _print_json([r.to_dict() for r in records])
-            return
-        what = "granted" if granted else "withdrawn"
-        console.print(f"consent {what} for {len(records)} merchant(s) at {records[0].at.isoformat()}")
-
-    command.__doc__ = (
-        "Record that merchants consent to their data being used for training and scoring."
-        if granted
-        else "Record that merchants withdraw consent: they are excluded from training and scoring from now on."
+    console.print(
+        f"interest accrued through {result['through']}: {yuan(result['interest_fen'])} yuan on {result['accounts']} line(s)"
     )
-    return command
-
-
-consent_app.command("grant")(_consent_change(True))
-consent_app.command("withdraw")(_consent_change(False))
-
-
-@consent_app.command("list")
-def consent_list(
-    merchant: Optional[str] = typer.Option(None, help="Only this merchant."),
-    history: bool = typer.Option(False, "--history", help="Every grant and withdrawal, not only the current state."),
-    db: Optional[str] = typer.Option(None, help="The platform's consent database URL (default: YINQI_DB_URL / data dir)."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    """Current consent per merchant, or (--history) every change with its time."""
-    from clients.consent import ConsentBook
-
-    book = ConsentBook(db)
-    if history:
-        records = book.history(merchant)
-    else:
-        records = list(book.current([merchant] if merchant else None).values())
-        records.sort(key=lambda r: r.merchant_id)
-    if as_json:
-        _print_json([r.to_dict() for r in records])
-        return
-    table = Table(title="consent history" if history else "consent in force")
-    for column in ("merchant", "consent", "since (UTC)" if not history else "at (UTC)", "note"):
-        table.add_column(column)
-    for r in records:
-        table.add_row(r.merchant_id, "granted" if r.granted else "withdrawn", r.at.isoformat()[:19], r.note)
-    console.print(table)
 
 
 # ----- audit --------------------------------------------------------------------------------
 def audit_model(
     version: str = typer.Argument(..., help="The registered model version, e.g. v1."),
-    rpc: Optional[str] = typer.Option(None, help="Ethereum JSON-RPC URL (default: YINQI_CHAIN_RPC, else the embedded EVM in the data dir)."),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    rpc: str | None = typer.Option(
+        None, help="Ethereum JSON-RPC URL (default: YINQI_CHAIN_RPC, else the embedded EVM in the data dir)."
+    ),
+    db: str | None = typer.Option(None, help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Verify a registered model: re-hash its stored files and check the anchored hash on chain."""
@@ -482,5 +521,5 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     bank.command("promote")(promote)
     bank.command("score")(score)
     bank.add_typer(credit_app, name="credit")
-    groups["client"].add_typer(consent_app, name="consent")
+
     groups["audit"].command("model")(audit_model)

@@ -19,7 +19,10 @@ def features(
     raw: Path = typer.Argument(..., help="The platform's raw transactions (CSV or Parquet)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the merchant-month features (CSV, or .parquet)."),
     mapping: Path = typer.Option(
-        None, "--mapping", "-m", help="mapping.toml renaming the platform's own columns to ours ([columns] ours = \"theirs\")."
+        None,
+        "--mapping",
+        "-m",
+        help='mapping.toml renaming the platform\'s own columns to ours ([columns] ours = "theirs").',
     ),
 ) -> None:
     """Turn raw platform transactions into one feature row per merchant and month.
@@ -49,7 +52,9 @@ def features(
 def synth(
     out: Path = typer.Option(Path("out/synth"), "--out", "-o", help="Directory for platform_<i>.csv and test.csv."),
     platforms: int = typer.Option(3, "--platforms", min=1, help="Number of e-commerce platforms."),
-    merchants: int = typer.Option(500, "--merchants", min=1, help="Average training merchants per platform (sizes vary 1.5x..0.5x)."),
+    merchants: int = typer.Option(
+        500, "--merchants", min=1, help="Average training merchants per platform (sizes vary 1.5x..0.5x)."
+    ),
     months: int = typer.Option(12, "--months", min=1, help="Months of history per merchant."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same files)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

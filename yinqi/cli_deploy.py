@@ -1,5 +1,5 @@
-"""`yinqi bank certs|register|up|down|status|train` and `yinqi client up|keygen`: the bank and
-the platforms as separate, secured Flower deployments (same commands on one machine or many).
+"""`yinqi bank certs|register|up|down|status|train`: the bank's side of a secured Flower
+deployment (platforms run `yinqi client ...`, `yinqi/cli_platform.py`).
 
 Heavy imports (flwr, torch, cryptography) stay inside the commands so `yinqi --help` is fast.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -21,35 +21,27 @@ DATA_DIR_HELP = "The bank's state directory (default: <yinqi data dir>/bank)."
 
 def certs(
     out: Path = typer.Option(..., "--out", help="Directory for ca.crt, ca.key, server.pem, server.key."),
-    host: list[str] = typer.Option([], "--host", help="Extra host name or IP the bank is reached by (repeatable); 127.0.0.1 and localhost are always in."),
+    host: list[str] = typer.Option(
+        [],
+        "--host",
+        help="Extra host name or IP the bank is reached by (repeatable); 127.0.0.1 and localhost are always in.",
+    ),
     days: int = typer.Option(365, help="Validity of the certificates in days."),
 ) -> None:
     """Create a CA and the SuperLink's server certificate for a test federation."""
     from server.deploy.tls import make_certs
 
     made = make_certs(out, host, days)
-    console.print(f"CA {made.ca}\nserver certificate {made.cert} (key {made.key})\n"
-                  f"give platforms {made.ca.name}; keep ca.key and server.key private")
-
-
-def keygen(
-    out: Path = typer.Option(..., "--out", help="Private key path; the public key is written to OUT.pub."),
-) -> None:
-    """Create this platform's SuperNode key pair (EC P-384, OpenSSH format)."""
-    from server.deploy.tls import make_node_key
-
-    if out.exists():
-        from server.deploy.errors import DeployError
-
-        raise DeployError(f"{out}: already exists (a node key is its identity; not overwriting)")
-    private, public = make_node_key(out)
-    console.print(f"private key {private} (keep it here)\npublic key {public} (send it to the bank)")
+    console.print(
+        f"CA {made.ca}\nserver certificate {made.cert} (key {made.key})\n"
+        f"give platforms {made.ca.name}; keep ca.key and server.key private"
+    )
 
 
 def register_key(
     public_key: Path = typer.Argument(..., help="The platform's public key (OpenSSH, EC P-384), e.g. node.pub."),
-    name: Optional[str] = typer.Option(None, "--name", help="Platform name shown in status and reports."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    name: str | None = typer.Option(None, "--name", help="Platform name shown in status and reports."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Register a platform's node key with the running SuperLink (only registered keys connect)."""
@@ -65,19 +57,29 @@ def register_key(
 def up(
     host: str = typer.Option("127.0.0.1", help="Address the SuperLink listens on (0.0.0.0 for other machines)."),
     port: int = typer.Option(9092, help="SuperLink port (Fleet, Control and Runtime APIs share it)."),
-    certs_dir: Optional[Path] = typer.Option(None, "--certs", help="Directory from `yinqi bank certs`: serve TLS and require registered node keys."),
+    certs_dir: Path | None = typer.Option(
+        None, "--certs", help="Directory from `yinqi bank certs`: serve TLS and require registered node keys."
+    ),
     insecure: bool = typer.Option(False, "--insecure", help="No TLS, no node authentication (loopback tests only)."),
-    services_port: int = typer.Option(50061, "--services-port", help="Port of the bank's gRPC services (scoring, credit, alerts)."),
+    services_port: int = typer.Option(
+        50061, "--services-port", help="Port of the bank's gRPC services (scoring, credit, alerts)."
+    ),
     no_services: bool = typer.Option(False, "--no-services", help="Start only the SuperLink."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the state as JSON."),
 ) -> None:
     """Start the bank: a Flower SuperLink (TLS + node auth) and the bank's gRPC services, detached."""
     from server.deploy.bank import up as bank_up
 
     with console.status("starting the SuperLink"):
-        state = bank_up(host=host, port=port, certs=certs_dir, insecure=insecure,
-                        services_port=None if no_services else services_port, data_dir=data_dir)
+        state = bank_up(
+            host=host,
+            port=port,
+            certs=certs_dir,
+            insecure=insecure,
+            services_port=None if no_services else services_port,
+            data_dir=data_dir,
+        )
     if as_json:
         print(json.dumps(state.__dict__))
         return
@@ -89,7 +91,7 @@ def up(
 
 
 def down(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
 ) -> None:
     """Stop the bank's SuperLink and services started by `yinqi bank up`."""
     from server.deploy.bank import down as bank_down
@@ -99,7 +101,7 @@ def down(
 
 
 def status(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Show the bank's processes, the platforms' nodes (online/offline) and recent refusals."""
@@ -110,8 +112,10 @@ def status(
         print(json.dumps(info, default=str))
         return
     link = info["superlink"]
-    console.print(f"SuperLink {link['address']} {'running' if link['running'] else 'NOT running'}"
-                  f" ({'TLS + node auth' if link['tls'] else 'insecure'})")
+    console.print(
+        f"SuperLink {link['address']} {'running' if link['running'] else 'NOT running'}"
+        f" ({'TLS + node auth' if link['tls'] else 'insecure'})"
+    )
     if info["services"]:
         svc = info["services"]
         console.print(f"bank services {svc['address']} {'running' if svc['running'] else 'NOT running'}")
@@ -132,37 +136,59 @@ def train(
     no_dp: bool = typer.Option(False, "--no-dp", help="Train without differential privacy."),
     no_secagg: bool = typer.Option(False, "--no-secagg", help="Plain FedAvg instead of SecAgg+."),
     label: str = typer.Option("default", help="Label column in the platforms' files."),
-    positive: Optional[str] = typer.Option(None, help="Label value that means default (when not 0/1)."),
+    positive: str | None = typer.Option(None, help="Label value that means default (when not 0/1)."),
     strategy: str = typer.Option("fedavg", help="fedavg or fedprox."),
-    test: Optional[Path] = typer.Option(None, help="The bank's own held-out feature file for test AUC/KS."),
+    test: Path | None = typer.Option(None, help="The bank's own held-out feature file for test AUC/KS."),
     out: Path = typer.Option(Path("out/model"), help="Model directory (model, encoder, report.json)."),
-    min_platforms: int = typer.Option(2, "--min-platforms", help="Wait until this many platforms are online; every round then needs updates from at least this many."),
+    min_platforms: int = typer.Option(
+        2,
+        "--min-platforms",
+        help="Wait until this many platforms are online; every round then needs updates from at least this many.",
+    ),
     wait: float = typer.Option(60.0, help="Seconds to wait for platforms to come online."),
-    register_model: bool = typer.Option(True, "--register/--no-register", help="Store the model in the bank's registry."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    register_model: bool = typer.Option(
+        True, "--register/--no-register", help="Store the model in the bank's registry."
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report summary as JSON."),
 ) -> None:
     """Launch a federated run on the platforms connected to the running bank; write model + report."""
     from server.deploy.bank import train as bank_train
 
-    kwargs: dict[str, Any] = dict(rounds=rounds, epsilon=epsilon, delta=delta, dp=not no_dp,
-                                  secagg=not no_secagg, label=label, positive=positive,
-                                  strategy=strategy, test=test, out=out)
+    kwargs: dict[str, Any] = dict(
+        rounds=rounds,
+        epsilon=epsilon,
+        delta=delta,
+        dp=not no_dp,
+        secagg=not no_secagg,
+        label=label,
+        positive=positive,
+        strategy=strategy,
+        test=test,
+        out=out,
+    )
     with console.status("federated training on the connected platforms") as spinner:
-        report, run_id = bank_train(kwargs, data_dir=data_dir, min_platforms=min_platforms, wait=wait,
-                                    progress=lambda text: spinner.update(text))
+        report, run_id = bank_train(
+            kwargs,
+            data_dir=data_dir,
+            min_platforms=min_platforms,
+            wait=wait,
+            progress=lambda text: spinner.update(text),
+        )
     version = None
     if register_model:
-        try:
-            from server.registry import register_model as registry_register
-        except ImportError:
-            registry_register = None
-        if registry_register is not None:
-            version = registry_register(out).version
+        from server.registry import register_model
+
+        version = register_model(out).version
     summary = {
-        "run_id": run_id, "model_dir": str(out), "participants": report.participants,
-        "refused": report.refused, "epsilon": report.epsilon, "final": report.final,
-        "round_seconds": report.round_seconds, "dropped": sorted({d for r in report.rounds for d in r.dropped}),
+        "run_id": run_id,
+        "model_dir": str(out),
+        "participants": report.participants,
+        "refused": report.refused,
+        "epsilon": report.epsilon,
+        "final": report.final,
+        "round_seconds": report.round_seconds,
+        "dropped": sorted({d for r in report.rounds for d in r.dropped}),
         "version": version,
     }
     if as_json:
@@ -170,57 +196,17 @@ def train(
         return
     table = Table("round", "seconds", "participants", "dropped/refused", "federated AUC")
     for r in report.rounds:
-        table.add_row(str(r.round), f"{r.seconds:.1f}", ", ".join(r.participants),
-                      ", ".join(r.dropped + [f"{k}: {v}" for k, v in r.refused.items()]),
-                      "" if r.federated_auc is None else f"{r.federated_auc:.3f}")
+        table.add_row(
+            str(r.round),
+            f"{r.seconds:.1f}",
+            ", ".join(r.participants),
+            ", ".join(r.dropped + [f"{k}: {v}" for k, v in r.refused.items()]),
+            "" if r.federated_auc is None else f"{r.federated_auc:.3f}",
+        )
     console.print(table)
     for name, eps in report.epsilon.items():
         console.print(f"ε spent by {name}: {eps:.3f}")
     console.print(f"model {out}" + (f", registered as {version}" if version else ""))
-
-
-def client_up(
-    bank: str = typer.Option(..., "--bank", help="The bank's SuperLink HOST:PORT."),
-    data: Path = typer.Option(..., "--data", help="This platform's private data (features, or raw with --mapping)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="mapping.toml: DATA is raw transactions in this platform's column names; build features first."),
-    key: Optional[Path] = typer.Option(None, "--key", help="This node's private key (from `yinqi client keygen`), registered at the bank."),
-    ca: Optional[Path] = typer.Option(None, "--ca", help="The bank's CA certificate (TLS)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Platform name (default: the key's or data file's name)."),
-    epsilon_budget: Optional[float] = typer.Option(None, "--epsilon-budget", help="This platform's lifetime ε budget; training past it is refused."),
-    ledger_db: Optional[str] = typer.Option(None, "--ledger-db", help="SQLAlchemy URL of this platform's privacy ledger (default: ledger.db in --workdir)."),
-    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where this node keeps logs and Flower state (default: <data dir>/client/NAME)."),
-    connect_timeout: float = typer.Option(60.0, "--connect-timeout", help="Give up when the bank does not answer within this many seconds."),
-) -> None:
-    """Run this platform's SuperNode (and ClientApp worker) next to its private data until Ctrl-C."""
-    from federation.config import data_dir
-    from server.deploy.platform import PlatformNode, serve
-
-    node_name = name or (key.name if key else data.stem)
-    work = workdir or (data_dir() / "client" / node_name)
-    work.mkdir(parents=True, exist_ok=True)
-    features = data
-    if mapping is not None:
-        from federation.features import build_features
-        from federation.schema import load_mapping, read_table
-
-        features = work / "features.csv"
-        build_features(read_table(data), str(data), mapping=load_mapping(mapping)).to_csv(features, index=False)
-    # The platform's own books: a ledger next to its node unless told otherwise.
-    ledger = ledger_db or f"sqlite:///{(work / 'ledger.db').resolve()}"
-    node = PlatformNode(bank=bank, data=features, name=node_name, key=key, ca=ca,
-                        epsilon_budget=epsilon_budget, ledger_db=ledger, connect_timeout=connect_timeout)
-    console.print(f"platform {node_name}: connecting to {bank} ({'TLS' if ca else 'insecure'}"
-                  f"{', key ' + str(key) if key else ''})")
-    import signal
-
-    def _terminate(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)  # `kill PID` stops the node cleanly too
-    try:
-        serve(node, work, on_ready=lambda: console.print(f"platform {node_name}: connected; waiting for runs (Ctrl-C stops)"))
-    except KeyboardInterrupt:
-        console.print(f"platform {node_name}: stopped")
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -231,6 +217,3 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     bank.command("down")(down)
     bank.command("status")(status)
     bank.command("train")(train)
-    client = groups["client"]
-    client.command("up")(client_up)
-    client.command("keygen")(keygen)

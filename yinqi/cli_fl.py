@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -24,9 +23,13 @@ def _fmt(value: object) -> str:
 
 
 def train(
-    client: list[Path] = typer.Option(..., "--client", help="One platform's private feature file (CSV/Parquet); repeat per platform."),
+    client: list[Path] = typer.Option(
+        ..., "--client", help="One platform's private feature file (CSV/Parquet); repeat per platform."
+    ),
     label: str = typer.Option("default", "--label", help="Label column (1/positive = default)."),
-    positive: str = typer.Option(None, "--positive", help="Label value meaning 'default' (e.g. bad); omit when the label is 0/1."),
+    positive: str = typer.Option(
+        None, "--positive", help="Label value meaning 'default' (e.g. bad); omit when the label is 0/1."
+    ),
     rounds: int = typer.Option(10, "--rounds", min=1, help="Federated rounds."),
     epsilon: float = typer.Option(8.0, "--epsilon", help="Each platform's total DP budget ε for the whole run."),
     delta: float = typer.Option(1e-5, "--delta", help="DP δ for the whole run."),
@@ -35,36 +38,73 @@ def train(
     strategy: str = typer.Option("fedavg", "--strategy", help="fedavg or fedprox."),
     mu: float = typer.Option(0.01, "--mu", help="FedProx proximal strength."),
     local_epochs: int = typer.Option(2, "--local-epochs", min=1, help="Local epochs per round."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Local batch size (expected size under DP's Poisson sampling)."),
+    batch_size: int = typer.Option(
+        128, "--batch-size", min=1, help="Local batch size (expected size under DP's Poisson sampling)."
+    ),
     lr: float = typer.Option(0.1, "--lr", help="Local SGD learning rate."),
     max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="DP-SGD per-example clipping norm."),
     model: str = typer.Option("logistic", "--model", help="logistic or mlp."),
     seed: int = typer.Option(0, "--seed", help="Seed for initial weights, shuffling and DP noise."),
     test: Path = typer.Option(None, "--test", help="The bank's held-out labeled file, scored centrally each round."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write (model.pt, encoder.json, meta.json, report.json)."),
-    central: bool = typer.Option(False, "--central", help="Yardstick: train the same model and a RandomForest on the pooled files."),
+    out: Path = typer.Option(
+        ..., "--out", help="Model directory to write (model.pt, encoder.json, meta.json, report.json)."
+    ),
+    central: bool = typer.Option(
+        False, "--central", help="Yardstick: train the same model and a RandomForest on the pooled files."
+    ),
     backend: str = typer.Option(
-        "inprocess", "--backend",
+        "inprocess",
+        "--backend",
         help="Simulation Engine backend: inprocess (ClientApps in worker threads, starts in ms) or ray (Flower's Ray actors, ~10 s start-up).",
     ),
-    deployment: bool = typer.Option(False, "--deployment", help="Run on a loopback SuperLink + SuperNodes instead of the simulation engine."),
-    epsilon_budget: float = typer.Option(None, "--epsilon-budget", help="Each platform's lifetime ε budget in its ledger (default: --epsilon)."),
-    ledger_db: str = typer.Option(None, "--ledger-db", help="SQLAlchemy URL of the privacy ledger (default: SQLite in --out)."),
-    consent_db: str = typer.Option(None, "--consent-db", help="SQLAlchemy URL of merchant consent records (yinqi client consent); merchants without consent are left out."),
-    min_clients: int = typer.Option(2, "--min-clients", min=1, help="Fewest platforms whose updates a round must aggregate."),
+    deployment: bool = typer.Option(
+        False, "--deployment", help="Run on a loopback SuperLink + SuperNodes instead of the simulation engine."
+    ),
+    epsilon_budget: float = typer.Option(
+        None, "--epsilon-budget", help="Each platform's lifetime ε budget in its ledger (default: --epsilon)."
+    ),
+    ledger_db: str = typer.Option(
+        None, "--ledger-db", help="SQLAlchemy URL of the privacy ledger (default: SQLite in --out)."
+    ),
+    consent_db: str = typer.Option(
+        None,
+        "--consent-db",
+        help="SQLAlchemy URL of merchant consent records (yinqi client consent); merchants without consent are left out.",
+    ),
+    min_clients: int = typer.Option(
+        2, "--min-clients", min=1, help="Fewest platforms whose updates a round must aggregate."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Train a credit model across platforms: federated (DP-SGD + SecAgg+ by default) or central."""
     from server.fl.config import FederationConfig
 
     cfg = FederationConfig(
-        clients=client, label=label, positive=positive, rounds=rounds, epsilon=epsilon, delta=delta, dp=not no_dp,
-        secagg=not no_secagg, strategy=strategy, mu=mu, local_epochs=local_epochs, batch_size=batch_size, lr=lr,
-        max_grad_norm=max_grad_norm, architecture=model, seed=seed, test=test, out=out, epsilon_budget=epsilon_budget,
-        ledger_db=ledger_db, consent_db=consent_db, min_clients=min_clients,
+        clients=client,
+        label=label,
+        positive=positive,
+        rounds=rounds,
+        epsilon=epsilon,
+        delta=delta,
+        dp=not no_dp,
+        secagg=not no_secagg,
+        strategy=strategy,
+        mu=mu,
+        local_epochs=local_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_grad_norm=max_grad_norm,
+        architecture=model,
+        seed=seed,
+        test=test,
+        out=out,
+        epsilon_budget=epsilon_budget,
+        ledger_db=ledger_db,
+        consent_db=consent_db,
+        min_clients=min_clients,
     )
     if central:
-        from server.fl.central import train_central
+        from yinqi.harness.central import train_central
 
         with console.status("training centrally on the pooled files"):
             result = train_central(cfg)
@@ -82,16 +122,12 @@ def train(
         console.print(f"model written to {out} (version {result.version_hash[:12]})")
         return
     if deployment:
-        if importlib.util.find_spec("server.deploy") is None:
-            from federation.errors import YinqiError
-
-            raise YinqiError("--deployment: server.deploy is not available in this installation")
-        from server.deploy import run_deployed
+        from yinqi.harness.loopback import run_deployed
 
         with console.status("federated training on a loopback SuperLink + SuperNodes"):
             report = run_deployed(cfg)
     else:
-        from server.fl.run import run_federation
+        from yinqi.harness.federated import run_federation
 
         if backend not in ("inprocess", "ray"):
             from federation.errors import YinqiError
@@ -110,11 +146,26 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     for column in ("round", "seconds", "participants", "refused", "fed AUC", "fed KS", "test AUC", "test KS"):
         table.add_column(column)
     for r in report.rounds:
-        table.add_row(str(r.round), f"{r.seconds:.2f}", str(len(r.participants)), str(len(r.refused)), _fmt(r.federated_auc), _fmt(r.federated_ks), _fmt(r.test_auc), _fmt(r.test_ks))
+        table.add_row(
+            str(r.round),
+            f"{r.seconds:.2f}",
+            str(len(r.participants)),
+            str(len(r.refused)),
+            _fmt(r.federated_auc),
+            _fmt(r.federated_ks),
+            _fmt(r.test_auc),
+            _fmt(r.test_ks),
+        )
     console.print(table)
     for name in report.platforms:
         eps = report.epsilon.get(name)
-        state = f"refused: {report.refused[name]}" if name in report.refused else f"ε spent {eps:.3f}" if eps is not None else "no DP"
+        state = (
+            f"refused: {report.refused[name]}"
+            if name in report.refused
+            else f"ε spent {eps:.3f}"
+            if eps is not None
+            else "no DP"
+        )
         console.print(f"  {name}: {state}")
     console.print(f"model written to {report.model_dir} (version {report.version_hash[:12]}) in {report.seconds:.1f} s")
 
@@ -122,7 +173,9 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
 def score(
     model: Path = typer.Option(..., "--model", help="Model directory written by `yinqi train`."),
     data: Path = typer.Option(..., "--data", help="Feature file to score (CSV/Parquet); a label column is ignored."),
-    out: Path = typer.Option(..., "--out", help="CSV to write: id columns (if any) and default_probability, in input order."),
+    out: Path = typer.Option(
+        ..., "--out", help="CSV to write: id columns (if any) and default_probability, in input order."
+    ),
 ) -> None:
     """Write one default probability per input row, in input order, keeping id columns."""
     import pandas as pd
@@ -146,7 +199,9 @@ def score(
 
 
 def ledger(
-    db: str = typer.Option(None, "--db", help="SQLAlchemy URL of the privacy ledger (default: YINQI_DB_URL / the data dir)."),
+    db: str = typer.Option(
+        None, "--db", help="SQLAlchemy URL of the privacy ledger (default: YINQI_DB_URL / the data dir)."
+    ),
     platform: str = typer.Option(None, "--platform", help="Only this platform."),
     budget: float = typer.Option(None, "--budget", help="Show what is left of this lifetime ε budget."),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
@@ -155,16 +210,38 @@ def ledger(
     from clients.ledger import PrivacyLedger
     from federation.config import db_url
 
-    book = PrivacyLedger(db or db_url())
+    book = PrivacyLedger(db or db_url("platform"))
     entries = book.entries(platform)
     if as_json:
-        print(json.dumps([{"platform": e.platform, "run_id": e.run_id, "round": e.round, "epsilon": e.epsilon, "delta": e.delta, "recorded_at": e.recorded_at.isoformat()} for e in entries], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "platform": e.platform,
+                        "run_id": e.run_id,
+                        "round": e.round,
+                        "epsilon": e.epsilon,
+                        "delta": e.delta,
+                        "recorded_at": e.recorded_at.isoformat(),
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title="privacy ledger")
     for column in ("platform", "run", "round", "ε (run so far)", "δ", "recorded (UTC)"):
         table.add_column(column)
     for e in entries:
-        table.add_row(e.platform, e.run_id, str(e.round), f"{e.epsilon:.4f}", f"{e.delta:g}", e.recorded_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            e.platform,
+            e.run_id,
+            str(e.round),
+            f"{e.epsilon:.4f}",
+            f"{e.delta:g}",
+            e.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table)
     for name in sorted({e.platform for e in entries}):
         summary = book.summary(name, run_id="")

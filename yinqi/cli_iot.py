@@ -13,8 +13,7 @@ from rich.table import Table
 
 console = Console()
 
-iot_app = typer.Typer(help="IoT equipment leasing: telemetry monitor, alerts, usage-based rent.",
-                      no_args_is_help=True)
+iot_app = typer.Typer(help="IoT equipment leasing: telemetry monitor, alerts, usage-based rent.", no_args_is_help=True)
 
 DB_HELP = "Database of the monitor (default: YINQI_DB_URL, else iot.db in the data dir)."
 
@@ -23,7 +22,7 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     root.add_typer(iot_app, name="iot")
 
 
-def _store(db: str | None):  # noqa: ANN202
+def _store(db: str | None):
     from federation.config import db_url
     from iot.store import IotStore
 
@@ -41,12 +40,19 @@ def simulate(
     devices: int = typer.Option(10, "--devices", help="Number of simulated machines."),
     rate: float = typer.Option(50.0, "--rate", help="Messages per second, whole fleet."),
     broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker", help="Broker URL, mqtt://host:port or mqtts://."),
-    anomalies: str = typer.Option("idle,geofence,fuel", "--anomalies",
-                                  help="Comma-separated anomalies to inject (idle, geofence, fuel); '' for none."),
+    anomalies: str = typer.Option(
+        "idle,geofence,fuel",
+        "--anomalies",
+        help="Comma-separated anomalies to inject (idle, geofence, fuel); '' for none.",
+    ),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
-    ticks: int | None = typer.Option(None, "--ticks", help="Stop after this many readings per machine (default 100 without --duration)."),
+    ticks: int | None = typer.Option(
+        None, "--ticks", help="Stop after this many readings per machine (default 100 without --duration)."
+    ),
     step_minutes: float = typer.Option(30.0, "--step-minutes", help="Device time between two readings of a machine."),
-    start: str = typer.Option("2026-03-01T00:00:00+00:00", "--start", help="Device time of the first reading (ISO 8601, UTC)."),
+    start: str = typer.Option(
+        "2026-03-01T00:00:00+00:00", "--start", help="Device time of the first reading (ISO 8601, UTC)."
+    ),
     seed: int = typer.Option(7, "--seed", help="Random seed (same seed, same fleet)."),
 ) -> None:
     """Publish realistic telemetry (QoS 1) with injected idle, geofence and fuel anomalies."""
@@ -66,16 +72,26 @@ def simulate(
     if ticks is None and duration is None:
         ticks = 100
     with console.status("publishing telemetry") as status:
-        acked = publish(fleet, broker, rate=rate, ticks=ticks, duration=duration,
-                        on_progress=lambda t, n: status.update(f"tick {t}: {n} messages published"))
+        acked = publish(
+            fleet,
+            broker,
+            rate=rate,
+            ticks=ticks,
+            duration=duration,
+            on_progress=lambda t, n: status.update(f"tick {t}: {n} messages published"),
+        )
     injected = {m.device_id: m.anomaly for m in fleet.machines if m.anomaly}
     console.print(f"published {acked} messages from {devices} machines to {broker}; anomalies: {injected or 'none'}")
 
 
 @iot_app.command("monitor")
 def monitor(
-    broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker", help="Broker URL (mqtt:// or mqtts://, user:pass@ allowed)."),
-    bank: str | None = typer.Option(None, "--bank", help="The bank's AlertService, HOST:PORT; without it alerts stay queued."),
+    broker: str = typer.Option(
+        "mqtt://127.0.0.1:1883", "--broker", help="Broker URL (mqtt:// or mqtts://, user:pass@ allowed)."
+    ),
+    bank: str | None = typer.Option(
+        None, "--bank", help="The bank's AlertService, HOST:PORT; without it alerts stay queued."
+    ),
     rules: Path | None = typer.Option(None, "--rules", help="Rules TOML (default: the shipped iot/rules.toml)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     client_id: str = typer.Option("yinqi-iot-monitor", "--client-id", help="Fixed MQTT client id (keeps the session)."),
@@ -84,10 +100,16 @@ def monitor(
     certfile: Path | None = typer.Option(None, "--certfile", help="Client certificate for TLS."),
     keyfile: Path | None = typer.Option(None, "--keyfile", help="Client key for TLS."),
     username: str | None = typer.Option(None, "--username", help="Broker user name."),
-    password: str | None = typer.Option(None, "--password", envvar="YINQI_MQTT_PASSWORD", help="Broker password (or YINQI_MQTT_PASSWORD)."),
-    clock: str = typer.Option("wall", "--clock", help="'wall' (real time) or 'event' (newest telemetry time: replays, simulations)."),
+    password: str | None = typer.Option(
+        None, "--password", envvar="YINQI_MQTT_PASSWORD", help="Broker password (or YINQI_MQTT_PASSWORD)."
+    ),
+    clock: str = typer.Option(
+        "wall", "--clock", help="'wall' (real time) or 'event' (newest telemetry time: replays, simulations)."
+    ),
     sweep: float = typer.Option(1.0, "--sweep", help="Seconds between idle sweeps."),
-    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."),
+    duration: float | None = typer.Option(
+        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+    ),
 ) -> None:
     """Subscribe to device/+/data, apply the rules, raise and clear alerts, deliver them to the bank."""
     from iot.errors import IotError
@@ -101,14 +123,28 @@ def monitor(
     rule_set = load_rules(rules)
     store = _store(db)
     deliverer = Deliverer(store, bank).start() if bank else None
-    core = Monitor(store, rule_set, clock=EventClock() if clock == "event" else utc_now,
-                   on_events=deliverer.wake if deliverer else None)
-    client = MqttMonitor(core, broker, client_id=client_id, protocol=protocol,
-                         ca_certs=str(ca_certs) if ca_certs else None, certfile=str(certfile) if certfile else None,
-                         keyfile=str(keyfile) if keyfile else None, username=username, password=password,
-                         sweep_interval=sweep).start()
-    console.print(f"monitoring device/+/data on {client.address.url} as '{client_id}'"
-                  f"{'; delivering to ' + bank if bank else '; no --bank: alerts stay in the outbox'}")
+    core = Monitor(
+        store,
+        rule_set,
+        clock=EventClock() if clock == "event" else utc_now,
+        on_events=deliverer.wake if deliverer else None,
+    )
+    client = MqttMonitor(
+        core,
+        broker,
+        client_id=client_id,
+        protocol=protocol,
+        ca_certs=str(ca_certs) if ca_certs else None,
+        certfile=str(certfile) if certfile else None,
+        keyfile=str(keyfile) if keyfile else None,
+        username=username,
+        password=password,
+        sweep_interval=sweep,
+    ).start()
+    console.print(
+        f"monitoring device/+/data on {client.address.url} as '{client_id}'"
+        f"{'; delivering to ' + bank if bank else '; no --bank: alerts stay in the outbox'}"
+    )
     try:
         _wait_forever_or(duration)
     except KeyboardInterrupt:
@@ -118,14 +154,18 @@ def monitor(
         if deliverer is not None:
             deliverer.stop()
     s = core.stats
-    console.print(f"received {s['received']}, processed {s['processed']}, duplicates {s['duplicates']}, "
-                  f"dead letters {s['dead_letters']}, alerts raised {s['alerts_raised']}, cleared {s['alerts_cleared']}; "
-                  f"outbox {store.outbox_counts()}")
+    console.print(
+        f"received {s['received']}, processed {s['processed']}, duplicates {s['duplicates']}, "
+        f"dead letters {s['dead_letters']}, alerts raised {s['alerts_raised']}, cleared {s['alerts_cleared']}; "
+        f"outbox {store.outbox_counts()}"
+    )
 
 
 @iot_app.command("alerts")
 def alerts(
-    bank: str | None = typer.Option(None, "--bank", help="Ask the bank's AlertService at HOST:PORT instead of the local store."),
+    bank: str | None = typer.Option(
+        None, "--bank", help="Ask the bank's AlertService at HOST:PORT instead of the local store."
+    ),
     device: str = typer.Option("", "--device", help="Only this device."),
     state: str = typer.Option("", "--state", help="Only raised or cleared alerts."),
     limit: int = typer.Option(0, "--limit", help="At most this many (0: all)."),
@@ -142,13 +182,24 @@ def alerts(
         with grpc.insecure_channel(bank) as channel:
             try:
                 reply = alerts_pb2_grpc.AlertServiceStub(channel).List(
-                    alerts_pb2.ListRequest(device_id=device, state=state, limit=limit), timeout=10)
+                    alerts_pb2.ListRequest(device_id=device, state=state, limit=limit), timeout=10
+                )
             except grpc.RpcError as exc:
                 raise IotError(f"--bank {bank}: {exc.code().name}: {exc.details()}") from None
-        rows = [{"id": a.id, "device_id": a.device_id, "rule": a.rule, "severity": a.severity, "state": a.state,
-                 "raised_at": a.raised_at, "cleared_at": a.cleared_at or None,
-                 "evidence": json.loads(a.evidence_json or "{}"), "lease_id": a.lease_id or None}
-                for a in reply.alerts]
+        rows = [
+            {
+                "id": a.id,
+                "device_id": a.device_id,
+                "rule": a.rule,
+                "severity": a.severity,
+                "state": a.state,
+                "raised_at": a.raised_at,
+                "cleared_at": a.cleared_at or None,
+                "evidence": json.loads(a.evidence_json or "{}"),
+                "lease_id": a.lease_id or None,
+            }
+            for a in reply.alerts
+        ]
     else:
         rows = [a.to_dict() for a in _store(db).alerts(device or None, state or None, limit)]
     if as_json:
@@ -159,8 +210,16 @@ def alerts(
     for col in ("id", "device", "rule", "severity", "state", "raised at", "cleared at", "evidence"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["id"][:12], r["device_id"], r["rule"], r["severity"], r["state"], r["raised_at"],
-                      r["cleared_at"] or "", json.dumps(r["evidence"], sort_keys=True))
+        table.add_row(
+            r["id"][:12],
+            r["device_id"],
+            r["rule"],
+            r["severity"],
+            r["state"],
+            r["raised_at"],
+            r["cleared_at"] or "",
+            json.dumps(r["evidence"], sort_keys=True),
+        )
     console.print(table)
 
 
@@ -168,7 +227,9 @@ def alerts(
 def rent(
     device: str = typer.Option(..., "--device", help="Device id."),
     month: str = typer.Option(..., "--month", help="Calendar month, YYYY-MM (UTC)."),
-    schedule: Path | None = typer.Option(None, "--schedule", help="Rent schedule TOML (default: the shipped iot/rent.toml)."),
+    schedule: Path | None = typer.Option(
+        None, "--schedule", help="Rent schedule TOML (default: the shipped iot/rent.toml)."
+    ),
     hours: float | None = typer.Option(None, "--hours", help="Price these working hours instead of reading telemetry."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the statement as JSON."),
@@ -196,7 +257,7 @@ def money(amount: int) -> str:
     return f"{amount / 100:,.2f}"
 
 
-def render_statement(st) -> Table:  # noqa: ANN001
+def render_statement(st) -> Table:
     table = Table(title=f"rent {st.device_id} {st.month} ({st.currency}): {st.hours} working hours")
     for col in ("item", "hours", "rate / h", "amount"):
         table.add_column(col, justify="right" if col != "item" else "left")
@@ -219,9 +280,24 @@ def deadletters(
     counts = store.dead_letter_counts()
     rows = store.dead_letters(limit)
     if as_json:
-        print(json.dumps({"counts": counts, "messages": [
-            {"received_at": r.received_at.isoformat(), "topic": r.topic, "device_id": r.device_id,
-             "reason": r.reason, "payload": r.payload.decode("utf-8", "replace")} for r in rows]}, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "counts": counts,
+                    "messages": [
+                        {
+                            "received_at": r.received_at.isoformat(),
+                            "topic": r.topic,
+                            "device_id": r.device_id,
+                            "reason": r.reason,
+                            "payload": r.payload.decode("utf-8", "replace"),
+                        }
+                        for r in rows
+                    ],
+                },
+                sort_keys=True,
+            )
+        )
         return
     summary = Table(title=f"dead letters: {sum(counts.values())}")
     summary.add_column("reason")
@@ -233,8 +309,9 @@ def deadletters(
     for col in ("received", "topic", "reason", "payload"):
         recent.add_column(col)
     for r in rows:
-        recent.add_row(r.received_at.isoformat(timespec="seconds"), r.topic, r.reason,
-                       r.payload[:60].decode("utf-8", "replace"))
+        recent.add_row(
+            r.received_at.isoformat(timespec="seconds"), r.topic, r.reason, r.payload[:60].decode("utf-8", "replace")
+        )
     console.print(recent)
 
 
@@ -242,9 +319,13 @@ def deadletters(
 def broker(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(1883, "--port", help="TCP port."),
-    mosquitto: bool = typer.Option(False, "--mosquitto", help="Run a real Mosquitto (persistent) instead of embedded amqtt."),
+    mosquitto: bool = typer.Option(
+        False, "--mosquitto", help="Run a real Mosquitto (persistent) instead of embedded amqtt."
+    ),
     workdir: Path | None = typer.Option(None, "--workdir", help="Mosquitto's config and persistence directory."),
-    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."),
+    duration: float | None = typer.Option(
+        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+    ),
 ) -> None:
     """Run an MQTT broker for trying things out (embedded amqtt by default)."""
     from iot.broker import EmbeddedBroker, Mosquitto
@@ -263,8 +344,12 @@ def broker(
 @iot_app.command("intake")
 def intake(
     address: str = typer.Option("127.0.0.1:50061", "--address", help="HOST:PORT to serve the AlertService on."),
-    db: str | None = typer.Option(None, "--db", help="The bank's database (default: YINQI_DB_URL, else bank.db in the data dir)."),
-    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."),
+    db: str | None = typer.Option(
+        None, "--db", help="The bank's database (default: YINQI_DB_URL, else bank.db in the data dir)."
+    ),
+    duration: float | None = typer.Option(
+        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+    ),
 ) -> None:
     """Serve only the bank's AlertService (stand-alone intake for trying the monitor; the bank's
     full gRPC server registers it too)."""

@@ -20,9 +20,9 @@ EPSILON = 8.0
 
 def run(workdir: Path, console: Console) -> None:
     from federation.synth import make_feature_files
-    from server.fl.central import train_central
     from server.fl.config import FederationConfig
-    from server.fl.run import run_federation
+    from yinqi.harness.central import train_central
+    from yinqi.harness.federated import run_federation
 
     workdir.mkdir(parents=True, exist_ok=True)
     with console.status("fl: synthetic data for 3 platforms -> merchant features"):
@@ -36,7 +36,10 @@ def run(workdir: Path, console: Console) -> None:
     rows.append(("central RandomForest (pooled rows)", central.rf_auc, central.rf_ks, "-", f"{central.seconds:.1f}"))
     rows.append(("central torch (pooled rows)", central.torch_auc, central.torch_ks, "-", ""))
 
-    runs = [("federated, SecAgg+", dict(dp=False, secagg=True), "federated"), (f"federated, DP ε={EPSILON:g} + SecAgg+", dict(dp=True, epsilon=EPSILON, secagg=True), "federated_dp")]
+    runs = [
+        ("federated, SecAgg+", dict(dp=False, secagg=True), "federated"),
+        (f"federated, DP ε={EPSILON:g} + SecAgg+", dict(dp=True, epsilon=EPSILON, secagg=True), "federated_dp"),
+    ]
     reports = {}
     for title, settings, name in runs:
         t = time.perf_counter()
@@ -46,11 +49,15 @@ def run(workdir: Path, console: Console) -> None:
         eps = ", ".join(f"{p}: {e:.2f}" for p, e in sorted(report.epsilon.items())) or "-"
         rows.append((title, report.final["test_auc"], report.final["test_ks"], eps, f"{time.perf_counter() - t:.1f}"))
 
-    table = Table(title=f"federated credit scoring: 3 platforms, {sum(reports['federated'].rows.values())} merchant-months, held-out test file")
+    table = Table(
+        title=f"federated credit scoring: 3 platforms, {sum(reports['federated'].rows.values())} merchant-months, held-out test file"
+    )
     for column in ("model", "test AUC", "test KS", "ε spent per platform", "seconds"):
         table.add_column(column)
     for title, auc, ks, eps, seconds in rows:
-        table.add_row(title, f"{auc:.4f}" if auc is not None else "-", f"{ks:.4f}" if ks is not None else "-", eps, seconds)
+        table.add_row(
+            title, f"{auc:.4f}" if auc is not None else "-", f"{ks:.4f}" if ks is not None else "-", eps, seconds
+        )
     console.print(table)
     fed, dp = reports["federated"].final["test_auc"], reports["federated_dp"].final["test_auc"]
     console.print(

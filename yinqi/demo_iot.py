@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -25,7 +25,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(condition, timeout: float) -> bool:  # noqa: ANN001
+def _wait(condition, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -45,10 +45,15 @@ def _publish_bad_messages(url: str) -> int:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-broken-device")
     client.connect(address.host, address.port)
     client.loop_start()
-    bad = [("device/exc-0005/data", b"{\"device_id\": \"exc-0005\", \"ts\": "),
-           ("device/exc-0005/data", b'{"device_id": "exc-0005", "ts": "2026-03-31T23:00:00Z"}'),
-           ("device/exc-0006/data", b'{"device_id": "exc-0007", "ts": "2026-03-31T23:00:00Z", "lat": 35.0,'
-                                    b' "lon": 115.0, "working_hours": 1.0, "fuel_l": 1.0}')]
+    bad = [
+        ("device/exc-0005/data", b'{"device_id": "exc-0005", "ts": '),
+        ("device/exc-0005/data", b'{"device_id": "exc-0005", "ts": "2026-03-31T23:00:00Z"}'),
+        (
+            "device/exc-0006/data",
+            b'{"device_id": "exc-0007", "ts": "2026-03-31T23:00:00Z", "lat": 35.0,'
+            b' "lon": 115.0, "working_hours": 1.0, "fuel_l": 1.0}',
+        ),
+    ]
     infos = [client.publish(topic, payload, qos=1) for topic, payload in bad]
     for info in infos:
         info.wait_for_publish(10)
@@ -85,10 +90,16 @@ def run(workdir: Path, console: Console) -> None:
     try:
         if not _wait(client.subscribed.is_set, 10):
             raise YinqiError(f"demo iot: the monitor could not subscribe on {broker.url}")
-        fleet = Fleet(devices=DEVICES, start=datetime(2026, 3, 1, tzinfo=timezone.utc), step=STEP)
+        fleet = Fleet(devices=DEVICES, start=datetime(2026, 3, 1, tzinfo=UTC), step=STEP)
         with console.status(f"{DEVICES} machines publishing a month of telemetry to {broker.url}") as status:
-            acked = publish(fleet, broker.url, rate=RATE, ticks=TICKS, client_id="demo-fleet",
-                            on_progress=lambda t, n: status.update(f"device day {t // 12 + 1} of 31: {n} messages"))
+            acked = publish(
+                fleet,
+                broker.url,
+                rate=RATE,
+                ticks=TICKS,
+                client_id="demo-fleet",
+                on_progress=lambda t, n: status.update(f"device day {t // 12 + 1} of 31: {n} messages"),
+            )
             bad = _publish_bad_messages(broker.url)
             expected = acked + bad
             if not _wait(lambda: monitor.stats["received"] >= expected, 30):
@@ -115,9 +126,13 @@ def run(workdir: Path, console: Console) -> None:
     table.add_row("dead-lettered with a reason", f"{monitor.stats['dead_letters']} of {bad} broken messages")
     for rule in ("idle", "geofence", "fuel"):
         raised = events[(rule, "raised")] + events[(rule, "cleared")]
-        table.add_row(f"{rule} alerts (injected on {injected.get(rule, '-')})",
-                      f"{raised} raised, {events[(rule, 'cleared')]} cleared")
-    table.add_row("alert events delivered to the bank over gRPC", f"{deliverer.delivered} ({deliverer.duplicates} duplicates)")
+        table.add_row(
+            f"{rule} alerts (injected on {injected.get(rule, '-')})",
+            f"{raised} raised, {events[(rule, 'cleared')]} cleared",
+        )
+    table.add_row(
+        "alert events delivered to the bank over gRPC", f"{deliverer.delivered} ({deliverer.duplicates} duplicates)"
+    )
     table.add_row("alerts stored at the bank (one row per id)", str(len(bank_rows)))
     table.add_row("alert records handed to the anchoring outbox", str(anchored))
     console.print(table)

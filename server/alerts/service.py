@@ -9,21 +9,16 @@ from collections.abc import Callable
 
 import grpc
 
+from contracts.outbox import AnchorOutbox
 from proto import alerts_pb2, alerts_pb2_grpc
 from server.alerts.store import FIELDS, AlertStore
 
 log = logging.getLogger(__name__)
 
-try:  # written in parallel by the chain engineer; the interface is fixed
-    from contracts.outbox import AnchorOutbox
-except ImportError:  # pragma: no cover - until contracts/outbox.py lands
-    AnchorOutbox = None  # type: ignore[assignment,misc]
-
 
 def canonical_alert(alert: dict[str, str]) -> bytes:
     """The bytes whose hash is anchored: sorted keys, no spaces, UTF-8."""
-    return json.dumps({k: alert[k] for k in FIELDS}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return json.dumps({k: alert[k] for k in FIELDS}, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class AlertService(alerts_pb2_grpc.AlertServiceServicer):
@@ -36,12 +31,16 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
     on_intake : called with (alert id, state, duplicate) after each delivery (benchmarks).
     """
 
-    def __init__(self, store: AlertStore, anchor_db_url: str | None = None,
-                 on_intake: Callable[[str, str, bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: AlertStore,
+        anchor_db_url: str | None = None,
+        on_intake: Callable[[str, str, bool], None] | None = None,
+    ) -> None:
         self.store = store
         self.on_intake = on_intake
         self.anchor = None
-        if anchor_db_url and AnchorOutbox is not None:
+        if anchor_db_url:
             self.anchor = AnchorOutbox(anchor_db_url)
         self.anchored: list[tuple[str, str]] = []  # (ref, leaf) handed over by this process
 

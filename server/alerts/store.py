@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, Text, select
+from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from federation.storage import Base, ensure_tables, session_scope
+from federation.clock import utcnow
+from federation.storage import UtcDateTime, ensure_tables, session_scope
+from server.db import BankBase
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class BankAlertRow(Base):
+class BankAlertRow(BankBase):
     """An equipment alert as the bank received it."""
 
     __tablename__ = "bank_alerts"
@@ -29,7 +27,7 @@ class BankAlertRow(Base):
     cleared_at: Mapped[str] = mapped_column(String(40), default="")
     evidence_json: Mapped[str] = mapped_column(Text)
     lease_id: Mapped[str] = mapped_column(String(128), default="")
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
 
 
@@ -41,7 +39,7 @@ class AlertStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        ensure_tables(engine)
+        ensure_tables(engine, BankBase.metadata)
 
     def intake(self, alert: dict[str, str]) -> tuple[bool, bool]:
         """Store an alert event; returns (changed, duplicate).

@@ -10,21 +10,23 @@ transaction: a refused request (draw over the limit, unknown account, ...) chang
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import BigInteger, Date, Engine, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.storage import Base, session_scope
-from server.credit.db import UtcDateTime, bank_engine, utcnow, write_transaction
+from federation.clock import utcnow
+from federation.storage import UtcDateTime, session_scope, write_transaction
 from server.credit.errors import BankError
 from server.credit.interest import accrue_day
 from server.credit.policy import CreditPolicy
+from server.db import BankBase, bank_engine
 
 
-class Account(Base):
+class Account(BankBase):
     """One merchant's credit line."""
 
     __tablename__ = "bank_credit_accounts"
@@ -46,7 +48,7 @@ class Account(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class Entry(Base):
+class Entry(BankBase):
     """One ledger line of a credit account (append-only)."""
 
     __tablename__ = "bank_credit_entries"
@@ -138,7 +140,14 @@ class CreditBook:
         engine, registry and policy).
     """
 
-    def __init__(self, engine: Engine | str | None = None, *, scorer: Any = None, registry: Any = None, policy: CreditPolicy | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine | str | None = None,
+        *,
+        scorer: Any = None,
+        registry: Any = None,
+        policy: CreditPolicy | None = None,
+    ) -> None:
         self.engine = bank_engine(engine)
         self._scorer = scorer
         self._registry = registry
@@ -211,12 +220,29 @@ class CreditBook:
         with session_scope(self.engine) as session:
             rows = session.scalars(select(Entry).where(Entry.account_id == account_id).order_by(Entry.id))
             return [
-                EntryView(e.kind, e.amount_fen, e.principal_after, e.interest_after, e.limit_after, e.model_version, e.decision_id, e.at.isoformat(), e.note)
+                EntryView(
+                    e.kind,
+                    e.amount_fen,
+                    e.principal_after,
+                    e.interest_after,
+                    e.limit_after,
+                    e.model_version,
+                    e.decision_id,
+                    e.at.isoformat(),
+                    e.note,
+                )
                 for e in rows
             ]
 
     # -- requests ------------------------------------------------------------------------
-    def open(self, merchant_id: str, rows: Sequence[dict[str, Any]], version: str | None = None, *, now: datetime | None = None) -> AccountView:
+    def open(
+        self,
+        merchant_id: str,
+        rows: Sequence[dict[str, Any]],
+        version: str | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> AccountView:
         """Score the merchant and open a line with the policy's limit (0 when declined)."""
         outcome = self.scorer.evaluate([(merchant_id, rows)], version)[0]
         if isinstance(outcome, BankError):
@@ -285,10 +311,14 @@ class CreditBook:
             to_interest = min(amount, account.interest_fen)
             account.interest_fen -= to_interest
             account.principal_fen -= amount - to_interest
-            self._entry(session, account, "repay", amount, now, f"interest {to_interest}, principal {amount - to_interest}")
+            self._entry(
+                session, account, "repay", amount, now, f"interest {to_interest}, principal {amount - to_interest}"
+            )
             return AccountView.of(account)
 
-    def accrue(self, through: date | None = None, account_id: str | None = None, *, now: datetime | None = None) -> dict[str, Any]:
+    def accrue(
+        self, through: date | None = None, account_id: str | None = None, *, now: datetime | None = None
+    ) -> dict[str, Any]:
         """Post daily interest for every whole UTC day up to `through` (default: yesterday).
 
         Each day's interest is on that day's end-of-day principal, read from the ledger, so a
@@ -297,7 +327,10 @@ class CreditBook:
         now = now or utcnow()
         through = through or (now.date() - timedelta(days=1))
         if through >= now.date():
-            raise BankError(f"day {through} has not ended yet (UTC); accrue through {now.date() - timedelta(days=1)} at the latest", "invalid")
+            raise BankError(
+                f"day {through} has not ended yet (UTC); accrue through {now.date() - timedelta(days=1)} at the latest",
+                "invalid",
+            )
         posted: dict[str, int] = {}
         with write_transaction(self.engine) as session:
             query = select(Account).where(Account.status == "open").order_by(Account.id).with_for_update()
@@ -321,7 +354,9 @@ class CreditBook:
                     for at, principal in history:
                         if at.date() <= day:
                             eod = principal
-                    fen, account.interest_remainder = accrue_day(eod, account.annual_rate_bp, account.interest_remainder)
+                    fen, account.interest_remainder = accrue_day(
+                        eod, account.annual_rate_bp, account.interest_remainder
+                    )
                     total += fen
                     day += timedelta(days=1)
                 first = account.accrued_through + timedelta(days=1)
@@ -329,7 +364,12 @@ class CreditBook:
                 account.accrued_through = through
                 self._entry(session, account, "interest", total, now, f"days {first}..{through}")
                 posted[account.id] = total
-        return {"through": through.isoformat(), "accounts": len(posted), "interest_fen": sum(posted.values()), "posted": posted}
+        return {
+            "through": through.isoformat(),
+            "accounts": len(posted),
+            "interest_fen": sum(posted.values()),
+            "posted": posted,
+        }
 
     # -- promotion -----------------------------------------------------------------------
     def plan_reevaluation(self, version: str) -> list[tuple[str, Any]]:
@@ -350,14 +390,23 @@ class CreditBook:
         outcomes = self.scorer.evaluate([(merchant, inputs) for _, merchant, inputs in pairs], version)
         return [(account_id, outcome) for (account_id, _, _), outcome in zip(pairs, outcomes, strict=True)]
 
-    def apply_reevaluation(self, session: Session, plans: list[tuple[str, Any]], *, now: datetime) -> list[dict[str, Any]]:
+    def apply_reevaluation(
+        self, session: Session, plans: list[tuple[str, Any]], *, now: datetime
+    ) -> list[dict[str, Any]]:
         """Write the new limits (in the caller's transaction); a line whose merchant withdrew
         consent or whose inputs no longer fit keeps its limit, and the reason is reported."""
         changes = []
         for account_id, outcome in plans:
             account = self._locked(session, account_id)
             if isinstance(outcome, BankError):
-                changes.append({"account_id": account_id, "merchant_id": account.merchant_id, "kept": account.limit_fen, "reason": str(outcome)})
+                changes.append(
+                    {
+                        "account_id": account_id,
+                        "merchant_id": account.merchant_id,
+                        "kept": account.limit_fen,
+                        "reason": str(outcome),
+                    }
+                )
                 continue
             decision = self.scorer.record(session, outcome, "promotion", account_id, now)
             old = account.limit_fen
@@ -367,6 +416,22 @@ class CreditBook:
             account.pd = outcome.pd
             account.model_version = outcome.model_version
             account.decision_id = decision.decision_id
-            self._entry(session, account, "limit", outcome.limit_fen - old, now, f"re-evaluated with {outcome.model_version}: {old} -> {outcome.limit_fen}")
-            changes.append({"account_id": account_id, "merchant_id": account.merchant_id, "old_limit_fen": old, "new_limit_fen": outcome.limit_fen, "band": outcome.band, "pd": outcome.pd})
+            self._entry(
+                session,
+                account,
+                "limit",
+                outcome.limit_fen - old,
+                now,
+                f"re-evaluated with {outcome.model_version}: {old} -> {outcome.limit_fen}",
+            )
+            changes.append(
+                {
+                    "account_id": account_id,
+                    "merchant_id": account.merchant_id,
+                    "old_limit_fen": old,
+                    "new_limit_fen": outcome.limit_fen,
+                    "band": outcome.band,
+                    "pd": outcome.pd,
+                }
+            )
         return changes

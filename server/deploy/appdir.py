@@ -11,8 +11,8 @@ from typing import Any
 
 REAL_SERVERAPP = "server.fl.app:app"
 REAL_CLIENTAPP = "clients.app:app"
-TOY_SERVERAPP = "server.deploy.toyapp:serverapp"
-TOY_CLIENTAPP = "server.deploy.toyapp:clientapp"
+TOY_SERVERAPP = "yinqi.harness.toyapp:serverapp"
+TOY_CLIENTAPP = "yinqi.harness.toyapp:clientapp"
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +32,14 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_app_dir(path: Path, run_config: dict[str, Any], *, serverapp: str = REAL_SERVERAPP,
-                  clientapp: str = REAL_CLIENTAPP, name: str = "yinqi-credit") -> Path:
+def write_app_dir(
+    path: Path,
+    run_config: dict[str, Any],
+    *,
+    serverapp: str = REAL_SERVERAPP,
+    clientapp: str = REAL_CLIENTAPP,
+    name: str = "yinqi-credit",
+) -> Path:
     import tomli_w
 
     path.mkdir(parents=True, exist_ok=True)

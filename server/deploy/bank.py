@@ -10,7 +10,6 @@ SuperLink for the platforms that are online and waits for the report.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import re
 import socket
 import subprocess
@@ -20,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.deploy.cluster import TlsPaths, base_env, superlink_argv, wait_health
+from federation.flower import base_env
+from federation.processes import Proc, log_tail, pid_alive, stop_tree
 from server.deploy.control import Control
 from server.deploy.errors import DeployError
-from server.deploy.procs import Proc, log_tail, pid_alive, stop_tree
+from server.deploy.launch import FAST_SERVERAPP, add_drops, run_config_for
 from server.deploy.state import BankState, bank_dir
+from server.deploy.superlink import TlsPaths, superlink_argv, wait_health
 from server.deploy.tls import CertSet
 
 
@@ -33,8 +34,14 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
 
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
-        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **env}, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
 
 
 def _wait_port(address: str, timeout: float, popen: subprocess.Popen, log: Path) -> None:
@@ -53,8 +60,16 @@ def _wait_port(address: str, timeout: float, popen: subprocess.Popen, log: Path)
         time.sleep(0.1)
 
 
-def up(*, host: str = "127.0.0.1", port: int = 9092, certs: Path | None = None, insecure: bool = False,
-       services_port: int | None = 50061, data_dir: Path | None = None, timeout: float = 60.0) -> BankState:
+def up(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9092,
+    certs: Path | None = None,
+    insecure: bool = False,
+    services_port: int | None = 50061,
+    data_dir: Path | None = None,
+    timeout: float = 60.0,
+) -> BankState:
     """Start the bank's SuperLink (and services) detached; returns the written state."""
     directory = bank_dir(data_dir)
     try:
@@ -62,7 +77,9 @@ def up(*, host: str = "127.0.0.1", port: int = 9092, certs: Path | None = None, 
     except DeployError:
         old = None
     if old is not None and pid_alive(old.superlink_pid):
-        raise DeployError(f"the bank is already up (SuperLink {old.superlink_address}, pid {old.superlink_pid}); `yinqi bank down` first")
+        raise DeployError(
+            f"the bank is already up (SuperLink {old.superlink_address}, pid {old.superlink_pid}); `yinqi bank down` first"
+        )
     if insecure == (certs is not None):
         raise DeployError("give --certs DIR (TLS + node authentication) or --insecure (loopback tests only)")
     tls = None
@@ -83,14 +100,20 @@ def up(*, host: str = "127.0.0.1", port: int = 9092, certs: Path | None = None, 
         conn["insecure"] = True
     write_flwr_home(flwr_home, {"bank": conn}, default="bank")
     link = _spawn(superlink_argv(host, port, tls, database), logs / "superlink.log", env)
-    state = BankState(address, link.pid, str(flwr_home), str(logs), str(database),
-                      ca=str(tls.ca) if tls else None, cert=str(tls.cert) if tls else None,
-                      key=str(tls.key) if tls else None,
-                      started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    state = BankState(
+        address,
+        link.pid,
+        str(flwr_home),
+        str(logs),
+        str(database),
+        ca=str(tls.ca) if tls else None,
+        cert=str(tls.cert) if tls else None,
+        key=str(tls.key) if tls else None,
+        started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
     try:
-        wait_health(address, tls.ca if tls else None, timeout,
-                    Proc("superlink", link, logs / "superlink.log"))
-        if services_port is not None and importlib.util.find_spec("server.grpc_app") is not None:
+        wait_health(address, tls.ca if tls else None, timeout, Proc("superlink", link, logs / "superlink.log"))
+        if services_port is not None:
             services_address = f"{host}:{services_port}"
             argv = [sys.executable, "-m", "yinqi", "bank", "serve", "--address", services_address]
             if tls:
@@ -161,7 +184,7 @@ def _fingerprint(line: str) -> str:
         blob = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).split()[1]
         digest = hashlib.sha256(base64.b64decode(blob)).digest()
         return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-    except Exception:  # noqa: BLE001 - a log line we cannot parse still gets reported
+    except Exception:
         return "?"
 
 
@@ -185,11 +208,20 @@ def rejections(state: BankState, limit: int = 10) -> list[Rejection]:
 def status(data_dir: Path | None = None) -> dict[str, Any]:
     state = BankState.read(bank_dir(data_dir))
     info: dict[str, Any] = {
-        "superlink": {"address": state.superlink_address, "pid": state.superlink_pid,
-                      "running": pid_alive(state.superlink_pid), "tls": state.tls,
-                      "node_auth": state.tls},
-        "services": {"address": state.services_address, "pid": state.services_pid,
-                     "running": pid_alive(state.services_pid)} if state.services_pid else None,
+        "superlink": {
+            "address": state.superlink_address,
+            "pid": state.superlink_pid,
+            "running": pid_alive(state.superlink_pid),
+            "tls": state.tls,
+            "node_auth": state.tls,
+        },
+        "services": {
+            "address": state.services_address,
+            "pid": state.services_pid,
+            "running": pid_alive(state.services_pid),
+        }
+        if state.services_pid
+        else None,
         "nodes": [],
         "rejected": [r.__dict__ for r in rejections(state)],
         "logs": state.log_dir,
@@ -201,12 +233,18 @@ def status(data_dir: Path | None = None) -> dict[str, Any]:
     return info
 
 
-def train(config_kwargs: dict[str, Any], *, data_dir: Path | None = None, min_platforms: int = 2,
-          wait: float = 30.0, timeout: float = 1800.0, reply_timeout: float = 300.0,
-          progress=None):  # type: ignore[no-untyped-def]
+def train(
+    config_kwargs: dict[str, Any],
+    *,
+    data_dir: Path | None = None,
+    min_platforms: int = 2,
+    wait: float = 30.0,
+    timeout: float = 1800.0,
+    reply_timeout: float = 300.0,
+    progress=None,
+):  # type: ignore[no-untyped-def]
     """Run the real ServerApp on the running SuperLink with the platforms online now."""
     from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir
-    from server.deploy.run import FAST_SERVERAPP, run_config_for
     from server.fl.config import FederationConfig
     from server.fl.report import Report
 
@@ -219,20 +257,32 @@ def train(config_kwargs: dict[str, Any], *, data_dir: Path | None = None, min_pl
         while len(online := ctl.online()) < min_platforms and time.monotonic() < deadline:
             time.sleep(0.3)
         if len(online) < min_platforms:
-            raise DeployError(f"{len(online)} platform(s) online at {state.superlink_address}, need {min_platforms} "
-                              "(start them with `yinqi client up --bank HOST:PORT --data FILE`)")
+            raise DeployError(
+                f"{len(online)} platform(s) online at {state.superlink_address}, need {min_platforms} "
+                "(start them with `yinqi client up --bank HOST:PORT --data FILE`)"
+            )
         names = [n.name or f"node-{n.node_id}" for n in online]
         # The bank does not know the platforms' files: each SuperNode has its own `data-path`.
-        config = FederationConfig(clients=[Path(f"remote/{n}") for n in names], platform_names=names,
-                                  min_clients=min(min_platforms, len(names)), **config_kwargs)
+        config = FederationConfig(
+            clients=[Path(f"remote/{n}") for n in names],
+            platform_names=names,
+            min_clients=min(min_platforms, len(names)),
+            **config_kwargs,
+        )
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").unlink(missing_ok=True)
         engine = "deployment (" + ("TLS + node auth" if state.tls else "insecure") + f", {state.superlink_address})"
         drops_file = directory / "drops.jsonl"
         drops_file.unlink(missing_ok=True)
-        run_config = run_config_for(config, engine, REAL_SERVERAPP, reply_timeout=reply_timeout,
-                                    log_file=Path(state.log_dir) / "serverapp.log", drops_file=drops_file)
+        run_config = run_config_for(
+            config,
+            engine,
+            REAL_SERVERAPP,
+            reply_timeout=reply_timeout,
+            log_file=Path(state.log_dir) / "serverapp.log",
+            drops_file=drops_file,
+        )
         app_dir = write_app_dir(directory / "app", run_config, serverapp=FAST_SERVERAPP, clientapp=REAL_CLIENTAPP)
         node_names = {n.node_id: n.name or f"node-{n.node_id}" for n in online}
         run_id = ctl.start_run(app_dir)
@@ -250,9 +300,10 @@ def train(config_kwargs: dict[str, Any], *, data_dir: Path | None = None, min_pl
             raise
     if result.sub_status != "completed" or not (out / "report.json").exists():
         log = Path(state.log_dir) / "serverapp.log"
-        raise DeployError(f"run {run_id} {result.sub_status or result.status}"
-                          f"{': ' + result.details if result.details else ''} (ServerApp log {log})")
-    from server.deploy.run import add_drops
+        raise DeployError(
+            f"run {run_id} {result.sub_status or result.status}"
+            f"{': ' + result.details if result.details else ''} (ServerApp log {log})"
+        )
 
     report = Report.read(out / "report.json")
     add_drops(report, drops_file, node_names)

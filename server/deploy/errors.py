@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from federation.errors import YinqiError
+from federation.errors import ProcessError
 
 
-class DeployError(YinqiError):
+class DeployError(ProcessError):
     """A deployment that cannot start or finish: a port, a key, a certificate, a refused node."""

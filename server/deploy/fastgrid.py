@@ -22,6 +22,8 @@ from typing import Any
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
+from federation.adapters import flwr as adapter
+
 INNER_KEY = "yinqi-serverapp"
 POLL_KEY = "yinqi-grid-poll"
 TIMEOUT_KEY = "yinqi-reply-timeout"
@@ -33,8 +35,7 @@ DEFAULT_INNER = "server.fl.app:app"
 class FastPollGrid(Grid):
     """Delegating Grid that polls for replies every `poll` seconds."""
 
-    def __init__(self, inner: Grid, poll: float = 0.05, default_timeout: float | None = None,
-                 on_drop=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, inner: Grid, poll: float = 0.05, default_timeout: float | None = None, on_drop=None) -> None:  # type: ignore[no-untyped-def]
         self._inner = inner
         self._on_drop = on_drop
         self._poll = poll
@@ -128,10 +129,7 @@ def _main(grid: Grid, context: Context) -> None:
             return
         import json
 
-        from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
-
-        record = context.state.config_records.get(MAIN_CONFIGS_RECORD)
-        server_round = int(record[Key.CURRENT_ROUND]) if record and Key.CURRENT_ROUND in record else 0
+        server_round = adapter.current_round(context)
         with open(drops_file, "a", encoding="utf-8") as fh:
             for node in nodes:
                 fh.write(json.dumps({"round": server_round, "node_id": node, "waited": waited}) + "\n")

@@ -47,7 +47,7 @@ class BankState:
         return path
 
     @classmethod
-    def read(cls, directory: Path) -> "BankState":
+    def read(cls, directory: Path) -> BankState:
         path = Path(directory) / "deploy.json"
         if not path.is_file():
             raise DeployError(f"{path}: the bank is not up (run `yinqi bank up` first)")
@@ -57,5 +57,3 @@ class BankState:
     @staticmethod
     def clear(directory: Path) -> None:
         (Path(directory) / "deploy.json").unlink(missing_ok=True)
-
-

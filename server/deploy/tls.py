@@ -1,8 +1,8 @@
-"""Certificates and node keys for a test federation (`yinqi bank certs`, `yinqi client keygen`).
+"""The bank's certificates for a federation (`yinqi bank certs`).
 
 A self-signed CA, a SuperLink server certificate signed by it (SANs: 127.0.0.1, localhost and
-any extra host names/IPs the bank is reached by), and SuperNode keys as EC P-384 in OpenSSH
-format, which is what Flower's SuperNode authentication expects. Production banks bring
+any extra host names/IPs the bank is reached by). Platforms make their own SuperNode keys
+(`clients.node.keys`). Production banks bring
 their own PKI: only the file paths matter to the rest of the code.
 """
 
@@ -27,12 +27,14 @@ class CertSet:
     key: Path
 
     @classmethod
-    def in_dir(cls, directory: Path) -> "CertSet":
+    def in_dir(cls, directory: Path) -> CertSet:
         directory = Path(directory)
         certs = cls(directory / CA_CERT, directory / SERVER_CERT, directory / SERVER_KEY)
         missing = [p for p in (certs.ca, certs.cert, certs.key) if not p.is_file()]
         if missing:
-            raise DeployError(f"{directory}: missing {', '.join(p.name for p in missing)} (run `yinqi bank certs --out {directory}`)")
+            raise DeployError(
+                f"{directory}: missing {', '.join(p.name for p in missing)} (run `yinqi bank certs --out {directory}`)"
+            )
         return certs
 
 
@@ -62,19 +64,32 @@ def make_certs(out: Path, hosts: list[str] | None = None, days: int = 365) -> Ce
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "yinqi test federation CA")])
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA384())
     )
@@ -82,9 +97,11 @@ def make_certs(out: Path, hosts: list[str] | None = None, days: int = 365) -> Ce
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "yinqi superlink")]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(_san(list(hosts or [])), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -100,20 +117,3 @@ def make_certs(out: Path, hosts: list[str] | None = None, days: int = 365) -> Ce
     certs.cert.write_bytes(cert.public_bytes(pem))
     _write_private(certs.key, key.private_bytes(pem, pkcs8, none))
     return certs
-
-
-def make_node_key(path: Path) -> tuple[Path, Path]:
-    """A SuperNode key pair: `path` (OpenSSH private, 0600) and `path.pub` (OpenSSH public)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP384R1())
-    _write_private(path, key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.OpenSSH,
-                                           serialization.NoEncryption()))
-    pub = Path(str(path) + ".pub")
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                  serialization.PublicFormat.OpenSSH) + b"\n")
-    return path, pub

@@ -14,8 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from flwr.app import ConfigRecord, Message, RecordDict
-from flwr.app.message_type import MessageType
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 STATS_RECORD = "yinqi-stats"
@@ -54,7 +53,9 @@ def collect_stats(grid: Grid, node_ids: list[int]) -> dict[int, dict]:
         )
         for nid in node_ids
     ]
-    replies: dict[int, dict] = {nid: {"platform": f"node-{nid}", "refused": "no reply to the statistics query"} for nid in node_ids}
+    replies: dict[int, dict] = {
+        nid: {"platform": f"node-{nid}", "refused": "no reply to the statistics query"} for nid in node_ids
+    }
     for reply in grid.send_and_receive(messages):
         nid = reply.metadata.src_node_id
         if reply.has_error():

@@ -1,7 +1,7 @@
 """The bank's Flower ServerApp: preprocessing agreement, FedAvg/FedProx rounds (SecAgg+ by
 default), federated evaluation, then the model directory and `report.json`.
 
-The same `app` runs on the Simulation Engine (`server.fl.run.run_federation`) and on a real
+The same `app` runs on the Simulation Engine (`yinqi.harness.federated.run_federation`) and on a real
 SuperLink (`server.deploy`). Everything it needs is in `context.run_config`
 (`FederationConfig.to_run_config()`); it writes its results to the run's `out` directory.
 """
@@ -14,6 +14,8 @@ from typing import Any
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
+
+from federation.adapters import flwr as adapter
 
 app = ServerApp()
 log = logging.getLogger("yinqi.fl")
@@ -65,12 +67,11 @@ def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
 def _checked(fit_workflow, recorder):  # type: ignore[no-untyped-def]
     """Run one fit round; a round that aggregated nothing is an error, never a silent no-op."""
     import numpy as np
-    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
 
     from server.fl.errors import FederationError
 
     def run(grid: Grid, context: Context) -> None:
-        server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND])
+        server_round = adapter.current_round(context)
         try:
             # SecAgg+ divides by the summed weights: with every platform refusing that is 0/0,
             # which numpy only warns about; the check below turns it into a clear error.
@@ -79,11 +80,18 @@ def _checked(fit_workflow, recorder):  # type: ignore[no-untyped-def]
         except FederationError:
             raise
         except Exception as exc:  # SecAgg+ unmasking with zero total weight, etc.
-            raise FederationError(f"round {server_round}: aggregation failed ({type(exc).__name__}: {exc}); the model was NOT updated") from exc
+            raise FederationError(
+                f"round {server_round}: aggregation failed ({type(exc).__name__}: {exc}); the model was NOT updated"
+            ) from exc
         if not recorder.aggregated(server_round):
             record = recorder.round(server_round)
-            why = "; ".join([f"{k}: {v}" for k, v in record.refused.items()] + record.dropped) or "the secure-aggregation protocol halted (too few platforms answered)"
-            raise FederationError(f"round {server_round}: no platform's update was aggregated; the model was NOT updated. Reasons: {why}")
+            why = (
+                "; ".join([f"{k}: {v}" for k, v in record.refused.items()] + record.dropped)
+                or "the secure-aggregation protocol halted (too few platforms answered)"
+            )
+            raise FederationError(
+                f"round {server_round}: no platform's update was aggregated; the model was NOT updated. Reasons: {why}"
+            )
 
     return run
 
@@ -118,8 +126,6 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
     from flwr.compat.common.recorddict_compat import arrayrecord_to_parameters
     from flwr.server import LegacyContext, ServerConfig
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
-    from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
-    from flwr.server.workflow.default_workflows import default_fit_workflow
 
     from federation.model import build_model, get_weights, save_model, set_weights
     from server.fl.agreement import agree, collect_stats, wait_for_nodes
@@ -133,7 +139,9 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
     report.rows = dict(agreement.rows)
     report.participants = sorted(agreement.accepted.values())
     if len(agreement.accepted) < cfg.min_clients or agreement.encoder is None:
-        reasons = "; ".join(f"{k}: {v}" for k, v in sorted(agreement.refused.items())) or f"{len(node_ids)} node(s) connected"
+        reasons = (
+            "; ".join(f"{k}: {v}" for k, v in sorted(agreement.refused.items())) or f"{len(node_ids)} node(s) connected"
+        )
         raise FederationError(
             f"only {len(agreement.accepted)} platform(s) have usable data (need {cfg.min_clients}); refused: {reasons}"
         )
@@ -169,11 +177,11 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
             clipping_range=cfg.secagg_clip,
         )
     else:
-        fit = default_fit_workflow
+        fit = adapter.plain_fit_workflow()
     DefaultWorkflow(fit_workflow=_checked(fit, recorder))(grid, legacy)
 
     # 3. The model directory and the report.
-    parameters = arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
+    parameters = arrayrecord_to_parameters(legacy.state.array_records[adapter.main_params_record()], keep_input=True)
     final = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
     set_weights(final, parameters_to_ndarrays(parameters))
     last = report.rounds[-1] if report.rounds else None

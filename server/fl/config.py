@@ -44,9 +44,17 @@ class FederationConfig(BaseModel):
     out: Path = Path("out/model")
     test: Path | None = None
     min_clients: int = Field(default=2, ge=1)
-    ledger_db: str | None = Field(default=None, description="SQLAlchemy URL of the platforms' privacy ledger (default: SQLite in the out dir)")
-    epsilon_budget: float | None = Field(default=None, description="each platform's lifetime ε budget across runs in its ledger (default: none; the run's ε caps the run)")
-    consent_db: str | None = Field(default=None, description="SQLAlchemy URL of the platforms' merchant consent records; when set, merchants without consent in force are left out")
+    ledger_db: str | None = Field(
+        default=None, description="SQLAlchemy URL of the platforms' privacy ledger (default: SQLite in the out dir)"
+    )
+    epsilon_budget: float | None = Field(
+        default=None,
+        description="each platform's lifetime ε budget across runs in its ledger (default: none; the run's ε caps the run)",
+    )
+    consent_db: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the platforms' merchant consent records; when set, merchants without consent in force are left out",
+    )
     secagg_clip: float = Field(default=8.0, gt=0)
     node_wait_seconds: float = Field(default=120.0, gt=0)
 
@@ -58,10 +66,12 @@ class FederationConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _names(self) -> "FederationConfig":
+    def _names(self) -> FederationConfig:
         if not self.platform_names:
             stems = [p.stem for p in self.clients]
-            self.platform_names = stems if len(set(stems)) == len(stems) else [f"{s}-{i + 1}" for i, s in enumerate(stems)]
+            self.platform_names = (
+                stems if len(set(stems)) == len(stems) else [f"{s}-{i + 1}" for i, s in enumerate(stems)]
+            )
         if len(self.platform_names) != len(self.clients):
             raise ValueError("platform_names must name every client file")
         return self
@@ -84,7 +94,7 @@ class FederationConfig(BaseModel):
         return out
 
     @classmethod
-    def from_run_config(cls, run_config: dict[str, Any]) -> "FederationConfig":
+    def from_run_config(cls, run_config: dict[str, Any]) -> FederationConfig:
         """Rebuild the config from a Flower `run_config` (inverse of `to_run_config`)."""
         data: dict[str, Any] = {}
         for key, value in run_config.items():
@@ -94,7 +104,11 @@ class FederationConfig(BaseModel):
             elif name == "platform_names":
                 data["platform_names"] = [p for p in str(value).split(LIST_SEPARATOR) if p]
             elif name in cls.model_fields:
-                data[name] = None if value == "" and name in ("positive", "test", "ledger_db", "epsilon_budget", "consent_db") else value
+                data[name] = (
+                    None
+                    if value == "" and name in ("positive", "test", "ledger_db", "epsilon_budget", "consent_db")
+                    else value
+                )
         try:
             return cls(**data)
         except ValueError as exc:
@@ -107,7 +121,11 @@ class FederationConfig(BaseModel):
         """Per-platform Flower `node_config` (what each platform's SuperNode is started with)."""
         nodes = []
         for path, name in zip(self.clients, self.platform_names, strict=True):
-            node: dict[str, Any] = {"data-path": str(path.resolve()), "platform-name": name, "ledger-db": self.ledger_url()}
+            node: dict[str, Any] = {
+                "data-path": str(path.resolve()),
+                "platform-name": name,
+                "ledger-db": self.ledger_url(),
+            }
             if self.epsilon_budget is not None:  # lifetime budget across runs; else the run's ε
                 node["epsilon-budget"] = float(self.epsilon_budget)
             if self.consent_db:

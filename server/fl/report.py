@@ -69,7 +69,7 @@ class Report:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Report":
+    def from_dict(cls, data: dict[str, Any]) -> Report:
         data = dict(data)
         rounds = []
         for r in data.pop("rounds", []):
@@ -80,7 +80,7 @@ class Report:
         return cls(rounds=rounds, **known)
 
     @classmethod
-    def read(cls, path: str | Path) -> "Report":
+    def read(cls, path: str | Path) -> Report:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     @property

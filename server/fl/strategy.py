@@ -50,7 +50,9 @@ class AcceptedClientManager(SimpleClientManager):
     def num_available(self) -> int:
         return len(self.all())
 
-    def sample(self, num_clients: int, min_num_clients: int | None = None, criterion: Criterion | None = None) -> list[ClientProxy]:
+    def sample(
+        self, num_clients: int, min_num_clients: int | None = None, criterion: Criterion | None = None
+    ) -> list[ClientProxy]:
         return super().sample(num_clients, min_num_clients, criterion or self.accepted)
 
 
@@ -97,7 +99,9 @@ class _Bank:
         self.recorder = recorder
         self.encoder_json = encoder_json
 
-    def configure_fit(self, server_round: int, parameters: Parameters, client_manager: ClientManager) -> list[tuple[ClientProxy, FitIns]]:
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
         self.recorder.started[server_round] = time.perf_counter()
         self.recorder.round(server_round)
         instructions = super().configure_fit(server_round, parameters, client_manager)  # type: ignore[misc]
@@ -160,12 +164,16 @@ class _Bank:
         # Failures were recorded above; aggregate the platforms that did contribute.
         parameters, metrics = super().aggregate_fit(server_round, contributing, [])  # type: ignore[misc]
         if parameters is None:
-            raise FederationError(f"round {server_round}: the strategy produced no aggregate; the model was NOT updated")
+            raise FederationError(
+                f"round {server_round}: the strategy produced no aggregate; the model was NOT updated"
+            )
         record.aggregated = True
         record.fit_seconds = time.perf_counter() - self.recorder.started.get(server_round, time.perf_counter())
         return parameters, metrics
 
-    def configure_evaluate(self, server_round: int, parameters: Parameters, client_manager: ClientManager) -> list[tuple[ClientProxy, EvaluateIns]]:
+    def configure_evaluate(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, EvaluateIns]]:
         instructions = super().configure_evaluate(server_round, parameters, client_manager)  # type: ignore[misc]
         for _, ins in instructions:
             ins.config = {**ins.config, "round": server_round, "encoder": self.encoder_json}

@@ -10,8 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-
-
 FEATURES = pd.DataFrame(
     {
         "category": ["food", "toys", "food", "books"],
@@ -42,14 +40,6 @@ def merchant_rows(amounts: list[float], category: str = "food") -> list[dict]:
         }
         for i, amount in enumerate(amounts)
     ]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database URL: a SQLite file, or a private schema on the test PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bank.db'}"
-    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("contracts.outbox")
 
-from contracts.errors import ChainError  # noqa: E402
-from contracts.outbox import AnchorOutbox  # noqa: E402
-from server.credit.errors import BankError  # noqa: E402
-from server.registry import Registry, anchor_record, audit_model  # noqa: E402
+from contracts.errors import ChainError
+from contracts.outbox import AnchorOutbox
+from server.credit.errors import BankError
+from server.registry import Registry, anchor_record, audit_model
 
 
 @pytest.fixture(scope="module")

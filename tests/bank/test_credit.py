@@ -7,13 +7,14 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import func, select
 
-from clients.consent import ConsentBook
-from federation.storage import _engines, session_scope
+from federation.storage import forget_engine, session_scope
 from server.credit.accounts import CreditBook, Entry
 from server.credit.errors import BankError
+from server.credit.promotion import promote
 from server.registry import Registry
 from server.scoring import Decision, Scorer
 from tests.bank.conftest import merchant_rows
+from tests.consent_helpers import report_consent
 
 ROWS = merchant_rows([1000.0, 2000.0, 3000.0])  # turnover 200,000 fen a month
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -24,8 +25,8 @@ def bank(db_url, make_model, tmp_path):
     """v1 (PD 3 %, band B: 2 x turnover, 9 % a year) promoted; m1 and m2 consented."""
     registry = Registry(db_url, tmp_path / "store")
     registry.register(make_model(0.03), anchor=False)
-    registry.promote("v1")
-    ConsentBook(db_url).grant(["m1", "m2"])
+    promote(registry, "v1")
+    report_consent(db_url, ["m1", "m2"])
     return CreditBook(db_url, registry=registry)
 
 
@@ -127,7 +128,7 @@ def test_overpayment_and_non_positive_amounts_are_refused(bank):
 
 
 def test_score_or_open_without_consent_is_refused_and_stores_nothing(bank, db_url):
-    ConsentBook(db_url).withdraw(["m2"])
+    report_consent(db_url, ["m2"], granted=False)
     before = _counts(bank)
     with pytest.raises(BankError, match="merchant 'm2' has not consented") as info:
         bank.open("m2", ROWS, now=T0)
@@ -148,10 +149,10 @@ def test_promotion_re_evaluates_open_lines(bank, make_model, db_url):
     line = bank.open("m1", ROWS, now=T0)
     bank.draw(line.account_id, 100_000, now=T0)
     withdrawn = bank.open("m2", ROWS, now=T0)
-    ConsentBook(db_url).withdraw(["m2"])
+    report_consent(db_url, ["m2"], granted=False)
     registry = bank._registry
     registry.register(make_model(0.01), anchor=False)  # PD 1 %: band A, 3 x turnover, 6 %
-    result = registry.promote("v2", now=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    result = promote(registry, "v2", now=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     updated = bank.get(line.account_id)
     assert (updated.limit_fen, updated.band, updated.annual_rate_bp, updated.model_version) == (600_000, "A", 600, "v2")
     assert updated.principal_fen == 100_000
@@ -168,7 +169,7 @@ def test_credit_accounts_survive_reopening_the_database(bank, db_url, tmp_path):
     bank.draw(line.account_id, 365_000, now=T0)
     bank.accrue(date(2026, 3, 1), now=datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
     before = (bank.get(line.account_id), bank.entries(line.account_id))
-    _engines.pop(db_url).dispose()  # the bank restarts
+    forget_engine(db_url)  # the bank restarts
     reopened = CreditBook(db_url, registry=Registry(db_url, tmp_path / "store"))
     assert (reopened.get(line.account_id), reopened.entries(line.account_id)) == before
     assert reopened.get(line.account_id).interest_fen == 90

@@ -11,13 +11,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_federated_run_is_registered_with_its_report_and_scores_merchants(tmp_path):
-    from clients.consent import ConsentBook
     from federation.synth import make_feature_files
     from server.credit.accounts import CreditBook
+    from server.credit.promotion import promote
     from server.fl.config import FederationConfig
-    from server.fl.run import run_federation
     from server.registry import Registry
     from server.scoring import rows_from_frame
+    from tests.consent_helpers import report_consent
+    from yinqi.harness.federated import run_federation
 
     files, _ = make_feature_files(tmp_path / "data", platforms=3, merchants=60, months=6, seed=3)
     report = run_federation(FederationConfig(clients=files, rounds=2, out=tmp_path / "model", seed=0, min_clients=3))
@@ -28,10 +29,10 @@ def test_federated_run_is_registered_with_its_report_and_scores_merchants(tmp_pa
     assert row.participants == sorted(report.participants)
     assert row.epsilon == pytest.approx(report.epsilon)
     assert (row.auc, row.ks, row.rounds) == (report.final["federated_auc"], report.final["federated_ks"], 2)
-    registry.promote(row.version)
+    promote(registry, row.version)
 
     merchant, rows = next(iter(rows_from_frame(pd.read_csv(files[0])).items()))
-    ConsentBook(url).grant([merchant])
+    report_consent(url, [merchant])
     line = CreditBook(url, registry=registry).open(merchant, rows)
     assert line.model_version == "v1"
     assert 0.0 < line.pd < 1.0

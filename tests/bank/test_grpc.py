@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from clients.consent import ConsentBook
 from proto import bank_pb2, bank_pb2_grpc
+from proto.channel import ClientTls, connect
 from server.credit.accounts import CreditBook
-from server.grpc_app import TlsFiles, build_server, connect, rows_to_proto
+from server.credit.promotion import promote
+from server.grpc_app import TlsFiles, build_server, rows_to_proto
 from server.registry import Registry
 from tests.bank.conftest import merchant_rows
 from tests.bank.tls import make_pki
 from tests.conftest import free_port
+from tests.consent_helpers import report_consent
 
 ROWS = merchant_rows([1000.0, 2000.0, 3000.0])
 
@@ -24,8 +26,8 @@ def bank_db(tmp_path, make_model):
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     registry = Registry(url, tmp_path / "store")
     registry.register(make_model(0.03), anchor=False)
-    registry.promote("v1")
-    ConsentBook(url).grant(["m1", "m2"])
+    promote(registry, "v1")
+    report_consent(url, ["m1", "m2"])
     return url
 
 
@@ -71,14 +73,18 @@ def test_batch_reports_each_refusal_and_scores_the_rest(channel):
 
 def test_score_without_consent_is_failed_precondition(channel):
     with pytest.raises(grpc.RpcError) as info:
-        bank_pb2_grpc.ScoringServiceStub(channel).Score(bank_pb2.ScoreRequest(merchant_id="stranger", rows=rows_to_proto(ROWS)), timeout=10)
+        bank_pb2_grpc.ScoringServiceStub(channel).Score(
+            bank_pb2.ScoreRequest(merchant_id="stranger", rows=rows_to_proto(ROWS)), timeout=10
+        )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert info.value.details() == "merchant 'stranger' has not consented (or has withdrawn consent) to credit scoring"
 
 
 def test_unknown_model_version_is_not_found(channel):
     with pytest.raises(grpc.RpcError) as info:
-        bank_pb2_grpc.ScoringServiceStub(channel).Score(bank_pb2.ScoreRequest(merchant_id="m1", model_version="v7", rows=rows_to_proto(ROWS)), timeout=10)
+        bank_pb2_grpc.ScoringServiceStub(channel).Score(
+            bank_pb2.ScoreRequest(merchant_id="m1", model_version="v7", rows=rows_to_proto(ROWS)), timeout=10
+        )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -126,14 +132,20 @@ def test_mutual_tls_accepts_the_bank_ca_and_rejects_plaintext(bank_db, tmp_path)
     server.start()
     address = f"127.0.0.1:{server.bound_port}"
     try:
-        with connect(address, pki["ca"], pki["client_cert"], pki["client_key"]) as chan:
-            reply = bank_pb2_grpc.ScoringServiceStub(chan).Score(bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=10)
+        with connect(address, ClientTls(pki["ca"], pki["client_cert"], pki["client_key"])) as chan:
+            reply = bank_pb2_grpc.ScoringServiceStub(chan).Score(
+                bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=10
+            )
             assert reply.limit_fen == 400_000
         with grpc.insecure_channel(address) as chan, pytest.raises(grpc.RpcError) as plain:
-            bank_pb2_grpc.ScoringServiceStub(chan).Score(bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=5)
+            bank_pb2_grpc.ScoringServiceStub(chan).Score(
+                bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=5
+            )
         assert plain.value.code() == grpc.StatusCode.UNAVAILABLE
-        with connect(address, pki["ca"]) as chan, pytest.raises(grpc.RpcError) as no_cert:
-            bank_pb2_grpc.ScoringServiceStub(chan).Score(bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=5)
+        with connect(address, ClientTls(pki["ca"])) as chan, pytest.raises(grpc.RpcError) as no_cert:
+            bank_pb2_grpc.ScoringServiceStub(chan).Score(
+                bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=5
+            )
         assert no_cert.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(grace=None)

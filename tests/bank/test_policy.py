@@ -42,7 +42,12 @@ def test_turnover_is_the_floored_mean_of_the_latest_months():
 def test_limit_is_turnover_times_band_multiple_rounded_down_to_the_step():
     # band A: 3 x 123456 fen = 370368 -> rounded down to 10000s = 370000
     decision = POLICY.decide(0.01, [1234.56])
-    assert (decision.band, decision.turnover_fen, decision.limit_fen, decision.annual_rate_bp) == ("A", 123456, 370000, 600)
+    assert (decision.band, decision.turnover_fen, decision.limit_fen, decision.annual_rate_bp) == (
+        "A",
+        123456,
+        370000,
+        600,
+    )
 
 
 def test_limit_band_b_doubles_turnover():
@@ -79,6 +84,8 @@ def test_policy_file_with_unordered_bands_is_refused(tmp_path):
 
 def test_policy_file_from_setting(tmp_path, monkeypatch):
     path = tmp_path / "p.toml"
-    path.write_text('limit_step_fen = 1\n[[band]]\nname="all"\nmax_pd=1.0\nturnover_multiple_pct=150\nannual_rate_bp=365\n')
+    path.write_text(
+        'limit_step_fen = 1\n[[band]]\nname="all"\nmax_pd=1.0\nturnover_multiple_pct=150\nannual_rate_bp=365\n'
+    )
     monkeypatch.setenv("YINQI_CREDIT_POLICY", str(path))
     assert CreditPolicy.load().decide(0.9, [10.01]).limit_fen == 1501

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from federation.storage import _engines
+from federation.storage import forget_engine
 from server.credit.errors import BankError
+from server.credit.promotion import promote
 from server.registry import Registry
 
 
@@ -35,7 +36,9 @@ def test_registered_hash_is_the_model_content_hash_and_files_are_stored(db_url, 
 def test_registering_the_same_model_twice_returns_the_same_version(db_url, make_model, tmp_path):
     registry = Registry(db_url, tmp_path / "store")
     model_dir = make_model(0.03)
-    assert registry.register(model_dir, anchor=False).version == registry.register(model_dir, anchor=False).version == "v1"
+    assert (
+        registry.register(model_dir, anchor=False).version == registry.register(model_dir, anchor=False).version == "v1"
+    )
     assert len(registry.list()) == 1
 
 
@@ -43,8 +46,8 @@ def test_promote_retires_the_previous_version(db_url, make_model, tmp_path):
     registry = Registry(db_url, tmp_path / "store")
     registry.register(make_model(0.03), anchor=False)
     registry.register(make_model(0.01), anchor=False)
-    registry.promote("v1")
-    registry.promote("v2")
+    promote(registry, "v1")
+    promote(registry, "v2")
     assert [(m.version, m.status) for m in registry.list()] == [("v1", "retired"), ("v2", "promoted")]
     assert registry.promoted().version == "v2"
 
@@ -57,8 +60,8 @@ def test_unknown_version_is_not_found(db_url, tmp_path):
 
 def test_registry_survives_reopening_the_database(db_url, make_model, tmp_path):
     Registry(db_url, tmp_path / "store").register(make_model(0.03), anchor=False)
-    Registry(db_url, tmp_path / "store").promote("v1")
-    _engines.pop(db_url).dispose()  # a bank restart: a new engine, a new connection pool
+    promote(Registry(db_url, tmp_path / "store"), "v1")
+    forget_engine(db_url)  # a bank restart: a new engine, a new connection pool
     reopened = Registry(db_url, tmp_path / "store")
     assert [(m.version, m.status, m.auc) for m in reopened.list()] == [("v1", "promoted", 0.75)]
 

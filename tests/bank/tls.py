@@ -18,7 +18,9 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 def _write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:
     key_path = path.with_suffix(".key")
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     cert_path = path.with_suffix(".crt")
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
@@ -42,7 +44,10 @@ def make_pki(out: Path) -> dict[str, Path]:
     )
     ca_cert, _ = _write(out / "ca", ca_key, ca)
     paths = {"ca": ca_cert}
-    for name, san in (("server", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), ("client", [x509.DNSName("platform")])):
+    for name, san in (
+        ("server", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+        ("client", [x509.DNSName("platform")]),
+    ):
         key = _key()
         cert = (
             x509.CertificateBuilder()

@@ -62,7 +62,10 @@ class HardhatNode:
         env = {**os.environ, "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true"}
         self.proc = subprocess.Popen(
             [node, str(HARDHAT), "node", "--hostname", "127.0.0.1", "--port", str(self.port)],
-            cwd=CONTRACTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=CONTRACTS,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -35,8 +35,20 @@ def test_lifecycle_from_the_shell_persists_across_processes(tmp_path: Path) -> N
     deployed = json.loads(_yinqi(data, "chain", "deploy", "--json").stdout)
     assert json.loads(_yinqi(data, "chain", "deploy", "--json").stdout)["deployed_now"] is False
     _yinqi(data, "chain", "limit", "set", "debtor", "--limit", "5000000", "--advance-bps", "9000")
-    _yinqi(data, "chain", "receivable", "create", "--to", "supplier", "--amount", "1200000",
-           "--due-days", "60", "--doc", str(invoice))
+    _yinqi(
+        data,
+        "chain",
+        "receivable",
+        "create",
+        "--to",
+        "supplier",
+        "--amount",
+        "1200000",
+        "--due-days",
+        "60",
+        "--doc",
+        str(invoice),
+    )
     _yinqi(data, "chain", "receivable", "split", "1", "--to", "supplier2", "--amount", "200000", "--as", "supplier")
     applied = _yinqi(data, "chain", "receivable", "apply", "2", "--as", "supplier2")
     assert "approved automatically" in applied.stdout
@@ -83,7 +95,11 @@ def test_a_replayed_chain_has_the_same_blocks_and_transactions(data_dir: Path) -
     assert second.w3.eth.block_number == head
     for n in range(head + 1):
         a, b = first.w3.eth.get_block(n), second.w3.eth.get_block(n)
-        assert (a["timestamp"], a["stateRoot"], a["transactions"]) == (b["timestamp"], b["stateRoot"], b["transactions"])
+        assert (a["timestamp"], a["stateRoot"], a["transactions"]) == (
+            b["timestamp"],
+            b["stateRoot"],
+            b["transactions"],
+        )
     # the two processes keep taking turns without forking the chain
     rv.transfer(second, rid, "supplier3", sender="supplier2")
     assert rv.get(first, rid).holder == first.address("supplier3")
@@ -115,8 +131,12 @@ def test_watch_follow_streams_a_transfer_made_by_another_process(data_dir: Path)
     chain = open_chain()
     rid = rv.create(chain, "supplier", 1_000, chain.now() + 86400, keccak(b"watched"))
     env = {**os.environ, "YINQI_DATA_DIR": str(data_dir)}
-    watcher = subprocess.Popen([*YINQI, "chain", "watch", "--follow", "--json", "--interval", "0.2"],
-                               stdout=subprocess.PIPE, text=True, env=env)
+    watcher = subprocess.Popen(
+        [*YINQI, "chain", "watch", "--follow", "--json", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         rv.transfer(chain, rid, "supplier2", sender="supplier")
         deadline = time.monotonic() + 30

@@ -88,8 +88,11 @@ def test_auditor_rejects_a_tampered_leaf(chain, proof: dict) -> None:  # type: i
     tampered = {**proof, "data_hash": "0x" + keccak(b"record 2 altered").hex()}
     with pytest.raises(ChainError, match="tampered leaf"):
         verify_proof(tampered, chain=chain)
-    relabelled = {**proof, "leaf": "0x" + record_leaf("document", "doc-2", keccak(b"x")).hex(),
-                  "data_hash": "0x" + keccak(b"x").hex()}
+    relabelled = {
+        **proof,
+        "leaf": "0x" + record_leaf("document", "doc-2", keccak(b"x")).hex(),
+        "data_hash": "0x" + keccak(b"x").hex(),
+    }
     with pytest.raises(ChainError, match="tampered leaf or proof"):
         verify_proof(relabelled, chain=chain)
 
@@ -110,10 +113,18 @@ def test_auditor_rejects_an_unknown_root(chain, data_dir: Path) -> None:  # type
     leaf = record_leaf("document", "never-anchored", keccak(b"x"))
     other = record_leaf("document", "other", keccak(b"y"))
     tree = MerkleTree.build([leaf, other])
-    forged = {"kind": "document", "ref": "never-anchored", "data_hash": "0x" + keccak(b"x").hex(),
-              "leaf": "0x" + leaf.hex(), "proof": ["0x" + p.hex() for p in tree.proof(leaf)],
-              "root": "0x" + tree.root.hex(), "contract": chain.registry.address, "chain_id": chain.chain_id,
-              "tx_hash": "0x" + "00" * 32, "block": 1}
+    forged = {
+        "kind": "document",
+        "ref": "never-anchored",
+        "data_hash": "0x" + keccak(b"x").hex(),
+        "leaf": "0x" + leaf.hex(),
+        "proof": ["0x" + p.hex() for p in tree.proof(leaf)],
+        "root": "0x" + tree.root.hex(),
+        "contract": chain.registry.address,
+        "chain_id": chain.chain_id,
+        "tx_hash": "0x" + "00" * 32,
+        "block": 1,
+    }
     with pytest.raises(ChainError, match="unknown root"):
         verify_proof(forged, chain=chain)
 

@@ -9,6 +9,7 @@ import pytest
 from contracts.audit import verify_proof
 from contracts.outbox import AnchorOutbox
 
+
 @pytest.mark.postgres
 def test_outbox_on_postgres_queues_anchors_and_proves(chain, pg_url: str, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     outbox = AnchorOutbox(pg_url)

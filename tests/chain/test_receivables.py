@@ -98,7 +98,14 @@ def test_events_record_each_state_change_in_order(chain) -> None:  # type: ignor
     rv.fund(chain, rid)
     rv.repay(chain, rid)
     names = [e["event"] for e in rv.events(chain) if e["args"].get("id") == rid]
-    assert names == ["ReceivableCreated", "Transferred", "FinancingRequested", "FinancingApproved", "Financed", "Repaid"]
+    assert names == [
+        "ReceivableCreated",
+        "Transferred",
+        "FinancingRequested",
+        "FinancingApproved",
+        "Financed",
+        "Repaid",
+    ]
 
 
 def test_double_financing_is_impossible(chain) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ def platform_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path]
 
 def assert_no_leftovers(flwr_home: Path, timeout: float = 15.0) -> None:
     """Every process that carried this deployment's FLWR_HOME is gone (polled, not slept)."""
-    from server.deploy.procs import processes_with_env
+    from federation.processes import processes_with_env
 
     deadline = time.monotonic() + timeout
     while (left := processes_with_env("FLWR_HOME", str(flwr_home))) and time.monotonic() < deadline:

@@ -30,8 +30,8 @@ def test_node_key_is_p384_openssh_and_registers_as_flower_expects(tmp_path: Path
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from clients.node.keys import make_node_key
     from server.deploy.control import public_key_bytes
-    from server.deploy.tls import make_node_key
 
     private, public = make_node_key(tmp_path / "node")
 
@@ -42,7 +42,7 @@ def test_node_key_is_p384_openssh_and_registers_as_flower_expects(tmp_path: Path
 
 
 def test_node_config_quotes_strings_and_keeps_numbers() -> None:
-    from server.deploy.cluster import format_node_config
+    from clients.node.commands import format_node_config
 
     text = format_node_config({"data-path": '/d/a "b".csv', "epsilon-budget": 3.5, "partition-id": 0, "x": None})
 

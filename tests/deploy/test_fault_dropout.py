@@ -15,12 +15,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.deployment]
 
 
 def test_platform_killed_mid_round_is_dropped_and_named(platform_files, tmp_path: Path) -> None:
-    from server.deploy import run_deployed
     from server.fl.config import FederationConfig
+    from yinqi.harness.loopback import run_deployed
 
     files, test = platform_files
-    config = FederationConfig(clients=files, rounds=2, epsilon=8.0, dp=True, secagg=True,
-                              out=tmp_path / "model", test=test, min_clients=2)
+    config = FederationConfig(
+        clients=files, rounds=2, epsilon=8.0, dp=True, secagg=True, out=tmp_path / "model", test=test, min_clients=2
+    )
     victim = config.platform_names[2]
 
     def kill_during_training(fed) -> None:  # type: ignore[no-untyped-def]
@@ -35,8 +36,9 @@ def test_platform_killed_mid_round_is_dropped_and_named(platform_files, tmp_path
 
         threading.Thread(target=watch, daemon=True).start()
 
-    report = run_deployed(config, workdir=tmp_path / "deploy", reply_timeout=8.0, timeout=240,
-                          on_ready=kill_during_training)
+    report = run_deployed(
+        config, workdir=tmp_path / "deploy", reply_timeout=8.0, timeout=240, on_ready=kill_during_training
+    )
 
     assert [r.aggregated for r in report.rounds] == [True, True]
     assert victim not in report.rounds[0].participants

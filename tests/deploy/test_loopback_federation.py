@@ -12,13 +12,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.deployment]
 
 
 def test_dp_secagg_federation_on_loopback_improves_model_within_budget(platform_files, tmp_path: Path) -> None:
-    from server.deploy import run_deployed
     from server.fl.config import FederationConfig
+    from yinqi.harness.loopback import run_deployed
 
     files, test = platform_files
     budget = 4.0
-    config = FederationConfig(clients=files, rounds=2, epsilon=budget, dp=True, secagg=True,
-                              out=tmp_path / "model", test=test, min_clients=3)
+    config = FederationConfig(
+        clients=files, rounds=2, epsilon=budget, dp=True, secagg=True, out=tmp_path / "model", test=test, min_clients=3
+    )
 
     report = run_deployed(config, workdir=tmp_path / "deploy")
 

@@ -20,8 +20,7 @@ def bank(tmp_path: Path):  # type: ignore[no-untyped-def]
     from server.deploy.tls import make_certs
 
     make_certs(tmp_path / "certs")
-    state = bank_ops.up(port=free_port(), certs=tmp_path / "certs", services_port=None,
-                        data_dir=tmp_path / "bank")
+    state = bank_ops.up(port=free_port(), certs=tmp_path / "certs", services_port=None, data_dir=tmp_path / "bank")
     yield state
     try:
         bank_ops.down(tmp_path / "bank")
@@ -30,17 +29,16 @@ def bank(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _node(tmp_path: Path, state, name: str, data: Path, *, key: Path | None, ca: Path | None):  # type: ignore[no-untyped-def]
-    from server.deploy.platform import PlatformNode
+    from clients.node.platform import PlatformNode
 
-    return PlatformNode(bank=state.superlink_address, data=data, name=name, key=key, ca=ca,
-                        connect_timeout=4.0)
+    return PlatformNode(bank=state.superlink_address, data=data, name=name, key=key, ca=ca, connect_timeout=4.0)
 
 
 def test_registered_key_connects_and_others_are_refused_clearly(bank, platform_files, tmp_path: Path) -> None:
+    from clients.errors import NodeError
+    from clients.node.keys import make_node_key
+    from clients.node.platform import start, wait_connected
     from server.deploy import bank as bank_ops
-    from server.deploy.errors import DeployError
-    from server.deploy.platform import start, wait_connected
-    from server.deploy.tls import make_node_key
 
     files, _ = platform_files
     ca = tmp_path / "certs" / "ca.crt"
@@ -51,12 +49,15 @@ def test_registered_key_connects_and_others_are_refused_clearly(bank, platform_f
     good = _node(tmp_path, bank, "good", files[0], key=good_key, ca=ca)
     stranger = _node(tmp_path, bank, "stranger", files[1], key=bad_key, ca=ca)
     plaintext = _node(tmp_path, bank, "plaintext", files[2], key=None, ca=None)
-    with start(good, tmp_path / "good") as good_sup, start(stranger, tmp_path / "stranger") as s1, \
-            start(plaintext, tmp_path / "plaintext") as s2:
+    with (
+        start(good, tmp_path / "good") as good_sup,
+        start(stranger, tmp_path / "stranger") as s1,
+        start(plaintext, tmp_path / "plaintext") as s2,
+    ):
         wait_connected(good_sup, good)
-        with pytest.raises(DeployError, match=r"refused this node's key .*stranger: it is not registered"):
+        with pytest.raises(NodeError, match=r"refused this node's key .*stranger: it is not registered"):
             wait_connected(s1, stranger)
-        with pytest.raises(DeployError, match=r"without TLS"):
+        with pytest.raises(NodeError, match=r"without TLS"):
             wait_connected(s2, plaintext)
         status = bank_ops.status(tmp_path / "bank")
     assert [(n["name"], n["status"]) for n in status["nodes"]] == [("good", "online")]

@@ -61,18 +61,30 @@ annual_rate_bp = 0
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     """A private environment per organisation: its own data dir, nothing inherited that
     would point two organisations at one database or chain."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("YINQI_", "FLWR_"))}
-    env.update({"YINQI_DATA_DIR": str(data_dir), "FLWR_TELEMETRY_ENABLED": "0", "COLUMNS": "240",
-                "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YINQI_", "FLWR_"))}
+    env.update(
+        {
+            "YINQI_DATA_DIR": str(data_dir),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "COLUMNS": "240",
+            "NO_COLOR": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
 
 def yinqi(env: dict[str, str], *args: str, ok: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess:
     """`python -m yinqi ARGS` in a new process; with `ok`, fail the test on a non-zero exit."""
-    done = subprocess.run([sys.executable, "-m", "yinqi", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "yinqi", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if ok and done.returncode != 0:
         pytest.fail(f"yinqi {' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
     return done
@@ -162,8 +174,16 @@ class Deployment:
         return yinqi_json(self.bank_env, *args, timeout=timeout)
 
     def bank_up(self) -> None:
-        self.bank("bank", "up", "--certs", str(self.certs), "--port", str(self.port),
-                  "--services-port", str(self.services_port))
+        self.bank(
+            "bank",
+            "up",
+            "--certs",
+            str(self.certs),
+            "--port",
+            str(self.port),
+            "--services-port",
+            str(self.services_port),
+        )
 
     def online(self) -> dict[str, str]:
         status = self.bank_json("bank", "status")
@@ -173,7 +193,9 @@ class Deployment:
         def check() -> dict[str, str] | None:
             for p in self.platforms:
                 if p.proc is not None and p.proc.poll() is not None:
-                    pytest.fail(f"`client up` of {p.name} exited {p.proc.returncode}:\n{p.log.read_text() if p.log else ''}")
+                    pytest.fail(
+                        f"`client up` of {p.name} exited {p.proc.returncode}:\n{p.log.read_text() if p.log else ''}"
+                    )
             nodes = self.online()
             return nodes if all(nodes.get(p.name) == "online" for p in self.platforms) else None
 
@@ -185,7 +207,7 @@ class Deployment:
     def stop_platforms(self, impatient: bool = False) -> None:
         """SIGTERM every `client up` and wait for them. With `impatient`, SIGTERM each again once
         it is visibly stopping (fewer of its processes alive), as an operator pressing Ctrl-C twice."""
-        from server.deploy.procs import processes_with_env
+        from federation.processes import processes_with_env
 
         def children(p: Platform) -> int:
             return len(processes_with_env("FLWR_HOME", str(p.home / "client" / p.name / "flwr-home")))
@@ -195,8 +217,12 @@ class Deployment:
             p.terminate()
         if impatient:
             for p in self.platforms:
-                poll(f"{p.name} to start stopping",
-                     lambda: p.proc.poll() is not None or children(p) < alive[p.name], 30, interval=0.02)
+                poll(
+                    f"{p.name} to start stopping",
+                    lambda: p.proc.poll() is not None or children(p) < alive[p.name],
+                    30,
+                    interval=0.02,
+                )
                 if p.proc.poll() is None:
                     p.proc.send_signal(signal.SIGTERM)
         for p in self.platforms:
@@ -204,8 +230,10 @@ class Deployment:
 
     def reconnections(self) -> dict[str, int]:
         """How often each platform's SuperNode logged that it got through again after failing."""
-        return {p.name: p.supernode_log.read_text(errors="replace").count("Connection successful after")
-                for p in self.platforms}
+        return {
+            p.name: p.supernode_log.read_text(errors="replace").count("Connection successful after")
+            for p in self.platforms
+        }
 
     def flwr_homes(self) -> list[Path]:
         """Every process of this deployment carries one of these private FLWR_HOMEs."""
@@ -214,7 +242,7 @@ class Deployment:
     def teardown(self) -> None:
         """Stop everything this module started, even after a failure: the CLI's own way first,
         then SIGKILL for whatever still carries one of this deployment's FLWR_HOMEs."""
-        from server.deploy.procs import processes_with_env
+        from federation.processes import processes_with_env
 
         try:
             self.stop_platforms()
@@ -237,14 +265,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
     root = tmp_path_factory.mktemp("e2e")
     files, _test = make_feature_files(root / "synth", platforms=len(PLATFORMS), merchants=40, months=4, seed=11)
     bank_home = root / "bank-org"
-    # The bank reads merchant consent from a replica of platform 1's consent book.
-    p1_home = root / "platform-1-org"
-    p1_home.mkdir()
     # A model trained for two rounds on 40 merchants is barely better than the base rate
     # (PD ~0.3 for most), so the bank runs a pilot policy that lends up to PD 0.6.
     policy = root / "pilot_policy.toml"
     policy.write_text(PILOT_POLICY)
-    bank_env = _env(bank_home, YINQI_CONSENT_DB=f"sqlite:///{p1_home / 'yinqi.db'}", YINQI_CREDIT_POLICY=str(policy))
+    bank_env = _env(bank_home, YINQI_CREDIT_POLICY=str(policy))
     dep = Deployment(root, bank_env, bank_home, root / "certs", free_port(), free_port())
     try:
         dep.bank("bank", "certs", "--out", str(dep.certs))
@@ -263,14 +288,37 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
             platform = Platform(name, home, env, data, key, OVER_BUDGET_EPSILON if name == OVER_BUDGET else None)
             dep.platforms.append(platform)
         for p in dep.platforms:
-            argv = [sys.executable, "-m", "yinqi", "client", "up", "--bank", dep.address, "--ca", str(dep.ca),
-                    "--key", str(p.key), "--data", str(p.data), "--name", p.name, "--connect-timeout", "60"]
+            argv = [
+                sys.executable,
+                "-m",
+                "yinqi",
+                "client",
+                "up",
+                "--bank",
+                dep.address,
+                "--ca",
+                str(dep.ca),
+                "--key",
+                str(p.key),
+                "--data",
+                str(p.data),
+                "--name",
+                p.name,
+                "--connect-timeout",
+                "60",
+            ]
             if p.budget is not None:
                 argv += ["--epsilon-budget", str(p.budget)]
             p.log = p.home / "client-up.log"
             with open(p.log, "wb") as fh:
-                p.proc = subprocess.Popen(argv, env=p.env, stdout=fh, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+                p.proc = subprocess.Popen(
+                    argv,
+                    env=p.env,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         dep.wait_all_online()
         yield dep
     finally:
@@ -282,9 +330,21 @@ def trained(deployment: Deployment) -> dict[str, Any]:
     """One `yinqi bank train` run (DP + SecAgg+) on the four connected platforms (all online
     already); three of them must contribute to every round."""
     out = deployment.root / "models" / "run1"
-    summary = deployment.bank_json("bank", "train", "--rounds", str(ROUNDS), "--epsilon", str(EPSILON),
-                                   "--min-platforms", str(len(WITHIN_BUDGET)), "--wait", "30", "--out", str(out),
-                                   timeout=300)
+    summary = deployment.bank_json(
+        "bank",
+        "train",
+        "--rounds",
+        str(ROUNDS),
+        "--epsilon",
+        str(EPSILON),
+        "--min-platforms",
+        str(len(WITHIN_BUDGET)),
+        "--wait",
+        "30",
+        "--out",
+        str(out),
+        timeout=300,
+    )
     report = json.loads((out / "report.json").read_text())
     return {"summary": summary, "report": report, "out": out}
 
@@ -339,10 +399,18 @@ def test_anchored_model_hash_verifies_and_tampering_is_detected(deployment: Depl
     # Tamper with the stored weights (a real change, still a loadable model), then put them back.
     stored = deployment.bank_home / "models" / "v1" / "model.pt"
     original = stored.read_bytes()
-    subprocess.run([sys.executable, "-c",
-                    "import sys, torch; p = sys.argv[1]; s = torch.load(p, weights_only=True); "
-                    "k = next(iter(s)); s[k] = s[k] + 0.01; torch.save(s, p)", str(stored)],
-                   check=True, env=deployment.bank_env, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, torch; p = sys.argv[1]; s = torch.load(p, weights_only=True); "
+            "k = next(iter(s)); s[k] = s[k] + 0.01; torch.save(s, p)",
+            str(stored),
+        ],
+        check=True,
+        env=deployment.bank_env,
+        timeout=120,
+    )
     try:
         tampered = deployment.bank("audit", "model", "v1", ok=False)
         assert tampered.returncode != 0
@@ -364,16 +432,31 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
     p1 = deployment.platforms[0]
     merchants = sorted(pd.read_csv(p1.data, usecols=["merchant_id"])["merchant_id"].unique())
     consenting, refusing = merchants[:6], merchants[-1]
-    # Platform 1 records consent in its own books (the bank reads a replica of them).
+    # Platform 1 records consent in its own books and reports it to the bank over gRPC + TLS.
     granted = yinqi_json(p1.env, "client", "consent", "grant", *consenting, "--note", "e2e test")
     assert sorted(r["merchant_id"] for r in granted) == consenting
+    reported = yinqi_json(
+        p1.env,
+        "client",
+        "consent",
+        "report",
+        "--bank",
+        deployment.services,
+        "--ca",
+        str(deployment.ca),
+        "--platform",
+        p1.name,
+    )
+    assert reported == {"received": len(consenting), "stored": len(consenting)}
 
     remote = ("--bank", deployment.services, "--ca", str(deployment.ca))
     features = str(p1.data)
     # Scored with v1 over gRPC + TLS; take the first consenting merchant the policy lends to.
     chosen, scored = None, None
     for merchant in consenting:
-        scored = deployment.bank_json("bank", "score", "--model", "v1", "--merchant", merchant, "--features", features, *remote)
+        scored = deployment.bank_json(
+            "bank", "score", "--model", "v1", "--merchant", merchant, "--features", features, *remote
+        )
         assert scored["model_version"] == "v1" and 0.0 <= scored["default_probability"] <= 1.0
         if scored["limit_fen"] >= 200:
             chosen = merchant
@@ -381,11 +464,18 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
     assert chosen is not None, f"no consenting merchant got a limit (last: {scored})"
     assert scored["band"] == "P" and scored["limit_fen"] % 10000 == 0
 
-    refused = deployment.bank("bank", "score", "--model", "v1", "--merchant", refusing, "--features", features, *remote, ok=False)
+    refused = deployment.bank(
+        "bank", "score", "--model", "v1", "--merchant", refusing, "--features", features, *remote, ok=False
+    )
     assert refused.returncode == 2
-    assert refused.stderr.strip() == f"error: merchant '{refusing}' has not consented (or has withdrawn consent) to credit scoring"
+    assert (
+        refused.stderr.strip()
+        == f"error: merchant '{refusing}' has not consented (or has withdrawn consent) to credit scoring"
+    )
 
-    line = deployment.bank_json("bank", "credit", "open", "--model", "v1", "--merchant", chosen, "--features", features, *remote)
+    line = deployment.bank_json(
+        "bank", "credit", "open", "--model", "v1", "--merchant", chosen, "--features", features, *remote
+    )
     account, limit = line["account_id"], line["limit_fen"]
     assert limit == scored["limit_fen"] and line["principal_fen"] == 0 and _available(line) == limit
     draw = limit // 2
@@ -399,7 +489,9 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
     too_much = _available(repaid) + 1
     over = deployment.bank("bank", "credit", "draw", account, str(too_much), *remote, ok=False)
     assert over.returncode == 2
-    assert over.stderr.count("\n") == 1 and over.stderr.startswith(f"error: credit account '{account}': draw of {too_much} fen exceeds the available"), over.stderr
+    assert over.stderr.count("\n") == 1 and over.stderr.startswith(
+        f"error: credit account '{account}': draw of {too_much} fen exceeds the available"
+    ), over.stderr
     after = deployment.bank_json("bank", "credit", "show", account, "--entries")
     assert after["entries"] == entries_before
     assert {k: after[k] for k in repaid} == repaid
@@ -415,8 +507,11 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
     assert deployment.bank_json("bank", "credit", "show", account, *remote) == {k: after[k] for k in repaid}
     # `bank status` may still say "online" from the old SuperLink's records for a few seconds,
     # so wait for each SuperNode to say it got through to the new one, then for the status.
-    poll("every platform's SuperNode to reconnect to the restarted bank",
-         lambda: all(n > reconnected_before[name] for name, n in deployment.reconnections().items()), 90)
+    poll(
+        "every platform's SuperNode to reconnect to the restarted bank",
+        lambda: all(n > reconnected_before[name] for name, n in deployment.reconnections().items()),
+        90,
+    )
     deployment.wait_all_online()
     # ... and the restarted services still refuse an over-limit draw, with the same state after.
     again = deployment.bank("bank", "credit", "draw", account, str(too_much), *remote, ok=False)

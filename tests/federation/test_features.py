@@ -13,7 +13,9 @@ from federation.schema import Mapping
 
 
 def raw(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["merchant_id", "date", "amount", "rating", "inventory_turnover", "category", "default"])
+    return pd.DataFrame(
+        rows, columns=["merchant_id", "date", "amount", "rating", "inventory_turnover", "category", "default"]
+    )
 
 
 def test_features_aggregate_each_merchant_month():
@@ -73,7 +75,14 @@ def test_mapping_renames_platform_columns_and_text_label():
         }
     )
     mapping = Mapping(
-        columns={"merchant_id": "shop", "date": "day", "amount": "gmv", "rating": "stars", "inventory_turnover": "turnover", "default": "overdue"},
+        columns={
+            "merchant_id": "shop",
+            "date": "day",
+            "amount": "gmv",
+            "rating": "stars",
+            "inventory_turnover": "turnover",
+            "default": "overdue",
+        },
         positive="Y",
     )
     out = build_features(frame, "their.csv", mapping)

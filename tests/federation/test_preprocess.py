@@ -62,7 +62,11 @@ def test_text_label_with_positive_value_and_categorical_columns(tmp_path):
         ("x,default\n1,0\n2,0\n", {}, "column 'default': every row is negative"),
         ("x,default\n1,0\n,1\n", {}, "column 'x', row 2: empty value"),
         ("x,default\n1,0\ninf,1\n", {}, "column 'x', row 2: infinite value"),
-        ("x,status\n1,ok\n2,bad\n", {"label": "status", "positive": "defaulted"}, "no row has the positive value 'defaulted'"),
+        (
+            "x,status\n1,ok\n2,bad\n",
+            {"label": "status", "positive": "defaulted"},
+            "no row has the positive value 'defaulted'",
+        ),
         ("x,default\n", {}, "has a header but no data rows"),
     ],
 )

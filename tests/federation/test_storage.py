@@ -1,4 +1,5 @@
-"""The storage layer: tables created once, however many processes race to create them."""
+"""The storage layer: each side's database holds only its own tables, created once, however
+many processes race to create them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from sqlalchemy import inspect
 
 
 def _open(url: str, barrier) -> None:  # type: ignore[no-untyped-def]
-    import clients.ledger  # noqa: F401  (declares the privacy_ledger table)
-    import clients.consent  # noqa: F401
-    from federation.storage import engine_for
+    from clients.consent import ConsentBook
+    from clients.ledger import PrivacyLedger
 
     barrier.wait()
-    engine_for(url)
+    PrivacyLedger(url)
+    ConsentBook(url)
 
 
 def test_processes_racing_to_create_tables_all_succeed(tmp_path):
@@ -29,7 +30,7 @@ def test_processes_racing_to_create_tables_all_succeed(tmp_path):
 
     from federation.storage import engine_for
 
-    assert {"privacy_ledger", "consent_events"} <= set(inspect(engine_for(url)).get_table_names())
+    assert set(inspect(engine_for(url)).get_table_names()) == {"privacy_ledger", "consent_events"}
 
 
 def test_a_sqlite_file_in_a_missing_directory_is_created(tmp_path):
@@ -39,3 +40,35 @@ def test_a_sqlite_file_in_a_missing_directory_is_created(tmp_path):
     with engine_for(url).connect() as conn:
         assert conn.exec_driver_sql("select 1").scalar() == 1
     assert (tmp_path / "not" / "yet" / "there.db").is_file()
+
+
+def _tables_made_by(code: str, url: str) -> set[str]:
+    """The tables a fresh process leaves in a fresh database after running `code`."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", code.format(url=url)], check=True, timeout=120)
+    from federation.storage import engine_for
+
+    return set(inspect(engine_for(url)).get_table_names())
+
+
+def test_each_side_database_holds_only_its_own_tables(tmp_path):
+    # Everything each side's programs import is loaded first (the CLI imports them all), so a
+    # table declared anywhere on a shared metadata would show up in every database.
+    everything = "import yinqi.cli, server.grpc_app, clients.app, iot.mqtt, contracts.outbox; "
+    monitor = _tables_made_by(
+        everything + "from iot.store import IotStore; IotStore('{url}')", f"sqlite:///{tmp_path / 'iot.db'}"
+    )
+    platform = _tables_made_by(
+        everything + "from clients.consent import ConsentBook; from clients.ledger import PrivacyLedger; "
+        "ConsentBook('{url}'); PrivacyLedger('{url}')",
+        f"sqlite:///{tmp_path / 'platform.db'}",
+    )
+    bank = _tables_made_by(
+        everything + "from server.db import bank_engine; bank_engine('{url}')", f"sqlite:///{tmp_path / 'bank.db'}"
+    )
+    assert all(name.startswith("iot_") for name in monitor), monitor
+    assert platform == {"privacy_ledger", "consent_events"}
+    assert all(name.startswith(("bank_", "chain_anchor_")) for name in bank), bank
+    assert not (monitor & bank) and not (platform & bank) and not (monitor & platform)

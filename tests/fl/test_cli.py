@@ -17,7 +17,9 @@ def test_train_then_score_keeps_row_order_and_ids(fl_files, tmp_path) -> None:  
     files, test = fl_files
     model = tmp_path / "model"
     clients = [arg for f in files for arg in ("--client", str(f))]
-    done = yinqi("train", *clients, "--rounds", "1", "--no-dp", "--no-secagg", "--test", str(test), "--out", str(model), "--json")
+    done = yinqi(
+        "train", *clients, "--rounds", "1", "--no-dp", "--no-secagg", "--test", str(test), "--out", str(model), "--json"
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["participants"] == ["platform_1", "platform_2", "platform_3"]
@@ -51,7 +53,9 @@ def test_a_bad_model_dir_is_one_line_and_exit_2(tmp_path) -> None:  # type: igno
 def test_central_yardstick_trains_torch_and_random_forest(fl_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
     files, test = fl_files
     clients = [arg for f in files for arg in ("--client", str(f))]
-    done = yinqi("train", "--central", *clients, "--rounds", "2", "--test", str(test), "--out", str(tmp_path / "c"), "--json")
+    done = yinqi(
+        "train", "--central", *clients, "--rounds", "2", "--test", str(test), "--out", str(tmp_path / "c"), "--json"
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["torch_auc"] > 0.6 and result["rf_auc"] > 0.6

@@ -9,8 +9,17 @@ from server.fl.config import FederationConfig
 
 def test_run_config_is_flat_and_round_trips(tmp_path: Path) -> None:
     cfg = FederationConfig(
-        clients=[tmp_path / "a.csv", tmp_path / "b.csv"], label="status", positive="bad", rounds=3, epsilon=2.5,
-        dp=True, secagg=False, strategy="fedprox", mu=0.05, out=tmp_path / "m", test=tmp_path / "t.csv",
+        clients=[tmp_path / "a.csv", tmp_path / "b.csv"],
+        label="status",
+        positive="bad",
+        rounds=3,
+        epsilon=2.5,
+        dp=True,
+        secagg=False,
+        strategy="fedprox",
+        mu=0.05,
+        out=tmp_path / "m",
+        test=tmp_path / "t.csv",
     )
     run_config = cfg.to_run_config()
     assert all(isinstance(v, (str, int, float, bool)) for v in run_config.values())
@@ -22,7 +31,9 @@ def test_run_config_is_flat_and_round_trips(tmp_path: Path) -> None:
 
 
 def test_node_configs_name_each_platform_and_its_ledger(tmp_path: Path) -> None:
-    cfg = FederationConfig(clients=[tmp_path / "x" / "shop.csv", tmp_path / "y" / "shop.csv"], out=tmp_path / "m", epsilon_budget=10.0)
+    cfg = FederationConfig(
+        clients=[tmp_path / "x" / "shop.csv", tmp_path / "y" / "shop.csv"], out=tmp_path / "m", epsilon_budget=10.0
+    )
     nodes = cfg.node_configs()
     assert [n["platform-name"] for n in nodes] == ["shop-1", "shop-2"]
     assert nodes[0]["data-path"] == str((tmp_path / "x" / "shop.csv").resolve())

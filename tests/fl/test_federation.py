@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from server.fl.errors import FederationError
-from server.fl.run import run_federation
 from tests.fl.conftest import fast_config
 from tests.fl.test_privacy import independent_rdp_epsilon, prv_epsilon
+from yinqi.harness.federated import run_federation
 
 
 def test_dp_secagg_federation_improves_the_model_within_budget(fl_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -94,7 +94,9 @@ def test_a_round_with_no_aggregated_update_fails_loudly(fl_files, tmp_path, seca
 
 def test_fedprox_runs_and_improves(fl_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
     files, test = fl_files
-    report = run_federation(fast_config(files, test, tmp_path / "m", dp=False, secagg=False, strategy="fedprox", mu=0.1))
+    report = run_federation(
+        fast_config(files, test, tmp_path / "m", dp=False, secagg=False, strategy="fedprox", mu=0.1)
+    )
     assert report.settings["strategy"] == "fedprox"
     assert report.final["test_auc"] > report.initial["test_auc"] + 0.1
 
@@ -109,7 +111,16 @@ def test_text_label_and_text_categories_train_federatedly(tmp_path) -> None:  # 
     duration = rng.integers(6, 60, n)
     logit = -2.0 + 0.6 * (purpose == "business") + 0.8 * (housing == "rent") + 0.00025 * amount + 0.03 * duration
     status = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "bad", "good")
-    frame = pd.DataFrame({"id": [f"c{i}" for i in range(n)], "purpose": purpose, "housing": housing, "amount": amount, "duration": duration, "status": status})
+    frame = pd.DataFrame(
+        {
+            "id": [f"c{i}" for i in range(n)],
+            "purpose": purpose,
+            "housing": housing,
+            "amount": amount,
+            "duration": duration,
+            "status": status,
+        }
+    )
     files = []
     for i in range(3):
         files.append(tmp_path / f"bank_{i}.csv")
@@ -117,7 +128,17 @@ def test_text_label_and_text_categories_train_federatedly(tmp_path) -> None:  # 
     test = tmp_path / "test.csv"
     frame.iloc[750:].to_csv(test, index=False)
     report = run_federation(
-        fast_config(files, test, tmp_path / "m", label="status", positive="bad", dp=True, epsilon=8.0, architecture="mlp", rounds=3)
+        fast_config(
+            files,
+            test,
+            tmp_path / "m",
+            label="status",
+            positive="bad",
+            dp=True,
+            epsilon=8.0,
+            architecture="mlp",
+            rounds=3,
+        )
     )
     assert report.participants == ["bank_0", "bank_1", "bank_2"] and not report.refused
     assert report.final["test_auc"] > 0.6
@@ -134,7 +155,7 @@ def test_a_platform_crashing_mid_round_is_dropped_and_named(fl_files, tmp_path, 
     from clients.app import app as client_app
     from server.fl.app import app as server_app
     from server.fl.report import Report
-    from server.fl.simulation import simulate
+    from yinqi.harness.simulation import simulate
 
     files, test = fl_files
     cfg = fast_config(files, test, tmp_path / "m", dp=True, secagg=secagg, rounds=1)
@@ -163,9 +184,32 @@ def test_ray_backend_runs_the_same_apps_to_the_same_model(fl_files, tmp_path) ->
     in_process = run_federation(fast_config(files, test, tmp_path / "inprocess", dp=False, secagg=True))
     args = [arg for f in files for arg in ("--client", str(f))]
     done = subprocess.run(
-        [sys.executable, "-m", "yinqi", "train", *args, "--test", str(test), "--out", str(tmp_path / "ray"),
-         "--rounds", "2", "--local-epochs", "1", "--batch-size", "64", "--seed", "1", "--no-dp", "--backend", "ray", "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "yinqi",
+            "train",
+            *args,
+            "--test",
+            str(test),
+            "--out",
+            str(tmp_path / "ray"),
+            "--rounds",
+            "2",
+            "--local-epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--seed",
+            "1",
+            "--no-dp",
+            "--backend",
+            "ray",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     on_ray = json.loads(done.stdout)

@@ -35,6 +35,11 @@ def test_ledger_command_lists_entries_as_json(tmp_path) -> None:  # type: ignore
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     PrivacyLedger(url).record("shop", "run-1", 1, 0.7, 1e-5)
-    done = subprocess.run([sys.executable, "-m", "yinqi", "client", "ledger", "--db", url, "--json"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "yinqi", "client", "ledger", "--db", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert [(e["platform"], e["round"], e["epsilon"]) for e in json.loads(done.stdout)] == [("shop", 1, 0.7)]

@@ -25,7 +25,9 @@ def prv_epsilon(noise: float, rate: float, steps: int, delta: float = DELTA) -> 
 
 @pytest.mark.parametrize("epsilon", [1.0, 3.0, 8.0])
 def test_one_noise_multiplier_keeps_the_whole_run_within_budget(epsilon: float) -> None:
-    state = PrivacyState.plan(epsilon=epsilon, delta=DELTA, rows=500, batch_size=64, local_epochs=2, rounds=5, max_grad_norm=1.0)
+    state = PrivacyState.plan(
+        epsilon=epsilon, delta=DELTA, rows=500, batch_size=64, local_epochs=2, rounds=5, max_grad_norm=1.0
+    )
     total_steps = state.steps_per_round * state.rounds
     assert state.steps_per_round == 2 * 8
     composed = independent_rdp_epsilon(state.noise_multiplier, state.sample_rate, total_steps)
@@ -35,7 +37,9 @@ def test_one_noise_multiplier_keeps_the_whole_run_within_budget(epsilon: float) 
 
 
 def test_epsilon_composes_across_rounds_and_survives_serialisation() -> None:
-    state = PrivacyState.plan(epsilon=3.0, delta=DELTA, rows=300, batch_size=50, local_epochs=1, rounds=4, max_grad_norm=1.0)
+    state = PrivacyState.plan(
+        epsilon=3.0, delta=DELTA, rows=300, batch_size=50, local_epochs=1, rounds=4, max_grad_norm=1.0
+    )
     spent = []
     for _ in range(4):
         state.history.append((state.noise_multiplier, state.sample_rate, state.steps_per_round))
@@ -43,8 +47,12 @@ def test_epsilon_composes_across_rounds_and_survives_serialisation() -> None:
         spent.append(state.spent)
     assert spent == sorted(spent) and spent[0] < spent[-1]
     assert spent[-1] <= 3.0
-    assert spent[1] == pytest.approx(independent_rdp_epsilon(state.noise_multiplier, state.sample_rate, 2 * state.steps_per_round), rel=1e-6)
-    assert spent[-1] == pytest.approx(independent_rdp_epsilon(state.noise_multiplier, state.sample_rate, 4 * state.steps_per_round), rel=1e-6)
+    assert spent[1] == pytest.approx(
+        independent_rdp_epsilon(state.noise_multiplier, state.sample_rate, 2 * state.steps_per_round), rel=1e-6
+    )
+    assert spent[-1] == pytest.approx(
+        independent_rdp_epsilon(state.noise_multiplier, state.sample_rate, 4 * state.steps_per_round), rel=1e-6
+    )
 
 
 def test_training_records_the_steps_it_took(fl_files) -> None:  # type: ignore[no-untyped-def]
@@ -55,7 +63,9 @@ def test_training_records_the_steps_it_took(fl_files) -> None:  # type: ignore[n
     table = load_labeled(fl_files[0][0])
     encoder = Encoder.from_stats(compute_stats(table.frame))
     x, y = encoder.transform(table.frame), table.y.astype("float32")
-    state = PrivacyState.plan(epsilon=2.0, delta=DELTA, rows=len(x), batch_size=64, local_epochs=1, rounds=2, max_grad_norm=1.0)
+    state = PrivacyState.plan(
+        epsilon=2.0, delta=DELTA, rows=len(x), batch_size=64, local_epochs=1, rounds=2, max_grad_norm=1.0
+    )
     model = build_model(encoder.n_features)
     train_local(model, x, y, LocalTraining(epochs=1, batch_size=64), state)
     assert state.steps_taken == state.steps_per_round
@@ -63,7 +73,9 @@ def test_training_records_the_steps_it_took(fl_files) -> None:  # type: ignore[n
     train_local(model, x, y, LocalTraining(epochs=1, batch_size=64, seed=1), state)
     assert state.steps_taken == 2 * state.steps_per_round
     assert first < state.spent <= 2.0
-    assert state.spent == pytest.approx(independent_rdp_epsilon(state.noise_multiplier, state.sample_rate, state.steps_taken), rel=1e-6)
+    assert state.spent == pytest.approx(
+        independent_rdp_epsilon(state.noise_multiplier, state.sample_rate, state.steps_taken), rel=1e-6
+    )
 
 
 def test_an_impossible_budget_is_refused() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,14 +14,22 @@ from iot.store import IotStore
 from iot.telemetry import Telemetry
 from tests.conftest import free_port, require_binary
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
-def reading(device: str = "exc-1", minutes: float = 0, *, lat: float = 35.0, lon: float = 115.0,
-            hours: float = 100.0, fuel: float = 600.0) -> Telemetry:
+def reading(
+    device: str = "exc-1",
+    minutes: float = 0,
+    *,
+    lat: float = 35.0,
+    lon: float = 115.0,
+    hours: float = 100.0,
+    fuel: float = 600.0,
+) -> Telemetry:
     """A valid reading `minutes` after T0."""
-    return Telemetry(device_id=device, ts=T0 + timedelta(minutes=minutes), lat=lat, lon=lon,
-                     working_hours=hours, fuel_l=fuel)
+    return Telemetry(
+        device_id=device, ts=T0 + timedelta(minutes=minutes), lat=lat, lon=lon, working_hours=hours, fuel_l=fuel
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
@@ -59,8 +67,9 @@ class Publisher:
         from iot.mqtt import parse_broker
 
         address = parse_broker(url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{address.port}",
-                                  clean_session=False)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-pub-{address.port}", clean_session=False
+        )
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]
         self.acked: set[int] = set()
@@ -105,7 +114,7 @@ class FakeClock:
 
 
 @pytest.fixture
-def start_monitor(store: IotStore, mosquitto: Mosquitto):  # noqa: ANN201
+def start_monitor(store: IotStore, mosquitto: Mosquitto):
     """Factory: a running MQTT monitor on the test's Mosquitto (stopped at teardown)."""
     from iot.monitor import Monitor
     from iot.mqtt import MqttMonitor
@@ -114,13 +123,19 @@ def start_monitor(store: IotStore, mosquitto: Mosquitto):  # noqa: ANN201
 
     running: list = []
 
-    def start(rules: Rules | None = None, clock: Callable[[], datetime] | None = None,
-              bank: str | None = None, client_id: str = "test-monitor"):  # noqa: ANN202
+    def start(
+        rules: Rules | None = None,
+        clock: Callable[[], datetime] | None = None,
+        bank: str | None = None,
+        client_id: str = "test-monitor",
+    ):
         deliverer = Deliverer(store, bank, min_backoff=0.05, max_backoff=0.5).start() if bank else None
-        monitor = Monitor(store, rules or Rules(), clock=clock or FakeClock(),
-                          on_events=deliverer.wake if deliverer else None)
-        client = MqttMonitor(monitor, mosquitto.url, client_id=client_id, sweep_interval=0.05,
-                             min_reconnect=0.1, max_reconnect=1.0)
+        monitor = Monitor(
+            store, rules or Rules(), clock=clock or FakeClock(), on_events=deliverer.wake if deliverer else None
+        )
+        client = MqttMonitor(
+            monitor, mosquitto.url, client_id=client_id, sweep_interval=0.05, min_reconnect=0.1, max_reconnect=1.0
+        )
         client.start()
         running.append((client, deliverer))
         wait_for(client.subscribed.is_set, 10, "the monitor to subscribe")

@@ -12,13 +12,21 @@ from proto import alerts_pb2, alerts_pb2_grpc
 from server.alerts import serve
 from tests.conftest import free_port
 
-RAISED = dict(id="a1", device_id="exc-1", rule="geofence", severity="critical", state="raised",
-              raised_at="2026-03-02T08:10:00+00:00", cleared_at="", evidence_json='{"lat":35.0,"lon":121.0}',
-              lease_id="L-1")
+RAISED = dict(
+    id="a1",
+    device_id="exc-1",
+    rule="geofence",
+    severity="critical",
+    state="raised",
+    raised_at="2026-03-02T08:10:00+00:00",
+    cleared_at="",
+    evidence_json='{"lat":35.0,"lon":121.0}',
+    lease_id="L-1",
+)
 
 
 @pytest.fixture
-def bank(tmp_path) -> Iterator[tuple[grpc.Server, alerts_pb2_grpc.AlertServiceStub]]:  # noqa: ANN001
+def bank(tmp_path) -> Iterator[tuple[grpc.Server, alerts_pb2_grpc.AlertServiceStub]]:
     address = f"127.0.0.1:{free_port()}"
     server = serve(address, f"sqlite:///{tmp_path / 'bank.db'}")
     channel = grpc.insecure_channel(address)
@@ -29,7 +37,7 @@ def bank(tmp_path) -> Iterator[tuple[grpc.Server, alerts_pb2_grpc.AlertServiceSt
         server.stop(0)
 
 
-def test_redelivery_is_acknowledged_as_duplicate_and_stored_once(bank) -> None:  # noqa: ANN001
+def test_redelivery_is_acknowledged_as_duplicate_and_stored_once(bank) -> None:
     server, stub = bank
     first = stub.Deliver(alerts_pb2.Alert(**RAISED))
     again = stub.Deliver(alerts_pb2.Alert(**RAISED))
@@ -39,7 +47,7 @@ def test_redelivery_is_acknowledged_as_duplicate_and_stored_once(bank) -> None: 
     assert [(r.id, r.state, r.deliveries) for r in rows] == [("a1", "raised", 2)]
 
 
-def test_clearing_updates_the_same_alert(bank) -> None:  # noqa: ANN001
+def test_clearing_updates_the_same_alert(bank) -> None:
     server, stub = bank
     stub.Deliver(alerts_pb2.Alert(**RAISED))
     cleared = {**RAISED, "state": "cleared", "cleared_at": "2026-03-02T09:00:00+00:00"}
@@ -51,7 +59,7 @@ def test_clearing_updates_the_same_alert(bank) -> None:  # noqa: ANN001
     assert list(stub.List(alerts_pb2.ListRequest(state="raised")).alerts) == []
 
 
-def test_each_stored_change_is_handed_to_anchoring(bank, tmp_path) -> None:  # noqa: ANN001
+def test_each_stored_change_is_handed_to_anchoring(bank, tmp_path) -> None:
     from contracts.outbox import AnchorOutbox
 
     server, stub = bank
@@ -66,7 +74,7 @@ def test_each_stored_change_is_handed_to_anchoring(bank, tmp_path) -> None:  # n
     assert outbox.pending() == 2
 
 
-def test_an_alert_without_id_is_refused(bank) -> None:  # noqa: ANN001
+def test_an_alert_without_id_is_refused(bank) -> None:
     _, stub = bank
     with pytest.raises(grpc.RpcError) as info:
         stub.Deliver(alerts_pb2.Alert(**{**RAISED, "id": ""}))

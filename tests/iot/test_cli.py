@@ -12,11 +12,11 @@ from iot.store import IotStore
 from tests.iot.conftest import reading
 
 
-def yinqi(*args: str, cwd=None) -> subprocess.CompletedProcess:  # noqa: ANN001
+def yinqi(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "yinqi", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
 
 
-def test_rent_from_stored_telemetry(tmp_path) -> None:  # noqa: ANN001
+def test_rent_from_stored_telemetry(tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'iot.db'}"
     monitor = Monitor(IotStore(db), Rules(), clock=EventClock())
     for minutes, hours in [(0, 1000.0), (60 * 24 * 20, 1150.0)]:  # 150 h in March
@@ -30,7 +30,7 @@ def test_rent_from_stored_telemetry(tmp_path) -> None:  # noqa: ANN001
     assert statement["fuel_l"] == 900.0
 
 
-def test_user_mistakes_are_one_line_errors(tmp_path) -> None:  # noqa: ANN001
+def test_user_mistakes_are_one_line_errors(tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'iot.db'}"
     bad_month = yinqi("iot", "rent", "--device", "x", "--month", "March", "--db", db)
     assert bad_month.returncode == 2
@@ -45,7 +45,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path) -> None:  # noqa: ANN001
     assert "rules.toml: field 'idle.threshold_hours': Input should be a valid number" in bad_rules.stderr
 
 
-def test_alerts_and_deadletters_as_json(tmp_path) -> None:  # noqa: ANN001
+def test_alerts_and_deadletters_as_json(tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'iot.db'}"
     monitor = Monitor(IotStore(db), Rules(), clock=EventClock())
     monitor.handle("device/exc-1/data", reading("exc-1", 0, lon=125.0).to_payload())

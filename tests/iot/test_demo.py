@@ -9,7 +9,7 @@ from rich.console import Console
 from yinqi import demo_iot
 
 
-def test_demo_part_shows_alerts_delivered_and_a_rent_statement(tmp_path) -> None:  # noqa: ANN001
+def test_demo_part_shows_alerts_delivered_and_a_rent_statement(tmp_path) -> None:
     out = io.StringIO()
     demo_iot.run(tmp_path / "iot", Console(file=out, width=140))
     text = out.getvalue()

@@ -10,7 +10,7 @@ from tests.conftest import free_port
 from tests.iot.conftest import FakeClock, Publisher, reading, wait_for
 
 
-def test_amqtt_delivers_qos1_to_the_monitor(store) -> None:  # noqa: ANN001
+def test_amqtt_delivers_qos1_to_the_monitor(store) -> None:
     with EmbeddedBroker(port=free_port()) as broker:
         monitor = Monitor(store, Rules(), clock=FakeClock())
         client = MqttMonitor(monitor, broker.url, client_id="amqtt-monitor", sweep_interval=0.05).start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from iot.alerts import AlertBook, alert_id
 from iot.monitor import EventClock, Monitor
@@ -19,7 +19,7 @@ class FakeClock:
         return self.now
 
 
-def _send(monitor: Monitor, r) -> list:  # noqa: ANN001
+def _send(monitor: Monitor, r) -> list:
     return monitor.handle(f"device/{r.device_id}/data", r.to_payload())
 
 
@@ -125,7 +125,7 @@ def test_every_event_is_stored_and_queued(store: IotStore) -> None:
 
 def test_monthly_usage_from_cumulative_meters(store: IotStore) -> None:
     monitor = Monitor(store, Rules(), clock=EventClock())
-    feb = datetime(2026, 2, 27, tzinfo=timezone.utc)
+    feb = datetime(2026, 2, 27, tzinfo=UTC)
     for day, hours in [(0, 90.0), (1, 100.0), (3, 104.5), (10, 150.25)]:  # 100 h at the end of Feb
         r = reading(hours=hours, fuel=hours * 6)
         r = r.model_copy(update={"ts": feb + timedelta(days=day)})
@@ -142,14 +142,14 @@ class FlakyStore(IotStore):
 
     failures = 1
 
-    def record_alerts(self, events):  # noqa: ANN001, ANN201
+    def record_alerts(self, events):
         if self.failures:
             self.failures -= 1
             raise OSError("disk full")
         return super().record_alerts(events)
 
 
-def test_an_alert_that_could_not_be_stored_is_raised_on_redelivery(tmp_path) -> None:  # noqa: ANN001
+def test_an_alert_that_could_not_be_stored_is_raised_on_redelivery(tmp_path) -> None:
     import pytest
 
     store = FlakyStore(f"sqlite:///{tmp_path / 'flaky.db'}")
@@ -169,14 +169,14 @@ class FlakyFlushStore(IotStore):
 
     failures = 1
 
-    def save_devices(self, devices, usage):  # noqa: ANN001, ANN201
+    def save_devices(self, devices, usage):
         if self.failures:
             self.failures -= 1
             raise OSError("database is locked")
         return super().save_devices(devices, usage)
 
 
-def test_a_state_flush_that_failed_is_written_by_the_next_one(tmp_path) -> None:  # noqa: ANN001
+def test_a_state_flush_that_failed_is_written_by_the_next_one(tmp_path) -> None:
     import pytest
 
     store = FlakyFlushStore(f"sqlite:///{tmp_path / 'flaky.db'}")

@@ -16,17 +16,22 @@ from tests.iot.conftest import T0, FakeClock, reading, wait_for
 pytestmark = pytest.mark.mosquitto
 
 
-def _events(store) -> list[tuple[str, str, str]]:  # noqa: ANN001
+def _events(store) -> list[tuple[str, str, str]]:
     return sorted((a.device_id, a.rule, a.state) for _, a in store.pending(limit=1000))
 
 
-def test_each_rule_fires_once_and_clears(store, publisher, start_monitor) -> None:  # noqa: ANN001
+def test_each_rule_fires_once_and_clears(store, publisher, start_monitor) -> None:
     clock = FakeClock(T0)
     monitor, _, _ = start_monitor(clock=clock)
     seq = [
-        reading("geo", 0), reading("geo", 10, lon=121.0), reading("geo", 20, lon=121.3), reading("geo", 30),
-        reading("fuel", 0, hours=10, fuel=60), reading("fuel", 60, hours=11, fuel=75),      # 15 L/h
-        reading("fuel", 120, hours=12, fuel=90), reading("fuel", 180, hours=13, fuel=96),   # 15, then 6 L/h
+        reading("geo", 0),
+        reading("geo", 10, lon=121.0),
+        reading("geo", 20, lon=121.3),
+        reading("geo", 30),
+        reading("fuel", 0, hours=10, fuel=60),
+        reading("fuel", 60, hours=11, fuel=75),  # 15 L/h
+        reading("fuel", 120, hours=12, fuel=90),
+        reading("fuel", 180, hours=13, fuel=96),  # 15, then 6 L/h
         reading("idle", 0),
     ]
     for r in seq:
@@ -37,23 +42,36 @@ def test_each_rule_fires_once_and_clears(store, publisher, start_monitor) -> Non
     publisher.reading(reading("idle", 26 * 60))
     wait_for(lambda: monitor.stats["alerts_cleared"] == 3, what="idle to clear")
     assert _events(store) == [
-        ("fuel", "fuel", "cleared"), ("fuel", "fuel", "raised"),
-        ("geo", "geofence", "cleared"), ("geo", "geofence", "raised"),
-        ("idle", "idle", "cleared"), ("idle", "idle", "raised"),
+        ("fuel", "fuel", "cleared"),
+        ("fuel", "fuel", "raised"),
+        ("geo", "geofence", "cleared"),
+        ("geo", "geofence", "raised"),
+        ("idle", "idle", "cleared"),
+        ("idle", "idle", "raised"),
     ]
 
 
-def test_geofence_polygons_per_device_and_per_lease(store, publisher, start_monitor) -> None:  # noqa: ANN001
+def test_geofence_polygons_per_device_and_per_lease(store, publisher, start_monitor) -> None:
     square = [[34.0, 113.0], [34.0, 114.0], [35.0, 114.0], [35.0, 113.0]]
-    rules = Rules.model_validate({
-        "geofence": {"zones": [{"name": "yard", "polygon": square, "devices": ["own"]},
-                               {"name": "site", "polygon": square, "leases": ["L-1"]}]},
-        "leases": {"L-1": ["leased"]},
-    })
+    rules = Rules.model_validate(
+        {
+            "geofence": {
+                "zones": [
+                    {"name": "yard", "polygon": square, "devices": ["own"]},
+                    {"name": "site", "polygon": square, "leases": ["L-1"]},
+                ]
+            },
+            "leases": {"L-1": ["leased"]},
+        }
+    )
     monitor, _, _ = start_monitor(rules=rules)
-    seq = [reading("own", 0, lat=34.5, lon=113.5), reading("own", 1, lat=36.0, lon=115.0),  # out of yard
-           reading("leased", 0, lat=34.5, lon=113.5), reading("leased", 1, lat=34.5, lon=114.5),
-           reading("free", 0, lat=36.0, lon=115.0)]  # no zone: default box, inside
+    seq = [
+        reading("own", 0, lat=34.5, lon=113.5),
+        reading("own", 1, lat=36.0, lon=115.0),  # out of yard
+        reading("leased", 0, lat=34.5, lon=113.5),
+        reading("leased", 1, lat=34.5, lon=114.5),
+        reading("free", 0, lat=36.0, lon=115.0),
+    ]  # no zone: default box, inside
     for r in seq:
         publisher.reading(r)
     wait_for(lambda: monitor.stats["processed"] == len(seq), what="all readings processed")
@@ -63,10 +81,10 @@ def test_geofence_polygons_per_device_and_per_lease(store, publisher, start_moni
     assert raised["leased"].lease_id == "L-1"
 
 
-def test_bad_messages_are_dead_lettered_and_the_monitor_keeps_going(store, publisher, start_monitor) -> None:  # noqa: ANN001
+def test_bad_messages_are_dead_lettered_and_the_monitor_keeps_going(store, publisher, start_monitor) -> None:
     monitor, _, _ = start_monitor()
     good = reading("exc-1", 0)
-    publisher.send("device/exc-1/data", b"{\"device_id\": \"exc-1\", ")
+    publisher.send("device/exc-1/data", b'{"device_id": "exc-1", ')
     publisher.send("device/exc-1/data", b'{"device_id": "exc-1", "ts": "2026-03-02T08:00:00Z"}')
     publisher.send("device/exc-1/data", good.to_payload().replace(b'"lat":35.0', b'"lat":"north"'))
     publisher.send("device/exc-2/data", good.to_payload())
@@ -81,7 +99,7 @@ def test_bad_messages_are_dead_lettered_and_the_monitor_keeps_going(store, publi
     }
 
 
-def test_broker_restart_mid_stream_loses_no_qos1_message(mosquitto, store, publisher, start_monitor) -> None:  # noqa: ANN001
+def test_broker_restart_mid_stream_loses_no_qos1_message(mosquitto, store, publisher, start_monitor) -> None:
     monitor, client, _ = start_monitor()
     total, devices = 900, 3
     published = threading.Event()
@@ -102,8 +120,7 @@ def test_broker_restart_mid_stream_loses_no_qos1_message(mosquitto, store, publi
     mosquitto.start()
     thread.join()
     wait_for(lambda: publisher.all_acked(), 30, "the broker to acknowledge every publish")
-    wait_for(lambda: monitor.stats["processed"] == total, 30,
-             f"all {total} messages (got {dict(monitor.stats)})")
+    wait_for(lambda: monitor.stats["processed"] == total, 30, f"all {total} messages (got {dict(monitor.stats)})")
     assert processed_at_stop < total and published_at_stop < total  # the restart was mid-stream
     assert client.connections > connections_before  # it did reconnect
     assert monitor.stats["processed"] == total
@@ -113,7 +130,7 @@ def test_broker_restart_mid_stream_loses_no_qos1_message(mosquitto, store, publi
     }
 
 
-def test_bank_down_then_up_every_alert_delivered_exactly_once(tmp_path, store, publisher, start_monitor) -> None:  # noqa: ANN001
+def test_bank_down_then_up_every_alert_delivered_exactly_once(tmp_path, store, publisher, start_monitor) -> None:
     bank = f"127.0.0.1:{free_port()}"
     monitor, _, deliverer = start_monitor(bank=bank)
     devices = [f"exc-{k}" for k in range(5)]
@@ -138,14 +155,15 @@ def test_bank_down_then_up_every_alert_delivered_exactly_once(tmp_path, store, p
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
-def test_messages_sent_while_the_monitor_is_away_wait_in_its_session(mosquitto, store, publisher, protocol) -> None:  # noqa: ANN001
+def test_messages_sent_while_the_monitor_is_away_wait_in_its_session(mosquitto, store, publisher, protocol) -> None:
     from iot.monitor import Monitor
     from iot.mqtt import MqttMonitor
 
     def monitor_client() -> tuple[Monitor, MqttMonitor]:
         core = Monitor(store, Rules(), clock=FakeClock())
-        return core, MqttMonitor(core, mosquitto.url, client_id=f"away-{protocol}", protocol=protocol,
-                                 sweep_interval=0.05, min_reconnect=0.1).start()
+        return core, MqttMonitor(
+            core, mosquitto.url, client_id=f"away-{protocol}", protocol=protocol, sweep_interval=0.05, min_reconnect=0.1
+        ).start()
 
     first, client = monitor_client()
     wait_for(client.subscribed.is_set, 10, "the first subscription")
@@ -161,7 +179,7 @@ def test_messages_sent_while_the_monitor_is_away_wait_in_its_session(mosquitto, 
     assert first.stats["processed"] == 0
 
 
-def test_a_message_that_could_not_be_stored_is_redelivered(mosquitto, tmp_path, publisher) -> None:  # noqa: ANN001
+def test_a_message_that_could_not_be_stored_is_redelivered(mosquitto, tmp_path, publisher) -> None:
     from iot.monitor import Monitor
     from iot.mqtt import MqttMonitor
     from tests.iot.test_lifecycle import FlakyStore

@@ -42,7 +42,7 @@ def publish(topic: str, payload: bytes, mid: int = 0, qos: int = 1, props: bytes
 
 
 @pytest.fixture
-def pair():  # noqa: ANN201
+def pair():
     ours, broker = socket.socketpair()
     ours.setblocking(False)
     fs = FrameSocket(ours)
@@ -53,18 +53,22 @@ def pair():  # noqa: ANN201
     ours.close()
 
 
-def test_frames_split_at_any_byte_reach_the_handler_and_paho_in_arrival_order(pair) -> None:  # noqa: ANN001
+def test_frames_split_at_any_byte_reach_the_handler_and_paho_in_arrival_order(pair) -> None:
     fs, broker, seen = pair
     big = b"x" * 300  # a two-byte remaining length
     suback = frame(0x90, b"\x00\x01\x01")
-    stream = publish("device/a/data", b"{}", mid=1) + suback + publish("device/b/data", big, mid=2) \
+    stream = (
+        publish("device/a/data", b"{}", mid=1)
+        + suback
+        + publish("device/b/data", big, mid=2)
         + publish("device/c/data", b"q0", qos=0)
+    )
 
     def paho_read() -> None:
         seen.append(("paho", fs.recv(1 << 16)))
 
     for i in range(len(stream)):  # the worst case: one byte per read
-        broker.send(stream[i:i + 1])
+        broker.send(stream[i : i + 1])
         fs.pump(paho_read)
     assert seen == [
         ("publish", "device/a/data", b"{}", 1, 1),
@@ -88,7 +92,7 @@ def test_mqtt5_publish_properties_are_skipped() -> None:
     ours.close()
 
 
-def test_acks_and_paho_writes_leave_together_only_on_flush(pair) -> None:  # noqa: ANN001
+def test_acks_and_paho_writes_leave_together_only_on_flush(pair) -> None:
     fs, broker, _ = pair
     broker.setblocking(False)
     fs.ack(0x1234)
@@ -99,7 +103,7 @@ def test_acks_and_paho_writes_leave_together_only_on_flush(pair) -> None:  # noq
     assert broker.recv(100) == b"\x40\x02\x12\x34\xc0\x00"
 
 
-def test_close_writes_what_is_buffered_and_waits_for_the_broker_to_read_it(pair) -> None:  # noqa: ANN001
+def test_close_writes_what_is_buffered_and_waits_for_the_broker_to_read_it(pair) -> None:
     fs, broker, _ = pair
     received = bytearray()
 
@@ -117,7 +121,7 @@ def test_close_writes_what_is_buffered_and_waits_for_the_broker_to_read_it(pair)
     assert bytes(received) == b"\x40\x02\x00\x07\xe0\x00"
 
 
-def test_the_end_of_the_stream_is_handed_to_paho(pair) -> None:  # noqa: ANN001
+def test_the_end_of_the_stream_is_handed_to_paho(pair) -> None:
     fs, broker, _ = pair
     reads: list[bytes] = []
     broker.close()
@@ -147,7 +151,7 @@ os._exit(3)  # not reached when the crash happens
 
 
 @pytest.mark.mosquitto
-def test_a_crash_before_the_commit_means_the_message_is_redelivered(mosquitto, store, publisher) -> None:  # noqa: ANN001
+def test_a_crash_before_the_commit_means_the_message_is_redelivered(mosquitto, store, publisher) -> None:
     from iot.monitor import Monitor
     from iot.mqtt import MqttMonitor
 
@@ -162,8 +166,13 @@ def test_a_crash_before_the_commit_means_the_message_is_redelivered(mosquitto, s
         publisher.reading(reading("exc-1", i, lon=125.0 if i == 150 else 115.0))
     wait_for(publisher.all_acked, 10, "the broker to take the messages")
 
-    crashed = subprocess.run([sys.executable, "-c", CRASHER, str(store.engine.url), mosquitto.url], cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHER, str(store.engine.url), mosquitto.url],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=60,
+    )
     assert crashed.returncode == 17, crashed.stderr.decode()[-2000:]
     assert store.alerts() == []  # nothing was committed
 
@@ -186,32 +195,41 @@ def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
-    def cert(subject: str, key, issuer: str, signer, *, ca: bool) -> x509.Certificate:  # noqa: ANN001
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(hours=1))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    def cert(subject: str, key, issuer: str, signer, *, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if not ca:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            )
         return builder.sign(signer, hashes.SHA256())
 
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     files = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    files[0].write_bytes(cert("yinqi-test-ca", ca_key, "yinqi-test-ca", ca_key, ca=True).public_bytes(serialization.Encoding.PEM))
-    files[1].write_bytes(cert("127.0.0.1", key, "yinqi-test-ca", ca_key, ca=False).public_bytes(serialization.Encoding.PEM))
-    files[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    files[0].write_bytes(
+        cert("yinqi-test-ca", ca_key, "yinqi-test-ca", ca_key, ca=True).public_bytes(serialization.Encoding.PEM)
+    )
+    files[1].write_bytes(
+        cert("127.0.0.1", key, "yinqi-test-ca", ca_key, ca=False).public_bytes(serialization.Encoding.PEM)
+    )
+    files[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return files
 
 
 @pytest.mark.mosquitto
-def test_the_fast_path_works_over_tls(tmp_path, store) -> None:  # noqa: ANN001
+def test_the_fast_path_works_over_tls(tmp_path, store) -> None:
     import ssl
 
     from paho.mqtt.enums import CallbackAPIVersion
@@ -222,8 +240,9 @@ def test_the_fast_path_works_over_tls(tmp_path, store) -> None:  # noqa: ANN001
     from tests.conftest import free_port, require_binary
 
     ca, certfile, keyfile = _tls_files(tmp_path)
-    with Mosquitto(free_port(), tmp_path / "mosquitto", binary=require_binary("mosquitto"),
-                   tls=(ca, certfile, keyfile)) as broker:
+    with Mosquitto(
+        free_port(), tmp_path / "mosquitto", binary=require_binary("mosquitto"), tls=(ca, certfile, keyfile)
+    ) as broker:
         monitor = Monitor(store, Rules(), clock=FakeClock())
         client = MqttMonitor(monitor, broker.url, ca_certs=str(ca), client_id="tls", sweep_interval=0.05).start()
         pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-pub")

@@ -15,9 +15,9 @@ from iot.pricing import Schedule, check_month, load_schedule, rent, statement
     ("hours", "lines", "total"),
     [
         (0, [], 200_000),
-        (50, [600_000], 800_000),                           # 50 x 12000
+        (50, [600_000], 800_000),  # 50 x 12000
         (100, [1_200_000], 1_400_000),
-        (150, [1_200_000, 500_000], 1_900_000),             # 100 x 12000 + 50 x 10000
+        (150, [1_200_000, 500_000], 1_900_000),  # 100 x 12000 + 50 x 10000
         (250.555, [1_200_000, 1_000_000, 404_480], 2_804_480),  # 250.56 h: 50.56 x 8000
     ],
 )
@@ -50,7 +50,7 @@ def test_rounding_is_half_up_to_whole_minor_units() -> None:
         ("[[tiers]]\nrate_per_hour = 5.5\n", r"tiers.0.rate_per_hour"),
     ],
 )
-def test_bad_schedules_are_refused(tmp_path, toml: str, message: str) -> None:  # noqa: ANN001
+def test_bad_schedules_are_refused(tmp_path, toml: str, message: str) -> None:
     path = tmp_path / "rent.toml"
     path.write_text(toml)
     with pytest.raises(IotError, match=message):

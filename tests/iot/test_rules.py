@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,8 +24,14 @@ def test_defaults_match_the_issue() -> None:
 
 @pytest.mark.parametrize(
     ("lat", "lon", "failing"),
-    [(35.0, 115.0, False), (30.0, 110.0, False), (40.0, 120.0, False), (29.99, 115.0, True),
-     (35.0, 120.01, True), (41.0, 121.0, True)],
+    [
+        (35.0, 115.0, False),
+        (30.0, 110.0, False),
+        (40.0, 120.0, False),
+        (29.99, 115.0, True),
+        (35.0, 120.01, True),
+        (41.0, 121.0, True),
+    ],
 )
 def test_default_box(lat: float, lon: float, failing: bool) -> None:
     assert check_geofence(Rules(), "any", lat, lon)[0] is failing
@@ -33,21 +39,32 @@ def test_default_box(lat: float, lon: float, failing: bool) -> None:
 
 @pytest.mark.parametrize(
     ("lat", "lon", "inside"),
-    [(34.5, 113.5, True), (34.2, 113.9, True), (34.8, 113.2, True), (34.8, 113.8, False),
-     (35.5, 113.2, False), (34.0, 113.5, True), (33.9, 113.5, False)],
+    [
+        (34.5, 113.5, True),
+        (34.2, 113.9, True),
+        (34.8, 113.2, True),
+        (34.8, 113.8, False),
+        (35.5, 113.2, False),
+        (34.0, 113.5, True),
+        (33.9, 113.5, False),
+    ],
 )
 def test_point_in_concave_polygon(lat: float, lon: float, inside: bool) -> None:
     assert point_in_polygon(lat, lon, L_SHAPE) is inside
 
 
 def _zoned() -> Rules:
-    return Rules.model_validate({
-        "geofence": {"zones": [
-            {"name": "yard", "polygon": SQUARE, "devices": ["exc-1"]},
-            {"name": "quarry", "polygon": L_SHAPE, "leases": ["L-7"]},
-        ]},
-        "leases": {"L-7": ["exc-2", "exc-3"]},
-    })
+    return Rules.model_validate(
+        {
+            "geofence": {
+                "zones": [
+                    {"name": "yard", "polygon": SQUARE, "devices": ["exc-1"]},
+                    {"name": "quarry", "polygon": L_SHAPE, "leases": ["L-7"]},
+                ]
+            },
+            "leases": {"L-7": ["exc-2", "exc-3"]},
+        }
+    )
 
 
 def test_device_zone_replaces_default_box() -> None:
@@ -79,14 +96,14 @@ def test_fuel_rate_is_litres_per_working_hour() -> None:
 
 def test_idle_after_threshold() -> None:
     rules = Rules()
-    last = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    last = datetime(2026, 3, 1, tzinfo=UTC)
     assert check_idle(rules, last, last + timedelta(hours=24))[0] is False
     failing, evidence = check_idle(rules, last, last + timedelta(hours=25, minutes=30))
     assert failing is True
     assert evidence["silent_hours"] == 25.5
 
 
-def test_rules_file_errors_name_the_field(tmp_path) -> None:  # noqa: ANN001
+def test_rules_file_errors_name_the_field(tmp_path) -> None:
     bad = tmp_path / "rules.toml"
     bad.write_text("[fuel]\nmax_litres_per_hour = -1\n")
     with pytest.raises(IotError, match=r"rules.toml: field 'fuel.max_litres_per_hour'"):

@@ -20,11 +20,16 @@ def test_fleet_anomalies_raise_and_clear_each_rule_once(store: IotStore) -> None
             monitor.handle(f"device/{r.device_id}/data", r.to_payload())
         monitor.sweep()
     events = Counter((a.device_id, a.rule, a.state) for _, a in store.pending(limit=100))
-    assert events == Counter({
-        ("exc-0000", "idle", "raised"): 1, ("exc-0000", "idle", "cleared"): 1,
-        ("exc-0001", "geofence", "raised"): 1, ("exc-0001", "geofence", "cleared"): 1,
-        ("exc-0002", "fuel", "raised"): 1, ("exc-0002", "fuel", "cleared"): 1,
-    })
+    assert events == Counter(
+        {
+            ("exc-0000", "idle", "raised"): 1,
+            ("exc-0000", "idle", "cleared"): 1,
+            ("exc-0001", "geofence", "raised"): 1,
+            ("exc-0001", "geofence", "cleared"): 1,
+            ("exc-0002", "fuel", "raised"): 1,
+            ("exc-0002", "fuel", "cleared"): 1,
+        }
+    )
     assert monitor.stats["dead_letters"] == 0
 
 

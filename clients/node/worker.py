@@ -7,8 +7,9 @@ ClientApp's modules (and torch) ONCE, polls the Runtime API quickly for ClientAp
 for each task forks a child that runs Flower's own `run_clientapp` with the task's token. The
 child starts with everything already imported, keeps the per-message isolation Flower intends
 (a crash or leak stays in the child), and talks to the SuperNode through the same Runtime API.
+The Flower internals it needs are in `federation.adapters.flwr.ClientAppRuntime`.
 
-    python -m server.deploy.worker --runtime-api-address 127.0.0.1:9094 --insecure \
+    python -m clients.node.worker --runtime-api-address 127.0.0.1:9094 --insecure \
         --preload clients.app --parent-pid <supernode pid>
 """
 
@@ -21,15 +22,15 @@ import signal
 import sys
 import time
 
+from federation.adapters import flwr as adapter
+
 
 def _parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runtime-api-address", required=True, help="SuperNode Runtime API host:port")
     parser.add_argument("--insecure", action="store_true", help="Runtime API without TLS (loopback)")
     parser.add_argument("--root-certificates", default=None, help="CA for a TLS Runtime API")
-    parser.add_argument(
-        "--preload", action="append", default=[], help="module to import before serving (repeatable)"
-    )
+    parser.add_argument("--preload", action="append", default=[], help="module to import before serving (repeatable)")
     parser.add_argument(
         "--warmup", action="append", default=[], help="MODULE:FUNCTION to run once before serving (repeatable)"
     )
@@ -48,33 +49,26 @@ def _reap() -> None:
             return
 
 
-def _run_child(args: argparse.Namespace, token: str, certificates: bytes | None) -> None:
-    """In the forked child: run one ClientApp task exactly as `flwr-clientapp` would."""
+def _run_child(runtime: adapter.ClientAppRuntime, token: str) -> None:
+    """In the forked child: run one ClientApp task, then exit with its code."""
     code = 0
     started = time.perf_counter()
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from flwr.supernode.runtime.run_clientapp import run_clientapp
-
-        run_clientapp(
-            runtime_api_address=args.runtime_api_address,
-            token=token,
-            insecure=args.insecure,
-            certificates=certificates,
-            parent_pid=os.getppid(),
-            runtime_dependency_install=False,
-        )
+        runtime.run_task(token, parent_pid=os.getppid())
     except SystemExit as exc:  # flwr_exit ends the task with sys.exit(code)
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001 - a child must never return into the parent loop
+    except BaseException:
         import traceback
 
         traceback.print_exc()
         code = 1
     finally:
-        print(f"yinqi worker: task finished with code {code} in {time.perf_counter() - started:.3f} s "
-              f"(t={time.time():.3f})", flush=True)
+        print(
+            f"yinqi worker: task finished with code {code} in {time.perf_counter() - started:.3f} s (t={time.time():.3f})",
+            flush=True,
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -89,44 +83,31 @@ def main() -> None:
         module, _, func = ref.partition(":")
         getattr(importlib.import_module(module), func)()
 
-    from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
-    from flwr.supercore.app_utils import start_parent_process_monitor
-    from flwr.supercore.constant import TaskType
-    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
-    from flwr.supercore.retry import make_simple_http_retry_invoker
-    from flwr.supercore.runtime import RuntimeHttpClient
-    from flwr.supercore.tls import validate_and_resolve_root_certificates
-
-    certificates = validate_and_resolve_root_certificates(args.root_certificates, args.insecure)
+    runtime = adapter.ClientAppRuntime(
+        args.runtime_api_address, insecure=args.insecure, root_certificates=args.root_certificates
+    )
     if args.parent_pid is not None:
-        start_parent_process_monitor(args.parent_pid)
+        adapter.exit_with_parent(args.parent_pid)
 
-    def _stop(signum, _frame):  # type: ignore[no-untyped-def]
+    def _stop(signum: int, _frame: object) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)
-    client = RuntimeHttpClient.from_server_address(
-        server_address=args.runtime_api_address,
-        insecure=args.insecure,
-        root_certificates=certificates,
-        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
-        retry_invoker=make_simple_http_retry_invoker(),
-    )
     print(f"yinqi worker ready on {args.runtime_api_address}", flush=True)
     try:
         while True:
             _reap()
-            res = client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
-            if res.HasField("task") and res.token:
+            token = runtime.acquire()
+            if token:
                 print(f"yinqi worker: task acquired (t={time.time():.3f})", flush=True)
                 if os.fork() == 0:
-                    _run_child(args, res.token, certificates)
+                    _run_child(runtime, token)
                 continue  # another task may be waiting: ask again at once
             time.sleep(args.poll)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        client.close()
+        runtime.close()
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.deploy.cluster import base_env, free_port, supernode_argv, worker_argv
-from server.deploy.errors import DeployError
-from server.deploy.procs import Supervisor, log_tail
-from server.deploy.run import CLIENT_PRELOAD, CLIENT_WARMUP, prepare_ledgers
+from clients.errors import NodeError
+from clients.ledger import PrivacyLedger
+from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
+from federation.flower import base_env
+from federation.processes import Supervisor, log_tail
+from federation.waiting import free_port
 
 ACTIVE_MARK = "SuperNode ID:"
 
@@ -47,11 +49,15 @@ def explain_exit(log: Path, node: PlatformNode) -> str:
     """One line saying why the SuperNode stopped, from what Flower logged."""
     text = log.read_text(errors="replace") if log.exists() else ""
     if "code: 2004" in text or "No SuperNode found with the given public key" in text:
-        return (f"the bank at {node.bank} refused this node's key {node.key}: it is not registered "
-                f"(the bank must run `yinqi bank register {node.key}.pub --name {node.name}`)")
+        return (
+            f"the bank at {node.bank} refused this node's key {node.key}: it is not registered "
+            f"(the bank must run `yinqi bank register {node.key}.pub --name {node.name}`)"
+        )
     if "Exit Code: 305" in text and node.ca is None:
-        return (f"could not connect to the bank at {node.bank} without TLS (a bank with TLS and node "
-                "authentication ignores plaintext nodes: pass --ca CA.crt --key KEY)")
+        return (
+            f"could not connect to the bank at {node.bank} without TLS (a bank with TLS and node "
+            "authentication ignores plaintext nodes: pass --ca CA.crt --key KEY)"
+        )
     if "Exit Code: 305" in text:
         return f"could not connect to the bank at {node.bank}: " + _last_reason(text)
     if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
@@ -70,21 +76,35 @@ def _last_reason(text: str) -> str:
 def start(node: PlatformNode, workdir: Path, supervisor: Supervisor | None = None) -> Supervisor:
     """Start the SuperNode and its worker under a supervisor (not waiting)."""
     if not node.data.is_file():
-        raise DeployError(f"{node.data}: data file not found")
+        raise NodeError(f"{node.data}: data file not found")
     if node.key is not None and node.ca is None:
-        raise DeployError("--key needs --ca: SuperNode authentication runs only over TLS")
+        raise NodeError("--key needs --ca: SuperNode authentication runs only over TLS")
     for path, what in ((node.key, "--key"), (node.ca, "--ca")):
         if path is not None and not Path(path).is_file():
-            raise DeployError(f"{path}: {what} file not found")
-    prepare_ledgers([node.node_config()])
+            raise NodeError(f"{path}: {what} file not found")
+    if node.ledger_db:
+        PrivacyLedger(node.ledger_db)  # tables made before the first round's worker opens it
     home = workdir / "flwr-home"
     sup = supervisor or Supervisor(workdir / "logs", env=base_env(home))
     runtime_port = free_port()
-    proc = sup.start("supernode", supernode_argv(node.bank, runtime_port, node.node_config(), ca=node.ca,
-                                                 key=node.key, warm=True, max_wait=node.connect_timeout,
-                                                 node_poll=node.node_poll))
-    sup.start("worker", worker_argv(runtime_port, proc.pid, CLIENT_PRELOAD, CLIENT_WARMUP),
-              env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    proc = sup.start(
+        "supernode",
+        supernode_argv(
+            node.bank,
+            runtime_port,
+            node.node_config(),
+            ca=node.ca,
+            key=node.key,
+            warm=True,
+            max_wait=node.connect_timeout,
+            node_poll=node.node_poll,
+        ),
+    )
+    sup.start(
+        "worker",
+        worker_argv(runtime_port, proc.pid, CLIENT_PRELOAD, CLIENT_WARMUP),
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
     return sup
 
 
@@ -95,14 +115,16 @@ def wait_connected(sup: Supervisor, node: PlatformNode) -> None:
     deadline = time.monotonic() + 2 * node.connect_timeout + 10
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise DeployError(explain_exit(proc.log, node))
+            raise NodeError(explain_exit(proc.log, node))
         if ACTIVE_MARK in proc.log.read_text(errors="replace"):
             return
         time.sleep(0.2)
     if node.ca is None:
-        raise DeployError(f"no answer from the bank at {node.bank} without TLS within {node.connect_timeout:.0f} s "
-                          "(a bank with TLS ignores plaintext nodes: pass --ca CA.crt --key KEY)")
-    raise DeployError(f"no answer from the bank at {node.bank} within {node.connect_timeout:.0f} s")
+        raise NodeError(
+            f"no answer from the bank at {node.bank} without TLS within {node.connect_timeout:.0f} s "
+            "(a bank with TLS ignores plaintext nodes: pass --ca CA.crt --key KEY)"
+        )
+    raise NodeError(f"no answer from the bank at {node.bank} within {node.connect_timeout:.0f} s")
 
 
 def serve(node: PlatformNode, workdir: Path, on_ready=None) -> None:  # type: ignore[no-untyped-def]
@@ -114,7 +136,9 @@ def serve(node: PlatformNode, workdir: Path, on_ready=None) -> None:  # type: ig
         node_proc, worker = sup.procs[0], sup.procs[1]
         while node_proc.popen.poll() is None:
             if worker.popen.poll() is not None:
-                raise DeployError(f"the ClientApp worker stopped (code {worker.popen.returncode}, log {worker.log}):\n"
-                                  + log_tail(worker.log, 8))
+                raise NodeError(
+                    f"the ClientApp worker stopped (code {worker.popen.returncode}, log {worker.log}):\n"
+                    + log_tail(worker.log, 8)
+                )
             time.sleep(0.5)
-        raise DeployError(explain_exit(node_proc.log, node))
+        raise NodeError(explain_exit(node_proc.log, node))

@@ -36,7 +36,7 @@ def run_federation(config: FederationConfig, *, backend: str = "inprocess", work
     torch.set_num_threads(1)  # many tiny models on 2 shared cores: threads only add contention
     from clients.app import app as client_app
     from server.fl.app import app as server_app
-    from server.fl.simulation import simulate
+    from yinqi.harness.simulation import simulate
 
     config.out.mkdir(parents=True, exist_ok=True)
     report_path = config.out / REPORT_FILE

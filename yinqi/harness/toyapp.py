@@ -118,19 +118,13 @@ def _main(grid: Grid, context: Context) -> None:
         initial_parameters=ndarrays_to_parameters([np.zeros(N_FEATURES)]),
     )
     legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy)
-    fit = (
-        SecAggPlusWorkflow(num_shares=clients, reconstruction_threshold=max(2, clients - 1))
-        if secagg
-        else None
-    )
+    fit = SecAggPlusWorkflow(num_shares=clients, reconstruction_threshold=max(2, clients - 1)) if secagg else None
     started = time.perf_counter()
     DefaultWorkflow(fit_workflow=fit)(grid, legacy)
     report = {
         "rounds": rounds,
         "secagg": secagg,
-        "round_seconds": [
-            strategy.round_end[r] - strategy.round_start[r] for r in sorted(strategy.round_end)
-        ],
+        "round_seconds": [strategy.round_end[r] - strategy.round_start[r] for r in sorted(strategy.round_end)],
         "fit_counts": [strategy.fit_counts.get(r, 0) for r in range(1, rounds + 1)],
         "accuracy": [strategy.accuracy[r] for r in sorted(strategy.accuracy)],
         "total_seconds": time.perf_counter() - started,

@@ -34,10 +34,7 @@ def torch_dp() -> None:
             torch.nn.functional.binary_cross_entropy_with_logits(model(xb), yb).backward()
             optimizer.step()
     pd.read_csv(io.StringIO("a,b\n1,x\n2,y\n"))
-    try:
-        import sqlalchemy
+    import sqlalchemy
 
-        with sqlalchemy.create_engine("sqlite://").connect() as conn:
-            conn.execute(sqlalchemy.text("select 1"))
-    except ImportError:
-        pass
+    with sqlalchemy.create_engine("sqlite://").connect() as conn:
+        conn.execute(sqlalchemy.text("select 1"))

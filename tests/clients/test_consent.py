@@ -67,7 +67,10 @@ def test_consented_table_filters_labels_with_the_rows(db_url):
 
     ConsentBook(db_url).grant(["b"])
     table = LabeledTable(
-        frame=pd.DataFrame({"amount": [1.0, 2.0, 3.0]}), y=np.array([0, 1, 1], dtype=np.int8), ids=pd.Series(["a", "b", "b"]), source="p1.csv"
+        frame=pd.DataFrame({"amount": [1.0, 2.0, 3.0]}),
+        y=np.array([0, 1, 1], dtype=np.int8),
+        ids=pd.Series(["a", "b", "b"]),
+        source="p1.csv",
     )
     kept = consented_table(table, db_url)
     assert (kept.frame["amount"].tolist(), kept.y.tolist(), kept.ids.tolist()) == ([2.0, 3.0], [1, 1], ["b", "b"])
@@ -77,8 +80,8 @@ def test_consented_table_filters_labels_with_the_rows(db_url):
 
 
 def test_consent_history_survives_reopening_the_database(db_url):
-    from federation.storage import _engines
+    from federation.storage import forget_engine
 
     ConsentBook(db_url).grant(["m1"], note="form 1")
-    _engines.pop(db_url).dispose()
+    forget_engine(db_url)
     assert [(r.merchant_id, r.granted, r.note) for r in ConsentBook(db_url).history()] == [("m1", True, "form 1")]

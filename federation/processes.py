@@ -10,18 +10,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.deploy.errors import DeployError
+from federation.errors import ProcessError
 
 
 @dataclass
 class Proc:
     name: str
-    popen: subprocess.Popen
+    popen: subprocess.Popen[bytes]
     log: Path
     expect_exit: bool = False  # a process allowed to end on its own
 
@@ -36,12 +35,6 @@ def log_tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text[-lines:])
-
-
-def flwr_bin(name: str) -> str:
-    """A console script of the running interpreter's environment (flower-superlink, ...)."""
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
 
 
 def descendants(pid: int) -> list[int]:
@@ -132,15 +125,20 @@ class Supervisor:
     env: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
-              expect_exit: bool = False) -> Proc:
+    def start(
+        self, name: str, argv: list[str], *, env: dict[str, str] | None = None, expect_exit: bool = False
+    ) -> Proc:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         full_env = {**os.environ, **self.env, **(env or {})}
         with open(log, "ab") as fh:
             popen = subprocess.Popen(
-                argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=full_env, start_new_session=True,
+                argv,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                start_new_session=True,
             )
         proc = Proc(name, popen, log, expect_exit)
         self.procs.append(proc)
@@ -151,9 +149,7 @@ class Supervisor:
         for proc in self.procs:
             code = proc.popen.poll()
             if code is not None and not proc.expect_exit:
-                raise DeployError(
-                    f"{proc.name} exited with code {code} (log {proc.log}):\n{log_tail(proc.log)}"
-                )
+                raise ProcessError(f"{proc.name} exited with code {code} (log {proc.log}):\n{log_tail(proc.log)}")
 
     def stop(self, proc: Proc, sig: int | None = None) -> None:
         # Mark first: `check()` may run in another thread and must not take this exit for a crash.
@@ -181,7 +177,7 @@ class Supervisor:
                 pass
         self.procs.clear()
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Supervisor:
         self._old_sigterm = _sigterm_as_interrupt()
         return self
 
@@ -198,7 +194,7 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
 
 
-def _ignore_stop_signals() -> dict[int, object]:
+def _ignore_stop_signals() -> dict[int, signal._HANDLER]:
     """Ignore SIGINT and SIGTERM (main thread only); returns the handlers to put back."""
     import threading
 
@@ -211,7 +207,7 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _sigterm_as_interrupt():  # type: ignore[no-untyped-def]
+def _sigterm_as_interrupt() -> signal._HANDLER:
     """Make SIGTERM unwind like Ctrl-C (so `with` blocks stop the children); returns the old
     handler, or None when not possible (not the main thread, or someone else handles it)."""
     import threading

@@ -59,7 +59,9 @@ def train_torch(cfg: FederationConfig, x: np.ndarray, y: np.ndarray, n_features:
     from federation.model import build_model
 
     model = build_model(n_features, cfg.architecture, cfg.hidden, cfg.seed)
-    settings = LocalTraining(epochs=cfg.rounds * cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, seed=cfg.seed)
+    settings = LocalTraining(
+        epochs=cfg.rounds * cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, seed=cfg.seed
+    )
     train_local(model, x, y, settings)
     return model
 
@@ -92,13 +94,21 @@ def train_central(cfg: FederationConfig, *, random_forest: bool = True, save: bo
         result.rf_auc, result.rf_ks = roc_auc(y_test, q), ks_statistic(y_test, q)
     result.seconds = time.perf_counter() - started
     if save:
-        meta = {"architecture": cfg.architecture, "hidden": cfg.hidden, "label": cfg.label, "positive": cfg.positive, "mode": "central"}
+        meta = {
+            "architecture": cfg.architecture,
+            "hidden": cfg.hidden,
+            "label": cfg.label,
+            "positive": cfg.positive,
+            "mode": "central",
+        }
         result.version_hash = save_model(cfg.out, model, encoder, meta)
         write_report(cfg.out, {"mode": "central", "settings": cfg.to_run_config(), **result.to_dict()})
     return result
 
 
-def evaluate_model_dir(model_dir: str | Path, test: str | Path, label: str, positive: str | None) -> tuple[float, float]:
+def evaluate_model_dir(
+    model_dir: str | Path, test: str | Path, label: str, positive: str | None
+) -> tuple[float, float]:
     """AUC/KS of a saved model on a labeled file."""
     from federation.metrics import ks_statistic, roc_auc
     from federation.model import load_model

@@ -1,0 +1,25 @@
+"""Telling the bank about consent: the platform sends its consent events over the bank's gRPC
+`PlatformService`; the bank never reads the platform's database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from clients.consent import ConsentBook
+from proto import platform_pb2, platform_pb2_grpc
+from proto.channel import call
+
+
+def report_consent(book: ConsentBook, channel: grpc.Channel, platform: str) -> dict[str, int]:
+    """Send every event of `book` (the bank keeps each once); returns the bank's counts."""
+    events = [
+        platform_pb2.ConsentEvent(
+            event_id=event_id, merchant_id=r.merchant_id, granted=r.granted, at=r.at.isoformat(), note=r.note
+        )
+        for event_id, r in book.events()
+    ]
+    stub: Any = platform_pb2_grpc.PlatformServiceStub(channel)
+    ack = call(stub.ReportConsent, platform_pb2.ConsentReport(platform=platform, events=events))
+    return {"received": int(ack.received), "stored": int(ack.stored)}

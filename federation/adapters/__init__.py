@@ -1,0 +1,1 @@
+"""Thin adapters holding every use of a dependency's internals (one module per dependency)."""

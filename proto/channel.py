@@ -1,0 +1,99 @@
+"""The one way yinqi's programs reach a gRPC service: a channel, and calls with one-line errors.
+
+The CLI, the IoT monitor's delivery outbox and a platform's node all connect through
+`connect()` and call through `call()`. TLS is the default: a channel is plaintext only when
+the caller says `insecure=True`. With a client certificate and key the channel speaks mutual
+TLS, which the bank's services require of every caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from federation.errors import YinqiError
+
+Reply = TypeVar("Reply")
+
+# gRPC status -> what the caller is told happened.
+KIND_OF_CODE = {
+    "INVALID_ARGUMENT": "invalid",
+    "FAILED_PRECONDITION": "refused",
+    "PERMISSION_DENIED": "refused",
+    "UNAUTHENTICATED": "refused",
+    "NOT_FOUND": "not_found",
+    "ALREADY_EXISTS": "refused",
+    "RESOURCE_EXHAUSTED": "refused",
+}
+
+
+class RemoteError(YinqiError):
+    """A service refused a call or could not be reached; `code` is the gRPC status name."""
+
+    def __init__(self, message: str, code: str, kind: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """The service's CA and, for mutual TLS, this caller's certificate and key (PEM files)."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if (self.cert is None) != (self.key is None):
+            raise YinqiError("a client certificate needs its key and a key its certificate (--cert and --key together)")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(self.ca, "CA certificate"),
+            private_key=_read(self.key, "client key") if self.key else None,
+            certificate_chain=_read(self.cert, "client certificate") if self.cert else None,
+        )
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise YinqiError(f"{path}: {what} file not found") from None
+    except OSError as exc:
+        raise YinqiError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+
+
+def connect(address: str, tls: ClientTls | None = None, *, insecure: bool = False) -> grpc.Channel:
+    """A channel to `address` (host:port): TLS with `tls`, plaintext only with `insecure=True`."""
+    if not address or ":" not in address:
+        raise YinqiError(f"service address '{address}': expected HOST:PORT")
+    if tls is not None:
+        return grpc.secure_channel(address, tls.credentials())
+    if not insecure:
+        raise YinqiError(
+            f"no TLS settings for {address}: give the service's CA (--ca) and this caller's "
+            "certificate and key (--cert, --key), or --insecure for a plaintext loopback service"
+        )
+    return grpc.insecure_channel(address)
+
+
+def call(method: Callable[..., Reply], request: Any, *, timeout: float = 30.0) -> Reply:
+    """Call a stub method; a refusal or an unreachable service becomes a one-line `RemoteError`."""
+    try:
+        return method(request, timeout=timeout)
+    except grpc.RpcError as exc:
+        raise remote_error(exc) from None
+
+
+def remote_error(exc: grpc.RpcError) -> RemoteError:
+    """A gRPC failure as a `RemoteError` with the service's own message."""
+    code = exc.code()
+    details = exc.details() or code.name
+    kind = KIND_OF_CODE.get(code.name)
+    if kind is None:
+        return RemoteError(f"service unavailable ({code.name}): {details}", code.name, "unavailable")
+    return RemoteError(details, code.name, kind)

@@ -1,0 +1,133 @@
+"""Merchant consent as the bank knows it: what each platform reported over the wire.
+
+A platform keeps its own consent book (`clients.consent`) and reports its events to the bank
+(`PlatformService.ReportConsent`). The bank stores each event once (by platform and the
+platform's event id) and never reads a platform's database. A merchant's latest reported event
+decides; a merchant never reported has not consented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import BigInteger, Boolean, Engine, Integer, String, UniqueConstraint, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from federation.clock import as_utc, utcnow
+from federation.storage import UtcDateTime, session_scope
+from server.credit.errors import BankError
+from server.db import BankBase, bank_engine
+
+
+class ReportedConsent(BankBase):
+    """One consent event a platform reported; never updated or deleted."""
+
+    __tablename__ = "bank_consent_events"
+    __table_args__ = (UniqueConstraint("platform", "event_id", name="uq_bank_consent_event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(200), index=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    merchant_id: Mapped[str] = mapped_column(String(128), index=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    note: Mapped[str] = mapped_column(String(256), default="")
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class ConsentEventIn:
+    """A consent event as a platform sends it."""
+
+    event_id: int
+    merchant_id: str
+    granted: bool
+    at: datetime
+    note: str = ""
+
+
+MAX_ID = 128
+
+
+class ConsentRegistry:
+    """The consent events platforms reported, on the bank's database."""
+
+    def __init__(self, engine: Engine | str | None = None) -> None:
+        self.engine = bank_engine(engine)
+
+    def record(self, platform: str, events: Sequence[ConsentEventIn]) -> int:
+        """Store the events this bank does not have yet; returns how many were new.
+
+        Every event is checked before any is stored: a bad one refuses the whole report.
+        """
+        platform = str(platform).strip()
+        if not platform or len(platform) > 200:
+            raise BankError("a consent report needs the platform's name (1..200 characters)")
+        for event in events:
+            merchant = str(event.merchant_id).strip()
+            if not merchant or len(merchant) > MAX_ID:
+                raise BankError(f"consent event {event.event_id}: merchant id must be 1..{MAX_ID} characters")
+            if event.at.tzinfo is None:
+                raise BankError(f"consent event {event.event_id}: time {event.at} has no time zone; expected UTC")
+        stored = 0
+        with session_scope(self.engine) as session:
+            known = set(
+                session.scalars(
+                    select(ReportedConsent.event_id).where(
+                        ReportedConsent.platform == platform,
+                        ReportedConsent.event_id.in_([e.event_id for e in events] or [-1]),
+                    )
+                )
+            )
+            for event in events:
+                if event.event_id in known:
+                    continue
+                known.add(event.event_id)
+                session.add(
+                    ReportedConsent(
+                        platform=platform,
+                        event_id=int(event.event_id),
+                        merchant_id=str(event.merchant_id).strip(),
+                        granted=bool(event.granted),
+                        at=as_utc(event.at),
+                        note=str(event.note)[:256],
+                    )
+                )
+                stored += 1
+        return stored
+
+    def record_retrying(self, platform: str, events: Sequence[ConsentEventIn]) -> int:
+        """`record`, once more if a concurrent report of the same events won the race."""
+        try:
+            return self.record(platform, events)
+        except IntegrityError:
+            return self.record(platform, events)
+
+    def consented(self, merchant_ids: Sequence[str]) -> np.ndarray:
+        """Boolean mask: True where the merchant's latest reported event is a grant."""
+        wanted = sorted({str(m) for m in merchant_ids})
+        latest: dict[str, bool] = {}
+        with session_scope(self.engine) as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                newest = (
+                    select(ReportedConsent.merchant_id, func.max(ReportedConsent.at).label("at"))
+                    .where(ReportedConsent.merchant_id.in_(chunk))
+                    .group_by(ReportedConsent.merchant_id)
+                    .subquery()
+                )
+                rows = session.execute(
+                    select(ReportedConsent.merchant_id, ReportedConsent.granted, ReportedConsent.id)
+                    .join(
+                        newest,
+                        (ReportedConsent.merchant_id == newest.c.merchant_id) & (ReportedConsent.at == newest.c.at),
+                    )
+                    .order_by(ReportedConsent.id)
+                )
+                for merchant, granted, _id in rows:
+                    latest[merchant] = bool(granted)  # same instant twice: the later report wins
+        return np.array([latest.get(str(m), False) for m in merchant_ids], dtype=bool)

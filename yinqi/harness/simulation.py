@@ -1,0 +1,100 @@
+"""Flower's Simulation Runtime with an in-process backend (and Ray as an option).
+
+`flwr.simulation.run_simulation` always starts Ray (≈10 s here) and gives every simulated node
+only `partition-id`. This harness drives the same runtime pieces Flower's simulation uses
+(through `federation.adapters.flwr.SimulationLink`), with two differences: ClientApps run in
+worker threads of this process (`backend="ray"` keeps Flower's Ray actors), and each node gets
+the real `node_config` a platform's SuperNode would have (`data-path`, `platform-name`, ...).
+The ServerApp and ClientApp objects are exactly the ones a deployment runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from queue import Empty, Queue
+from typing import Any
+
+from federation.adapters import flwr as adapter
+
+log = logging.getLogger("yinqi.fl")
+
+
+def simulate(
+    server_app: Any,
+    client_app: Any,
+    run_config: dict[str, Any],
+    node_configs: list[dict[str, Any]],
+    *,
+    backend: str = "inprocess",
+    workers: int = 2,
+) -> Any:
+    """Run `server_app` against one simulated SuperNode per entry of `node_configs`; returns
+    the ServerApp's context. An exception in the ServerApp is raised here."""
+    link = adapter.SimulationLink(node_configs, run_config)
+    grid = link.grid()
+    stop = threading.Event()
+    errors: Queue[BaseException] = Queue()
+
+    def serve() -> None:
+        try:
+            link.run_serverapp(server_app, grid)
+        except BaseException as exc:  # handed to the caller below
+            errors.put(exc)
+        finally:
+            stop.set()
+
+    server_thread = threading.Thread(target=serve, name="yinqi-serverapp", daemon=True)
+    server_thread.start()
+    try:
+        if backend == "ray":
+            link.serve_with_ray(client_app, stop)
+        else:
+            _serve_nodes(link, client_app, stop, workers)
+    finally:
+        stop.set()
+        server_thread.join(timeout=30)
+    try:
+        raise errors.get_nowait()
+    except Empty:
+        return link.server_context
+
+
+def _serve_nodes(link: adapter.SimulationLink, client_app: Any, stop: threading.Event, workers: int) -> None:
+    """The Simulation Runtime's node loop in worker threads, polling every 5 ms instead of
+    100 ms (SecAgg+ needs four exchanges per round and the poll dominated). Each node handles
+    one message at a time, on its own copy of it, as a real node would."""
+    node_locks = {node_id: threading.Lock() for node_id in link.nodes}
+
+    def handle(node_id: int, message: Any) -> None:
+        try:
+            context = link.context_of(node_id)
+            reply = client_app(message=adapter.copy_message(message), context=context)
+            link.save_context(node_id, context)
+        except Exception as exc:  # reported to the ServerApp as an error reply
+            log.warning("node %s: ClientApp failed: %s", node_id, exc)
+            reply = link.error_reply(message, exc)
+        link.reply(reply)
+
+    def work() -> None:
+        while not stop.is_set():
+            handled = False
+            for node_id, lock in node_locks.items():
+                if not lock.acquire(blocking=False):
+                    continue  # another worker is serving this node
+                try:
+                    for message in link.messages_for(node_id):
+                        handled = True
+                        handle(node_id, message)
+                finally:
+                    lock.release()
+            if not handled:
+                stop.wait(0.005)
+
+    threads = [
+        threading.Thread(target=work, name=f"yinqi-node-worker-{i}", daemon=True) for i in range(max(1, workers))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
