@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench contracts clean
+.PHONY: install demo test lint bench contracts clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,12 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# ruff (lint + format) and mypy (strict on federation/, contracts/, iot/), as CI runs them.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/fl.py && $(PY) bench/anchor.py && $(PY) bench/iot.py && $(PY) bench/bank.py
