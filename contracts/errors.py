@@ -109,7 +109,11 @@ def decode_revert(data: str | bytes | None) -> ChainError | None:
         values = decode([i["type"] for i in inputs], body) if inputs else ()
     except (DecodingError, ValueError, OverflowError):
         return None
-    args = {i["name"]: v for i, v in zip(inputs, values, strict=True)}
+    from eth_utils import to_checksum_address
+
+    args = {
+        i["name"]: (to_checksum_address(v) if i["type"] == "address" else v) for i, v in zip(inputs, values, strict=True)
+    }
     shown = ", ".join(
         f"{i['name'].rstrip('_')}={_fmt(i['name'], i['type'], v)}" for i, v in zip(inputs, values, strict=True)
     )
