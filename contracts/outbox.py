@@ -334,6 +334,7 @@ class AnchorOutbox:
         chain: Any = None,
         proof_dir: Path | None = None,
         on_flush: Callable[[list[Path]], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> FlusherStats:
         """Drain the store every `interval` seconds until `stop` is set; returns what it did.
 
@@ -360,11 +361,15 @@ class AnchorOutbox:
                 stats.last_error = str(exc)
                 chain = None  # reconnect at the next tick
                 log.warning("anchor flusher: %s (retrying in %g s)", exc, interval)
+                if on_error is not None:
+                    on_error(str(exc))
             except Exception as exc:  # a bug must not stop anchoring for good: log it, keep going
                 stats.errors += 1
                 stats.last_error = f"{type(exc).__name__}: {exc}"
                 chain = None
                 log.exception("anchor flusher: unexpected failure (retrying in %g s)", interval)
+                if on_error is not None:
+                    on_error(stats.last_error)
             stop.wait(interval)
         return stats
 
