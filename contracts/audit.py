@@ -109,7 +109,9 @@ def _verify_on_chain(p: Proof, chain: Any, trust: TrustedAnchor) -> VerifiedProo
     chain.sync()
     where = p.where
     if p.chain_id != chain.chain_id:
-        raise ChainError(f"{where}: proof is for chain id {p.chain_id}, but {chain.endpoint} is chain id {chain.chain_id}")
+        raise ChainError(
+            f"{where}: proof is for chain id {p.chain_id}, but {chain.endpoint} is chain id {chain.chain_id}"
+        )
     if p.contract.lower() != trust.registry.lower():
         raise ChainError(
             f"{where}: the proof names contract {p.contract}, not the trusted anchoring contract {trust.registry} "

@@ -33,7 +33,8 @@ def artifact(name: str) -> dict[str, Any]:
     path = ARTIFACTS / f"{name}.json"
     if not path.exists():
         raise ChainError(f"{path}: artifact missing; run `python -m contracts.build`")
-    return json.loads(path.read_text())
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
 
 
 def chain_dir() -> Path:
@@ -110,8 +111,8 @@ class Chain:
         if who.startswith("0x") and len(who) == 42:
             if not Web3.is_address(who):
                 raise ChainError(f"{who}: not a valid address")
-            return Web3.to_checksum_address(who)
-        return self.account(who).address
+            return str(Web3.to_checksum_address(who))
+        return str(self.account(who).address)
 
     def name_of(self, address: str) -> str:
         for name, acct in self.accounts.items():
@@ -193,7 +194,9 @@ class Chain:
                 self.sync()
 
                 def build(nonce: int) -> dict[str, Any]:
-                    return dict(factory.constructor().build_transaction(self._tx_fields(acct.address, DEPLOY_GAS, nonce)))
+                    return dict(
+                        factory.constructor().build_transaction(self._tx_fields(acct.address, DEPLOY_GAS, nonce))
+                    )
 
                 receipt = send_with_nonce(self.w3, acct, build, action, on_retry=self.sync)
         except ChainError:
@@ -277,7 +280,7 @@ def http_web3(rpc: str) -> Any:
         raise ChainError(f"--rpc {rpc!r}: expected an http:// or https:// URL of an Ethereum JSON-RPC node")
     w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30}))
     try:
-        w3.eth.chain_id
+        _ = w3.eth.chain_id
     except Exception as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ChainError(f"cannot reach the Ethereum JSON-RPC node at {rpc}: {first}") from None

@@ -112,7 +112,8 @@ def decode_revert(data: str | bytes | None) -> ChainError | None:
     from eth_utils import to_checksum_address
 
     args = {
-        i["name"]: (to_checksum_address(v) if i["type"] == "address" else v) for i, v in zip(inputs, values, strict=True)
+        i["name"]: (to_checksum_address(v) if i["type"] == "address" else v)
+        for i, v in zip(inputs, values, strict=True)
     }
     shown = ", ".join(
         f"{i['name'].rstrip('_')}={_fmt(i['name'], i['type'], v)}" for i, v in zip(inputs, values, strict=True)

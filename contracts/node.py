@@ -123,7 +123,7 @@ class ChainNode:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("chain node: " + format, *args)
 
         self.server = ThreadingHTTPServer((host, port), Handler)
@@ -133,7 +133,7 @@ class ChainNode:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def handle(self, payload: Any) -> Any:
         """Answer one JSON-RPC request or a batch (a list)."""

@@ -211,7 +211,10 @@ class AnchorOutbox:
                 .where(AnchorLeaf.kind == kind, AnchorLeaf.ref == ref, AnchorLeaf.proof_json.is_not(None))
                 .order_by(AnchorLeaf.id.desc())
             ).first()
-            return json.loads(row.proof_json) if row else None
+            if row is None or row.proof_json is None:
+                return None
+            proof: dict[str, Any] = json.loads(row.proof_json)
+            return proof
 
     # -- anchoring --------------------------------------------------------------------------
 

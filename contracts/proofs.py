@@ -167,7 +167,9 @@ def _int(doc: dict[str, Any], field: str, where: str, low: int, high: int) -> in
     return value
 
 
-def _text(doc: dict[str, Any], field: str, where: str, *, max_bytes: int | None = None, max_chars: int | None = None) -> str:
+def _text(
+    doc: dict[str, Any], field: str, where: str, *, max_bytes: int | None = None, max_chars: int | None = None
+) -> str:
     value = doc[field]
     ok = isinstance(value, str) and value != ""
     if ok:
@@ -207,7 +209,9 @@ def parse_proof(source: dict[str, Any] | Path | str) -> Proof:
     parsed = []
     for i, sibling in enumerate(siblings):
         if not isinstance(sibling, str) or not _HEX32.match(sibling):
-            raise ChainError(f"{where}: field 'proof[{i}]' must be 32 bytes as 0x + 64 hex digits, got {_shown(sibling)}")
+            raise ChainError(
+                f"{where}: field 'proof[{i}]' must be 32 bytes as 0x + 64 hex digits, got {_shown(sibling)}"
+            )
         parsed.append(bytes.fromhex(sibling.removeprefix("0x")))
     contract = doc["contract"]
     if not isinstance(contract, str) or not _ADDRESS.match(contract):

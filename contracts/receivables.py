@@ -114,7 +114,13 @@ def set_limit(
 ) -> None:
     """Set `debtor`'s limit and terms (the bank's admin only); terms are required before funding."""
     call = chain.fn(
-        chain.financing, "setLimit", chain.address(debtor), limit, max_tenor_days * 86400, advance_bps, discount_bps_per_year
+        chain.financing,
+        "setLimit",
+        chain.address(debtor),
+        limit,
+        max_tenor_days * 86400,
+        advance_bps,
+        discount_bps_per_year,
     )
     chain.transact(call, sender, action="limit set")
 

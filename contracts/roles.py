@@ -89,10 +89,14 @@ def parties(chain: Chain) -> list[Party]:
                 seen.setdefault(account, {})[_role_label(kind, role_id)] = (contract, role_id)
     out = []
     for account, roles in seen.items():
-        held = sorted(label for label, (contract, rid) in roles.items() if contract.functions.hasRole(rid, account).call())
+        held = sorted(
+            label for label, (contract, rid) in roles.items() if contract.functions.hasRole(rid, account).call()
+        )
         if not held:
             continue
         name = str(chain.financing.functions.partyName(account).call())
         alias = chain.name_of(account)
         out.append(Party(account=account, name=name, roles=held, alias=None if alias == account else alias))
-    return sorted(out, key=lambda p: (p.alias is None, list(chain.accounts).index(p.alias) if p.alias else 0, p.account))
+    return sorted(
+        out, key=lambda p: (p.alias is None, list(chain.accounts).index(p.alias) if p.alias else 0, p.account)
+    )

@@ -75,7 +75,9 @@ def trusted_anchor(registry: str | None = None, anchorers: list[str] | None = No
         source = "[audit] in yinqi.toml"
         reg, anchs = table.get("registry"), _listed(table.get("anchorer")) + _listed(table.get("anchorers"))
     if not reg:
-        raise ChainError(f"trusted anchorer given ({source}) but no registry: give the bank's AnchorRegistry address too")
+        raise ChainError(
+            f"trusted anchorer given ({source}) but no registry: give the bank's AnchorRegistry address too"
+        )
     if not anchs:
         raise ChainError(f"trusted registry given ({source}) but no anchorer: give the bank's anchoring account too")
     return TrustedAnchor(

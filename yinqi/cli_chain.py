@@ -25,7 +25,9 @@ from federation.errors import YinqiError
 console = Console()
 
 RPC_HELP = "Ethereum JSON-RPC URL (default: YINQI_CHAIN_RPC, else the embedded EVM in the data dir)."
-AS_HELP = "Account to sign with: an account name (bank, debtor, supplier, supplier2, supplier3, auditor) or its address."
+AS_HELP = (
+    "Account to sign with: an account name (bank, debtor, supplier, supplier2, supplier3, auditor) or its address."
+)
 JSON_HELP = "Print the result as JSON."
 MAX_ADVANCE_DAYS = 36_500
 
@@ -78,7 +80,7 @@ def _command(app: typer.Typer, name: str) -> Any:
     return app.command(name, cls=OneLineCommand)
 
 
-def _open(rpc: str | None):  # type: ignore[no-untyped-def]
+def _open(rpc: str | None) -> Any:
     from contracts.client import open_chain
 
     return open_chain(rpc)
@@ -350,7 +352,9 @@ def approve(
     over_limit: bool = typer.Option(
         False, "--over-limit", help="Approve beyond the debtor's remaining limit (the bank's admin; logged on chain)."
     ),
-    reason: str = typer.Option("", "--reason", help="Why the limit is overridden (≤ 32 bytes; needed with --over-limit)."),
+    reason: str = typer.Option(
+        "", "--reason", help="Why the limit is overridden (≤ 32 bytes; needed with --over-limit)."
+    ),
     sender: str = typer.Option("bank", "--as", help=AS_HELP),
     rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
 ) -> None:
@@ -469,7 +473,9 @@ def limit_set(
     max_tenor_days: int = typer.Option(
         90, "--max-tenor-days", help="Longest time to the due date approved automatically, days."
     ),
-    advance_bps: int = typer.Option(10_000, "--advance-bps", help="Share of face value advanced, basis points 1..10000."),
+    advance_bps: int = typer.Option(
+        10_000, "--advance-bps", help="Share of face value advanced, basis points 1..10000."
+    ),
     discount_bps: int = typer.Option(0, "--discount-bps", help="Yearly discount rate, basis points 0..10000."),
     sender: str = typer.Option("bank", "--as", help=AS_HELP),
     rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
@@ -511,7 +517,9 @@ def parties(
 @_command(party_app, "add")
 def party_add(
     account: str = typer.Argument(..., help="The party's address (or a local account name)."),
-    role: str = typer.Option(..., "--role", help="debtor (core enterprise), supplier, financier, servicer or anchorer."),
+    role: str = typer.Option(
+        ..., "--role", help="debtor (core enterprise), supplier, financier, servicer or anchorer."
+    ),
     name: str = typer.Option("", "--name", help="Readable name, 1..64 bytes (needed except for anchorer)."),
     sender: str = typer.Option("bank", "--as", help=AS_HELP),
     rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
@@ -541,7 +549,9 @@ def party_revoke(
 
 @_command(chain_app, "grace-period")
 def grace_period(
-    days: float | None = typer.Option(None, "--days", help="Set it (the bank's admin): days after the due date, 0..365."),
+    days: float | None = typer.Option(
+        None, "--days", help="Set it (the bank's admin): days after the due date, 0..365."
+    ),
     sender: str = typer.Option("bank", "--as", help=AS_HELP),
     rpc: str | None = typer.Option(None, "--rpc", help=RPC_HELP),
 ) -> None:
@@ -664,7 +674,9 @@ def anchor_flush(
     proof_dir: Path | None = typer.Option(
         None, "--proof-dir", help="Where proof files go (default: <data dir>/proofs)."
     ),
-    attempts: int = typer.Option(1, "--attempts", min=1, max=100, help="Tries while the node is unreachable (growing delays)."),
+    attempts: int = typer.Option(
+        1, "--attempts", min=1, max=100, help="Tries while the node is unreachable (growing delays)."
+    ),
     wait: float = typer.Option(120.0, "--wait", help="Seconds to wait for another flush of the same store to finish."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

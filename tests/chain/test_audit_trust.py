@@ -148,7 +148,9 @@ def test_a_proof_file_with_200k_siblings_is_refused_before_it_is_read(tmp_path: 
     huge.write_text(json.dumps({**proof, "proof": ["0x" + "ab" * 32] * 200_000}))
     with pytest.raises(ChainError, match=r"bytes; a proof file is at most 65,536 bytes"):
         verify_proof(huge)
-    with pytest.raises(ChainError, match=rf"200,000 siblings; an anchored tree \(< 2\*\*32 leaves\) has at most {MAX_SIBLINGS}"):
+    with pytest.raises(
+        ChainError, match=rf"200,000 siblings; an anchored tree \(< 2\*\*32 leaves\) has at most {MAX_SIBLINGS}"
+    ):
         parse_proof({**proof, "proof": ["0x" + "ab" * 32] * 200_000})
     with pytest.raises(ChainError, match="33 siblings"):
         parse_proof({**proof, "proof": ["0x" + "ab" * 32] * 33})

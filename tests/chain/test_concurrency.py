@@ -26,7 +26,10 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 def _together(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
-    procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    procs = [
+        subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     done = []
     for cmd, proc in zip(commands, procs, strict=True):
         out, err = proc.communicate(timeout=300)

@@ -200,10 +200,15 @@ def test_a_revoked_supplier_can_neither_receive_nor_apply(chain) -> None:  # typ
 
 def test_every_state_change_emits_an_event_with_indexed_parties(chain) -> None:  # type: ignore[no-untyped-def]
     rid = _financed(chain)
-    receipt_logs = chain.financing.events.Financed().get_logs(from_block=0, argument_filters={"holder": chain.address("supplier")})
+    receipt_logs = chain.financing.events.Financed().get_logs(
+        from_block=0, argument_filters={"holder": chain.address("supplier")}
+    )
     assert [log["args"]["id"] for log in receipt_logs] == [rid]
     onboarded = chain.financing.events.PartyOnboarded().process_receipt(
-        chain.transact(chain.fn(chain.financing, "onboard", chain.address("auditor"), keccak(text="SUPPLIER_ROLE"), "Aud Co"), "bank"),
+        chain.transact(
+            chain.fn(chain.financing, "onboard", chain.address("auditor"), keccak(text="SUPPLIER_ROLE"), "Aud Co"),
+            "bank",
+        ),
         errors=DISCARD,
     )
     assert onboarded[0]["args"]["name"] == "Aud Co"

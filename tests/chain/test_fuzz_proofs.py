@@ -106,7 +106,9 @@ def test_only_untampered_proofs_of_random_trees_verify(values: list[bytes], inde
 
 @_settings(60)
 @given(leaves, st.integers(min_value=0), st.sampled_from(TAMPERS), st.integers(min_value=0, max_value=255))
-def test_python_and_the_contract_agree_on_every_proof(anchored, values: list[bytes], index: int, how: str, bit: int) -> None:  # type: ignore[no-untyped-def]
+def test_python_and_the_contract_agree_on_every_proof(
+    anchored, values: list[bytes], index: int, how: str, bit: int
+) -> None:  # type: ignore[no-untyped-def]
     chain = anchored[0]
     tree = MerkleTree.build(values)
     leaf = values[index % len(values)]
@@ -122,7 +124,20 @@ json_values = st.recursive(
     max_leaves=20,
 )
 hexish = st.text(alphabet="0123456789abcdefABCDEFx", min_size=0, max_size=70)
-FIELDS = ("leaf", "proof", "root", "contract", "chain_id", "tx_hash", "block", "kind", "ref", "data_hash", "leaf_count", "version")
+FIELDS = (
+    "leaf",
+    "proof",
+    "root",
+    "contract",
+    "chain_id",
+    "tx_hash",
+    "block",
+    "kind",
+    "ref",
+    "data_hash",
+    "leaf_count",
+    "version",
+)
 
 
 def _flip_hex(value: str, position: int) -> str:
@@ -136,7 +151,9 @@ def _flip_hex(value: str, position: int) -> str:
 mutations = st.one_of(
     st.tuples(st.just("set"), st.sampled_from(FIELDS), json_values),
     st.tuples(st.just("hex"), st.sampled_from(("leaf", "root", "data_hash", "tx_hash", "contract")), hexish),
-    st.tuples(st.just("flip"), st.sampled_from(("leaf", "root", "data_hash", "tx_hash", "contract")), st.integers(0, 80)),
+    st.tuples(
+        st.just("flip"), st.sampled_from(("leaf", "root", "data_hash", "tx_hash", "contract")), st.integers(0, 80)
+    ),
     st.tuples(st.just("flip-sibling"), st.integers(0, 40), st.integers(0, 80)),
     st.tuples(st.just("delete"), st.sampled_from(FIELDS), st.none()),
     st.tuples(st.just("siblings"), st.lists(hexish, max_size=40), st.none()),
@@ -147,9 +164,7 @@ mutations = st.one_of(
 def _mutate(proof: dict[str, Any], mutation: tuple[str, Any, Any], proofs: list[dict[str, Any]]) -> dict[str, Any]:
     op, a, b = mutation
     doc = json.loads(json.dumps(proof))
-    if op == "set":
-        doc[a] = b
-    elif op == "hex":
+    if op in ("set", "hex"):
         doc[a] = b
     elif op == "flip":
         doc[a] = _flip_hex(str(doc[a]), b)

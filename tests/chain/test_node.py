@@ -23,7 +23,6 @@ from contracts import receivables as rv
 from contracts.client import open_chain
 from contracts.errors import ChainError
 from contracts.node import ChainNode
-from contracts.outbox import AnchorOutbox
 from federation.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,12 +78,15 @@ def test_yinqi_through_the_node_signs_locally_and_the_journal_records_it(served)
 
 
 @pytest.mark.parametrize(
-    "method", ["eth_sendTransaction", "eth_accounts", "evm_snapshot", "evm_revert", "personal_unlockAccount", "evm_mine"]
+    "method",
+    ["eth_sendTransaction", "eth_accounts", "evm_snapshot", "evm_revert", "personal_unlockAccount", "evm_mine"],
 )
 def test_the_node_never_signs_for_anyone_or_rewrites_history(served, method: str) -> None:  # type: ignore[no-untyped-def]
     chain, node = served
     head = chain.w3.eth.block_number
-    status, reply = _rpc(node.url, {"jsonrpc": "2.0", "id": 7, "method": method, "params": [{"from": chain.address("bank")}]})
+    status, reply = _rpc(
+        node.url, {"jsonrpc": "2.0", "id": 7, "method": method, "params": [{"from": chain.address("bank")}]}
+    )
     assert status == 200 and reply["id"] == 7 and reply["error"]["code"] == -32601
     assert chain.now() and open_chain().w3.eth.block_number == head
 
@@ -107,7 +109,9 @@ def test_malformed_requests_get_json_rpc_errors(served) -> None:  # type: ignore
     assert _rpc(node.url, [])[1]["error"]["code"] == -32600
     assert _rpc(node.url, {"id": 1})[1]["error"]["code"] == -32600
     assert _rpc(node.url, {"id": 1, "method": "eth_chainId", "params": "x"})[1]["error"]["code"] == -32602
-    batch = _rpc(node.url, [{"jsonrpc": "2.0", "id": i, "method": "eth_blockNumber", "params": []} for i in range(3)])[1]
+    batch = _rpc(node.url, [{"jsonrpc": "2.0", "id": i, "method": "eth_blockNumber", "params": []} for i in range(3)])[
+        1
+    ]
     assert [r["id"] for r in batch] == [0, 1, 2] and all(r["result"].startswith("0x") for r in batch)
     import http.client
     from urllib.parse import urlparse
@@ -125,7 +129,9 @@ def test_malformed_requests_get_json_rpc_errors(served) -> None:  # type: ignore
 
 
 def _yinqi(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "yinqi", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "yinqi", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_an_auditor_verifies_from_an_empty_directory_and_leaves_it_empty(tmp_path: Path) -> None:
@@ -138,7 +144,9 @@ def test_an_auditor_verifies_from_an_empty_directory_and_leaves_it_empty(tmp_pat
     assert _yinqi("anchor", "add", "invoice.txt", "--kind", "document", cwd=bank_dir, env=bank_env).returncode == 0
     assert _yinqi("anchor", "flush", cwd=bank_dir, env=bank_env).returncode == 0
     trust = json.loads(_yinqi("anchor", "trust", "--json", cwd=bank_dir, env=bank_env).stdout)
-    proof = _yinqi("anchor", "proof", "document", "invoice.txt", "--out", str(tmp_path / "proof.json"), cwd=bank_dir, env=bank_env)
+    proof = _yinqi(
+        "anchor", "proof", "document", "invoice.txt", "--out", str(tmp_path / "proof.json"), cwd=bank_dir, env=bank_env
+    )
     assert proof.returncode == 0, proof.stderr
 
     url_file = tmp_path / "node.url"
@@ -157,19 +165,41 @@ def test_an_auditor_verifies_from_an_empty_directory_and_leaves_it_empty(tmp_pat
         auditor_env = dict(base)  # no data dir, no config: only what the auditor was handed
         flags = ["--rpc", url, "--registry", trust["registry"], "--anchorer", trust["anchorers"][0]]
         ok = _yinqi(
-            "audit", "verify", str(tmp_path / "proof.json"), "--document", str(bank_dir / "invoice.txt"), *flags, "--json",
-            cwd=auditor_dir, env=auditor_env,
+            "audit",
+            "verify",
+            str(tmp_path / "proof.json"),
+            "--document",
+            str(bank_dir / "invoice.txt"),
+            *flags,
+            "--json",
+            cwd=auditor_dir,
+            env=auditor_env,
         )
         assert ok.returncode == 0, ok.stderr
         verified = json.loads(ok.stdout)
-        assert (verified["valid"], verified["ref"], verified["anchorer"]) == (True, "invoice.txt", trust["anchorers"][0])
+        assert (verified["valid"], verified["ref"], verified["anchorer"]) == (
+            True,
+            "invoice.txt",
+            trust["anchorers"][0],
+        )
 
         forged = tmp_path / "forged.txt"
         forged.write_bytes(INVOICE.replace(b"1,200,000.00", b"9,200,000.00"))
-        bad = _yinqi("audit", "verify", str(tmp_path / "proof.json"), "--document", str(forged), *flags, cwd=auditor_dir, env=auditor_env)
+        bad = _yinqi(
+            "audit",
+            "verify",
+            str(tmp_path / "proof.json"),
+            "--document",
+            str(forged),
+            *flags,
+            cwd=auditor_dir,
+            env=auditor_env,
+        )
         assert bad.returncode == 2 and "tampered record" in bad.stderr and bad.stderr.count("\n") == 1
 
-        untrusting = _yinqi("audit", "verify", str(tmp_path / "proof.json"), "--rpc", url, cwd=auditor_dir, env=auditor_env)
+        untrusting = _yinqi(
+            "audit", "verify", str(tmp_path / "proof.json"), "--rpc", url, cwd=auditor_dir, env=auditor_env
+        )
         assert untrusting.returncode == 2 and "no trusted anchoring contract" in untrusting.stderr
         assert list(auditor_dir.iterdir()) == []  # the auditor's directory is left empty
     finally:
