@@ -64,7 +64,7 @@ def _run(workdir: Path, data: Path, console: Console) -> None:
     invoice = workdir / "invoice-2026-001.txt"
     invoice.write_text("Invoice 2026-001\ndebtor: core enterprise\ncreditor: supplier\namount: 1,200,000.00 CNY\n")
     rid = rv.create(chain, "supplier", 1_200_000_00, chain.now() + 60 * 86400, keccak(invoice.read_bytes()))
-    created = [e["args"] for e in rv.events(chain) if e["event"] == "ReceivableCreated" and e["args"]["id"] == rid][0]
+    created = next(e["args"] for e in rv.events(chain) if e["event"] == "ReceivableCreated" and e["args"]["id"] == rid)
     child = rv.split(chain, rid, "supplier2", 300_000_00, sender="supplier")
     parent_now, child_now = rv.get(chain, rid), rv.get(chain, child)
     shown.append(
