@@ -1,6 +1,7 @@
 """Anchoring cost: gas per anchored record for Merkle batches of 1 … 10,000 records against one
-transaction per record (measured in the same run), and proof verification rates (local Python
-and the contract's `verify` view).
+transaction per record (measured in the same run), the proofs' sizes (siblings per leaf and
+proof-file bytes, counted over every leaf), and proof verification rates (local Python and the
+contract's `verify` view).
 
     python bench/anchor.py            # embedded EVM, batches 1, 10, 100, 1000, 10000
     python bench/anchor.py --quick    # smaller run
@@ -10,11 +11,13 @@ and the contract's `verify` view).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,6 +38,7 @@ def main() -> int:
 
     from contracts.client import open_chain
     from contracts.merkle import MerkleTree, record_leaf, verify
+    from contracts.proofs import make_proof
 
     console = Console()
     chain = open_chain(args.rpc, persist=False)
@@ -82,6 +86,7 @@ def main() -> int:
         f"{naive_time:.2f}",
     )
     at_1000 = None
+    proof_sizes: dict[int, tuple[Counter[int], list[int]]] = {}
     for n in sizes:
         leaves = records(n)
         t0 = time.perf_counter()
@@ -102,12 +107,52 @@ def main() -> int:
             f"{build_s + tx_s:.2f}",
         )
         assert len(proofs) == n
+        if n >= 1000:  # every leaf's proof, as the file an auditor receives
+            siblings = Counter(len(p) for p in proofs.values())
+            file_bytes = [
+                len(
+                    json.dumps(
+                        make_proof(
+                            leaf=leaf,
+                            proof=proof,
+                            root=tree.root,
+                            contract=chain.registry.address,
+                            chain_id=chain.chain_id,
+                            tx_hash="0x" + "00" * 32,
+                            block=1,
+                            block_time=0,
+                            kind="bench",
+                            ref=f"r{i:05d}",
+                            data_hash=bytes(32),
+                            leaf_count=n,
+                        ),
+                        indent=2,
+                    )
+                )
+                for i, (leaf, proof) in enumerate(proofs.items())
+            ]
+            proof_sizes[n] = (siblings, file_bytes)
     console.print(table)
 
-    # Verification rates on a 1000-leaf tree (proofs of 10 siblings).
+    sizes_table = Table(
+        "records in the tree",
+        "siblings per proof (leaves)",
+        "proof file bytes (min / mean / max)",
+        title="proof sizes, counted over every leaf",
+    )
+    for n, (siblings, file_bytes) in proof_sizes.items():
+        sizes_table.add_row(
+            f"{n:,}",
+            ", ".join(f"{k}: {v:,}" for k, v in sorted(siblings.items())),
+            f"{min(file_bytes):,} / {sum(file_bytes) / len(file_bytes):,.0f} / {max(file_bytes):,}",
+        )
+    console.print(sizes_table)
+
+    # Verification rates on a 1000-leaf tree.
     leaves = records(1000)
     tree = MerkleTree.build(leaves)
     proofs = tree.all_proofs()
+    depths = Counter(len(proofs[leaf]) for leaf in leaves)
     t0 = time.perf_counter()
     local_ok = sum(verify(tree.root, leaf, proofs[leaf]) for leaf in leaves)
     local_rate = len(leaves) / (time.perf_counter() - t0)
@@ -121,7 +166,9 @@ def main() -> int:
         "valid",
         "proofs / s",
         "vs on chain",
-        title="proof verification (1000-leaf tree, 10-sibling proofs)",
+        title="proof verification (1000-leaf tree; siblings per proof: "
+        + ", ".join(f"{k} for {v:,} leaves" for k, v in sorted(depths.items()))
+        + ")",
     )
     rates.add_row(
         "local Python (eth-utils keccak)",

@@ -1,9 +1,11 @@
-"""The auditor's check: a proof file against the chain alone.
+"""The auditor's check: a proof file against the anchoring contract and account the auditor trusts.
 
-Given a proof file and a chain endpoint, confirm that (1) the leaf is the hash of the record the
-file describes, (2) the anchor contract's `verify` view folds leaf and proof into the root,
-(3) the root was anchored on that contract, and (4) the named transaction is the one that
-anchored it, in the block whose time is reported. Any failure raises ChainError with the reason.
+Given a proof, the chain, and the trusted registry + anchorer(s) (`contracts.trust`), confirm
+that (1) the record's hash is the original document's, (2) the leaf is the hash of the record
+the file describes, (3) the file names the trusted registry, (4) the siblings fold the leaf into
+the root (off chain and by the registry's `verify` view), (5) the root was anchored on the
+trusted registry, by a trusted anchorer, in the transaction and block the file names. Any
+failure raises ChainError with the reason, in one line. Nothing is written.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from eth_utils import keccak
 
 from contracts.errors import ChainError
 from contracts.merkle import process_proof, record_leaf
-from contracts.proofs import hex32, load_proof
+from contracts.proofs import Proof, parse_proof
+from contracts.trust import TrustedAnchor, auditor_chain, own_deployment, trusted_anchor
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class VerifiedProof:
     block: int
     block_time: datetime
     anchorer: str
+    trusted_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -43,104 +47,145 @@ class VerifiedProof:
         return d
 
 
+def max_depth(leaf_count: int) -> int:
+    """Most siblings a leaf of an OpenZeppelin-layout tree of `leaf_count` leaves can have."""
+    return (2 * leaf_count - 1).bit_length() - 1
+
+
 def verify_proof(
-    proof: dict[str, Any] | Path | str, rpc: str | None = None, *, chain: Any = None, data: bytes | None = None
+    proof: dict[str, Any] | Path | str,
+    rpc: str | None = None,
+    *,
+    chain: Any = None,
+    data: bytes | None = None,
+    registry: str | None = None,
+    anchorers: list[str] | None = None,
 ) -> VerifiedProof:
-    """Check `proof` on the chain at `rpc` (default: the configured chain); raise ChainError if not.
+    """Check `proof` on chain against a trusted registry and anchorer; raise ChainError if not.
 
-    `data`, when given, is the original record: its keccak256 must be the proof's data hash.
+    Trust comes from `registry`/`anchorers`, else `YINQI_AUDIT_*` / `[audit]` (see
+    `contracts.trust`), else — for the bank checking its own anchors — the registry bound on
+    `chain` (or this machine's deployment record) and the bank's account. The address inside
+    the proof is never trusted on its own. `data`, when given, is the original record: its
+    keccak256 must be the proof's data hash.
     """
-    where = str(proof) if isinstance(proof, (str, Path)) else "proof"
-    p = load_proof(proof)
-    leaf = hex32(p["leaf"], "leaf", where)
-    root = hex32(p["root"], "root", where)
-    data_hash = hex32(p["data_hash"], "data_hash", where)
-    siblings = [hex32(x, f"proof[{i}]", where) for i, x in enumerate(p["proof"])]
-    kind, ref = str(p["kind"]), str(p["ref"])
-
-    if data is not None and keccak(data) != data_hash:
-        raise ChainError(
-            f"{where}: tampered record: the data given hashes to 0x{keccak(data).hex()}, "
-            f"the proof is for {p['data_hash']}"
-        )
-    expected_leaf = record_leaf(kind, ref, data_hash)
-    if expected_leaf != leaf:
-        raise ChainError(
-            f"{where}: tampered leaf: the record (kind={kind!r}, ref={ref!r}, data_hash={p['data_hash']}) "
-            f"hashes to 0x{expected_leaf.hex()}, not to the leaf {p['leaf']}"
-        )
-
+    p = parse_proof(proof)
+    _check_record(p, data)
+    trust = trusted_anchor(registry, anchorers)
     if chain is None:
-        from contracts.client import connect
+        if trust is None:
+            from contracts.client import open_chain
 
-        chain = connect(rpc)
+            chain = open_chain(rpc, deploy=False)  # the bank's own contracts on this machine
+        else:
+            chain = auditor_chain(rpc)
+    if trust is None:
+        trust = own_deployment(chain)
+    try:
+        return _verify_on_chain(p, chain, trust)
+    except ChainError:
+        raise
+    except Exception as exc:  # a node answering nonsense: one line, never a traceback
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ChainError(f"{p.where}: cannot check on {chain.endpoint}: {first}") from None
+
+
+def _check_record(p: Proof, data: bytes | None) -> None:
+    if data is not None and keccak(data) != p.data_hash:
+        raise ChainError(
+            f"{p.where}: tampered record: the document given hashes to 0x{keccak(data).hex()}, "
+            f"the proof is for 0x{p.data_hash.hex()}"
+        )
+    expected_leaf = record_leaf(p.kind, p.ref, p.data_hash)
+    if expected_leaf != p.leaf:
+        raise ChainError(
+            f"{p.where}: tampered leaf: the record (kind={p.kind!r}, ref={p.ref!r}, data_hash=0x{p.data_hash.hex()}) "
+            f"hashes to 0x{expected_leaf.hex()}, not to the leaf 0x{p.leaf.hex()}"
+        )
+
+
+def _verify_on_chain(p: Proof, chain: Any, trust: TrustedAnchor) -> VerifiedProof:
     w3 = chain.w3
     chain.sync()
-    if int(p["chain_id"]) != chain.chain_id:
+    where = p.where
+    if p.chain_id != chain.chain_id:
         raise ChainError(
-            f"{where}: proof is for chain id {p['chain_id']}, but {chain.endpoint} is chain id {chain.chain_id}"
+            f"{where}: proof is for chain id {p.chain_id}, but {chain.endpoint} is chain id {chain.chain_id}"
         )
+    if p.contract.lower() != trust.registry.lower():
+        raise ChainError(
+            f"{where}: the proof names contract {p.contract}, not the trusted anchoring contract {trust.registry} "
+            f"({trust.source}): a record anchored elsewhere proves nothing"
+        )
+    if not w3.eth.get_code(trust.registry):
+        raise ChainError(f"{where}: no contract at the trusted registry {trust.registry} on {chain.endpoint}")
+    registry = chain.bind("AnchorRegistry", trust.registry)
     try:
-        contract_address = w3.to_checksum_address(p["contract"])
-    except ValueError:
-        raise ChainError(f"{where}: field 'contract' is not an address: {p['contract']!r}") from None
-    if not w3.eth.get_code(contract_address):
-        raise ChainError(f"{where}: no contract at {contract_address} on {chain.endpoint} (chain id {chain.chain_id})")
-    registry = chain.bind("AnchorRegistry", contract_address)
+        anchored_at, anchored_block, leaf_count = registry.functions.anchors(p.root).call()
+    except Exception:
+        raise ChainError(
+            f"{where}: {trust.registry} does not answer as an AnchorRegistry (anchors() failed); "
+            "check the --registry address"
+        ) from None
 
-    on_chain_ok = registry.functions.verify(root, leaf, siblings).call()
-    anchored_at, anchored_block, leaf_count = registry.functions.anchors(root).call()
-    if not on_chain_ok:
-        computed = process_proof(leaf, siblings)
+    computed = process_proof(p.leaf, list(p.siblings))
+    if computed != p.root:
         if registry.functions.anchors(computed).call()[0]:
             raise ChainError(
                 f"{where}: wrong root: leaf and proof lead to anchored root 0x{computed.hex()}, "
-                f"but the file names root {p['root']}"
+                f"but the file names root 0x{p.root.hex()}"
             )
         raise ChainError(
-            f"{where}: tampered leaf or proof: verify(root, leaf, proof) on {contract_address} is false; "
-            f"leaf or proof was altered (they lead to 0x{computed.hex()}, not to {p['root']})"
+            f"{where}: tampered leaf or proof: the siblings fold the leaf into 0x{computed.hex()}, "
+            f"not into the root 0x{p.root.hex()}"
         )
     if not anchored_at:
         raise ChainError(
-            f"{where}: unknown root: {p['root']} was never anchored on {contract_address} (chain id {chain.chain_id})"
+            f"{where}: unknown root: 0x{p.root.hex()} was never anchored on {trust.registry} (chain id {chain.chain_id})"
         )
-
-    tx_hash = str(p["tx_hash"])
-    try:
-        receipt = w3.eth.get_transaction_receipt(tx_hash)
-    except Exception:
-        raise ChainError(f"{where}: transaction {tx_hash} not found on {chain.endpoint}") from None
-    events = [
-        e
-        for e in registry.events.Anchored().process_receipt(receipt, errors=_discard())
-        if e["args"]["root"] == root and e["address"] == contract_address
-    ]
-    if receipt["status"] != 1 or not events:
-        raise ChainError(f"{where}: transaction {tx_hash} did not anchor root {p['root']} on {contract_address}")
-    if int(receipt["blockNumber"]) != int(anchored_block) or int(p["block"]) != int(anchored_block):
+    if len(p.siblings) > max_depth(int(leaf_count)):
         raise ChainError(
-            f"{where}: block mismatch: root anchored in block {anchored_block}, "
-            f"transaction in block {receipt['blockNumber']}, file says block {p['block']}"
+            f"{where}: {len(p.siblings)} siblings, but the anchored tree of {leaf_count} leaves "
+            f"has at most {max_depth(int(leaf_count))}"
         )
+    if not registry.functions.verify(p.root, p.leaf, list(p.siblings)).call():
+        raise ChainError(f"{where}: tampered leaf or proof: verify(root, leaf, proof) on {trust.registry} is false")
+
+    event = _anchoring_event(registry, p.root, int(anchored_block), where)
+    anchorer = str(event["args"]["anchorer"])
+    if anchorer.lower() not in {a.lower() for a in trust.anchorers}:
+        raise ChainError(
+            f"{where}: root 0x{p.root.hex()} was anchored by {anchorer}, not by a trusted anchorer "
+            f"({', '.join(trust.anchorers)}; {trust.source})"
+        )
+    tx_hash = "0x" + bytes(event["transactionHash"]).hex()
+    if tx_hash != "0x" + p.tx_hash.hex():
+        raise ChainError(
+            f"{where}: transaction 0x{p.tx_hash.hex()} did not anchor root 0x{p.root.hex()} (it was {tx_hash})"
+        )
+    if p.block != int(anchored_block):
+        raise ChainError(f"{where}: block mismatch: root anchored in block {anchored_block}, the file says {p.block}")
     block_time = int(w3.eth.get_block(int(anchored_block))["timestamp"])
     return VerifiedProof(
-        kind=kind,
-        ref=ref,
-        data_hash=p["data_hash"],
-        leaf=p["leaf"],
-        root=p["root"],
+        kind=p.kind,
+        ref=p.ref,
+        data_hash="0x" + p.data_hash.hex(),
+        leaf="0x" + p.leaf.hex(),
+        root="0x" + p.root.hex(),
         leaf_count=int(leaf_count),
-        contract=contract_address,
+        contract=trust.registry,
         chain_id=chain.chain_id,
         tx_hash=tx_hash,
         block=int(anchored_block),
         block_time=datetime.fromtimestamp(block_time, tz=UTC),
-        anchorer=events[0]["args"]["anchorer"],
+        anchorer=anchorer,
+        trusted_by=trust.source,
     )
 
 
-def _discard() -> Any:
-    from web3.logs import DISCARD
-
-    return DISCARD
+def _anchoring_event(registry: Any, root: bytes, block: int, where: str) -> Any:
+    """The one `Anchored(root, …)` event the trusted registry emitted in `block`."""
+    logs = registry.events.Anchored().get_logs(from_block=block, to_block=block, argument_filters={"root": root})
+    if len(logs) != 1:
+        raise ChainError(f"{where}: expected one Anchored event for the root in block {block}, found {len(logs)}")
+    return logs[0]

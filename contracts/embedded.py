@@ -23,7 +23,7 @@ from eth_tester import EthereumTester, PyEVMBackend
 JOURNAL_VERSION = 1
 
 
-class JournaledTester(EthereumTester):
+class JournaledTester(EthereumTester):  # type: ignore[misc]  # eth-tester ships no type hints
     """An EthereumTester whose block-producing calls are appended to a journal file."""
 
     def __init__(self, path: Path | None) -> None:

@@ -9,6 +9,7 @@ two children sorted ascending. A proof is the list of siblings from the leaf up,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi import encode
 from eth_utils import keccak
@@ -22,7 +23,7 @@ def hash_pair(a: bytes, b: bytes) -> bytes:
     return keccak(a + b) if a < b else keccak(b + a)
 
 
-def leaf_hash(types: tuple[str, ...] | list[str], values: tuple | list) -> bytes:
+def leaf_hash(types: tuple[str, ...] | list[str], values: tuple[Any, ...] | list[Any]) -> bytes:
     """OpenZeppelin's standard leaf: keccak256(keccak256(abi.encode(values)))."""
     return keccak(keccak(encode(list(types), list(values))))
 

@@ -2,24 +2,39 @@
 batches (one `anchor` transaction per batch), retried while the node is down, and a proof file
 written for each leaf once its batch is mined. Nothing queued is ever lost.
 
-Life of a leaf: `enqueue` commits it (pending) → `flush` claims pending leaves into a batch and
+Life of a leaf: `enqueue` commits it (pending; inside the caller's transaction when given one,
+so a record and its leaf commit together) → `flush` claims pending leaves into a batch and
 commits the batch's Merkle root *before* sending → sends `anchor(root)` and records the tx hash →
 once mined, writes every leaf's proof. A crash or an outage at any step leaves a batch that the
 next `flush` completes: a root already anchored on chain is found through its `Anchored` event
 instead of being sent twice.
+
+One store, one flusher at a time: `anchor flush` and the bank's periodic flusher (`run_flusher`)
+drain the same database, and a flush first takes the store's lease (a row, so it works across
+processes and on PostgreSQL); a second flush waits for the first, then finds nothing left. Each
+flush reports only the proofs it wrote itself, so counts printed are true.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import threading
 import time
-from datetime import datetime
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from contracts.errors import ChainError
@@ -27,6 +42,10 @@ from contracts.merkle import MerkleTree, record_leaf
 from contracts.proofs import make_proof, write_proof
 from federation.clock import utcnow
 from federation.storage import UtcDateTime, engine_for, session_scope
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = timedelta(minutes=5)  # renewed per batch; a crashed flusher's lease lapses after this
 
 MAX_KIND = 31  # the on-chain kind label is a bytes32
 
@@ -79,6 +98,50 @@ class AnchorLeaf(AnchorBase):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class AnchorFlushLease(AnchorBase):
+    """Who is flushing the store now (one row): flushes take turns, across processes."""
+
+    __tablename__ = "chain_anchor_flush_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+@dataclass
+class FlusherStats:
+    """What a periodic flusher did until it was stopped."""
+
+    flushes: int = 0
+    anchored: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+def _same_database(a: Engine, b: Engine) -> bool:
+    if a.dialect.name != b.dialect.name:
+        return False
+    if a.dialect.name == "sqlite":
+        da, db = a.url.database or "", b.url.database or ""
+        return da == db or (da not in ("", ":memory:") and Path(da).resolve() == Path(db).resolve())
+    return a.url.render_as_string(hide_password=False) == b.url.render_as_string(hide_password=False)
+
+
+def _holder_dead(holder: str) -> bool:
+    """True when `holder` (host:pid:nonce) is a process on this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class AnchorOutbox:
     """Queue records for anchoring and turn them into proofs.
 
@@ -94,6 +157,7 @@ class AnchorOutbox:
     def __init__(self, db_url: str | None = None, *, max_batch: int = 10_000) -> None:
         self.engine = engine_for(db_url or default_db_url(), AnchorBase.metadata)
         self.max_batch = max_batch
+        self._holder: str | None = None
 
     # -- queueing --------------------------------------------------------------------------
 
@@ -116,6 +180,12 @@ class AnchorOutbox:
         leaf = "0x" + record_leaf(kind, ref, data_hash).hex()
         row = AnchorLeaf(leaf=leaf, kind=kind, ref=ref, data_hash="0x" + data_hash.hex())
         if session is not None:
+            bind = session.get_bind()
+            if isinstance(bind, Engine) and not _same_database(bind, self.engine):
+                raise ChainError(
+                    f"anchor enqueue: the caller's transaction is on {bind.url!r}, but this outbox is drained "
+                    f"from {self.engine.url!r}; the leaf must go into the anchoring store"
+                )
             if session.scalar(select(AnchorLeaf.id).where(AnchorLeaf.leaf == leaf)) is None:
                 session.add(row)
                 session.flush()  # a duplicate from a concurrent writer fails the caller's transaction
@@ -131,7 +201,7 @@ class AnchorOutbox:
     def pending(self) -> int:
         """Leaves not yet anchored (queued or in a batch not mined yet)."""
         with session_scope(self.engine) as s:
-            return len(s.scalars(select(AnchorLeaf.id).where(AnchorLeaf.proof_json.is_(None))).all())
+            return int(s.scalar(select(func.count(AnchorLeaf.id)).where(AnchorLeaf.proof_json.is_(None))) or 0)
 
     def proof_for(self, kind: str, ref: str) -> dict[str, Any] | None:
         """The proof of the latest anchored record with this kind and ref, or None."""
@@ -141,35 +211,179 @@ class AnchorOutbox:
                 .where(AnchorLeaf.kind == kind, AnchorLeaf.ref == ref, AnchorLeaf.proof_json.is_not(None))
                 .order_by(AnchorLeaf.id.desc())
             ).first()
-            return json.loads(row.proof_json) if row else None
+            if row is None or row.proof_json is None:
+                return None
+            proof: dict[str, Any] = json.loads(row.proof_json)
+            return proof
 
     # -- anchoring --------------------------------------------------------------------------
 
     def flush(
-        self, chain: Any = None, proof_dir: Path | None = None, *, attempts: int = 1, retry_delay: float = 1.0
+        self,
+        chain: Any = None,
+        proof_dir: Path | None = None,
+        *,
+        attempts: int = 1,
+        retry_delay: float = 1.0,
+        wait: float = 120.0,
     ) -> list[Path]:
         """Anchor every pending leaf (one transaction per batch) and write their proofs.
 
-        With `attempts > 1` an unreachable node is retried with growing delays; the last
-        failure raises ChainError, and the leaves stay queued for the next flush.
+        Returns the proofs this call wrote. Another flush of the same store (another process,
+        the bank's flusher) is waited for up to `wait` seconds. With `attempts > 1` an
+        unreachable node is retried with growing delays; the last failure raises ChainError,
+        and the leaves stay queued for the next flush.
         """
         from federation.config import data_dir
 
         proof_dir = Path(proof_dir) if proof_dir is not None else data_dir() / "proofs"
-        delay = retry_delay
-        for attempt in range(1, attempts + 1):
-            try:
-                if chain is None:
-                    from contracts.client import open_chain
+        with self._lease(wait):
+            delay = retry_delay
+            for attempt in range(1, attempts + 1):
+                try:
+                    if chain is None:
+                        from contracts.client import open_chain
 
-                    chain = open_chain()
-                return self._flush_once(chain, proof_dir)
-            except ChainError:
-                if attempt == attempts:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                        chain = open_chain()
+                    return self._flush_once(chain, proof_dir)
+                except ChainError:
+                    if attempt == attempts:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
         return []
+
+    # -- the store's lease: one flusher at a time -------------------------------------------
+
+    @contextmanager
+    def _lease(self, wait: float) -> Iterator[None]:
+        me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + wait
+        while True:
+            holder = self._try_lease(me)
+            if holder is None:
+                break
+            if time.monotonic() >= deadline:
+                raise ChainError(f"anchor flush: another flush ({holder}) holds the anchoring store; try again later")
+            time.sleep(0.05)
+        self._holder = me
+        try:
+            yield
+        finally:
+            self._holder = None
+            with session_scope(self.engine) as s:
+                s.execute(
+                    update(AnchorFlushLease)
+                    .where(AnchorFlushLease.name == "flush", AnchorFlushLease.holder == me)
+                    .values(holder=None, expires_at=None)
+                )
+
+    def _try_lease(self, me: str) -> str | None:
+        """Take the lease for `me`; None when taken, else who holds it."""
+        now = utcnow()
+        try:
+            with session_scope(self.engine) as s:
+                taken = s.execute(
+                    update(AnchorFlushLease)
+                    .where(
+                        AnchorFlushLease.name == "flush",
+                        or_(
+                            AnchorFlushLease.holder.is_(None),
+                            AnchorFlushLease.expires_at < now,
+                            AnchorFlushLease.holder == me,
+                        ),
+                    )
+                    .values(holder=me, expires_at=now + LEASE_TTL)
+                )
+                if getattr(taken, "rowcount", 0) == 1:
+                    return None
+                row = s.get(AnchorFlushLease, "flush")
+                if row is None:
+                    s.add(AnchorFlushLease(name="flush", holder=me, expires_at=now + LEASE_TTL))
+                    return None
+                holder = row.holder or "?"
+                if _holder_dead(holder):
+                    stolen = s.execute(
+                        update(AnchorFlushLease)
+                        .where(AnchorFlushLease.name == "flush", AnchorFlushLease.holder == holder)
+                        .values(holder=me, expires_at=now + LEASE_TTL)
+                    )
+                    if getattr(stolen, "rowcount", 0) == 1:
+                        log.warning("anchor flush: took over the lease of %s, which no longer runs", holder)
+                        return None
+                return holder
+        except (IntegrityError, OperationalError) as exc:  # a concurrent first lease, a busy database
+            return f"another flush ({type(exc).__name__})"
+
+    def _renew(self) -> None:
+        me = getattr(self, "_holder", None)
+        if me is None:
+            return
+        with session_scope(self.engine) as s:
+            s.execute(
+                update(AnchorFlushLease)
+                .where(AnchorFlushLease.name == "flush", AnchorFlushLease.holder == me)
+                .values(expires_at=utcnow() + LEASE_TTL)
+            )
+
+    # -- the bank's periodic flusher ----------------------------------------------------------
+
+    def run_flusher(
+        self,
+        stop: threading.Event,
+        interval: float = 30.0,
+        *,
+        rpc: str | None = None,
+        chain: Any = None,
+        proof_dir: Path | None = None,
+        on_flush: Callable[[list[Path]], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> FlusherStats:
+        """Drain the store every `interval` seconds until `stop` is set; returns what it did.
+
+        Meant for a thread in the bank's process (see `start_flusher`). A node outage or any
+        other failure is logged and retried at the next tick; leaves stay queued meanwhile.
+        """
+        if not interval > 0:
+            raise ChainError(f"anchor flusher: interval must be > 0 seconds, got {interval!r}")
+        stats = FlusherStats()
+        while not stop.is_set():
+            try:
+                if self.pending():
+                    if chain is None:
+                        from contracts.client import open_chain
+
+                        chain = open_chain(rpc)
+                    paths = self.flush(chain, proof_dir, wait=interval)
+                    stats.flushes += 1
+                    stats.anchored += len(paths)
+                    if on_flush is not None:
+                        on_flush(paths)
+            except ChainError as exc:
+                stats.errors += 1
+                stats.last_error = str(exc)
+                chain = None  # reconnect at the next tick
+                log.warning("anchor flusher: %s (retrying in %g s)", exc, interval)
+                if on_error is not None:
+                    on_error(str(exc))
+            except Exception as exc:  # a bug must not stop anchoring for good: log it, keep going
+                stats.errors += 1
+                stats.last_error = f"{type(exc).__name__}: {exc}"
+                chain = None
+                log.exception("anchor flusher: unexpected failure (retrying in %g s)", interval)
+                if on_error is not None:
+                    on_error(stats.last_error)
+            stop.wait(interval)
+        return stats
+
+    def start_flusher(self, interval: float = 30.0, **kwargs: Any) -> tuple[threading.Thread, threading.Event]:
+        """Run `run_flusher` in a daemon thread; set the returned event (then join) to stop it."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self.run_flusher, args=(stop, interval), kwargs=kwargs, name="anchor-flusher", daemon=True
+        )
+        thread.start()
+        return thread, stop
 
     def _flush_once(self, chain: Any, proof_dir: Path) -> list[Path]:
         self._claim_batches()
@@ -179,6 +393,7 @@ class AnchorOutbox:
                 select(AnchorBatch.id).where(AnchorBatch.status != "mined").order_by(AnchorBatch.id)
             ).all()
         for batch_id in open_ids:
+            self._renew()
             written.extend(self._complete(batch_id, chain, proof_dir))
         return written
 
@@ -269,7 +484,7 @@ class AnchorOutbox:
         label = kind.encode().ljust(32, b"\0")
         try:
             receipt = chain.transact(
-                chain.registry.functions.anchor(root, leaf_count, label), "bank", action=f"anchor batch {batch_id}"
+                chain.fn(chain.registry, "anchor", root, leaf_count, label), "bank", action=f"anchor batch {batch_id}"
             )
         except ChainError as exc:
             if exc.error_name == "RootAlreadyAnchored":  # a concurrent flush anchored this batch first

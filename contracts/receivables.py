@@ -47,7 +47,11 @@ class Receivable:
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+    """ISO time of a block timestamp; a value no calendar holds is said so, not raised."""
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return f"{ts} s after 1970 (beyond year 9999)"
 
 
 def _event(chain: Chain, receipt: Any, name: str) -> Any:
@@ -62,9 +66,10 @@ def _event(chain: Chain, receipt: Any, name: str) -> Any:
 def get(chain: Chain, rid: int) -> Receivable:
     from contracts.errors import from_web3_exception
 
+    call = chain.fn(chain.financing, "receivable", rid)
     chain.sync()
     try:
-        r = chain.financing.functions.receivable(rid).call()
+        r = call.call()
     except Exception as exc:
         raise from_web3_exception(exc, f"receivable {rid}") from None
     (debtor, due, created, state, holder, funded, financier, amount, advance, discount, doc, parent) = r
@@ -86,17 +91,15 @@ def get(chain: Chain, rid: int) -> Receivable:
 
 
 def title_history(chain: Chain, rid: int) -> list[str]:
+    call = chain.fn(chain.financing, "titleHistory", rid)
     chain.sync()
-    return list(chain.financing.functions.titleHistory(rid).call())
+    return list(call.call())
 
 
 def children(chain: Chain, rid: int) -> list[int]:
+    call = chain.fn(chain.financing, "children", rid)
     chain.sync()
-    return list(chain.financing.functions.children(rid).call())
-
-
-def register(chain: Chain, who: str, name: str, *, sender: str = "bank") -> None:
-    chain.transact(chain.financing.functions.registerEnterprise(chain.address(who), name), sender)
+    return list(call.call())
 
 
 def set_limit(
@@ -109,32 +112,45 @@ def set_limit(
     *,
     sender: str = "bank",
 ) -> None:
-    """Set `debtor`'s automatic-approval limit and terms (bank only)."""
-    chain.transact(
-        chain.financing.functions.setLimit(
-            chain.address(debtor), limit, max_tenor_days * 86400, advance_bps, discount_bps_per_year
-        ),
-        sender,
+    """Set `debtor`'s limit and terms (the bank's admin only); terms are required before funding."""
+    call = chain.fn(
+        chain.financing,
+        "setLimit",
+        chain.address(debtor),
+        limit,
+        max_tenor_days * 86400,
+        advance_bps,
+        discount_bps_per_year,
     )
+    chain.transact(call, sender, action="limit set")
+
+
+def set_grace_period(chain: Chain, seconds: int, *, sender: str = "bank") -> None:
+    """How long after the due date a default may first be declared (the bank's admin only)."""
+    chain.transact(chain.fn(chain.financing, "setGracePeriod", seconds), sender, action="grace period")
+
+
+def grace_period(chain: Chain) -> int:
+    chain.sync()
+    return int(chain.financing.functions.gracePeriod().call())
 
 
 def create(
     chain: Chain, creditor: str, amount: int, due_date: int, document_hash: bytes, *, sender: str = "debtor"
 ) -> int:
     """The debtor records a receivable owed to `creditor`; returns its id."""
-    receipt = chain.transact(
-        chain.financing.functions.create(chain.address(creditor), amount, due_date, document_hash), sender
-    )
+    call = chain.fn(chain.financing, "create", chain.address(creditor), amount, due_date, document_hash)
+    receipt = chain.transact(call, sender, action="create")
     return int(_event(chain, receipt, "ReceivableCreated")["id"])
 
 
 def transfer(chain: Chain, rid: int, to: str, *, sender: str) -> None:
-    chain.transact(chain.financing.functions.transfer(rid, chain.address(to)), sender)
+    chain.transact(chain.fn(chain.financing, "transfer", rid, chain.address(to)), sender, action="transfer")
 
 
 def split(chain: Chain, rid: int, to: str, part: int, *, sender: str) -> int:
     """Pass `part` of receivable `rid` to `to`; returns the new receivable's id."""
-    receipt = chain.transact(chain.financing.functions.split(rid, chain.address(to), part), sender)
+    receipt = chain.transact(chain.fn(chain.financing, "split", rid, chain.address(to), part), sender, action="split")
     return int(_event(chain, receipt, "Split")["childId"])
 
 
@@ -142,36 +158,55 @@ def apply(chain: Chain, rid: int, *, sender: str) -> bool:
     """The holder applies for financing; True when the contract approved it automatically."""
     from web3.logs import DISCARD
 
-    receipt = chain.transact(chain.financing.functions.applyForFinancing(rid), sender)
+    receipt = chain.transact(chain.fn(chain.financing, "applyForFinancing", rid), sender, action="apply")
     return bool(chain.financing.events.FinancingApproved().process_receipt(receipt, errors=DISCARD))
 
 
 def approve(chain: Chain, rid: int, *, sender: str = "bank") -> None:
-    chain.transact(chain.financing.functions.approve(rid), sender)
+    """The bank approves within the debtor's remaining limit (else `LimitExceeded`)."""
+    chain.transact(chain.fn(chain.financing, "approve", rid), sender, action="approve")
+
+
+def approve_over_limit(chain: Chain, rid: int, reason: str, *, sender: str = "bank") -> None:
+    """The bank's admin approves beyond the limit; the reason is logged on chain (`LimitOverridden`)."""
+    label = _label(reason, "--reason")
+    if label == bytes(32):
+        raise ChainError("approve --over-limit: give --reason (≤ 32 bytes); an override is logged with its reason")
+    chain.transact(chain.fn(chain.financing, "approveOverLimit", rid, label), sender, action="approve over limit")
 
 
 def reject(chain: Chain, rid: int, reason: str = "", *, sender: str = "bank") -> None:
-    chain.transact(chain.financing.functions.reject(rid, reason.encode()[:32].ljust(32, b"\0")), sender)
+    chain.transact(chain.fn(chain.financing, "reject", rid, _label(reason, "--reason")), sender, action="reject")
 
 
 def fund(chain: Chain, rid: int, *, sender: str = "bank") -> tuple[int, int]:
     """The bank funds an approved receivable; returns (advance, discount)."""
-    args = _event(chain, chain.transact(chain.financing.functions.fund(rid), sender), "Financed")
+    args = _event(chain, chain.transact(chain.fn(chain.financing, "fund", rid), sender, action="fund"), "Financed")
     return int(args["advance"]), int(args["discount"])
 
 
-def repay(chain: Chain, rid: int, *, sender: str = "debtor") -> str:
-    """The debtor repays; returns the payee (financier if financed, else holder)."""
-    return str(_event(chain, chain.transact(chain.financing.functions.repay(rid), sender), "Repaid")["payee"])
+def repay(chain: Chain, rid: int, *, sender: str = "debtor") -> tuple[str, bool]:
+    """The debtor repays; returns (payee, after_default): the financier if financed, else the holder."""
+    args = _event(chain, chain.transact(chain.fn(chain.financing, "repay", rid), sender, action="repay"), "Repaid")
+    return str(args["payee"]), bool(args["afterDefault"])
 
 
-def mark_defaulted(chain: Chain, rid: int, *, sender: str) -> None:
-    chain.transact(chain.financing.functions.markDefaulted(rid), sender)
+def mark_defaulted(chain: Chain, rid: int, *, sender: str = "bank") -> None:
+    """The bank or its servicer declares a default (after the due date plus the grace period)."""
+    chain.transact(chain.fn(chain.financing, "markDefaulted", rid), sender, action="default")
 
 
 def remaining_limit(chain: Chain, debtor: str) -> int:
+    call = chain.fn(chain.financing, "remainingLimit", chain.address(debtor))
     chain.sync()
-    return int(chain.financing.functions.remainingLimit(chain.address(debtor)).call())
+    return int(call.call())
+
+
+def _label(text: str, option: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 32:
+        raise ChainError(f"{option} {text!r}: at most 32 bytes (stored on chain as bytes32), got {len(raw)}")
+    return raw.ljust(32, b"\0")
 
 
 def events(chain: Chain, from_block: int = 0, to_block: int | str = "latest") -> list[dict[str, Any]]:

@@ -25,6 +25,8 @@ KNOWN_SETTINGS: dict[str, frozenset[str]] = {
     "yinqi": frozenset({"data_dir", "db_url"}),
     "bank": frozenset({"credit_policy"}),
     "chain": frozenset({"rpc", "persist", "mnemonic"}),
+    # what an auditor trusts: the bank's AnchorRegistry, its anchoring account(s), the endpoint
+    "audit": frozenset({"registry", "anchorer", "anchorers", "rpc"}),
 }
 
 

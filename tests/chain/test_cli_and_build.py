@@ -151,3 +151,107 @@ def test_watch_follow_streams_a_transfer_made_by_another_process(data_dir: Path)
     finally:
         watcher.terminate()
         watcher.wait(timeout=10)
+
+
+BAD_INPUT = [
+    (
+        ["chain", "receivable", "create", "--to", "supplier", "--amount", "abc", "--due-days", "1"],
+        "Invalid value for '--amount'",
+    ),
+    (
+        [
+            "chain",
+            "receivable",
+            "create",
+            "--to",
+            "supplier",
+            "--amount",
+            str(2**256),
+            "--due-days",
+            "1",
+            "--doc-hash",
+            "0x" + "ab" * 32,
+        ],
+        "outside uint256",
+    ),
+    (
+        [
+            "chain",
+            "receivable",
+            "create",
+            "--to",
+            "supplier",
+            "--amount",
+            "10",
+            "--due-days",
+            "99999999999",
+            "--doc-hash",
+            "0x" + "ab" * 32,
+        ],
+        "DueDateTooFar",
+    ),
+    (
+        [
+            "chain",
+            "receivable",
+            "create",
+            "--to",
+            "supplier",
+            "--amount",
+            "10",
+            "--due-days",
+            str(10**30),
+            "--doc-hash",
+            "0x" + "ab" * 32,
+        ],
+        "outside uint64",
+    ),
+    (["chain", "receivable", "show", str(2**256)], "outside uint256"),
+    (["chain", "receivable", "approve", "1", "--over-limit"], "give --reason"),
+    (["chain", "advance-time", "--days", "inf"], "--days inf: expected a number"),
+    (["chain", "advance-time", "--days", "nan"], "--days nan: expected a number"),
+    (["chain", "advance-time", "--days", "-1"], "--days -1.0: expected a number"),
+    (["chain", "watch", "--interval", "nan"], "--interval nan"),
+    (
+        ["chain", "party", "add", "0x" + "12" * 20, "--role", "banker", "--name", "x"],
+        "--role 'banker': expected one of",
+    ),
+    (
+        ["chain", "limit", "set", "debtor", "--limit", "1", "--advance-bps", "70000"],
+        "advanceBps=70000 is outside uint16",
+    ),
+    (["chain", "grace-period", "--days", "400"], "--days 400.0: expected a number in 0..365"),
+    (["chain", "bogus"], "No such command 'bogus'"),
+    (["chain", "node", "--port", "70000"], "Invalid value for '--port'"),
+    (["anchor", "flush", "--attempts", "0"], "Invalid value for '--attempts'"),
+    (
+        ["audit", "verify", "p.json", "--registry", "0x" + "12" * 20, "--anchorer", "nope"],
+        "--anchorer 'nope': expected an address",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), BAD_INPUT, ids=[" ".join(a[:3]) + f"-{i}" for i, (a, _) in enumerate(BAD_INPUT)]
+)
+def test_every_bad_number_or_choice_is_one_line_with_exit_code_2(
+    data_dir: Path, args: list[str], expected: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yinqi.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["yinqi", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
+    assert "Traceback" not in err
+
+
+def test_a_due_date_beyond_the_calendar_is_shown_not_raised() -> None:
+    from contracts.receivables import Receivable
+    from yinqi.cli_chain import _utc
+
+    assert _utc(10**15) == f"{10**15} s after 1970 (beyond year 9999)"
+    far = Receivable(1, "0x", "0x", 1, 2**63, 0, 0, "Created", "0x", 0, 0, "0x", 0)
+    assert far.as_dict()["due_date_utc"].endswith("(beyond year 9999)")

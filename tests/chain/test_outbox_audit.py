@@ -132,9 +132,9 @@ def test_auditor_rejects_an_unknown_root(chain, data_dir: Path) -> None:  # type
 def test_auditor_rejects_another_chain_or_contract_or_transaction(chain, proof: dict) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ChainError, match="chain id"):
         verify_proof({**proof, "chain_id": 1}, chain=chain)
-    with pytest.raises(ChainError, match="no contract"):
+    with pytest.raises(ChainError, match="not the trusted anchoring contract"):
         verify_proof({**proof, "contract": "0x" + "12" * 20}, chain=chain)
-    other_tx = chain.transact(chain.financing.functions.registerEnterprise(chain.address("auditor"), "a"), "bank")
+    other_tx = chain.transact(chain.fn(chain.financing, "setGracePeriod", 0), "bank")
     with pytest.raises(ChainError, match="did not anchor"):
         verify_proof({**proof, "tx_hash": "0x" + bytes(other_tx["transactionHash"]).hex()}, chain=chain)
 
@@ -152,6 +152,9 @@ def test_a_proof_file_with_missing_fields_names_them(tmp_path: Path) -> None:
         verify_proof(path)
     path.write_text("{not json")
     with pytest.raises(ChainError, match="not valid JSON"):
+        verify_proof(path)
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ChainError, match="not UTF-8"):
         verify_proof(path)
 
 

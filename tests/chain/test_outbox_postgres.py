@@ -19,3 +19,17 @@ def test_outbox_on_postgres_queues_anchors_and_proves(chain, pg_url: str, data_d
     paths = outbox.flush(chain, data_dir / "proofs")
     assert {verify_proof(p, chain=chain).leaf for p in paths} == leaves
     assert outbox.proof_for("alert", "pg-3")["leaf_count"] == 12
+
+
+@pytest.mark.postgres
+def test_a_leaf_in_a_rolled_back_transaction_is_not_kept_on_postgres(pg_url: str) -> None:
+    from federation.storage import session_scope
+
+    outbox = AnchorOutbox(pg_url)
+    with pytest.raises(RuntimeError), session_scope(outbox.engine) as s:
+        outbox.enqueue(b"alert rolled back", "alert", "pg-rb", session=s)
+        raise RuntimeError("the caller's record fails")
+    assert outbox.pending() == 0
+    with session_scope(outbox.engine) as s:
+        outbox.enqueue(b"alert kept", "alert", "pg-kept", session=s)
+    assert outbox.pending() == 1
