@@ -70,26 +70,40 @@ def _root(
         os.environ["YINQI_VERBOSE"] = "1"
 
 
+def _error(message: str) -> None:
+    # The message is plain text: no rich markup, so "[field]" in a message survives.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point: user mistakes become one line and exit code 2."""
+    import click
     from pydantic import ValidationError
 
     try:
-        app()
+        code = app(standalone_mode=False)  # click's own errors come here instead of its box
+    except click.UsageError as exc:  # a bad option, value or command: one line, exit 2
+        where = exc.ctx.command_path if exc.ctx is not None else "yinqi"
+        _error(f"{where}: {exc.format_message()}")
+        sys.exit(2)
+    except click.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except ValidationError as exc:  # settings built from flags: a user mistake, not a bug
         if os.environ.get("YINQI_VERBOSE"):
             traceback.print_exc()
-        err_console.print(Text.assemble(("error:", "bold red"), " ", _one_line(exc)), highlight=False, soft_wrap=True)
+        _error(_one_line(exc))
         sys.exit(2)
     except YinqiError as exc:
         if os.environ.get("YINQI_VERBOSE"):
             traceback.print_exc()
-        # The message is plain text: no rich markup, so "[field]" in a message survives.
-        err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _one_line(exc: Exception) -> str:

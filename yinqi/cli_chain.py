@@ -14,13 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperCommand, TyperGroup
-
-from federation.errors import YinqiError
 
 console = Console()
 
@@ -32,38 +28,8 @@ JSON_HELP = "Print the result as JSON."
 MAX_ADVANCE_DAYS = 36_500
 
 
-class UsageProblem(YinqiError):
-    """A value the command line could not take (wrong number, choice or missing option)."""
-
-
-class OneLineCommand(TyperCommand):
-    """A command whose usage errors are one `error:` line with exit code 2 (not click's box)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise UsageProblem(f"{ctx.command_path}: {exc.format_message()}") from None
-
-
-class OneLineGroup(TyperGroup):
-    """A group whose unknown-command and option errors are one line with exit code 2."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise UsageProblem(f"{ctx.command_path}: {exc.format_message()}") from None
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as exc:
-            raise UsageProblem(f"{ctx.command_path}: {exc.format_message()}") from None
-
-
 def _typer(help_text: str) -> typer.Typer:
-    return typer.Typer(help=help_text, no_args_is_help=True, cls=OneLineGroup)
+    return typer.Typer(help=help_text, no_args_is_help=True)
 
 
 chain_app = _typer("On-chain receivables financing: deploy, parties and roles, lifecycle, limits, events, node.")
@@ -77,7 +43,7 @@ chain_app.add_typer(party_app, name="party")
 
 
 def _command(app: typer.Typer, name: str) -> Any:
-    return app.command(name, cls=OneLineCommand)
+    return app.command(name)
 
 
 def _open(rpc: str | None) -> Any:
@@ -201,7 +167,9 @@ def watch(
 
     interval = _finite(interval, "--interval", 0.05, 3600)
     if from_block < 0:
-        raise UsageProblem(f"--from-block {from_block}: expected a block number ≥ 0")
+        from contracts.errors import ChainError
+
+        raise ChainError(f"--from-block {from_block}: expected a block number ≥ 0")
     chain = _open(rpc)
     start = from_block
     while True:
@@ -803,4 +771,4 @@ def audit_verify(
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     root.add_typer(chain_app, name="chain")
     root.add_typer(anchor_app, name="anchor")
-    groups["audit"].command("verify", cls=OneLineCommand)(audit_verify)
+    groups["audit"].command("verify")(audit_verify)
