@@ -223,7 +223,7 @@ class IotStore:
     # dead letters ------------------------------------------------------------------------
     def dead_letter(self, topic: str, payload: bytes, reason: str, device_id: str | None) -> None:
         with session_scope(self.engine) as s:
-            s.add(DeadLetterRow(topic=topic[:256], payload=payload[:4096], reason=reason[:512], device_id=device_id))
+            s.add(DeadLetterRow(topic=topic[:256], payload=payload, reason=reason[:512], device_id=device_id))
 
     def dead_letters(self, limit: int = 50) -> list[DeadLetterRow]:
         with session_scope(self.engine) as s:

@@ -64,7 +64,7 @@ def _publish_bad_messages(url: str) -> int:
 
 def run(workdir: Path, console: Console) -> None:
     from federation.errors import YinqiError
-    from iot.broker import EmbeddedBroker
+    from iot.mqtt_broker import EmbeddedBroker
     from iot.monitor import EventClock, Monitor
     from iot.mqtt import MqttMonitor
     from iot.outbox import Deliverer

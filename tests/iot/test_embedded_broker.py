@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iot.broker import EmbeddedBroker
+from iot.mqtt_broker import EmbeddedBroker
 from iot.monitor import Monitor
 from iot.mqtt import MqttMonitor
 from iot.rules import Rules
