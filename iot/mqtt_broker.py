@@ -253,7 +253,8 @@ class Connection:
 
     def dispatch(self, kind: int, flags: int, r: Reader) -> None:
         session = self.session
-        assert session is not None
+        if session is None:
+            raise ProtocolError("session taken over by a newer connection")
         if kind in FIXED_FLAGS and flags != FIXED_FLAGS[kind]:
             raise ProtocolError(f"invalid flags {flags:#x} on packet type {kind}")
         if kind == PUBLISH:

@@ -6,6 +6,7 @@ whole minor unit (half up), and the total is the sum of the lines plus the base 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from iot.errors import IotError
+from iot.telemetry import MAX_WORKING_HOURS
 
 HOUR_QUANTUM = Decimal("0.01")
 
@@ -119,8 +121,8 @@ class Statement:
 
 def rent(schedule: Schedule, hours: float | Decimal) -> tuple[Decimal, tuple[Line, ...], int]:
     """(billed hours, tier lines, total) for a month with `hours` working hours."""
-    if hours < 0:
-        raise IotError(f"working hours must not be negative, got {hours}")
+    if not math.isfinite(hours) or not 0 <= hours <= MAX_WORKING_HOURS:
+        raise IotError(f"working hours must be a number from 0 to {MAX_WORKING_HOURS:,.0f}, got {hours}")
     billed = Decimal(str(hours)).quantize(HOUR_QUANTUM, ROUND_HALF_UP)
     lines: list[Line] = []
     lower = 0
