@@ -345,9 +345,24 @@ class MqttBroker:
         self.sessions: dict[str, Session] = {}
         self.retained: dict[str, Message] = {}
         self.dropped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await Connection(self, reader, writer).serve()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await Connection(self, reader, writer).serve()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)  # type: ignore[arg-type]
+
+    async def close_connections(self) -> None:
+        """End every connection's task (broker shutdown); persistent sessions are dropped too."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def attach(self, connection: Connection, client_id: str, clean: bool) -> bool:
         """Bind a connection to its session; True when a stored session was resumed."""
@@ -494,9 +509,8 @@ class EmbeddedBroker:
             self._ready.set()
             async with server:
                 await self._stopped.wait()
-            for session in list(self.broker.sessions.values()):
-                if session.connection is not None:
-                    session.connection.close()
+                server.close()
+                await self.broker.close_connections()
 
         try:
             loop.run_until_complete(main())

@@ -84,7 +84,7 @@ def run(workdir: Path, console: Console) -> None:
     bank_address = f"127.0.0.1:{_free_port()}"
     bank = serve(bank_address, f"sqlite:///{workdir / 'bank.db'}")
     store = IotStore(f"sqlite:///{workdir / 'iot.db'}")
-    deliverer = Deliverer(store, bank_address).start()
+    deliverer = Deliverer(store, bank_address, insecure=True).start()  # an in-process loopback intake
     monitor = Monitor(store, load_rules(), clock=EventClock(), on_events=deliverer.wake)
     client = MqttMonitor(monitor, broker.url, client_id="demo-monitor", sweep_interval=0.05).start()
     try:

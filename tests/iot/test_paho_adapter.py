@@ -55,18 +55,21 @@ def test_every_connection_goes_through_the_wrapper_and_paho_reads_and_writes_onl
         got = threading.Event()
         client.on_message = lambda c, u, m: got.set()
         client.on_connect = lambda c, u, f, rc, p: c.subscribe("pin/#", qos=1)
+
+        def loop_until(condition, what: str) -> None:  # paho's loop in this thread: no races
+            wait_for(lambda: client.loop(0.05) is not None and condition(), 10, what)
+
         client.connect(broker.host, broker.port)
-        client.loop_start()
         try:
-            wait_for(lambda: client.is_connected(), 10, "the connection")
+            loop_until(client.is_connected, "the connection")
             assert client.socket() is wrapped[0][0] and wrapped[0][1] is False
             client.publish("pin/a", b"x", qos=1)
-            assert got.wait(10)
+            loop_until(got.is_set, "the message back")
             client.reconnect()
-            wait_for(lambda: len(wrapped) == 2 and client.is_connected(), 10, "the reconnection")
+            loop_until(client.is_connected, "the reconnection")
+            assert len(wrapped) == 2 and client.socket() is wrapped[1][0]
         finally:
             client.disconnect()
-            client.loop_stop()
     first = wrapped[0][0]
     assert {"recv", "send", "setblocking", "close"} <= first.calls
     assert client.socket() is None
