@@ -21,26 +21,27 @@ lacked. The values are then checked by `iot.telemetry` whatever the format.
 from __future__ import annotations
 
 import difflib
-import json
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from federation.clock import utcnow
 from iot.errors import IotError
 from iot.telemetry import (
+    MAX_DEVICE_ID,
     MAX_FUEL_L,
     MAX_WORKING_HOURS,
     Rejected,
     Telemetry,
     TimeBounds,
-    device_id,
     epoch_time,
     iso_time,
-    number,
+    json_type,
     topic_device,
 )
 
@@ -69,47 +70,97 @@ class FieldMap:
     def name(self) -> str:
         return ".".join(self.path)
 
-    def find(self, data: dict[str, Any]) -> tuple[bool, Any]:
-        node: Any = data
-        for key in self.path:
-            if not isinstance(node, dict) or key not in node:
-                return False, None
-            node = node[key]
-        return True, node
 
-
-@dataclass(frozen=True)
 class Format:
-    """A named mapping of every field of `Telemetry` onto a device's JSON message."""
+    """A named mapping of every field of `Telemetry` onto a device's JSON message.
 
-    name: str
-    fields: dict[str, FieldMap]
+    Each format compiles to a strict pydantic model whose aliases are the message's paths, so a
+    message is parsed and type-checked in one pass of pydantic's JSON parser; units and time
+    bounds are applied after."""
 
-    def lacks(self, data: dict[str, Any]) -> list[str]:
-        """The message's names of the fields this format needs but the message does not have."""
-        return [f.name for f in self.fields.values() if not f.find(data)[0]]
+    def __init__(self, name: str, fields: dict[str, FieldMap]) -> None:
+        self.name, self.fields = name, fields
+        self.factor = {k: UNITS[k][fields[k].unit] or 1.0 for k in ("working_hours", "fuel_l")}
+        self.ts_per_second = UNITS["ts"][fields["ts"].unit]  # None: an ISO 8601 string
+        self.limits = {  # message field name -> (low, high) of its raw value
+            fields["lat"].name: (-90.0, 90.0),
+            fields["lon"].name: (-180.0, 180.0),
+            fields["working_hours"].name: (0.0, MAX_WORKING_HOURS / self.factor["working_hours"]),
+            fields["fuel_l"].name: (0.0, MAX_FUEL_L / self.factor["fuel_l"]),
+        }
+        self.model = self._model()
+        self._ts_name = fields["ts"].name
+        self._hours_factor = self.factor["working_hours"]
+        self._fuel_factor = self.factor["fuel_l"]
 
-    def read(self, data: dict[str, Any], bounds: TimeBounds, now: Callable[[], datetime]) -> Telemetry:
-        """The reading in yinqi's units; ValueError names the message's field that is wrong."""
-        values = {k: f.find(data)[1] for k, f in self.fields.items()}
-        f = self.fields
-        ts_unit = UNITS["ts"][f["ts"].unit]
-        ts_field = f["ts"].name
-        ts = iso_time(values["ts"], ts_field) if ts_unit is None else epoch_time(values["ts"], ts_field, ts_unit)
-        bounds.check(ts, now(), ts_field)
-        return Telemetry(
-            device_id=device_id(values["device_id"], f["device_id"].name),
-            ts=ts,
-            lat=number(values["lat"], f["lat"].name, -90.0, 90.0),
-            lon=number(values["lon"], f["lon"].name, -180.0, 180.0),
-            working_hours=self._scaled(values, "working_hours", MAX_WORKING_HOURS),
-            fuel_l=self._scaled(values, "fuel_l", MAX_FUEL_L),
+    def _model(self) -> type[BaseModel]:
+        def alias(key: str) -> Any:
+            path = self.fields[key].path
+            return path[0] if len(path) == 1 else AliasPath(*path)
+
+        def bounded(key: str) -> Any:
+            low, high = self.limits[self.fields[key].name]
+            return (float, Field(validation_alias=alias(key), ge=low, le=high))
+
+        return create_model(  # type: ignore[call-overload, no-any-return]
+            f"Telemetry_{self.name}",
+            __config__=ConfigDict(strict=True, extra="ignore", allow_inf_nan=False),
+            device_id=(str, Field(validation_alias=alias("device_id"), min_length=1, max_length=MAX_DEVICE_ID)),
+            ts=(str if self.ts_per_second is None else float, Field(validation_alias=alias("ts"))),
+            lat=bounded("lat"),
+            lon=bounded("lon"),
+            working_hours=bounded("working_hours"),
+            fuel_l=bounded("fuel_l"),
         )
 
-    def _scaled(self, values: dict[str, Any], field: str, high: float) -> float:
-        spec = self.fields[field]
-        factor = UNITS[field][spec.unit] or 1.0
-        return number(values[field], spec.name, 0.0, high / factor) * factor
+    def read(self, payload: bytes, check_time: Callable[[datetime, str], None]) -> Telemetry | list[str]:
+        """The reading in yinqi's units, or the message's names of the fields it lacks.
+
+        Raises `NotJson` for a payload that is not a JSON object and `ValueError` naming the
+        message's field whose value is wrong."""
+        try:
+            m: Any = self.model.model_validate_json(payload)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            kinds = {e["type"] for e in errors}
+            if "json_invalid" in kinds:
+                raise NotJson("malformed JSON") from None
+            if "model_type" in kinds:
+                raise NotJson("payload is not a JSON object") from None
+            lacks = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "missing"]
+            if lacks:
+                return lacks
+            raise ValueError(self._explain(errors[0])) from None
+        ts_name, per_second = self._ts_name, self.ts_per_second
+        ts = iso_time(m.ts, ts_name) if per_second is None else epoch_time(m.ts, ts_name, per_second)
+        check_time(ts, ts_name)
+        return Telemetry(
+            m.device_id, ts, m.lat, m.lon, m.working_hours * self._hours_factor, m.fuel_l * self._fuel_factor
+        )
+
+    def _explain(self, error: Any) -> str:
+        """One pydantic error in yinqi's words, naming the message's field."""
+        name = ".".join(map(str, error["loc"]))
+        kind, value = error["type"], error.get("input")
+        low, high = self.limits.get(name, (0.0, 0.0))
+        if kind in ("float_type", "string_type", "int_type"):
+            wanted = "a string" if kind == "string_type" else "a number"
+            if name == self.fields["ts"].name and self.ts_per_second is None:
+                wanted = "an ISO 8601 time string"
+            return f"field '{name}': expected {wanted}, got {json_type(value)}"
+        if kind == "finite_number":
+            if isinstance(value, int):
+                return f"field '{name}': expected {low:g} to {high:g}, got an integer too large"
+            return f"field '{name}': expected a finite number, got {value!r}"
+        if kind in ("greater_than_equal", "less_than_equal"):
+            return f"field '{name}': expected {low:g} to {high:g}, got {value:g}"
+        if kind in ("string_too_short", "string_too_long"):
+            return f"field '{name}': expected 1 to {MAX_DEVICE_ID} characters, got {len(value)}"
+        return f"field '{name}': {error['msg']}"
+
+
+class NotJson(ValueError):
+    """The payload is not JSON, or not a JSON object."""
 
 
 def _plain(**paths: str) -> Format:
@@ -152,38 +203,42 @@ class TelemetryReader:
         self.formats = (*formats, *BUILT_IN)
         self.bounds = bounds or TimeBounds()
         self.wall = wall
+        self._latest_allowed = datetime.min.replace(tzinfo=UTC)
 
     def read(self, topic: str, payload: bytes) -> Telemetry:
         device = topic_device(topic)
         if device is None:
             raise Rejected(f"topic '{topic[:200]}' is not device/<id>/data")
-        try:
-            data = json.loads(payload)
-        except RecursionError:
-            raise Rejected("malformed JSON (nested too deeply)", device) from None
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
-            raise Rejected("malformed JSON", device) from None
-        if not isinstance(data, dict):
-            raise Rejected("payload is not a JSON object", device)
+        tried: list[tuple[list[str], str]] = []
         for fmt in self.formats:
-            if fmt.lacks(data):
-                continue
             try:
-                reading = fmt.read(data, self.bounds, self.wall)
+                reading = fmt.read(payload, self._check_time)
+            except NotJson as exc:
+                raise Rejected(str(exc), device) from None
             except ValueError as exc:
                 raise Rejected(f"{fmt.name} format: {exc}", device) from None
+            if isinstance(reading, list):
+                tried.append((reading, fmt.name))
+                continue
             if reading.device_id != device:
                 raise Rejected(
                     f"topic device '{device}' does not match payload device_id '{reading.device_id}'", device
                 )
             return reading
-        raise Rejected(self._fits_none(data), device)
-
-    def _fits_none(self, data: dict[str, Any]) -> str:
-        tried = sorted(((fmt.lacks(data), fmt.name) for fmt in self.formats), key=lambda t: len(t[0]))
+        tried.sort(key=lambda t: len(t[0]))
         shown = "; ".join(f"{name} lacks {', '.join(lacks)}" for lacks, name in tried[:4])
         more = f" (+{len(tried) - 4} more formats)" if len(tried) > 4 else ""
-        return f"fits no telemetry format: {shown}{more}"
+        raise Rejected(f"fits no telemetry format: {shown}{more}", device)
+
+    def _check_time(self, ts: datetime, field: str) -> None:
+        # the wall clock only moves forward: a timestamp within the last limit read is within
+        # the current one too, so the clock is read again only when one looks too new
+        if ts > self._latest_allowed:
+            now = self.wall()
+            self._latest_allowed = now + self.bounds.max_ahead
+            self.bounds.check(ts, now, field)
+        elif ts < self.bounds.not_before:
+            self.bounds.check(ts, self._latest_allowed, field)
 
 
 # ----- telemetry.toml ---------------------------------------------------------------------------
@@ -241,7 +296,7 @@ def _field(spec: Any, field: str, where: str) -> FieldMap:
     if isinstance(spec, str):
         spec = {"path": spec}
     if not isinstance(spec, dict):
-        raise IotError(f"{where}: field '{field}': expected \"path\" or {{ path = \"...\", unit = \"...\" }}")
+        raise IotError(f'{where}: field \'{field}\': expected "path" or {{ path = "...", unit = "..." }}')
     extra = sorted(set(spec) - {"path", "unit"})
     if extra:
         raise IotError(f"{where}: field '{field}': unknown key '{extra[0]}'; expected path and unit")

@@ -16,14 +16,14 @@ import hashlib
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from federation.clock import utcnow
 from iot.alerts import Alert, AlertBook
 from iot.formats import Format, TelemetryReader
-from iot.rules import RULES, Rules, Zone, check_fuel, check_geofence, check_idle, inside_geofence
+from iot.rules import Rules, Zone, check_fuel, check_geofence, check_idle, inside_geofence
 from iot.store import IotStore, Usage
 from iot.telemetry import Rejected, Telemetry, topic_device
 
@@ -73,9 +73,6 @@ class DeviceState:
     recent: deque[datetime] = field(default_factory=lambda: deque(maxlen=RECENT))
     recent_set: set[datetime] = field(default_factory=set)
 
-    def seen(self, ts: datetime) -> bool:
-        return ts in self.recent_set or ts == self.last_ts
-
     def remember(self, ts: datetime) -> None:
         if len(self.recent) == RECENT:
             self.recent_set.discard(self.recent[0])
@@ -86,9 +83,6 @@ class DeviceState:
         if self.recent and self.recent[-1] == ts:
             self.recent.pop()
             self.recent_set.discard(ts)
-
-    def snapshot(self) -> tuple[datetime, float, float, float, float, float, float]:
-        return (self.last_ts, self.lat, self.lon, self.hours, self.fuel, self.ref_hours, self.ref_fuel)
 
     def restore(self, values: tuple[datetime, float, float, float, float, float, float]) -> None:
         (self.last_ts, self.lat, self.lon, self.hours, self.fuel, self.ref_hours, self.ref_fuel) = values
@@ -167,7 +161,10 @@ class Monitor:
             if self._failed_to_store(topic, payload) < self.store_attempts:
                 raise
             self._dead_letter(
-                topic, payload, f"alerts could not be stored after {self.store_attempts} attempts: {exc}", reading.device_id
+                topic,
+                payload,
+                f"alerts could not be stored after {self.store_attempts} attempts: {exc}",
+                reading.device_id,
             )
             return []
         except Exception as exc:
@@ -201,48 +198,66 @@ class Monitor:
         """Judge one reading under the lock. Any failure undoes every change it made."""
         device_id, ts = r.device_id, r.ts
         state = self.devices.get(device_id)
-        if state is not None and state.seen(ts):
-            self.stats["duplicates"] += 1  # a QoS 1 redelivery
-            return []
-        if state is not None and ts < state.last_ts:
-            # QoS 1 does not keep order across reconnects: a late reading counts for usage,
-            # but the rules judge the newest state only
-            state.remember(ts)
-            self._count_usage(r)
-            self.stats["processed"] += 1
-            self.stats["late"] += 1
-            return []
-        active = self.book.active
-        before = None if state is None else state.snapshot()
-        open_before = [active.get((device_id, rule)) for rule in RULES]
+        before = None
+        if state is not None:
+            if ts in state.recent_set or ts == state.last_ts:
+                self.stats["duplicates"] += 1  # a QoS 1 redelivery
+                return []
+            if ts < state.last_ts:
+                # QoS 1 does not keep order across reconnects: a late reading counts for usage,
+                # but the rules judge the newest state only
+                state.remember(ts)
+                self._count_usage(r)
+                self.stats["processed"] += 1
+                self.stats["late"] += 1
+                return []
+            before = (state.last_ts, state.lat, state.lon, state.hours, state.fuel, state.ref_hours, state.ref_fuel)
+        events: list[Alert] = []
         try:
-            events = self._judge(r, state)
+            self._judge(r, state, events)
             if events:
                 try:
                     self.store.record_alerts(events)  # durable before the message is acknowledged
                 except Exception as exc:
                     raise StoreUnavailable(_describe(exc)) from exc
         except BaseException:
-            # so that a redelivery (or nothing, for a dead letter) is judged afresh
-            for rule, alert in zip(RULES, open_before, strict=True):
-                if alert is None:
-                    active.pop((device_id, rule), None)
-                else:
-                    active[(device_id, rule)] = alert
-            if before is None:
-                self.devices.pop(device_id, None)
-            else:
-                self.devices[device_id].restore(before)
-                self.devices[device_id].forget_last(ts)
+            self._undo(r, before, events)  # so a redelivery (or nothing, for a dead letter) is judged afresh
             raise
-        self._count_usage(r)
+        key = (device_id, ts.year, ts.month)
+        usage = self._usage.get(key)
+        if usage is None:
+            self._usage[key] = Usage(ts, r.working_hours, r.fuel_l, ts, r.working_hours, r.fuel_l)
+        else:
+            usage.add(ts, r.working_hours, r.fuel_l)
         self._dirty.add(device_id)
         if self._observe is not None:
             self._observe(device_id, ts)
         self.stats["processed"] += 1
         return events
 
-    def _judge(self, r: Telemetry, state: DeviceState | None) -> list[Alert]:
+    def _undo(
+        self,
+        r: Telemetry,
+        before: tuple[datetime, float, float, float, float, float, float] | None,
+        events: list[Alert],
+    ) -> None:
+        """Take back what judging `r` changed: each event is one change of the alert book."""
+        active = self.book.active
+        for event in reversed(events):
+            key = (event.device_id, event.rule)
+            if event.state == "raised":
+                active.pop(key, None)
+            else:
+                active[key] = replace(event, state="raised", cleared_at=None)
+        if before is None:
+            self.devices.pop(r.device_id, None)
+        else:
+            state = self.devices[r.device_id]
+            state.restore(before)
+            state.forget_last(r.ts)
+
+    def _judge(self, r: Telemetry, state: DeviceState | None, events: list[Alert]) -> None:
+        """Apply the rules to `r`, appending the alert events to `events` as they happen."""
         device_id, ts = r.device_id, r.ts
         previous_ts = state.last_ts if state is not None else None
         if state is None:
@@ -262,7 +277,6 @@ class Monitor:
             fence = self._fences[device_id] = (self.rules.lease_of(device_id), self.rules.zones_for(device_id))
         lease, zones = fence
         active = self.book.active
-        events: list[Alert] = []
 
         if previous_ts is not None and ts - previous_ts > self._idle_after and (device_id, "idle") not in active:
             # silent past the threshold but no sweep saw it (monitor down, fast replay):
@@ -291,7 +305,6 @@ class Monitor:
             verdict = check_fuel(self.rules, hours, litres)
             if verdict is not None and (verdict[0] or (device_id, "fuel") in active):
                 self._verdict(events, r, "fuel", *verdict, lease)
-        return events
 
     def _count_usage(self, r: Telemetry) -> None:
         ts = r.ts

@@ -7,12 +7,12 @@ acknowledgement is harmless (at-least-once delivery, exactly-once storage).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from typing import Any
 
+from federation.canonical import canonical_json
 from iot.alerts import Alert
 from iot.store import IotStore
 from proto.channel import ClientTls, connect
@@ -31,7 +31,7 @@ def to_proto(alert: Alert) -> Any:  # alerts_pb2.Alert
         state=alert.state,
         raised_at=alert.raised_at.isoformat(),
         cleared_at=alert.cleared_at.isoformat() if alert.cleared_at else "",
-        evidence_json=json.dumps(alert.evidence, sort_keys=True, separators=(",", ":")),
+        evidence_json=canonical_json(alert.evidence),
         lease_id=alert.lease_id or "",
     )
 

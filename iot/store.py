@@ -18,7 +18,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from federation.clock import utcnow
 from federation.storage import session_scope
-from iot.alerts import Alert, canonical_json
+from federation.canonical import canonical_json
+from iot.alerts import Alert
 from iot.db import MonitorBase, monitor_engine
 
 

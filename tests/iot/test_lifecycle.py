@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from iot.alerts import AlertBook, alert_id
@@ -129,7 +128,7 @@ def test_monthly_usage_from_cumulative_meters(store: IotStore) -> None:
     feb = datetime(2026, 2, 27, tzinfo=UTC)
     for day, hours in [(0, 90.0), (1, 100.0), (3, 104.5), (10, 150.25)]:  # 100 h at the end of Feb
         r = reading(hours=hours, fuel=hours * 6)
-        r = replace(r, ts=feb + timedelta(days=day))
+        r = r._replace(ts=feb + timedelta(days=day))
         _send(monitor, r)
     monitor.flush()
     # Mar: from Feb's last reading (100.0) to 150.25 -> 50.25 h; Feb: 90 -> 100 = 10 h
