@@ -64,7 +64,7 @@ class Mosquitto:
             cafile, certfile, keyfile = tls
             with self.conf.open("a") as conf:
                 conf.write(f"cafile {cafile}\ncertfile {certfile}\nkeyfile {keyfile}\n")
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:

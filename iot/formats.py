@@ -42,6 +42,7 @@ from iot.telemetry import (
     epoch_time,
     iso_time,
     json_type,
+    shown,
     topic_device,
 )
 
@@ -102,7 +103,7 @@ class Format:
             low, high = self.limits[self.fields[key].name]
             return (float, Field(validation_alias=alias(key), ge=low, le=high))
 
-        return create_model(  # type: ignore[call-overload, no-any-return]
+        return create_model(
             f"Telemetry_{self.name}",
             __config__=ConfigDict(strict=True, extra="ignore", allow_inf_nan=False),
             device_id=(str, Field(validation_alias=alias("device_id"), min_length=1, max_length=MAX_DEVICE_ID)),
@@ -127,7 +128,7 @@ class Format:
                 raise NotJson("malformed JSON") from None
             if "model_type" in kinds:
                 raise NotJson("payload is not a JSON object") from None
-            lacks = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "missing"]
+            lacks = [shown(".".join(map(str, e["loc"]))) for e in errors if e["type"] == "missing"]
             if lacks:
                 return lacks
             raise ValueError(self._explain(errors[0])) from None
@@ -140,7 +141,7 @@ class Format:
 
     def _explain(self, error: Any) -> str:
         """One pydantic error in yinqi's words, naming the message's field."""
-        name = ".".join(map(str, error["loc"]))
+        name = shown(".".join(map(str, error["loc"])))
         kind, value = error["type"], error.get("input")
         low, high = self.limits.get(name, (0.0, 0.0))
         if kind in ("float_type", "string_type", "int_type"):
@@ -156,7 +157,7 @@ class Format:
             return f"field '{name}': expected {low:g} to {high:g}, got {value:g}"
         if kind in ("string_too_short", "string_too_long"):
             return f"field '{name}': expected 1 to {MAX_DEVICE_ID} characters, got {len(value)}"
-        return f"field '{name}': {error['msg']}"
+        return f"field '{name}': {shown(str(error['msg']))}"
 
 
 class NotJson(ValueError):
@@ -208,7 +209,7 @@ class TelemetryReader:
     def read(self, topic: str, payload: bytes) -> Telemetry:
         device = topic_device(topic)
         if device is None:
-            raise Rejected(f"topic '{topic[:200]}' is not device/<id>/data")
+            raise Rejected(f"topic '{shown(topic)}' is not device/<id>/data")
         tried: list[tuple[list[str], str]] = []
         for fmt in self.formats:
             try:
@@ -222,13 +223,14 @@ class TelemetryReader:
                 continue
             if reading.device_id != device:
                 raise Rejected(
-                    f"topic device '{device}' does not match payload device_id '{reading.device_id}'", device
+                    f"topic device '{shown(device)}' does not match payload device_id '{shown(reading.device_id)}'",
+                    device,
                 )
             return reading
         tried.sort(key=lambda t: len(t[0]))
-        shown = "; ".join(f"{name} lacks {', '.join(lacks)}" for lacks, name in tried[:4])
+        listed = "; ".join(f"{name} lacks {', '.join(lacks)}" for lacks, name in tried[:4])
         more = f" (+{len(tried) - 4} more formats)" if len(tried) > 4 else ""
-        raise Rejected(f"fits no telemetry format: {shown}{more}", device)
+        raise Rejected(f"fits no telemetry format: {listed}{more}", device)
 
     def _check_time(self, ts: datetime, field: str) -> None:
         # the wall clock only moves forward: a timestamp within the last limit read is within

@@ -144,7 +144,7 @@ class MqttMonitor:
             client = WrappingClient(
                 CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
             )
-            self._connect_props = Properties(PacketTypes.CONNECT)
+            self._connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             self._connect_props.SessionExpiryInterval = session_expiry
         else:
             client = WrappingClient(
@@ -274,7 +274,8 @@ class MqttMonitor:
                 readable = []
             if readable or ready:
                 sock.pump(client.loop_read)
-            if client.socket() is sock:
+            still_open = client.socket() is sock  # (a bool: `is` would narrow sock's type)
+            if still_open:
                 if client.want_write():
                     client.loop_write()
                 sock.flush()  # the acks of this burst, in one send

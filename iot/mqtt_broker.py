@@ -30,6 +30,7 @@ import logging
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from iot.errors import IotError
 
@@ -345,17 +346,17 @@ class MqttBroker:
         self.sessions: dict[str, Session] = {}
         self.retained: dict[str, Message] = {}
         self.dropped = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         try:
             await Connection(self, reader, writer).serve()
         finally:
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
 
     async def close_connections(self) -> None:
         """End every connection's task (broker shutdown); persistent sessions are dropped too."""

@@ -103,7 +103,7 @@ class Deliverer:
         from proto import alerts_pb2_grpc
 
         channel = self.channel
-        stub = alerts_pb2_grpc.AlertServiceStub(channel)
+        stub = alerts_pb2_grpc.AlertServiceStub(channel)  # type: ignore[no-untyped-call]  # generated
         backoff = self.min_backoff
         try:
             while not self._stop.is_set():

@@ -10,6 +10,7 @@ import math
 import tomllib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,11 @@ class Schedule(BaseModel):
             raise ValueError("the last tier must have no up_to_hours (it takes every hour beyond)")
         if any(b is None for b in bounds[:-1]):
             raise ValueError("only the last tier may omit up_to_hours")
-        if bounds[:-1] != sorted(set(bounds[:-1])):
+        inner = [b for b in bounds[:-1] if b is not None]
+        if inner != sorted(set(inner)):
             raise ValueError("up_to_hours must strictly increase from tier to tier")
         rates = [t.rate_per_hour for t in self.tiers]
-        if any(b > a for a, b in zip(rates, rates[1:])):
+        if any(b > a for a, b in pairwise(rates)):
             raise ValueError("rate_per_hour must not rise from tier to tier (rent falls with usage)")
         return self
 

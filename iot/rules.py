@@ -25,20 +25,20 @@ class _Strict(BaseModel):
 
 
 class IdleRule(_Strict):
-    threshold_hours: float = Field(24.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    threshold_hours: float = Field(default=24.0, gt=0, le=24 * 366, allow_inf_nan=False)
     severity: Severity = "warning"
 
 
 class FuelRule(_Strict):
-    max_litres_per_hour: float = Field(10.0, gt=0, allow_inf_nan=False)
-    window_hours: float = Field(0.25, gt=0, allow_inf_nan=False)
+    max_litres_per_hour: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    window_hours: float = Field(default=0.25, gt=0, allow_inf_nan=False)
     severity: Severity = "warning"
 
 
 class TimestampRule(_Strict):
     """How far device clocks are trusted (see `iot.telemetry.TimeBounds`)."""
 
-    max_ahead_minutes: float = Field(5.0, gt=0, le=24 * 60, allow_inf_nan=False)
+    max_ahead_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
     not_before: datetime = datetime(2000, 1, 1, tzinfo=UTC)
 
     @field_validator("not_before")
@@ -53,10 +53,10 @@ class TimestampRule(_Strict):
 
 
 class Box(_Strict):
-    lat_min: float = Field(30.0, ge=-90, le=90)
-    lat_max: float = Field(40.0, ge=-90, le=90)
-    lon_min: float = Field(110.0, ge=-180, le=180)
-    lon_max: float = Field(120.0, ge=-180, le=180)
+    lat_min: float = Field(default=30.0, ge=-90, le=90)
+    lat_max: float = Field(default=40.0, ge=-90, le=90)
+    lon_min: float = Field(default=110.0, ge=-180, le=180)
+    lon_max: float = Field(default=120.0, ge=-180, le=180)
 
     def contains(self, lat: float, lon: float) -> bool:
         return self.lat_min <= lat <= self.lat_max and self.lon_min <= lon <= self.lon_max
@@ -110,7 +110,7 @@ class Rules(_Strict):
         return cached
 
     def severity(self, rule: str) -> str:
-        return getattr(self, rule).severity
+        return str(getattr(self, rule).severity)
 
 
 def load_rules(path: str | Path | None = None) -> Rules:

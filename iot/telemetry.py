@@ -59,6 +59,14 @@ class Rejected(Exception):
         self.device_id = device_id
 
 
+def shown(text: str, limit: int = 200) -> str:
+    """A device-supplied string fit for a one-line reason: cut, control characters escaped."""
+    cut = text[:limit]
+    if cut.isprintable():
+        return cut
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+
+
 def topic_device(topic: str) -> str | None:
     """The device id in `device/<id>/data`, or None for any other topic."""
     parts = topic.split("/")

@@ -250,9 +250,7 @@ def monitor(
     if bank is None and (ca or cert or key or insecure):
         raise IotError("--ca, --cert, --key and --insecure are for --bank; give --bank HOST:PORT too")
     store = _store(db)
-    deliverer = (
-        Deliverer(store, bank, tls=_bank_tls(ca, cert, key), insecure=insecure and ca is None) if bank else None
-    )
+    deliverer = Deliverer(store, bank, tls=_bank_tls(ca, cert, key), insecure=insecure and ca is None) if bank else None
     core = Monitor(
         store,
         rule_set,

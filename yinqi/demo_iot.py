@@ -85,9 +85,9 @@ def _publish(url: str, messages: list[tuple[str, bytes]]) -> int:
 def run(workdir: Path, console: Console) -> None:
     from federation.errors import YinqiError
     from federation.waiting import free_port, wait_until
-    from iot.mqtt_broker import EmbeddedBroker
     from iot.monitor import EventClock, Monitor
     from iot.mqtt import MqttMonitor
+    from iot.mqtt_broker import EmbeddedBroker
     from iot.outbox import Deliverer
     from iot.pricing import load_schedule, statement
     from iot.rules import load_rules
@@ -159,7 +159,9 @@ def run(workdir: Path, console: Console) -> None:
     table.add_row(f"telemetry published by the simulated fleet (QoS 1, {broker.name})", str(acked))
     table.add_row(
         "seed-format messages understood with no configuration",
-        f"{len(seed)} sent; seed-0001 last seen {seed_seen.last_ts:%Y-%m-%d %H:%M}" if seed_seen else f"0 of {len(seed)}",
+        f"{len(seed)} sent; seed-0001 last seen {seed_seen.last_ts:%Y-%m-%d %H:%M}"
+        if seed_seen
+        else f"0 of {len(seed)}",
     )
     table.add_row("processed by the monitor", str(monitor.stats["processed"]))
     table.add_row(

@@ -160,11 +160,10 @@ def test_broker_mosquitto_stops_its_mosquitto_on_sigterm(tmp_path) -> None:
 
 
 def test_alerts_reach_a_bank_that_requires_mutual_tls_and_not_without_a_client_certificate(tmp_path, store) -> None:
+    from iot.outbox import Deliverer
     from proto.channel import ClientTls
     from server.grpc_app import TlsFiles, build_server
     from tests.bank.tls import make_pki
-
-    from iot.outbox import Deliverer
 
     pki = make_pki(tmp_path / "pki")
     bank_db = f"sqlite:///{tmp_path / 'bank.db'}"
