@@ -114,7 +114,7 @@ class Format:
             fuel_l=bounded("fuel_l"),
         )
 
-    def read(self, payload: bytes, check_time: Callable[[datetime, str], None]) -> Telemetry | list[str]:
+    def read(self, payload: bytes, reader: TelemetryReader) -> Telemetry | list[str]:
         """The reading in yinqi's units, or the message's names of the fields it lacks.
 
         Raises `NotJson` for a payload that is not a JSON object and `ValueError` naming the
@@ -134,7 +134,8 @@ class Format:
             raise ValueError(self._explain(errors[0])) from None
         ts_name, per_second = self._ts_name, self.ts_per_second
         ts = iso_time(m.ts, ts_name) if per_second is None else epoch_time(m.ts, ts_name, per_second)
-        check_time(ts, ts_name)
+        if ts > reader.latest_allowed or ts < reader.bounds.not_before:
+            reader.check_time(ts, ts_name)
         return Telemetry(
             m.device_id, ts, m.lat, m.lon, m.working_hours * self._hours_factor, m.fuel_l * self._fuel_factor
         )
@@ -204,21 +205,22 @@ class TelemetryReader:
         self.formats = (*formats, *BUILT_IN)
         self.bounds = bounds or TimeBounds()
         self.wall = wall
-        self._latest_allowed = datetime.min.replace(tzinfo=UTC)
+        self.latest_allowed = datetime.min.replace(tzinfo=UTC)
 
     def read(self, topic: str, payload: bytes) -> Telemetry:
         device = topic_device(topic)
         if device is None:
             raise Rejected(f"topic '{shown(topic)}' is not device/<id>/data")
-        tried: list[tuple[list[str], str]] = []
+        tried: list[tuple[list[str], str]] | None = None  # allocated only when a format does not fit
         for fmt in self.formats:
             try:
-                reading = fmt.read(payload, self._check_time)
+                reading = fmt.read(payload, self)
             except NotJson as exc:
                 raise Rejected(str(exc), device) from None
             except ValueError as exc:
                 raise Rejected(f"{fmt.name} format: {exc}", device) from None
             if isinstance(reading, list):
+                tried = [] if tried is None else tried
                 tried.append((reading, fmt.name))
                 continue
             if reading.device_id != device:
@@ -227,20 +229,23 @@ class TelemetryReader:
                     device,
                 )
             return reading
+        assert tried is not None  # BUILT_IN is never empty
         tried.sort(key=lambda t: len(t[0]))
         listed = "; ".join(f"{name} lacks {', '.join(lacks)}" for lacks, name in tried[:4])
         more = f" (+{len(tried) - 4} more formats)" if len(tried) > 4 else ""
         raise Rejected(f"fits no telemetry format: {listed}{more}", device)
 
-    def _check_time(self, ts: datetime, field: str) -> None:
-        # the wall clock only moves forward: a timestamp within the last limit read is within
-        # the current one too, so the clock is read again only when one looks too new
-        if ts > self._latest_allowed:
+    def check_time(self, ts: datetime, field: str) -> None:
+        """`ValueError` unless `ts` is within the time bounds of the monitor's wall clock.
+
+        The wall clock only moves forward: a timestamp within the last limit read is within the
+        current one too, so `Format.read` calls this only for one that looks too new or too old."""
+        if ts > self.latest_allowed:
             now = self.wall()
-            self._latest_allowed = now + self.bounds.max_ahead
+            self.latest_allowed = now + self.bounds.max_ahead
             self.bounds.check(ts, now, field)
         elif ts < self.bounds.not_before:
-            self.bounds.check(ts, self._latest_allowed, field)
+            self.bounds.check(ts, self.latest_allowed, field)
 
 
 # ----- telemetry.toml ---------------------------------------------------------------------------

@@ -270,7 +270,11 @@ class Monitor:
             state.hours, state.fuel = r.working_hours, r.fuel_l
             if r.working_hours < state.ref_hours or r.fuel_l < state.ref_fuel:
                 state.ref_hours, state.ref_fuel = r.working_hours, r.fuel_l  # meter replaced
-        state.remember(ts)
+        recent = state.recent  # remember(ts), inline: this runs for every message
+        if len(recent) == RECENT:
+            state.recent_set.discard(recent[0])
+        recent.append(ts)
+        state.recent_set.add(ts)
 
         fence = self._fences.get(device_id)
         if fence is None:
