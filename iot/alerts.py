@@ -7,7 +7,6 @@ telemetry gives the same ids, so the bank's idempotent intake stores each episod
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -18,11 +17,6 @@ State = Literal["raised", "cleared"]
 def alert_id(device_id: str, rule: str, raised_at: datetime) -> str:
     key = f"{device_id}|{rule}|{raised_at.isoformat()}".encode()
     return hashlib.sha256(key).hexdigest()[:32]
-
-
-def canonical_json(data: Any) -> str:
-    """Sorted keys, no spaces: the same alert always hashes the same."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)

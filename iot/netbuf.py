@@ -21,9 +21,9 @@ and on `close()`. An ack can therefore leave later than it was queued, never ear
 before the flush only makes the broker redeliver messages that are already stored, and the
 monitor counts those as duplicates.
 
-`FrameClient` is a `paho.mqtt.client.Client` whose socket factory (`_create_socket`, the one
-factory in paho 2.0-2.2) returns the wrapper. `tests/iot/test_netbuf.py` pins that hook, so a paho
-release that renames it fails a test instead of silently losing the fast path.
+paho opens the socket and hands it to `FrameSocket` through
+`federation.adapters.paho.WrappingClient`, the one place yinqi reaches into paho (its private
+socket factory); `tests/iot/test_paho_adapter.py` pins it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ import ssl
 import time
 from collections.abc import Callable
 from typing import Any
-
-import paho.mqtt.client as mqtt
 
 READ_CHUNK = 65536
 WRITE_LIMIT = 1 << 20  # bytes buffered before send() pushes back on paho (BlockingIOError)
@@ -225,16 +223,3 @@ class FrameSocket:
 
     def __getattr__(self, name: str) -> Any:  # fileno, setblocking, setsockopt, getpeercert...
         return getattr(self._sock, name)
-
-
-class FrameClient(mqtt.Client):
-    """paho's client over a `FrameSocket`; the network loop calls `pump()` and `flush()`.
-
-    `on_publish_frame` is installed on every new socket (None: paho handles PUBLISH itself)."""
-
-    on_publish_frame: OnPublish | None = None
-
-    def _create_socket(self):
-        sock = FrameSocket(super()._create_socket(), v5=self._protocol == mqtt.MQTTv5)
-        sock.on_publish = self.on_publish_frame
-        return sock

@@ -7,17 +7,20 @@ acknowledgement is harmless (at-least-once delivery, exactly-once storage).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
+from typing import Any
 
+from federation.canonical import canonical_json
 from iot.alerts import Alert
 from iot.store import IotStore
+from proto.channel import ClientTls, connect
 
 log = logging.getLogger(__name__)
 
 
-def to_proto(alert: Alert):  # -> alerts_pb2.Alert
+def to_proto(alert: Alert) -> Any:  # alerts_pb2.Alert
     from proto import alerts_pb2
 
     return alerts_pb2.Alert(
@@ -28,7 +31,7 @@ def to_proto(alert: Alert):  # -> alerts_pb2.Alert
         state=alert.state,
         raised_at=alert.raised_at.isoformat(),
         cleared_at=alert.cleared_at.isoformat() if alert.cleared_at else "",
-        evidence_json=json.dumps(alert.evidence, sort_keys=True, separators=(",", ":")),
+        evidence_json=canonical_json(alert.evidence),
         lease_id=alert.lease_id or "",
     )
 
@@ -40,15 +43,26 @@ class Deliverer:
     ----------
     store : the monitor's store (the outbox lives there).
     target : the bank's gRPC address, `host:port`.
+    tls : the bank's CA and this monitor's client certificate and key (mutual TLS, which the
+        bank's services require); plaintext only with `insecure=True` (a loopback intake).
     min_backoff, max_backoff : seconds between retries while the bank is unreachable
         (doubling from min to max; reset after a success).
     timeout : seconds one delivery may take.
     """
 
     def __init__(
-        self, store: IotStore, target: str, *, min_backoff: float = 0.2, max_backoff: float = 10.0, timeout: float = 5.0
+        self,
+        store: IotStore,
+        target: str,
+        *,
+        tls: ClientTls | None = None,
+        insecure: bool = False,
+        min_backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        timeout: float = 5.0,
     ) -> None:
         self.store, self.target = store, target
+        self.channel = connect(target, tls, insecure=insecure)  # refuses missing TLS settings now
         self.min_backoff, self.max_backoff, self.timeout = min_backoff, max_backoff, timeout
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -67,6 +81,16 @@ class Deliverer:
         self._thread.start()
         return self
 
+    def drain(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until the outbox is empty; True when it is."""
+        deadline = time.monotonic() + timeout
+        while self.store.outbox_counts()["pending"]:
+            if time.monotonic() >= deadline or self._thread is None or not self._thread.is_alive():
+                return False
+            self._wake.set()
+            time.sleep(0.05)  # polling the outbox with a deadline
+        return True
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -78,8 +102,8 @@ class Deliverer:
 
         from proto import alerts_pb2_grpc
 
-        channel = grpc.insecure_channel(self.target)
-        stub = alerts_pb2_grpc.AlertServiceStub(channel)
+        channel = self.channel
+        stub = alerts_pb2_grpc.AlertServiceStub(channel)  # type: ignore[no-untyped-call]  # generated
         backoff = self.min_backoff
         try:
             while not self._stop.is_set():

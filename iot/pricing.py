@@ -6,15 +6,18 @@ whole minor unit (half up), and the total is the sum of the lines plus the base 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from iot.errors import IotError
+from iot.telemetry import MAX_WORKING_HOURS
 
 HOUR_QUANTUM = Decimal("0.01")
 
@@ -40,10 +43,11 @@ class Schedule(BaseModel):
             raise ValueError("the last tier must have no up_to_hours (it takes every hour beyond)")
         if any(b is None for b in bounds[:-1]):
             raise ValueError("only the last tier may omit up_to_hours")
-        if bounds[:-1] != sorted(set(bounds[:-1])):
+        inner = [b for b in bounds[:-1] if b is not None]
+        if inner != sorted(set(inner)):
             raise ValueError("up_to_hours must strictly increase from tier to tier")
         rates = [t.rate_per_hour for t in self.tiers]
-        if any(b > a for a, b in zip(rates, rates[1:])):
+        if any(b > a for a, b in pairwise(rates)):
             raise ValueError("rate_per_hour must not rise from tier to tier (rent falls with usage)")
         return self
 
@@ -119,8 +123,8 @@ class Statement:
 
 def rent(schedule: Schedule, hours: float | Decimal) -> tuple[Decimal, tuple[Line, ...], int]:
     """(billed hours, tier lines, total) for a month with `hours` working hours."""
-    if hours < 0:
-        raise IotError(f"working hours must not be negative, got {hours}")
+    if not math.isfinite(hours) or not 0 <= hours <= MAX_WORKING_HOURS:
+        raise IotError(f"working hours must be a number from 0 to {MAX_WORKING_HOURS:,.0f}, got {hours}")
     billed = Decimal(str(hours)).quantize(HOUR_QUANTUM, ROUND_HALF_UP)
     lines: list[Line] = []
     lower = 0

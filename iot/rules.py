@@ -7,13 +7,14 @@ the state and the clock; these functions only say pass or fail and why (the evid
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from iot.errors import IotError
+from iot.telemetry import TimeBounds
 
 Severity = Literal["info", "warning", "critical"]
 RULES = ("idle", "geofence", "fuel")
@@ -24,21 +25,38 @@ class _Strict(BaseModel):
 
 
 class IdleRule(_Strict):
-    threshold_hours: float = Field(24.0, gt=0)
+    threshold_hours: float = Field(default=24.0, gt=0, le=24 * 366, allow_inf_nan=False)
     severity: Severity = "warning"
 
 
 class FuelRule(_Strict):
-    max_litres_per_hour: float = Field(10.0, gt=0)
-    window_hours: float = Field(0.25, gt=0)
+    max_litres_per_hour: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    window_hours: float = Field(default=0.25, gt=0, allow_inf_nan=False)
     severity: Severity = "warning"
 
 
+class TimestampRule(_Strict):
+    """How far device clocks are trusted (see `iot.telemetry.TimeBounds`)."""
+
+    max_ahead_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
+    not_before: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+
+    @field_validator("not_before")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2000-01-01T00:00:00Z")
+        return value.astimezone(UTC)
+
+    def bounds(self) -> TimeBounds:
+        return TimeBounds(timedelta(minutes=self.max_ahead_minutes), self.not_before)
+
+
 class Box(_Strict):
-    lat_min: float = 30.0
-    lat_max: float = 40.0
-    lon_min: float = 110.0
-    lon_max: float = 120.0
+    lat_min: float = Field(default=30.0, ge=-90, le=90)
+    lat_max: float = Field(default=40.0, ge=-90, le=90)
+    lon_min: float = Field(default=110.0, ge=-180, le=180)
+    lon_max: float = Field(default=120.0, ge=-180, le=180)
 
     def contains(self, lat: float, lon: float) -> bool:
         return self.lat_min <= lat <= self.lat_max and self.lon_min <= lon <= self.lon_max
@@ -46,7 +64,9 @@ class Box(_Strict):
 
 class Zone(_Strict):
     name: str
-    polygon: list[tuple[float, float]] = Field(min_length=3)
+    polygon: list[tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]] = Field(
+        min_length=3
+    )
     devices: list[str] = []
     leases: list[str] = []
 
@@ -65,6 +85,7 @@ class Rules(_Strict):
 
     idle: IdleRule = IdleRule()
     fuel: FuelRule = FuelRule()
+    timestamps: TimestampRule = TimestampRule()
     geofence: GeofenceRule = GeofenceRule()
     leases: dict[str, list[str]] = {}
     _lease_of: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -89,7 +110,7 @@ class Rules(_Strict):
         return cached
 
     def severity(self, rule: str) -> str:
-        return getattr(self, rule).severity
+        return str(getattr(self, rule).severity)
 
 
 def load_rules(path: str | Path | None = None) -> Rules:

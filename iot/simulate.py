@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -142,7 +142,7 @@ def publish(
     ticks: int | None = None,
     duration: float | None = None,
     client_id: str = "yinqi-iot-simulator",
-    on_progress=None,
+    on_progress: Callable[[int, int], object] | None = None,
 ) -> int:
     """Publish the fleet's telemetry at `rate` messages/s (QoS 1) until `ticks` ticks or
     `duration` seconds have passed; returns the number of messages the broker acknowledged."""

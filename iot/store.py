@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import DateTime, Float, Integer, LargeBinary, String, Text, func, select
+from sqlalchemy import Float, Integer, LargeBinary, String, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from federation.canonical import canonical_json
 from federation.clock import utcnow
-from federation.storage import session_scope
-from iot.alerts import Alert, canonical_json
+from federation.storage import UtcDateTime, session_scope
+from iot.alerts import Alert
 from iot.db import MonitorBase, monitor_engine
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive: they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class AlertRow(MonitorBase):
@@ -38,8 +32,8 @@ class AlertRow(MonitorBase):
     rule: Mapped[str] = mapped_column(String(32))
     severity: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), index=True)
-    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    raised_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     evidence: Mapped[str] = mapped_column(Text)
     lease_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
@@ -50,8 +44,8 @@ class AlertRow(MonitorBase):
             rule=self.rule,
             severity=self.severity,
             state=self.state,  # type: ignore[arg-type]
-            raised_at=_utc(self.raised_at),  # type: ignore[arg-type]
-            cleared_at=_utc(self.cleared_at),
+            raised_at=self.raised_at,
+            cleared_at=self.cleared_at,
             evidence=json.loads(self.evidence),
             lease_id=self.lease_id,
         )
@@ -65,10 +59,10 @@ class OutboxRow(MonitorBase):
     alert_id: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))
     payload: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
     duplicate: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -77,7 +71,7 @@ class DeadLetterRow(MonitorBase):
 
     __tablename__ = "iot_dead_letters"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     topic: Mapped[str] = mapped_column(String(256))
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     reason: Mapped[str] = mapped_column(String(512), index=True)
@@ -89,7 +83,7 @@ class DeviceRow(MonitorBase):
 
     __tablename__ = "iot_devices"
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    last_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_ts: Mapped[datetime] = mapped_column(UtcDateTime)
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     working_hours: Mapped[float] = mapped_column(Float)
@@ -102,9 +96,9 @@ class UsageRow(MonitorBase):
     __tablename__ = "iot_usage"
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
-    first_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_ts: Mapped[datetime] = mapped_column(UtcDateTime)
     first_hours: Mapped[float] = mapped_column(Float)
-    last_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_ts: Mapped[datetime] = mapped_column(UtcDateTime)
     last_hours: Mapped[float] = mapped_column(Float)
     first_fuel: Mapped[float] = mapped_column(Float)
     last_fuel: Mapped[float] = mapped_column(Float)
@@ -204,6 +198,8 @@ class IotStore:
     def mark_delivered(self, seq: int, duplicate: bool) -> None:
         with session_scope(self.engine) as s:
             row = s.get(OutboxRow, seq)
+            if row is None:
+                return  # gone (a database reset meanwhile): nothing to mark
             row.delivered_at = utcnow()
             row.attempts += 1
             row.duplicate = int(duplicate)
@@ -211,6 +207,8 @@ class IotStore:
     def mark_failed(self, seq: int, error: str) -> None:
         with session_scope(self.engine) as s:
             row = s.get(OutboxRow, seq)
+            if row is None:
+                return
             row.attempts += 1
             row.last_error = error[:500]
 
@@ -223,14 +221,11 @@ class IotStore:
     # dead letters ------------------------------------------------------------------------
     def dead_letter(self, topic: str, payload: bytes, reason: str, device_id: str | None) -> None:
         with session_scope(self.engine) as s:
-            s.add(DeadLetterRow(topic=topic[:256], payload=payload[:4096], reason=reason[:512], device_id=device_id))
+            s.add(DeadLetterRow(topic=topic[:256], payload=payload, reason=reason[:512], device_id=device_id))
 
     def dead_letters(self, limit: int = 50) -> list[DeadLetterRow]:
         with session_scope(self.engine) as s:
-            rows = list(s.scalars(select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)).all())
-            for r in rows:
-                r.received_at = _utc(r.received_at)
-            return rows
+            return list(s.scalars(select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)).all())
 
     def dead_letter_counts(self) -> dict[str, int]:
         with session_scope(self.engine) as s:
@@ -249,11 +244,11 @@ class IotStore:
                     s.add(
                         DeviceRow(device_id=device_id, last_ts=ts, lat=lat, lon=lon, working_hours=hours, fuel_l=fuel)
                     )
-                elif _utc(row.last_ts) <= ts:
+                elif row.last_ts <= ts:
                     row.last_ts, row.lat, row.lon, row.working_hours, row.fuel_l = ts, lat, lon, hours, fuel
             for (device_id, month), u in usage.items():
-                row = s.get(UsageRow, (device_id, month))
-                if row is None:
+                month_row = s.get(UsageRow, (device_id, month))
+                if month_row is None:
                     s.add(
                         UsageRow(
                             device_id=device_id,
@@ -268,18 +263,19 @@ class IotStore:
                         )
                     )
                     continue
-                if u.first_ts < _utc(row.first_ts):
-                    row.first_ts, row.first_hours, row.first_fuel = u.first_ts, u.first_hours, u.first_fuel
-                if u.last_ts >= _utc(row.last_ts):
-                    row.last_ts, row.last_hours, row.last_fuel = u.last_ts, u.last_hours, u.last_fuel
-                row.readings += u.readings
+                if u.first_ts < month_row.first_ts:
+                    month_row.first_ts, month_row.first_hours, month_row.first_fuel = (
+                        u.first_ts,
+                        u.first_hours,
+                        u.first_fuel,
+                    )
+                if u.last_ts >= month_row.last_ts:
+                    month_row.last_ts, month_row.last_hours, month_row.last_fuel = u.last_ts, u.last_hours, u.last_fuel
+                month_row.readings += u.readings
 
     def devices(self) -> dict[str, DeviceRow]:
         with session_scope(self.engine) as s:
-            rows = s.scalars(select(DeviceRow)).all()
-            for r in rows:
-                r.last_ts = _utc(r.last_ts)
-            return {r.device_id: r for r in rows}
+            return {r.device_id: r for r in s.scalars(select(DeviceRow)).all()}
 
     def monthly_usage(self, device_id: str, month: str) -> tuple[float, float, int] | None:
         """(working hours, litres, readings) of a device in a month, from its cumulative meters.

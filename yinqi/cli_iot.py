@@ -1,66 +1,159 @@
 """`yinqi iot ...`: simulate a fleet, run the monitor, list alerts and dead letters, rent,
-run a broker. Heavy imports (paho, grpc, amqtt) stay inside the commands."""
+run a broker. Heavy imports (paho, grpc) stay inside the commands.
+
+Numbers and choices are parsed here, not by click, so that a bad one is one line naming the
+option and what was expected (exit code 2), like every other user mistake.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+import math
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from iot.errors import IotError
+
+# piped output keeps whole table rows (rich would fold them to 80 columns)
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 iot_app = typer.Typer(help="IoT equipment leasing: telemetry monitor, alerts, usage-based rent.", no_args_is_help=True)
 
 DB_HELP = "Database of the monitor (default: YINQI_DB_URL, else iot.db in the data dir)."
+JSON_HELP = "Print the result as JSON for machines."
+BANK_TLS = "the bank's AlertService (mutual TLS)"
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     root.add_typer(iot_app, name="iot")
 
 
-def _store(db: str | None):
+# ----- parsing ----------------------------------------------------------------------------------
+
+
+def number(text: str | None, option: str, *, low: float, high: float = math.inf, strict_low: bool = False) -> float:
+    """A finite number in range from an option's text; one-line `IotError` otherwise."""
+    if text is None:
+        raise IotError(f"{option}: a number is required")
+    bound = f"greater than {low:g}" if strict_low else f"at least {low:g}"
+    expected = f"a number {bound}" + (f" and at most {high:g}" if math.isfinite(high) else "")
+    try:
+        value = float(text)
+    except ValueError:
+        raise IotError(f"{option} {text!r}: expected {expected}") from None
+    if not math.isfinite(value) or value < low or (strict_low and value == low) or value > high:
+        raise IotError(f"{option} {text!r}: expected {expected}")
+    return value
+
+
+def whole(text: str | None, option: str, *, low: int, high: int | None = None) -> int:
+    """An integer in range from an option's text; one-line `IotError` otherwise."""
+    expected = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise IotError(f"{option} {text!r}: expected {expected}") from None
+    if value < low or (high is not None and value > high):
+        raise IotError(f"{option} {text!r}: expected {expected}")
+    return value
+
+
+def choice(text: str, option: str, allowed: tuple[str, ...]) -> str:
+    if text not in allowed:
+        raise IotError(f"{option} {text!r}: expected one of {', '.join(allowed)}")
+    return text
+
+
+def duration_of(text: str | None) -> float | None:
+    return None if text is None else number(text, "--duration", low=0)
+
+
+def _store(db: str | None) -> Any:
     from federation.config import db_url
     from iot.store import IotStore
 
     return IotStore(db or db_url("iot"))
 
 
-def _wait_forever_or(duration: float | None) -> None:
-    deadline = None if duration is None else time.monotonic() + duration
-    while deadline is None or time.monotonic() < deadline:
-        time.sleep(0.2)
+def _bank_tls(ca: Path | None, cert: Path | None, key: Path | None) -> Any:
+    from proto.channel import ClientTls
+
+    if ca is None:
+        if cert is not None or key is not None:
+            raise IotError("--cert and --key need --ca (the CA that signed the bank's certificate)")
+        return None
+    return ClientTls(ca, cert, key)
+
+
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT, so a command stops through its clean-up path."""
+    stop = threading.Event()
+    handlers = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handlers[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def wait_for_stop(stop: threading.Event, duration: float | None, *also: threading.Event) -> None:
+    """Until a signal, `duration` seconds, or one of `also` is set."""
+    waited = 0.0
+    while not stop.is_set() and not any(e.is_set() for e in also):
+        if duration is not None and waited >= duration:
+            return
+        stop.wait(0.1 if duration is None else min(0.1, duration - waited))
+        waited += 0.1
+
+
+# ----- commands ----------------------------------------------------------------------------------
 
 
 @iot_app.command("simulate")
 def simulate(
-    devices: int = typer.Option(10, "--devices", help="Number of simulated machines."),
-    rate: float = typer.Option(50.0, "--rate", help="Messages per second, whole fleet."),
+    devices: str = typer.Option("10", "--devices", metavar="N", help="Number of simulated machines."),
+    rate: str = typer.Option("50", "--rate", metavar="MSG/S", help="Messages per second, whole fleet."),
     broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker", help="Broker URL, mqtt://host:port or mqtts://."),
     anomalies: str = typer.Option(
         "idle,geofence,fuel",
         "--anomalies",
         help="Comma-separated anomalies to inject (idle, geofence, fuel); '' for none.",
     ),
-    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
-    ticks: int | None = typer.Option(
-        None, "--ticks", help="Stop after this many readings per machine (default 100 without --duration)."
+    duration: str | None = typer.Option(None, "--duration", metavar="SECONDS", help="Stop after this many seconds."),
+    ticks: str | None = typer.Option(
+        None, "--ticks", metavar="N", help="Stop after this many readings per machine (default 100 without --duration)."
     ),
-    step_minutes: float = typer.Option(30.0, "--step-minutes", help="Device time between two readings of a machine."),
+    step_minutes: str = typer.Option(
+        "30", "--step-minutes", metavar="MINUTES", help="Device time between two readings of a machine."
+    ),
     start: str = typer.Option(
         "2026-03-01T00:00:00+00:00", "--start", help="Device time of the first reading (ISO 8601, UTC)."
     ),
-    seed: int = typer.Option(7, "--seed", help="Random seed (same seed, same fleet)."),
+    seed: str = typer.Option("7", "--seed", metavar="N", help="Random seed (same seed, same fleet)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Publish realistic telemetry (QoS 1) with injected idle, geofence and fuel anomalies."""
     from datetime import datetime, timedelta
 
-    from iot.errors import IotError
     from iot.simulate import Fleet, publish
 
+    n_devices = whole(devices, "--devices", low=1, high=100_000)
+    msg_rate = number(rate, "--rate", low=0, high=1e6, strict_low=True)
+    step = number(step_minutes, "--step-minutes", low=0, high=60 * 24 * 31, strict_low=True)
+    n_ticks = None if ticks is None else whole(ticks, "--ticks", low=1)
+    seconds = duration_of(duration)
     try:
         start_ts = datetime.fromisoformat(start)
     except ValueError:
@@ -68,20 +161,29 @@ def simulate(
     if start_ts.tzinfo is None:
         raise IotError(f"--start '{start}': give a timezone, e.g. +00:00")
     chosen = tuple(a.strip() for a in anomalies.split(",") if a.strip())
-    fleet = Fleet(devices=devices, anomalies=chosen, start=start_ts, step=timedelta(minutes=step_minutes), seed=seed)
-    if ticks is None and duration is None:
-        ticks = 100
+    fleet = Fleet(
+        devices=n_devices,
+        anomalies=chosen,
+        start=start_ts,
+        step=timedelta(minutes=step),
+        seed=whole(seed, "--seed", low=0),
+    )
+    if n_ticks is None and seconds is None:
+        n_ticks = 100
     with console.status("publishing telemetry") as status:
         acked = publish(
             fleet,
             broker,
-            rate=rate,
-            ticks=ticks,
-            duration=duration,
+            rate=msg_rate,
+            ticks=n_ticks,
+            duration=seconds,
             on_progress=lambda t, n: status.update(f"tick {t}: {n} messages published"),
         )
     injected = {m.device_id: m.anomaly for m in fleet.machines if m.anomaly}
-    console.print(f"published {acked} messages from {devices} machines to {broker}; anomalies: {injected or 'none'}")
+    if as_json:
+        print(json.dumps({"acknowledged": acked, "devices": n_devices, "broker": broker, "anomalies": injected}))
+        return
+    console.print(f"published {acked} messages from {n_devices} machines to {broker}; anomalies: {injected or 'none'}")
 
 
 @iot_app.command("monitor")
@@ -92,42 +194,69 @@ def monitor(
     bank: str | None = typer.Option(
         None, "--bank", help="The bank's AlertService, HOST:PORT; without it alerts stay queued."
     ),
+    ca: Path | None = typer.Option(None, "--ca", help=f"CA certificate of {BANK_TLS}."),
+    cert: Path | None = typer.Option(None, "--cert", help=f"This monitor's client certificate for {BANK_TLS}."),
+    key: Path | None = typer.Option(None, "--key", help=f"This monitor's client key for {BANK_TLS}."),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Deliver to the bank in plaintext (a loopback `iot intake` only)."
+    ),
     rules: Path | None = typer.Option(None, "--rules", help="Rules TOML (default: the shipped iot/rules.toml)."),
+    formats: Path | None = typer.Option(
+        None, "--formats", help="telemetry.toml mapping other vendors' messages (yinqi's and the seed's are built in)."
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     client_id: str = typer.Option("yinqi-iot-monitor", "--client-id", help="Fixed MQTT client id (keeps the session)."),
     protocol: str = typer.Option("3.1.1", "--protocol", help="MQTT protocol: 3.1.1 or 5."),
-    ca_certs: Path | None = typer.Option(None, "--ca-certs", help="CA bundle for TLS."),
-    certfile: Path | None = typer.Option(None, "--certfile", help="Client certificate for TLS."),
-    keyfile: Path | None = typer.Option(None, "--keyfile", help="Client key for TLS."),
+    ca_certs: Path | None = typer.Option(None, "--ca-certs", help="CA bundle for the broker's TLS."),
+    certfile: Path | None = typer.Option(None, "--certfile", help="Client certificate for the broker's TLS."),
+    keyfile: Path | None = typer.Option(None, "--keyfile", help="Client key for the broker's TLS."),
     username: str | None = typer.Option(None, "--username", help="Broker user name."),
     password: str | None = typer.Option(
         None, "--password", envvar="YINQI_MQTT_PASSWORD", help="Broker password (or YINQI_MQTT_PASSWORD)."
     ),
     clock: str = typer.Option(
-        "wall", "--clock", help="'wall' (real time) or 'event' (newest telemetry time: replays, simulations)."
+        "wall",
+        "--clock",
+        help="'wall' (real time) or 'event' (the fleet's median telemetry time: replays, simulations).",
     ),
-    sweep: float = typer.Option(1.0, "--sweep", help="Seconds between idle sweeps."),
-    duration: float | None = typer.Option(
-        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+    sweep: str = typer.Option("1", "--sweep", metavar="SECONDS", help="Seconds between idle sweeps."),
+    connect_timeout: str = typer.Option(
+        "10", "--connect-timeout", metavar="SECONDS", help="Give up when the broker does not answer in this time."
     ),
+    duration: str | None = typer.Option(
+        None, "--duration", metavar="SECONDS", help="Stop after this many seconds (default: until Ctrl-C or SIGTERM)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the closing summary as JSON."),
 ) -> None:
-    """Subscribe to device/+/data, apply the rules, raise and clear alerts, deliver them to the bank."""
-    from iot.errors import IotError
+    """Subscribe to device/+/data, apply the rules, raise and clear alerts, deliver them to the bank.
+
+    SIGTERM or Ctrl-C drains: what was read is judged, stored and acknowledged, pending alerts get a few seconds to reach the bank, then the summary is printed.
+    """
+    from iot.formats import load_formats
+    from iot.lease import MonitorLease
     from iot.monitor import EventClock, Monitor, utc_now
-    from iot.mqtt import MqttMonitor
+    from iot.mqtt import MqttMonitor, parse_broker
     from iot.outbox import Deliverer
     from iot.rules import load_rules
 
-    if clock not in ("wall", "event"):
-        raise IotError(f"--clock '{clock}': expected wall or event")
+    choice(clock, "--clock", ("wall", "event"))
+    choice(protocol, "--protocol", ("3.1.1", "5"))
+    sweep_s = number(sweep, "--sweep", low=0, high=3600, strict_low=True)
+    wait_s = number(connect_timeout, "--connect-timeout", low=0, high=3600, strict_low=True)
+    seconds = duration_of(duration)
+    address = parse_broker(broker)
     rule_set = load_rules(rules)
+    vendor_formats = load_formats(formats)
+    if bank is None and (ca or cert or key or insecure):
+        raise IotError("--ca, --cert, --key and --insecure are for --bank; give --bank HOST:PORT too")
     store = _store(db)
-    deliverer = Deliverer(store, bank).start() if bank else None
+    deliverer = Deliverer(store, bank, tls=_bank_tls(ca, cert, key), insecure=insecure and ca is None) if bank else None
     core = Monitor(
         store,
         rule_set,
         clock=EventClock() if clock == "event" else utc_now,
         on_events=deliverer.wake if deliverer else None,
+        formats=vendor_formats,
     )
     client = MqttMonitor(
         core,
@@ -139,26 +268,48 @@ def monitor(
         keyfile=str(keyfile) if keyfile else None,
         username=username,
         password=password,
-        sweep_interval=sweep,
-    ).start()
-    console.print(
-        f"monitoring device/+/data on {client.address.url} as '{client_id}'"
-        f"{'; delivering to ' + bank if bank else '; no --bank: alerts stay in the outbox'}"
+        sweep_interval=sweep_s,
+        lease=MonitorLease(store.engine, f"{client_id}@{address.host}:{address.port}"),
     )
-    try:
-        _wait_forever_or(duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.stop()
-        if deliverer is not None:
-            deliverer.stop()
-    s = core.stats
+    with stop_signals() as stop:
+        client.start()
+        try:
+            if deliverer is not None:
+                deliverer.start()
+            client.wait_connected(wait_s)
+            if not as_json:
+                console.print(
+                    f"monitoring device/+/data on {client.address.url} as '{client_id}'"
+                    f"{'; delivering to ' + bank if bank else '; no --bank: alerts stay in the outbox'}"
+                )
+            wait_for_stop(stop, seconds, client.stopped)
+        finally:
+            client.stop()  # drains: handled messages acknowledged, state flushed, lease released
+            if deliverer is not None:
+                deliverer.drain(5.0)
+                deliverer.stop()
+    if client.failure:
+        raise IotError(client.failure)
+    summary = _summary(core.stats, store.outbox_counts(), deliverer)
+    if as_json:
+        print(json.dumps(summary, sort_keys=True))
+        return
     console.print(
-        f"received {s['received']}, processed {s['processed']}, duplicates {s['duplicates']}, "
-        f"dead letters {s['dead_letters']}, alerts raised {s['alerts_raised']}, cleared {s['alerts_cleared']}; "
-        f"outbox {store.outbox_counts()}"
+        f"received {summary['received']}, processed {summary['processed']}, duplicates {summary['duplicates']}, "
+        f"late {summary['late']}, dead letters {summary['dead_letters']}, alerts raised {summary['alerts_raised']}, "
+        f"cleared {summary['alerts_cleared']}; outbox {summary['outbox']}"
+        + (f"; last delivery error: {summary['last_error']}" if summary.get("last_error") else "")
     )
+
+
+def _summary(stats: Any, outbox: dict[str, int], deliverer: Any) -> dict[str, Any]:
+    keys = ("received", "processed", "duplicates", "late", "dead_letters", "alerts_raised", "alerts_cleared")
+    summary: dict[str, Any] = {k: int(stats[k]) for k in keys}
+    summary["outbox"] = outbox
+    if deliverer is not None:
+        summary["delivered"] = deliverer.delivered
+        summary["last_error"] = deliverer.last_error if outbox["pending"] else None
+    return summary
 
 
 @iot_app.command("alerts")
@@ -166,26 +317,30 @@ def alerts(
     bank: str | None = typer.Option(
         None, "--bank", help="Ask the bank's AlertService at HOST:PORT instead of the local store."
     ),
+    ca: Path | None = typer.Option(None, "--ca", help=f"CA certificate of {BANK_TLS}."),
+    cert: Path | None = typer.Option(None, "--cert", help=f"Client certificate for {BANK_TLS}."),
+    key: Path | None = typer.Option(None, "--key", help=f"Client key for {BANK_TLS}."),
+    insecure: bool = typer.Option(False, "--insecure", help="Ask the bank in plaintext (a loopback intake only)."),
     device: str = typer.Option("", "--device", help="Only this device."),
     state: str = typer.Option("", "--state", help="Only raised or cleared alerts."),
-    limit: int = typer.Option(0, "--limit", help="At most this many (0: all)."),
+    limit: str = typer.Option("0", "--limit", metavar="N", help="At most this many (0: all)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
     """List alerts, from the bank (--bank) or from the monitor's local store."""
+    if state:
+        choice(state, "--state", ("raised", "cleared"))
+    most = whole(limit, "--limit", low=0)
     if bank:
-        import grpc
-
-        from iot.errors import IotError
         from proto import alerts_pb2, alerts_pb2_grpc
+        from proto.channel import call, connect
 
-        with grpc.insecure_channel(bank) as channel:
-            try:
-                reply = alerts_pb2_grpc.AlertServiceStub(channel).List(
-                    alerts_pb2.ListRequest(device_id=device, state=state, limit=limit), timeout=10
-                )
-            except grpc.RpcError as exc:
-                raise IotError(f"--bank {bank}: {exc.code().name}: {exc.details()}") from None
+        with connect(bank, _bank_tls(ca, cert, key), insecure=insecure and ca is None) as channel:
+            reply = call(
+                alerts_pb2_grpc.AlertServiceStub(channel).List,
+                alerts_pb2.ListRequest(device_id=device, state=state, limit=most),
+                timeout=10,
+            )
         rows = [
             {
                 "id": a.id,
@@ -201,12 +356,12 @@ def alerts(
             for a in reply.alerts
         ]
     else:
-        rows = [a.to_dict() for a in _store(db).alerts(device or None, state or None, limit)]
+        rows = [a.to_dict() for a in _store(db).alerts(device or None, state or None, most)]
     if as_json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
         return
-    table = Table(title=f"alerts ({'bank ' + bank if bank else 'local store'})")
+    table = Table(title=f"alerts ({'bank ' + bank if bank else 'local store'}): {len(rows)}")
     for col in ("id", "device", "rule", "severity", "state", "raised at", "cleared at", "evidence"):
         table.add_column(col)
     for r in rows:
@@ -230,13 +385,15 @@ def rent(
     schedule: Path | None = typer.Option(
         None, "--schedule", help="Rent schedule TOML (default: the shipped iot/rent.toml)."
     ),
-    hours: float | None = typer.Option(None, "--hours", help="Price these working hours instead of reading telemetry."),
+    hours: str | None = typer.Option(
+        None, "--hours", metavar="HOURS", help="Price these working hours instead of reading telemetry."
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the statement as JSON."),
 ) -> None:
     """A month's usage-based rent statement for one device, from its telemetry."""
-    from iot.errors import IotError
     from iot.pricing import check_month, load_schedule, statement
+    from iot.telemetry import MAX_WORKING_HOURS
 
     check_month(month)
     plan = load_schedule(schedule)
@@ -245,8 +402,10 @@ def rent(
         usage = _store(db).monthly_usage(device, month)
         if usage is None:
             raise IotError(f"--device {device} --month {month}: no telemetry stored for that device and month")
-        hours, fuel, _ = usage
-    st = statement(plan, device, month, hours, fuel)
+        worked, fuel, _ = usage
+    else:
+        worked = number(hours, "--hours", low=0, high=MAX_WORKING_HOURS)
+    st = statement(plan, device, month, worked, fuel)
     if as_json:
         print(json.dumps(st.to_dict(), sort_keys=True))
         return
@@ -257,7 +416,7 @@ def money(amount: int) -> str:
     return f"{amount / 100:,.2f}"
 
 
-def render_statement(st) -> Table:
+def render_statement(st: Any) -> Table:
     table = Table(title=f"rent {st.device_id} {st.month} ({st.currency}): {st.hours} working hours")
     for col in ("item", "hours", "rate / h", "amount"):
         table.add_column(col, justify="right" if col != "item" else "left")
@@ -271,14 +430,14 @@ def render_statement(st) -> Table:
 
 @iot_app.command("deadletters")
 def deadletters(
-    limit: int = typer.Option(20, "--limit", help="Show the newest this many messages."),
+    limit: str = typer.Option("20", "--limit", metavar="N", help="Show the newest this many messages."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (counts by reason and the newest messages)."),
 ) -> None:
     """Messages the monitor refused, counted by reason, newest first."""
     store = _store(db)
     counts = store.dead_letter_counts()
-    rows = store.dead_letters(limit)
+    rows = store.dead_letters(whole(limit, "--limit", low=0))
     if as_json:
         print(
             json.dumps(
@@ -318,27 +477,33 @@ def deadletters(
 @iot_app.command("broker")
 def broker(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(1883, "--port", help="TCP port."),
+    port: str = typer.Option("1883", "--port", metavar="PORT", help="TCP port (0: any free port, printed)."),
     mosquitto: bool = typer.Option(
-        False, "--mosquitto", help="Run a real Mosquitto (persistent) instead of embedded amqtt."
+        False, "--mosquitto", help="Run a real Mosquitto (persistent) instead of the embedded broker."
     ),
     workdir: Path | None = typer.Option(None, "--workdir", help="Mosquitto's config and persistence directory."),
-    duration: float | None = typer.Option(
-        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+    duration: str | None = typer.Option(
+        None, "--duration", metavar="SECONDS", help="Stop after this many seconds (default: until Ctrl-C or SIGTERM)."
     ),
 ) -> None:
-    """Run an MQTT broker for trying things out (embedded amqtt by default)."""
-    from iot.broker import EmbeddedBroker, Mosquitto
+    """Run an MQTT broker for trying things out: the embedded MQTT 3.1.1 broker (for the demo and
+    one machine; in memory, no authentication), or a real Mosquitto with --mosquitto."""
+    from iot.broker import Mosquitto
+    from iot.mqtt_broker import EmbeddedBroker
 
-    server = Mosquitto(port, workdir, host=host) if mosquitto else EmbeddedBroker(host, port)
-    server.start()
-    console.print(f"{'mosquitto' if mosquitto else 'embedded amqtt'} broker on {server.url}; Ctrl-C stops it")
-    try:
-        _wait_forever_or(duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    tcp_port = whole(port, "--port", low=0 if not mosquitto else 1, high=65535)
+    seconds = duration_of(duration)
+    server: Mosquitto | EmbeddedBroker = (
+        Mosquitto(tcp_port, workdir, host=host) if mosquitto else EmbeddedBroker(host, tcp_port)
+    )
+    with stop_signals() as stop:
+        server.start()
+        try:
+            name = f"mosquitto (pid {server.proc.pid})" if isinstance(server, Mosquitto) and server.proc else "embedded"
+            console.print(f"{name} broker on {server.url}; Ctrl-C or SIGTERM stops it")
+            wait_for_stop(stop, seconds)
+        finally:
+            server.stop()
 
 
 @iot_app.command("intake")
@@ -347,20 +512,37 @@ def intake(
     db: str | None = typer.Option(
         None, "--db", help="The bank's database (default: YINQI_DB_URL, else bank.db in the data dir)."
     ),
-    duration: float | None = typer.Option(
-        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+    duration: str | None = typer.Option(
+        None, "--duration", metavar="SECONDS", help="Stop after this many seconds (default: until Ctrl-C or SIGTERM)."
     ),
 ) -> None:
-    """Serve only the bank's AlertService (stand-alone intake for trying the monitor; the bank's
-    full gRPC server registers it too)."""
+    """Serve only the bank's AlertService, in plaintext on a loopback address, for trying the
+    monitor on one machine (`--insecure` on its side). The bank's `bank up` serves the same
+    service with mutual TLS. Alerts go to the bank's database, where `anchor flush` finds them."""
+    import ipaddress
+
     from federation.config import db_url
     from server.alerts import serve
 
-    server = serve(address, db or db_url("bank"))
-    console.print(f"AlertService on {address}; Ctrl-C stops it")
+    host, _, port = address.rpartition(":")
+    whole(port, "--address port", low=1, high=65535)
     try:
-        _wait_forever_or(duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop(1)
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise IotError(
+            f"--address {address}: the stand-alone intake is plaintext and listens on loopback only "
+            "(127.0.0.1:PORT); across machines the bank's `bank up --certs` serves AlertService with mutual TLS"
+        )
+    seconds = duration_of(duration)
+    with stop_signals() as stop:
+        try:
+            server = serve(address, db or db_url("bank"))
+        except OSError as exc:
+            raise IotError(f"--address {address}: {exc}") from None
+        try:
+            console.print(f"AlertService on {address} (plaintext, loopback); Ctrl-C or SIGTERM stops it")
+            wait_for_stop(stop, seconds)
+        finally:
+            server.stop(1)

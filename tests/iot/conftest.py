@@ -129,7 +129,7 @@ def start_monitor(store: IotStore, mosquitto: Mosquitto):
         bank: str | None = None,
         client_id: str = "test-monitor",
     ):
-        deliverer = Deliverer(store, bank, min_backoff=0.05, max_backoff=0.5).start() if bank else None
+        deliverer = Deliverer(store, bank, insecure=True, min_backoff=0.05, max_backoff=0.5).start() if bank else None
         monitor = Monitor(
             store, rules or Rules(), clock=clock or FakeClock(), on_events=deliverer.wake if deliverer else None
         )

@@ -48,7 +48,7 @@ def test_redelivery_is_acknowledged_as_duplicate_and_stored_once(bank) -> None:
 
 
 def test_clearing_updates_the_same_alert(bank) -> None:
-    server, stub = bank
+    _, stub = bank
     stub.Deliver(alerts_pb2.Alert(**RAISED))
     cleared = {**RAISED, "state": "cleared", "cleared_at": "2026-03-02T09:00:00+00:00"}
     assert stub.Deliver(alerts_pb2.Alert(**cleared)).duplicate is False

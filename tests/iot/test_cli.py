@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from iot.monitor import EventClock, Monitor
 from iot.rules import Rules
 from iot.store import IotStore
@@ -54,3 +56,60 @@ def test_alerts_and_deadletters_as_json(tmp_path) -> None:
     assert [json.loads(line)["rule"] for line in alerts.stdout.splitlines()] == ["geofence"]
     dead = json.loads(yinqi("iot", "deadletters", "--db", db, "--json").stdout)
     assert dead["counts"] == {"malformed JSON": 1}
+
+
+# ----- one-line errors, exit code 2 (issue 9) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["monitor", "--clock", "sometimes"], "--clock 'sometimes': expected one of wall, event"),
+        (["monitor", "--protocol", "4"], "--protocol '4': expected one of 3.1.1, 5"),
+        (["monitor", "--sweep", "0"], "--sweep '0': expected a number greater than 0"),
+        (["monitor", "--sweep", "nan"], "--sweep 'nan': expected a number greater than 0"),
+        (["monitor", "--connect-timeout", "soon"], "--connect-timeout 'soon': expected a number greater than 0"),
+        (["monitor", "--duration", "-1"], "--duration '-1': expected a number at least 0"),
+        (["monitor", "--broker", "http://x"], "broker 'http://x': expected mqtt://host:port"),
+        (["monitor", "--insecure"], "--ca, --cert, --key and --insecure are for --bank"),
+        (["monitor", "--bank", "127.0.0.1:1"], "no TLS settings for 127.0.0.1:1"),
+        (["simulate", "--rate", "-5"], "--rate '-5': expected a number greater than 0"),
+        (["simulate", "--rate", "inf"], "--rate 'inf': expected a number greater than 0"),
+        (["simulate", "--devices", "0"], "--devices '0': expected a whole number from 1 to 100000"),
+        (["simulate", "--devices", "2.5"], "--devices '2.5': expected a whole number"),
+        (["simulate", "--anomalies", "fire"], "--anomalies: unknown ['fire']"),
+        (["rent", "--device", "x", "--month", "2026-03", "--hours", "inf"], "--hours 'inf': expected a number"),
+        (["alerts", "--state", "open"], "--state 'open': expected one of raised, cleared"),
+        (["alerts", "--limit", "-1"], "--limit '-1': expected a whole number from 0 up"),
+        (["deadletters", "--limit", "x"], "--limit 'x': expected a whole number from 0 up"),
+        (["broker", "--port", "70000"], "--port '70000': expected a whole number from 0 to 65535"),
+        (["intake", "--address", "0.0.0.0:50061"], "the stand-alone intake is plaintext and listens on loopback"),
+    ],
+)
+def test_bad_choices_and_numbers_are_one_line_with_exit_code_2(
+    tmp_path, monkeypatch, capsys, args: list[str], message: str
+) -> None:
+    from yinqi.cli import main
+
+    if args[0] in ("alerts", "rent", "deadletters", "monitor"):
+        args = [*args, "--db", f"sqlite:///{tmp_path / 'iot.db'}"]
+    monkeypatch.setattr(sys, "argv", ["yinqi", "iot", *args])
+    with pytest.raises(SystemExit) as info:
+        main()  # in-process: the same entry point as the console script
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert message in lines[0]
+
+
+def test_the_monitor_against_a_dead_broker_names_it_and_exits_2(tmp_path) -> None:
+    from tests.conftest import free_port
+
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    out = yinqi("iot", "monitor", "--broker", url, "--connect-timeout", "1", "--db", f"sqlite:///{tmp_path / 'iot.db'}")
+    assert out.returncode == 2  # was: exit 0 with "received 0"
+    assert out.stderr.strip().splitlines() == [
+        f"error: broker {url}: not reachable within 1 s ([Errno 111] Connection refused)"
+    ]
+    assert "received" not in out.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from iot.alerts import AlertBook, alert_id
-from iot.monitor import EventClock, Monitor
+from iot.monitor import EventClock, Monitor, StoreUnavailable
 from iot.rules import Rules
 from iot.store import IotStore
 from tests.iot.conftest import T0, reading
@@ -128,7 +128,7 @@ def test_monthly_usage_from_cumulative_meters(store: IotStore) -> None:
     feb = datetime(2026, 2, 27, tzinfo=UTC)
     for day, hours in [(0, 90.0), (1, 100.0), (3, 104.5), (10, 150.25)]:  # 100 h at the end of Feb
         r = reading(hours=hours, fuel=hours * 6)
-        r = r.model_copy(update={"ts": feb + timedelta(days=day)})
+        r = r._replace(ts=feb + timedelta(days=day))
         _send(monitor, r)
     monitor.flush()
     # Mar: from Feb's last reading (100.0) to 150.25 -> 50.25 h; Feb: 90 -> 100 = 10 h
@@ -156,7 +156,7 @@ def test_an_alert_that_could_not_be_stored_is_raised_on_redelivery(tmp_path) -> 
     monitor = Monitor(store, Rules(), clock=FakeClock(T0))
     _send(monitor, reading(minutes=0))
     outside = reading(minutes=10, lon=125.0)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreUnavailable, match="disk full"):
         _send(monitor, outside)  # not acknowledged: the broker will deliver it again
     again = _send(monitor, outside)
     assert [(e.rule, e.state) for e in again] == [("geofence", "raised")]

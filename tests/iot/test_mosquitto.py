@@ -93,8 +93,9 @@ def test_bad_messages_are_dead_lettered_and_the_monitor_keeps_going(store, publi
     assert monitor.stats["processed"] == 1
     assert store.dead_letter_counts() == {
         "malformed JSON": 1,
-        "missing field 'lat' (+3 more)": 1,
-        "field 'lat': Input should be a valid number": 1,
+        "fits no telemetry format: yinqi lacks lat, lon, working_hours, fuel_l; "
+        "seed lacks timestamp, location.lat, location.lon, working_hours, fuel_consumption": 1,
+        "yinqi format: field 'lat': expected a number, got a string": 1,
         "topic device 'exc-2' does not match payload device_id 'exc-1'": 1,
     }
 

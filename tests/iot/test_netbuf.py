@@ -130,10 +130,6 @@ def test_the_end_of_the_stream_is_handed_to_paho(pair) -> None:
     assert fs.ended
 
 
-def test_paho_still_has_the_socket_factory_the_fast_path_hooks() -> None:
-    assert "_create_socket" in vars(mqtt.Client)
-
-
 CRASHER = """
 import os, sys, threading
 from iot.monitor import EventClock, Monitor

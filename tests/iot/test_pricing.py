@@ -36,7 +36,7 @@ def test_unit_rent_falls_as_hours_rise() -> None:
 
 def test_rounding_is_half_up_to_whole_minor_units() -> None:
     schedule = Schedule.model_validate({"tiers": [{"rate_per_hour": 333}]})
-    billed, lines, total = rent(schedule, 1.005)  # 1.005 h -> 1.01 h; 1.01 x 333 = 336.33 -> 336
+    billed, _, total = rent(schedule, 1.005)  # 1.005 h -> 1.01 h; 1.01 x 333 = 336.33 -> 336
     assert billed == Decimal("1.01")
     assert total == 336
     assert isinstance(total, int)
