@@ -103,9 +103,15 @@ def _ids(frame: pd.DataFrame, file: str) -> list[str]:
 
 
 def load_party(
-    path: str | Path, mapping: VerticalMapping | None = None, *, labelled: bool, positive: object | None = None
+    path: str | Path,
+    mapping: VerticalMapping | None = None,
+    *,
+    labelled: bool,
+    positive: object | None = None,
+    ignore_label: bool = False,
 ) -> PartyTable:
-    """Read one side's file: the bank's with `labelled=True`, a platform's without a label."""
+    """Read one side's file: the bank's with `labelled=True`, a platform's without a label
+    (`ignore_label`: the bank's file read for scoring, its label column set aside)."""
     file = str(path)
     mapping = mapping or VerticalMapping()
     frame = read_table(path)
@@ -122,7 +128,7 @@ def load_party(
         if LABEL not in frame.columns:
             raise DataError(f"the bank's file needs the label column '{LABEL}' (map yours with [columns])", file=file, column=LABEL)
         y = binary_label(frame[LABEL], positive if positive is not None else mapping.positive, file, LABEL)
-    elif LABEL in frame.columns:
+    elif LABEL in frame.columns and not ignore_label:
         raise DataError(f"a platform's file must not carry the label '{LABEL}' (labels stay at the bank)", file=file, column=LABEL)
     features = frame.drop(columns=[c for c in (ID, LABEL) if c in frame.columns])
     if features.shape[1] == 0:
