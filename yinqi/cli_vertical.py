@@ -232,7 +232,7 @@ def vertical_train(
     out: Path = typer.Option(Path("out/vertical"), "--out", help="Where the bank's top half and report.json go."),
     platform_model_dir: Path = typer.Option(Path("out/vertical-platform"), "--platform-model-dir", help="Simulation: where the platform keeps its bottom half."),
     epochs: int = typer.Option(10, "--epochs", min=1),
-    batch_size: int = typer.Option(256, "--batch-size", min=8),
+    batch_size: int = typer.Option(64, "--batch-size", min=8),
     lr: float = typer.Option(0.05, "--lr"),
     embedding_dim: int = typer.Option(4, "--embedding-dim", min=1, max=64),
     label_dp: str = typer.Option("rr", "--label-dp", help="rr (randomized response), gaussian (noisy gradients) or off."),

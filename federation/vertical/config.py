@@ -30,7 +30,7 @@ class VerticalConfig(BaseModel):
     embedding_dim: int = Field(default=4, ge=1, le=64)
     hidden: int = Field(default=16, ge=0, le=512)
     epochs: int = Field(default=5, ge=1, le=1000)
-    batch_size: int = Field(default=256, ge=8, le=65536)
+    batch_size: int = Field(default=64, ge=8, le=65536)
     lr: float = Field(default=0.05, gt=0, le=10)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     embedding_clip: float = Field(default=1.0, gt=0)

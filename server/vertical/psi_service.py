@@ -185,3 +185,24 @@ def register(server: grpc.Server, store: PsiStore, bank_ids: Callable[[], list[s
     service = PsiService(store, bank_ids, **options)  # type: ignore[arg-type]
     vertical_pb2_grpc.add_PsiServiceServicer_to_server(service, server)
     return service
+
+
+def register_on_bank(server: grpc.Server, engine: object, *, insecure: bool) -> str:
+    """The bank's main gRPC server hosts PSI too (`server.grpc_app.build_server`).
+
+    The bank's merchant list is its vertical half, named by `YINQI_VERTICAL_DATA` (and
+    `YINQI_VERTICAL_MAPPING`), read at each run; without it a run is refused with that hint.
+    """
+    from federation.config import setting
+    from federation.psi.protocol import clean_ids
+    from federation.vertical.data import load_mapping, load_party
+
+    def bank_ids() -> list[str]:
+        data = setting("vertical_data")
+        if not data:
+            raise PsiError("this bank has no vertical data configured (set YINQI_VERTICAL_DATA to its merchant file)")
+        table = load_party(str(data), load_mapping(setting("vertical_mapping")), labelled=False, ignore_label=True)
+        return clean_ids(table.ids, str(data))
+
+    register(server, PsiStore(engine), bank_ids, insecure=insecure)  # type: ignore[arg-type]
+    return "PsiService"

@@ -52,6 +52,11 @@ class Intersection:
     matches: tuple[tuple[str, int], ...] | None
     created_at: datetime
 
+    @property
+    def ids(self) -> list[str]:
+        """The bank's shared merchant ids (empty for a cardinality-only run)."""
+        return [m for m, _ in self.matches or ()]
+
     def to_dict(self) -> dict[str, object]:
         return {
             "session_id": self.session_id,
