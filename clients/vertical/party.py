@@ -201,12 +201,13 @@ class PlatformParty:
 
     def step_with(self, grads: np.ndarray | None, handles: np.ndarray) -> np.ndarray:
         """Apply the bank's gradients for the pending batch, then release the next batch."""
-        half = self._half()
         if self.pending:
             if grads is None or len(grads) != len(self.pending):
                 raise PartyError(f"{0 if grads is None else len(grads)} gradients for a pending batch of {len(self.pending)}")
             if not np.isfinite(grads).all() or np.abs(grads).max(initial=0.0) > 1e6:
                 raise PartyError("the bank's gradients hold non-finite or absurd values (> 1e6); refusing to apply them")
+        half = self._half()
+        if self.pending:
             half.forward(self._encoded(self.pending))
             half.backward(grads)
         rows = self.check(handles)

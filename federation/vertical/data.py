@@ -136,7 +136,9 @@ def load_party(
     checked = {}
     for column in features.columns:
         series = features[column]
-        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        # A text column whose values are mostly numbers is a numeric column with a typo in it.
+        mostly_numbers = pd.to_numeric(series, errors="coerce").notna().mean() > 0.5
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series) or mostly_numbers:
             checked[column] = numeric_column(features, column, file)
         else:
             if series.isna().any():
