@@ -231,7 +231,7 @@ def generate_vertical(
     if bank_merchants < 1 or platform_merchants < 1 or not 0.0 <= shared <= 1.0:
         raise ValueError("bank_merchants and platform_merchants must be >= 1 and shared within [0, 1]")
     rng = np.random.default_rng(seed)
-    both = min(int(round(bank_merchants * shared)), platform_merchants)
+    both = min(round(bank_merchants * shared), platform_merchants)
     total = bank_merchants + platform_merchants - both
     people = _vertical_merchants(rng, total)
     people.insert(0, "merchant_id", [f"M{i:07d}" for i in rng.permutation(total)])
@@ -242,6 +242,4 @@ def generate_vertical(
     bank_file, platform_file = out_dir / "bank.csv", out_dir / "platform.csv"
     bank[list(BANK_VERTICAL_COLUMNS)].sample(frac=1.0, random_state=seed).to_csv(bank_file, index=False)
     platform[list(PLATFORM_VERTICAL_COLUMNS)].sample(frac=1.0, random_state=seed + 1).to_csv(platform_file, index=False)
-    return VerticalSummary(
-        bank_file, platform_file, len(bank), len(platform), both, float(bank["default"].mean())
-    )
+    return VerticalSummary(bank_file, platform_file, len(bank), len(platform), both, float(bank["default"].mean()))

@@ -12,17 +12,23 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from federation.errors import YinqiError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from proto.channel import ClientTls
+
 console = Console(stderr=True)
-psi_app = typer.Typer(help="Private set intersection: which merchants the bank and a platform share.", no_args_is_help=True)
+psi_app = typer.Typer(
+    help="Private set intersection: which merchants the bank and a platform share.", no_args_is_help=True
+)
 vertical_app = typer.Typer(
-    help="Vertical federated learning: the bank's labels and features + a platform's trade features.", no_args_is_help=True
+    help="Vertical federated learning: the bank's labels and features + a platform's trade features.",
+    no_args_is_help=True,
 )
 JSON_HELP = "Print the result as JSON on stdout."
 CA_HELP = "CA certificate (PEM) the other side's certificate must chain to."
@@ -44,7 +50,7 @@ def _emit(value: dict[str, Any], as_json: bool, lines: list[str]) -> None:
             console.print(line, highlight=False)
 
 
-def _client_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool):  # type: ignore[no-untyped-def]
+def _client_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool) -> ClientTls | None:
     from proto.channel import ClientTls
 
     if insecure:
@@ -70,11 +76,21 @@ def _wait_forever(server: Any, what: str) -> None:
 def psi_run(
     bank: str = typer.Option(..., "--bank", help="The bank's PSI service HOST:PORT."),
     data: Path = typer.Option(..., "--data", help="This platform's merchants (CSV/Parquet with merchant_id)."),
-    mapping: Path | None = typer.Option(None, "--mapping", help="mapping.toml renaming the id column ([columns] merchant_id = ...)."),
-    cardinality_only: bool = typer.Option(False, "--cardinality-only", help="Let the bank learn only how many merchants are shared."),
-    platform_db: str | None = typer.Option(None, "--platform-db", help="This platform's database (stores the session's order)."),
-    consent_db: str | None = typer.Option(None, "--consent-db", help="Take part only with merchants whose consent is in force."),
-    max_bank_ids: int = typer.Option(2_000_000, "--max-bank-ids", help="Refuse a bank that announces more ids than this."),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="mapping.toml renaming the id column ([columns] merchant_id = ...)."
+    ),
+    cardinality_only: bool = typer.Option(
+        False, "--cardinality-only", help="Let the bank learn only how many merchants are shared."
+    ),
+    platform_db: str | None = typer.Option(
+        None, "--platform-db", help="This platform's database (stores the session's order)."
+    ),
+    consent_db: str | None = typer.Option(
+        None, "--consent-db", help="Take part only with merchants whose consent is in force."
+    ),
+    max_bank_ids: int = typer.Option(
+        2_000_000, "--max-bank-ids", help="Refuse a bank that announces more ids than this."
+    ),
     ca: Path | None = typer.Option(None, "--ca", help=CA_HELP),
     cert: Path | None = typer.Option(None, "--cert", help=CERT_HELP),
     key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
@@ -111,15 +127,22 @@ def psi_run(
             progress.update(tasks[kind], completed=done)
 
         outcome = run_psi(
-            channel, ids, bank=bank, cardinality_only=cardinality_only, book=SessionBook(platform_db),
-            platform_name=name, max_bank_ids=max_bank_ids, progress=show,
+            channel,
+            ids,
+            bank=bank,
+            cardinality_only=cardinality_only,
+            book=SessionBook(platform_db),
+            platform_name=name,
+            max_bank_ids=max_bank_ids,
+            progress=show,
         )
     _emit(
         outcome.to_dict(),
         as_json,
         [
             f"PSI session {outcome.session_id}: {outcome.cardinality} of this platform's {outcome.platform_count} "
-            f"merchants are among the bank's {outcome.bank_count}" + (" (the bank learned only the count)" if cardinality_only else ""),
+            f"merchants are among the bank's {outcome.bank_count}"
+            + (" (the bank learned only the count)" if cardinality_only else ""),
             f"{outcome.seconds:.1f} s, {outcome.bytes_sent / 1e6:.2f} MB sent, {outcome.bytes_received / 1e6:.2f} MB received",
         ],
     )
@@ -190,7 +213,11 @@ def psi_show(
     store = PsiStore(bank_db)
     if session is None:
         runs = [r.to_dict() for r in store.list()]
-        _emit({"sessions": runs}, as_json, [f"{r['session_id']}  {r['platform']}  {r['cardinality']} shared" for r in runs] or ["no PSI runs stored"])
+        _emit(
+            {"sessions": runs},
+            as_json,
+            [f"{r['session_id']}  {r['platform']}  {r['cardinality']} shared" for r in runs] or ["no PSI runs stored"],
+        )
         return
     run = store.get(session)
     if out is not None:
@@ -206,7 +233,9 @@ def vertical_synth(
     out: Path = typer.Option(Path("out/vertical-data"), "--out", help="Directory for bank.csv and platform.csv."),
     bank_merchants: int = typer.Option(3000, "--bank-merchants", min=1),
     platform_merchants: int = typer.Option(3000, "--platform-merchants", min=1),
-    shared: float = typer.Option(0.7, "--shared", min=0.0, max=1.0, help="Share of the bank's merchants the platform also serves."),
+    shared: float = typer.Option(
+        0.7, "--shared", min=0.0, max=1.0, help="Share of the bank's merchants the platform also serves."
+    ),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -215,9 +244,16 @@ def vertical_synth(
 
     s = generate_vertical(out, bank_merchants, platform_merchants, shared, seed)
     _emit(
-        {"bank_file": str(s.bank_file), "platform_file": str(s.platform_file), "shared": s.shared, "default_rate": s.default_rate},
+        {
+            "bank_file": str(s.bank_file),
+            "platform_file": str(s.platform_file),
+            "shared": s.shared,
+            "default_rate": s.default_rate,
+        },
         as_json,
-        [f"{s.bank_file} ({s.bank_merchants} merchants, default rate {s.default_rate:.3f}), {s.platform_file} ({s.platform_merchants}); {s.shared} shared"],
+        [
+            f"{s.bank_file} ({s.bank_merchants} merchants, default rate {s.default_rate:.3f}), {s.platform_file} ({s.platform_merchants}); {s.shared} shared"
+        ],
     )
 
 
@@ -225,20 +261,32 @@ def vertical_synth(
 def vertical_train(
     bank_data: Path = typer.Option(..., "--bank-data", help="The bank's half: merchant_id, features, default."),
     session: str = typer.Option(..., "--session", help="PSI session that aligned the bank and the platform."),
-    platform_data: Path = typer.Option(..., "--platform-data", help="Simulation: the platform's half (its node's data)."),
+    platform_data: Path = typer.Option(
+        ..., "--platform-data", help="Simulation: the platform's half (its node's data)."
+    ),
     platform_db: str | None = typer.Option(None, "--platform-db", help="Simulation: the platform's database."),
     consent_db: str | None = typer.Option(None, "--consent-db", help="Simulation: the platform's consent book."),
     bank_db: str | None = typer.Option(None, "--bank-db", help="The bank's database (PSI results, label ledger)."),
     out: Path = typer.Option(Path("out/vertical"), "--out", help="Where the bank's top half and report.json go."),
-    platform_model_dir: Path = typer.Option(Path("out/vertical-platform"), "--platform-model-dir", help="Simulation: where the platform keeps its bottom half."),
+    platform_model_dir: Path = typer.Option(
+        Path("out/vertical-platform"),
+        "--platform-model-dir",
+        help="Simulation: where the platform keeps its bottom half.",
+    ),
     epochs: int = typer.Option(10, "--epochs", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=8),
     lr: float = typer.Option(0.05, "--lr"),
     embedding_dim: int = typer.Option(4, "--embedding-dim", min=1, max=64),
-    label_dp: str = typer.Option("rr", "--label-dp", help="rr (randomized response), gaussian (noisy gradients) or off."),
+    label_dp: str = typer.Option(
+        "rr", "--label-dp", help="rr (randomized response), gaussian (noisy gradients) or off."
+    ),
     label_epsilon: float = typer.Option(2.0, "--label-epsilon", help="ε for the bank's labels this run."),
-    feature_epsilon: float | None = typer.Option(None, "--feature-epsilon", help="Ask the platform for DP on its embeddings (its own policy may be stricter)."),
-    deployment: bool = typer.Option(False, "--deployment", help="Run on a loopback SuperLink + SuperNode (separate processes)."),
+    feature_epsilon: float | None = typer.Option(
+        None, "--feature-epsilon", help="Ask the platform for DP on its embeddings (its own policy may be stricter)."
+    ),
+    deployment: bool = typer.Option(
+        False, "--deployment", help="Run on a loopback SuperLink + SuperNode (separate processes)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -246,12 +294,28 @@ def vertical_train(
     from federation.vertical.config import PlatformNodeConfig, VerticalConfig
     from yinqi.harness.vertical import deploy_vertical, simulate_vertical
 
-    cfg = VerticalConfig(
-        bank_data=bank_data, session=session, out=out, bank_db=bank_db, epochs=epochs, batch_size=batch_size, lr=lr,
-        embedding_dim=embedding_dim, label_dp=label_dp, label_epsilon=label_epsilon, feature_epsilon=feature_epsilon, seed=seed,
+    cfg = VerticalConfig.model_validate(
+        {
+            "bank_data": bank_data,
+            "session": session,
+            "out": out,
+            "bank_db": bank_db,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "embedding_dim": embedding_dim,
+            "label_dp": label_dp,
+            "label_epsilon": label_epsilon,
+            "feature_epsilon": feature_epsilon,
+            "seed": seed,
+        }
     )
-    node = PlatformNodeConfig(data_path=platform_data, platform_db=platform_db, consent_db=consent_db, model_dir=platform_model_dir)
-    with console.status(f"vertical training ({'loopback deployment' if deployment else 'simulation'}), {epochs} epochs", spinner="dots"):
+    node = PlatformNodeConfig(
+        data_path=platform_data, platform_db=platform_db, consent_db=consent_db, model_dir=platform_model_dir
+    )
+    with console.status(
+        f"vertical training ({'loopback deployment' if deployment else 'simulation'}), {epochs} epochs", spinner="dots"
+    ):
         report = deploy_vertical(cfg, node) if deployment else simulate_vertical(cfg, node)
     final = report.get("final", {})
     _emit(
@@ -269,7 +333,9 @@ def vertical_train(
 def vertical_register(
     model_dir: Path = typer.Argument(..., help="The top half written by `vertical train`."),
     bank_db: str | None = typer.Option(None, "--bank-db", help="The bank's database (registry)."),
-    store: Path | None = typer.Option(None, "--store", help="Where the registry keeps model files (default: data dir)."),
+    store: Path | None = typer.Option(
+        None, "--store", help="Where the registry keeps model files (default: data dir)."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Bank: register a vertical model (both halves' hashes) and queue it for anchoring."""
@@ -277,14 +343,20 @@ def vertical_register(
     from server.vertical.registry import register_vertical
 
     row = register_vertical(Registry(bank_db, store), model_dir)
-    _emit(row.to_dict() | {"summary": row.summary}, as_json, [f"registered {row.version} ({row.sha256[:12]}…), anchor leaf {row.anchor_leaf}"])
+    _emit(
+        row.to_dict() | {"summary": row.summary},
+        as_json,
+        [f"registered {row.version} ({row.sha256[:12]}…), anchor leaf {row.anchor_leaf}"],
+    )
 
 
 @vertical_app.command("serve")
 def vertical_serve(
     model_dir: Path = typer.Option(..., "--model-dir", help="This platform's bottom half (from training)."),
     data: Path = typer.Option(..., "--data", help="This platform's half (the merchants it can embed)."),
-    consent_db: str | None = typer.Option(None, "--consent-db", help="This platform's consent book (required consent)."),
+    consent_db: str | None = typer.Option(
+        None, "--consent-db", help="This platform's consent book (required consent)."
+    ),
     mapping: Path | None = typer.Option(None, "--mapping", help="mapping.toml for --data."),
     name: str = typer.Option("platform", "--name", help="This platform's name (in replies and logs)."),
     address: str = typer.Option("127.0.0.1:50062", "--address", help="HOST:PORT to listen on."),
@@ -308,9 +380,9 @@ def vertical_serve(
         tls = ServerTls(cert, key, ca)
     server = build_embedding_server(address, service, tls)
     if port_file:
-        port_file.write_text(str(server.bound_port))  # type: ignore[attr-defined]
+        port_file.write_text(str(server.bound_port))
     server.start()
-    _wait_forever(server, f"embedding service for {name} on port {server.bound_port}")  # type: ignore[attr-defined]
+    _wait_forever(server, f"embedding service for {name} on port {server.bound_port}")
 
 
 @vertical_app.command("score")
@@ -318,7 +390,9 @@ def vertical_score(
     merchant: str = typer.Argument(..., help="The merchant to score."),
     platform: str = typer.Option(..., "--platform", help="The platform's embedding service HOST:PORT."),
     bank_data: Path = typer.Option(..., "--bank-data", help="The bank's half (the merchant's bank features)."),
-    version: str | None = typer.Option(None, "--version", help="Registered vertical model version (default: the latest)."),
+    version: str | None = typer.Option(
+        None, "--version", help="Registered vertical model version (default: the latest)."
+    ),
     bank_db: str | None = typer.Option(None, "--bank-db", help="The bank's database (registry)."),
     store: Path | None = typer.Option(None, "--store", help="The registry's model store."),
     ca: Path | None = typer.Option(None, "--ca", help=CA_HELP),
@@ -334,4 +408,10 @@ def vertical_score(
 
     scorer = VerticalScorer(Registry(bank_db, store), version, bank_data)
     result = scorer.score(merchant, connect(platform, _client_tls(ca, cert, key, insecure), insecure=insecure))
-    _emit(result.to_dict(), as_json, [f"{result.merchant_id}: PD {result.default_probability:.4f} (model {result.model_version}, platform {result.platform})"])
+    _emit(
+        result.to_dict(),
+        as_json,
+        [
+            f"{result.merchant_id}: PD {result.default_probability:.4f} (model {result.model_version}, platform {result.platform})"
+        ],
+    )

@@ -39,7 +39,9 @@ def _settings(context: Context) -> tuple[Any, Any]:
 def _reply(msg: Message, config: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> Message:
     content = RecordDict({REPLY: ConfigRecord(config)})
     if arrays:
-        content.array_records[ARRAYS] = ArrayRecord(array_dict={k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+        content.array_records[ARRAYS] = ArrayRecord(
+            array_dict={k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        )
     return Message(content, reply_to=msg)
 
 
@@ -127,7 +129,9 @@ def finish(msg: Message, context: Context) -> Message:
         platform = node.platform_name
         party = PlatformParty.from_records(cfg, node, context.state)
         if party.pending:
-            raise YinqiError(f"{len(party.pending)} released rows never got their gradients; the run did not finish cleanly")
+            raise YinqiError(
+                f"{len(party.pending)} released rows never got their gradients; the run did not finish cleanly"
+            )
         summary = party.finish(str(context.run_id))
         return _reply(msg, {"platform": platform, **summary})
     except YinqiError as exc:

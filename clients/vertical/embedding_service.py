@@ -97,10 +97,14 @@ class EmbeddingService(vertical_pb2_grpc.EmbeddingServiceServicer):
                 f"{self.half.sha256[:12]}…; register the matching model version"
             )
         if not bool(self.consent.consented([merchant])[0]):
-            raise EmbeddingRefused(f"merchant '{merchant}' has no consent in force at platform {self.platform}; not scored")
+            raise EmbeddingRefused(
+                f"merchant '{merchant}' has no consent in force at platform {self.platform}; not scored"
+            )
         row = self.rows.get(merchant)
         if row is None:
-            raise EmbeddingRefused(f"merchant '{merchant}' is not in platform {self.platform}'s data", grpc.StatusCode.NOT_FOUND)
+            raise EmbeddingRefused(
+                f"merchant '{merchant}' is not in platform {self.platform}'s data", grpc.StatusCode.NOT_FOUND
+            )
         x = self.half.encoder.transform(self.table.frame.iloc[[row]].reset_index(drop=True), file=self.table.source)
         e = embed(self.half.model, x, self.clip)[0]
         return vertical_pb2.EmbedReply(
@@ -119,7 +123,9 @@ def build_embedding_server(
     vertical_pb2_grpc.add_EmbeddingServiceServicer_to_server(service, server)
     if tls is None:
         if not service.insecure:
-            raise YinqiError("no TLS files for the embedding service; give --cert/--key/--ca, or --insecure on loopback")
+            raise YinqiError(
+                "no TLS files for the embedding service; give --cert/--key/--ca, or --insecure on loopback"
+            )
         port = server.add_insecure_port(address)
     else:
         credentials = grpc.ssl_server_credentials(
@@ -130,5 +136,5 @@ def build_embedding_server(
         port = server.add_secure_port(address, credentials)
     if port == 0:
         raise YinqiError(f"cannot listen on {address} (address in use?)")
-    server.bound_port = port  # type: ignore[attr-defined]
+    server.bound_port = port
     return server

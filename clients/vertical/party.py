@@ -32,6 +32,8 @@ from federation.vertical.privacy import ReleasePlan
 if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import RecordDict
 
+    from federation.vertical.steps import PlatformHalf
+
 STATE, WEIGHTS, RELEASES = "yinqi-vfl", "yinqi-vfl-bottom", "yinqi-vfl-releases"
 
 
@@ -92,7 +94,9 @@ class PlatformParty:
         withheld = {int(i) for i in np.flatnonzero(~(present & allowed))}
         usable = np.flatnonzero(present & allowed)
         if len(usable) == 0:
-            raise PartyError(f"platform {node.platform_name}: no merchant of session {cfg.session} is usable (file or consent)")
+            raise PartyError(
+                f"platform {node.platform_name}: no merchant of session {cfg.session} is usable (file or consent)"
+            )
         encoder = fit_encoder(PartyTable([order[i] for i in usable], frame.iloc[usable], None, str(node.data_path)))
         plan = None
         wanted = [e for e in (cfg.feature_epsilon, node.feature_epsilon) if e is not None]
@@ -100,7 +104,9 @@ class PlatformParty:
             plan = ReleasePlan.calibrate(min(wanted), cfg.delta, cfg.epochs + 1)  # +1: the evaluation release
             ledger = PrivacyLedger(_ledger_url(node))
             lifetime = node.epsilon_budget is not None
-            ledger.check_budget(node.platform_name, run_id, plan.epsilon, node.epsilon_budget or plan.epsilon, lifetime=lifetime)
+            ledger.check_budget(
+                node.platform_name, run_id, plan.epsilon, node.epsilon_budget or plan.epsilon, lifetime=lifetime
+            )
             ledger.record(node.platform_name, run_id, 0, plan.epsilon, cfg.delta)  # reserved until the run settles
         model = bottom_model(encoder.n_features, cfg.embedding_dim, cfg.hidden, cfg.seed)
         return cls(cfg, node, encoder, withheld, plan, get_weights(model), releases=np.zeros(len(order), np.int32))
@@ -129,8 +135,14 @@ class PlatformParty:
         if record is None:
             raise PartyError("no vertical run is open on this platform (the bank must say hello first)")
         weights_record = state.array_records[WEIGHTS]
-        weights = [weights_record[k].numpy() for k in sorted((k for k in weights_record if k[0] == "w"), key=lambda k: int(k[1:]))]
-        momentum = [weights_record[k].numpy() for k in sorted((k for k in weights_record if k[0] == "m"), key=lambda k: int(k[1:]))]
+        weights = [
+            weights_record[k].numpy()
+            for k in sorted((k for k in weights_record if k[0] == "w"), key=lambda k: int(k[1:]))
+        ]
+        momentum = [
+            weights_record[k].numpy()
+            for k in sorted((k for k in weights_record if k[0] == "m"), key=lambda k: int(k[1:]))
+        ]
         plan = json.loads(str(record["plan"]))
         return cls(
             cfg,
@@ -142,11 +154,11 @@ class PlatformParty:
             momentum,
             state.array_records[RELEASES]["count"].numpy().copy(),
             list(json.loads(str(record["pending"]))),
-            int(record["step"]),
+            int(str(record["step"])),
         )
 
     # -- the work ----------------------------------------------------------------------------
-    def _half(self):  # type: ignore[no-untyped-def]
+    def _half(self) -> PlatformHalf:
         """The bottom model with its optimizer state, ready to step."""
         import torch
 
@@ -158,13 +170,20 @@ class PlatformParty:
         set_weights(model, self.weights)
         dp = None if self.plan is None else Dp(self.plan.noise_multiplier, self.cfg.embedding_clip, 1.0)
         seed = (self.cfg.seed * 1_000_003 + self.step) if self.cfg.reproducible else None
-        half = PlatformHalf(model, clip=self.cfg.embedding_clip, lr=self.cfg.lr, momentum=self.cfg.momentum, dp=dp, generator=secure_generator(seed))
+        half = PlatformHalf(
+            model,
+            clip=self.cfg.embedding_clip,
+            lr=self.cfg.lr,
+            momentum=self.cfg.momentum,
+            dp=dp,
+            generator=secure_generator(seed),
+        )
         if self.momentum:
             for param, buffer in zip(model.parameters(), self.momentum, strict=True):
                 half.optimizer.state[param]["momentum_buffer"] = torch.as_tensor(buffer)
         return half
 
-    def _keep(self, half) -> None:  # type: ignore[no-untyped-def]
+    def _keep(self, half: PlatformHalf) -> None:
         from federation.model import get_weights
 
         self.weights = get_weights(half.model)
@@ -203,11 +222,15 @@ class PlatformParty:
         """Apply the bank's gradients for the pending batch, then release the next batch."""
         if self.pending:
             if grads is None or len(grads) != len(self.pending):
-                raise PartyError(f"{0 if grads is None else len(grads)} gradients for a pending batch of {len(self.pending)}")
+                raise PartyError(
+                    f"{0 if grads is None else len(grads)} gradients for a pending batch of {len(self.pending)}"
+                )
             if not np.isfinite(grads).all() or np.abs(grads).max(initial=0.0) > 1e6:
-                raise PartyError("the bank's gradients hold non-finite or absurd values (> 1e6); refusing to apply them")
+                raise PartyError(
+                    "the bank's gradients hold non-finite or absurd values (> 1e6); refusing to apply them"
+                )
         half = self._half()
-        if self.pending:
+        if self.pending and grads is not None:
             half.forward(self._encoded(self.pending))
             half.backward(grads)
         rows = self.check(handles)
@@ -256,11 +279,15 @@ class PlatformParty:
         spent = self.epsilon_spent()
         if self.plan is not None:
             PrivacyLedger(_ledger_url(self.node)).record(self.node.platform_name, run_id, 1, spent, self.cfg.delta)
-        return {"bottom-sha256": digest, "feature-epsilon": spent, "model-dir": str(directory), "withheld": len(self.withheld)}
+        return {
+            "bottom-sha256": digest,
+            "feature-epsilon": spent,
+            "model-dir": str(directory),
+            "withheld": len(self.withheld),
+        }
 
 
 def _ledger_url(node: PlatformNodeConfig) -> str:
     from federation.config import db_url
 
     return node.platform_db or db_url("platform")
-

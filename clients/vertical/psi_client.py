@@ -169,7 +169,9 @@ def run_psi(
                         for first, part in chunks(Sender.shuffle(b"".join(held)), CHUNK):
                             out.put(_reblinded(first, part))
                 with lock:
-                    state["sent_doubles"] = state["doubled"] if not cardinality_only or state["doubled"] == state["bank_count"] else 0
+                    state["sent_doubles"] = (
+                        state["doubled"] if not cardinality_only or state["doubled"] == state["bank_count"] else 0
+                    )
                 if progress:
                     progress("bank", int(state["doubled"]), int(state["bank_count"]))
                 finish_if_done()

@@ -106,7 +106,9 @@ def multiply(points: bytes, scalar: bytes, workers: int = 1, what: str = "point"
     if len(scalar) != SCALAR_BYTES:
         raise GroupError(f"scalar: {len(scalar)} bytes, expected {SCALAR_BYTES}")
     count = len(points) // POINT_BYTES
-    source = (ctypes.c_char * len(points)).from_buffer_copy(points) if points else None
+    if not points:
+        return b""
+    source = (ctypes.c_char * len(points)).from_buffer_copy(points)
     out = ctypes.create_string_buffer(len(points))
     fn = lib().crypto_scalarmult_ristretto255
     bad: list[int] = []
@@ -117,10 +119,11 @@ def multiply(points: bytes, scalar: bytes, workers: int = 1, what: str = "point"
                 bad.append(i)
                 return
 
-    if count:
-        _run(work, _split(count, workers), workers)
+    _run(work, _split(count, workers), workers)
     if bad:
-        raise GroupError(f"{what} {min(bad)} is not a valid Ristretto255 element (malformed, off the group or identity)")
+        raise GroupError(
+            f"{what} {min(bad)} is not a valid Ristretto255 element (malformed, off the group or identity)"
+        )
     return out.raw
 
 

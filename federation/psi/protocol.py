@@ -139,9 +139,7 @@ class Receiver:
     def result(self, doubled: bytes, sender_final: bytes, *, cardinality_only: bool) -> PsiResult:
         """Match `doubled` (b·a·H(x), receiver order unless shuffled) against a·b·H(y)."""
         if len(doubled) != POINT * len(self.ids):
-            raise PsiError(
-                f"the sender returned {len(doubled) // POINT} re-blinded values for {len(self.ids)} sent"
-            )
+            raise PsiError(f"the sender returned {len(doubled) // POINT} re-blinded values for {len(self.ids)} sent")
         mine = np.frombuffer(doubled, dtype=_POINTS)
         theirs = np.frombuffer(sender_final, dtype=_POINTS)
         if len(np.unique(mine)) != len(mine) or len(np.unique(theirs)) != len(theirs):

@@ -94,8 +94,10 @@ class PlatformNodeConfig(BaseModel):
     def from_node_config(cls, node_config: dict[str, Any]) -> PlatformNodeConfig:
         data = {k.replace("-", "_"): v for k, v in node_config.items() if k.replace("-", "_") in cls.model_fields}
         if "data_path" not in data:
-            raise ConfigError('this SuperNode has no "data-path" in its node config; start it with --node-config "data-path=FILE"')
+            raise ConfigError(
+                'this SuperNode has no "data-path" in its node config; start it with --node-config "data-path=FILE"'
+            )
         try:
-            return cls(**{k: (None if v == "" else v) for k, v in data.items()})
+            return cls.model_validate({k: (None if v == "" else v) for k, v in data.items()})
         except ValueError as exc:
             raise ConfigError(f"node config: {exc}") from None

@@ -98,8 +98,10 @@ def _ids(frame: pd.DataFrame, file: str) -> list[str]:
     repeated = text.duplicated()
     if repeated.any():
         row = first_bad_row(repeated)
-        raise DataError(f"merchant id '{text.iloc[row - 1]}' appears twice; one row per merchant", file=file, column=ID, row=row)
-    return text.tolist()
+        raise DataError(
+            f"merchant id '{text.iloc[row - 1]}' appears twice; one row per merchant", file=file, column=ID, row=row
+        )
+    return [str(v) for v in text.tolist()]
 
 
 def load_party(
@@ -117,19 +119,29 @@ def load_party(
     frame = read_table(path)
     missing = [theirs for theirs in mapping.columns.values() if theirs not in frame.columns]
     if missing:
-        raise DataError(f"mapped column not found (mapping {mapping.source}); the file has {list(frame.columns)}", file=file, column=missing[0])
+        raise DataError(
+            f"mapped column not found (mapping {mapping.source}); the file has {list(frame.columns)}",
+            file=file,
+            column=missing[0],
+        )
     frame = frame.rename(columns={theirs: ours for ours, theirs in mapping.columns.items()})
     frame = frame.drop(columns=[c for c in mapping.drop if c in frame.columns])
     if ID not in frame.columns:
-        raise DataError(f"no '{ID}' column; map yours with [columns] {ID} = \"...\" in a mapping file", file=file, column=ID)
+        raise DataError(
+            f"no '{ID}' column; map yours with [columns] {ID} = \"...\" in a mapping file", file=file, column=ID
+        )
     ids = _ids(frame, file)
     y = None
     if labelled:
         if LABEL not in frame.columns:
-            raise DataError(f"the bank's file needs the label column '{LABEL}' (map yours with [columns])", file=file, column=LABEL)
+            raise DataError(
+                f"the bank's file needs the label column '{LABEL}' (map yours with [columns])", file=file, column=LABEL
+            )
         y = binary_label(frame[LABEL], positive if positive is not None else mapping.positive, file, LABEL)
     elif LABEL in frame.columns and not ignore_label:
-        raise DataError(f"a platform's file must not carry the label '{LABEL}' (labels stay at the bank)", file=file, column=LABEL)
+        raise DataError(
+            f"a platform's file must not carry the label '{LABEL}' (labels stay at the bank)", file=file, column=LABEL
+        )
     features = frame.drop(columns=[c for c in (ID, LABEL) if c in frame.columns])
     if features.shape[1] == 0:
         raise DataError("no feature columns besides the id and label", file=file)
@@ -142,7 +154,9 @@ def load_party(
             checked[column] = numeric_column(features, column, file)
         else:
             if series.isna().any():
-                raise DataError("empty value; expected text", file=file, column=column, row=first_bad_row(series.isna()))
+                raise DataError(
+                    "empty value; expected text", file=file, column=column, row=first_bad_row(series.isna())
+                )
             checked[column] = series.astype(str).str.strip()
     return PartyTable(ids, pd.DataFrame(checked), y, file)
 

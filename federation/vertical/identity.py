@@ -41,5 +41,7 @@ def identity_from_pem(pem: bytes) -> Identity:
     names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if not names or not names[0].strip():
         raise IdentityError("the caller's certificate has no common name (CN); it names no party")
-    roles = {str(a.value).strip().lower() for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)}
+    roles = {
+        str(a.value).strip().lower() for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    }
     return Identity(names[0].strip(), frozenset(r for r in roles if r))

@@ -31,7 +31,7 @@ class HalfError(YinqiError):
     """A model half that is missing, incomplete or does not fit the other half."""
 
 
-def _mlp(n_in: int, n_out: int, hidden: int, seed: int) -> torch.nn.Module:
+def mlp(n_in: int, n_out: int, hidden: int, seed: int) -> torch.nn.Module:
     import torch
     from torch import nn
 
@@ -47,12 +47,12 @@ def _mlp(n_in: int, n_out: int, hidden: int, seed: int) -> torch.nn.Module:
 
 def bottom_model(n_features: int, embedding_dim: int, hidden: int = 16, seed: int = 0) -> torch.nn.Module:
     """Platform half: features -> embedding (`hidden=0`: a linear map, i.e. partial logits for k=1)."""
-    return _mlp(n_features, embedding_dim, hidden, seed)
+    return mlp(n_features, embedding_dim, hidden, seed)
 
 
 def top_model(n_features: int, embedding_dim: int, hidden: int = 16, seed: int = 0) -> torch.nn.Module:
     """Bank half: [bank features, embedding] -> default log-odds."""
-    return _mlp(n_features + embedding_dim, 1, hidden, seed + 1)
+    return mlp(n_features + embedding_dim, 1, hidden, seed + 1)
 
 
 def clip_rows(e: torch.Tensor, clip: float) -> torch.Tensor:
@@ -69,7 +69,8 @@ def embed(bottom: torch.nn.Module, x: np.ndarray, clip: float) -> np.ndarray:
 
     bottom.eval()
     with torch.no_grad():
-        return clip_rows(bottom(torch.as_tensor(x, dtype=torch.float32)), clip).numpy()
+        out: np.ndarray = clip_rows(bottom(torch.as_tensor(x, dtype=torch.float32)), clip).numpy().astype(np.float32)
+    return out
 
 
 def top_logits(top: torch.nn.Module, b: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -78,7 +79,8 @@ def top_logits(top: torch.nn.Module, b: np.ndarray, e: np.ndarray) -> np.ndarray
     top.eval()
     with torch.no_grad():
         inputs = torch.cat([torch.as_tensor(b, dtype=torch.float32), torch.as_tensor(e, dtype=torch.float32)], 1)
-        return top(inputs).reshape(-1).numpy().astype(np.float64)
+        out: np.ndarray = top(inputs).reshape(-1).numpy().astype(np.float64)
+    return out
 
 
 def half_digest(model: torch.nn.Module, encoder: Encoder) -> str:
@@ -89,7 +91,9 @@ def combined_digest(top_sha256: str, bottom_sha256: str) -> str:
     """One hash binding both halves: what the registry stores and anchors."""
     import hashlib
 
-    record = json.dumps({"bottom": bottom_sha256, "kind": "vertical", "top": top_sha256}, sort_keys=True, separators=(",", ":"))
+    record = json.dumps(
+        {"bottom": bottom_sha256, "kind": "vertical", "top": top_sha256}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(record.encode()).hexdigest()
 
 
@@ -122,14 +126,20 @@ def load_half(directory: str | Path, *, bottom: bool) -> LoadedHalf:
     file = BOTTOM_FILE if bottom else TOP_FILE
     for name in (file, ENCODER_FILE, META_FILE):
         if not (directory / name).is_file():
-            raise HalfError(f"{directory}: {name} missing; not a vertical {'bottom' if bottom else 'top'} model directory")
+            raise HalfError(
+                f"{directory}: {name} missing; not a vertical {'bottom' if bottom else 'top'} model directory"
+            )
     meta = json.loads((directory / META_FILE).read_text())
     encoder = Encoder.from_dict(json.loads((directory / ENCODER_FILE).read_text()))
     k, hidden, seed = int(meta["embedding_dim"]), int(meta["hidden"]), int(meta.get("seed", 0))
-    model = bottom_model(encoder.n_features, k, hidden, seed) if bottom else top_model(encoder.n_features, k, hidden, seed)
+    model = (
+        bottom_model(encoder.n_features, k, hidden, seed) if bottom else top_model(encoder.n_features, k, hidden, seed)
+    )
     state = torch.load(directory / file, weights_only=True)
     set_weights(model, [t.numpy() for t in state.values()])
     digest = half_digest(model, encoder)
     if digest != meta.get("sha256"):
-        raise HalfError(f"{directory}: the files hash to {digest[:12]}…, meta.json says {str(meta.get('sha256'))[:12]}…: changed after saving")
+        raise HalfError(
+            f"{directory}: the files hash to {digest[:12]}…, meta.json says {str(meta.get('sha256'))[:12]}…: changed after saving"
+        )
     return LoadedHalf(model, encoder, meta, digest)

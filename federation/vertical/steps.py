@@ -165,7 +165,9 @@ class BankHalf:
             params = {k: v.detach() for k, v in self.model.named_parameters()}
             model = self.model
 
-            def row_loss(p: dict[str, torch.Tensor], bi: torch.Tensor, ei: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+            def row_loss(
+                p: dict[str, torch.Tensor], bi: torch.Tensor, ei: torch.Tensor, yi: torch.Tensor
+            ) -> torch.Tensor:
                 z = functional_call(model, p, (torch.cat([bi, ei]).unsqueeze(0),)).reshape(())
                 return torch.nn.functional.binary_cross_entropy_with_logits(z, yi)
 
@@ -181,5 +183,7 @@ class BankHalf:
             _noisy_mean_update(self.model, per_row, len(index), self.dp, self.generator)
             self.optimizer.step()
         if self.dp is not None:  # every row, matched or not: the noise hides which is which
-            out = out + torch.normal(0.0, self.dp.noise_multiplier * self.dp.crossing_clip, size=out.shape, generator=self.generator)
+            out = out + torch.normal(
+                0.0, self.dp.noise_multiplier * self.dp.crossing_clip, size=out.shape, generator=self.generator
+            )
         return out.numpy().astype(np.float32), loss

@@ -131,16 +131,28 @@ class PsiService(vertical_pb2_grpc.PsiServiceServicer):
             self._check_start(start)
             receiver = Receiver(self.bank_ids(), start.session_id, self.workers)
         except (YinqiError, IdentityError) as exc:
-            code = grpc.StatusCode.PERMISSION_DENIED if isinstance(exc, IdentityError) else grpc.StatusCode.INVALID_ARGUMENT
+            code = (
+                grpc.StatusCode.PERMISSION_DENIED
+                if isinstance(exc, IdentityError)
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
             log.warning("PSI refused: %s", exc)
             context.abort(code, str(exc))
             return
-        log.info("PSI %s with %s: %d bank ids, %d platform ids", start.session_id, caller.name, len(receiver.ids), start.count)
+        log.info(
+            "PSI %s with %s: %d bank ids, %d platform ids",
+            start.session_id,
+            caller.name,
+            len(receiver.ids),
+            start.count,
+        )
         inbox = _Inbox(receiver, len(receiver.ids), int(start.count))
         reader = threading.Thread(target=inbox.consume, args=(request_iterator,), name="yinqi-psi-inbox", daemon=True)
         reader.start()
         yield vertical_pb2.PsiFrame(
-            accept=vertical_pb2.PsiAccept(session_id=start.session_id, count=len(receiver.ids), chunk_size=self.chunk_size)
+            accept=vertical_pb2.PsiAccept(
+                session_id=start.session_id, count=len(receiver.ids), chunk_size=self.chunk_size
+            )
         )
         ids = receiver.ids
         for offset in range(0, len(ids), self.chunk_size):

@@ -20,7 +20,9 @@ def register_vertical(registry: Registry, model_dir: str | Path, *, anchor: bool
     """Register the top half in `model_dir` (written by the vertical ServerApp)."""
     model_dir = Path(model_dir)
     half = load_half(model_dir, bottom=False)  # checks the files still hash to their meta
-    report: dict[str, Any] = json.loads((model_dir / "report.json").read_text()) if (model_dir / "report.json").is_file() else {}
+    report: dict[str, Any] = (
+        json.loads((model_dir / "report.json").read_text()) if (model_dir / "report.json").is_file() else {}
+    )
     bottom = str(half.meta["bottom_sha256"])
     final = report.get("final", {}) if isinstance(report.get("final"), dict) else {}
     info = {

@@ -51,7 +51,9 @@ class PlatformLink:
         self.grid, self.node_id, self.timeout = grid, node_id, timeout
         self.platform = f"node {node_id}"
 
-    def ask(self, kind: str, config: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None):  # type: ignore[no-untyped-def]
+    def ask(
+        self, kind: str, config: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         content = RecordDict({"vfl-request": ConfigRecord(config or {})})
         if arrays:
             content.array_records[ARRAYS] = ArrayRecord(
@@ -60,15 +62,17 @@ class PlatformLink:
         message = Message(content, dst_node_id=self.node_id, message_type=kind)
         replies = list(self.grid.send_and_receive([message], timeout=self.timeout))
         if not replies:
-            raise VerticalError(f"{self.platform} did not answer '{kind}' within {self.timeout:.0f} s; the model was NOT saved")
+            raise VerticalError(
+                f"{self.platform} did not answer '{kind}' within {self.timeout:.0f} s; the model was NOT saved"
+            )
         reply = replies[0]
         if reply.has_error():
-            raise VerticalError(f"{self.platform} failed on '{kind}': {reply.error.reason}; the model was NOT saved")
+            reason = str(reply.error.reason)
+            raise VerticalError(f"{self.platform} failed on '{kind}': {reason}; the model was NOT saved")
         record = dict(reply.content.config_records.get(REPLY, {}))
         if "refused" in record:
-            raise VerticalError(
-                f"platform {record.get('platform', self.platform)} refused '{kind}': {record['refused']}; the model was NOT saved"
-            )
+            who, why = str(record.get("platform", self.platform)), str(record["refused"])
+            raise VerticalError(f"platform {who} refused '{kind}': {why}; the model was NOT saved")
         arrays_out = reply.content.array_records.get(ARRAYS)
         return record, ({k: arrays_out[k].numpy() for k in arrays_out} if arrays_out is not None else {})
 
@@ -84,7 +88,9 @@ def wait_for_platform(grid: Grid, seconds: float) -> int:
         time.sleep(0.05)
 
 
-def align(matches: tuple[tuple[str, int], ...], bank_index: dict[str, int], withheld: set[int], test: np.ndarray) -> Aligned:
+def align(
+    matches: tuple[tuple[str, int], ...], bank_index: dict[str, int], withheld: set[int], test: np.ndarray
+) -> Aligned:
     pairs = [(bank_index[m], h) for m, h in matches if m in bank_index and h not in withheld]
     if not pairs:
         raise VerticalError("no merchant is both in the bank's file and usable at the platform; nothing to train on")
@@ -105,14 +111,23 @@ def run_vertical(grid: Grid, context: Context) -> dict[str, Any]:
     started = time.perf_counter()
     cfg = VerticalConfig.from_run_config(dict(context.run_config))
     cfg.out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"mode": "vertical", "status": "running", "session": cfg.session, "settings": cfg.model_dump(mode="json")}
+    report: dict[str, Any] = {
+        "mode": "vertical",
+        "status": "running",
+        "session": cfg.session,
+        "settings": cfg.model_dump(mode="json"),
+    }
     try:
         intersection = PsiStore(cfg.bank_db).get(cfg.session)
         if intersection.matches is None:
-            raise VerticalError(f"PSI session {cfg.session} was cardinality-only: the bank knows no matches to train on")
+            raise VerticalError(
+                f"PSI session {cfg.session} was cardinality-only: the bank knows no matches to train on"
+            )
         bank = load_party(cfg.bank_data, load_mapping(cfg.bank_mapping), labelled=True, positive=cfg.positive)
         assert bank.y is not None
-        link = PlatformLink(grid, wait_for_platform(grid, cfg.node_wait_seconds), timeout=max(cfg.node_wait_seconds, 60.0))
+        link = PlatformLink(
+            grid, wait_for_platform(grid, cfg.node_wait_seconds), timeout=max(cfg.node_wait_seconds, 60.0)
+        )
         hello, _ = link.ask("query.hello")
         link.platform = str(hello.get("platform", link.platform))
         withheld = set(json.loads(str(hello.get("withheld", "[]"))))
@@ -146,7 +161,13 @@ def run_vertical(grid: Grid, context: Context) -> dict[str, Any]:
                 budget=cfg.label_epsilon_budget,
             )
         top = top_model(encoder.n_features, cfg.embedding_dim, cfg.hidden, cfg.seed)
-        half = BankHalf(top, lr=cfg.lr, momentum=cfg.momentum, dp=dp, generator=secure_generator(cfg.seed if cfg.reproducible else None))
+        half = BankHalf(
+            top,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            dp=dp,
+            generator=secure_generator(cfg.seed if cfg.reproducible else None),
+        )
         losses = []
         grads: np.ndarray | None = None
         steps = 0
@@ -166,13 +187,19 @@ def run_vertical(grid: Grid, context: Context) -> dict[str, Any]:
                 steps += 1
             losses.append(float(np.mean(epoch_losses)))
             log.info("vertical epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, losses[-1])
-        link.ask("train.step", {"epoch": cfg.epochs}, {"grads": grads} if grads is not None else {"handles": np.zeros(0, np.int64)})
-        metrics: dict[str, Any] = {"test_rows": int(len(test_rows))}
+        link.ask(
+            "train.step",
+            {"epoch": cfg.epochs},
+            {"grads": grads} if grads is not None else {"handles": np.zeros(0, np.int64)},
+        )
+        metrics: dict[str, Any] = {"test_rows": len(test_rows)}
         if len(test_rows):
             _, out = link.ask("evaluate.embed", {}, {"handles": test_handles})
             z = top_logits(top, xb[test_rows], _embeddings(out, len(test_rows), cfg.embedding_dim, link.platform))
             if len(np.unique(bank.y[test_rows])) == 2:
-                metrics.update({"test_auc": roc_auc(bank.y[test_rows], z), "test_ks": ks_statistic(bank.y[test_rows], z)})
+                metrics.update(
+                    {"test_auc": roc_auc(bank.y[test_rows], z), "test_ks": ks_statistic(bank.y[test_rows], z)}
+                )
         finished, _ = link.ask("train.finish")
         bottom_sha = str(finished["bottom-sha256"])
         meta = {
@@ -195,8 +222,8 @@ def run_vertical(grid: Grid, context: Context) -> dict[str, Any]:
                 "status": "completed",
                 "platform": link.platform,
                 "participants": [link.platform],
-                "aligned": int(len(aligned.bank_rows)),
-                "train_rows": int(len(train_rows)),
+                "aligned": len(aligned.bank_rows),
+                "train_rows": len(train_rows),
                 "withheld": len(withheld),
                 "steps": steps,
                 "epoch_loss": losses,
@@ -204,7 +231,10 @@ def run_vertical(grid: Grid, context: Context) -> dict[str, Any]:
                 "top_sha256": top_sha,
                 "bottom_sha256": bottom_sha,
                 "version_hash": combined_digest(top_sha, bottom_sha),
-                "epsilon": {"labels (bank)": label_epsilon, f"features ({link.platform})": float(finished.get("feature-epsilon", 0.0))},
+                "epsilon": {
+                    "labels (bank)": label_epsilon,
+                    f"features ({link.platform})": float(finished.get("feature-epsilon", 0.0)),
+                },
                 "label_dp": cfg.label_dp,
                 "platform_model_dir": finished.get("model-dir"),
             }

@@ -46,7 +46,9 @@ class World:
 
         url = f"sqlite:///{path}"
         run = PsiStore(self.bank_db).get(self.session)
-        PsiStore(url).save(self.session, run.platform, PsiResult(run.cardinality, run.bank_count, run.platform_count, run.matches))
+        PsiStore(url).save(
+            self.session, run.platform, PsiResult(run.cardinality, run.bank_count, run.platform_count, run.matches)
+        )
         return url
 
     def fresh_platform_db(self, path: Path) -> str:

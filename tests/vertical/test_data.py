@@ -25,9 +25,13 @@ def test_synthetic_halves_share_the_requested_merchants_and_split_the_columns(tm
 
 def test_a_mapping_renames_the_id_and_label_and_drops_columns(tmp_path: Path) -> None:
     data = tmp_path / "bank.csv"
-    pd.DataFrame({"shop": ["a", "b", "c"], "bad": ["Y", "N", "N"], "age": [1, 2, 3], "branch": ["x", "y", "z"]}).to_csv(data, index=False)
+    pd.DataFrame({"shop": ["a", "b", "c"], "bad": ["Y", "N", "N"], "age": [1, 2, 3], "branch": ["x", "y", "z"]}).to_csv(
+        data, index=False
+    )
     mapping = tmp_path / "mapping.toml"
-    mapping.write_text('[columns]\nmerchant_id = "shop"\ndefault = "bad"\n[default]\npositive = "Y"\n[features]\ndrop = ["branch"]\n')
+    mapping.write_text(
+        '[columns]\nmerchant_id = "shop"\ndefault = "bad"\n[default]\npositive = "Y"\n[features]\ndrop = ["branch"]\n'
+    )
     table = load_party(data, load_mapping(mapping), labelled=True)
     assert table.ids == ["a", "b", "c"]
     assert list(table.frame.columns) == ["age"]
@@ -37,7 +41,11 @@ def test_a_mapping_renames_the_id_and_label_and_drops_columns(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("rows", "labelled", "message"),
     [
-        ({"merchant_id": ["a", "b", "a"], "x": [1, 2, 3]}, False, "platform.csv, column 'merchant_id', row 3: merchant id 'a' appears twice"),
+        (
+            {"merchant_id": ["a", "b", "a"], "x": [1, 2, 3]},
+            False,
+            "platform.csv, column 'merchant_id', row 3: merchant id 'a' appears twice",
+        ),
         ({"merchant_id": ["a", None], "x": [1, 2]}, False, "column 'merchant_id', row 2: empty merchant id"),
         ({"merchant_id": ["a", "b", "c"], "x": [1, "oops", 3]}, False, "column 'x', row 2: expected a number"),
         ({"merchant_id": ["a", "b"], "x": [1.0, float("inf")]}, False, "column 'x', row 2: infinite value"),
@@ -46,7 +54,9 @@ def test_a_mapping_renames_the_id_and_label_and_drops_columns(tmp_path: Path) ->
         ({"id": ["a", "b"], "x": [1, 2]}, False, "no 'merchant_id' column"),
     ],
 )
-def test_bad_input_is_refused_with_file_column_and_row(tmp_path: Path, rows: dict, labelled: bool, message: str) -> None:
+def test_bad_input_is_refused_with_file_column_and_row(
+    tmp_path: Path, rows: dict, labelled: bool, message: str
+) -> None:
     path = tmp_path / "platform.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     with pytest.raises(DataError, match=message.replace("(", r"\(")):

@@ -42,7 +42,7 @@ def test_the_planned_noise_meets_the_budget_by_two_independent_analyses(epsilon:
 def test_two_clipped_parts_under_replacement_have_sensitivity_two_root_two() -> None:
     # Each part moves by at most 2C when one row is replaced; in units of the noise scale σC
     # the concatenation moves by sqrt(2^2 + 2^2) = 2√2.
-    assert SENSITIVITY == pytest.approx(math.hypot(2.0, 2.0))
+    assert pytest.approx(math.hypot(2.0, 2.0)) == SENSITIVITY
 
 
 @pytest.mark.parametrize("epsilon", [0.5, 1.0, 2.0, 4.0])

@@ -70,7 +70,19 @@ def test_psi_training_and_scoring_as_separate_processes_over_tls(pki: Pki, tmp_p
 
     bank_db, platform_db = f"sqlite:///{tmp_path / 'bank.db'}", f"sqlite:///{tmp_path / 'platform.db'}"
     consent_db = f"sqlite:///{tmp_path / 'consent.db'}"
-    _run("vertical", "synth", "--out", str(tmp_path / "d"), "--bank-merchants", "600", "--platform-merchants", "600", "--seed", "2", env=env)
+    _run(
+        "vertical",
+        "synth",
+        "--out",
+        str(tmp_path / "d"),
+        "--bank-merchants",
+        "600",
+        "--platform-merchants",
+        "600",
+        "--seed",
+        "2",
+        env=env,
+    )
     bank_file, platform_file = tmp_path / "d" / "bank.csv", tmp_path / "d" / "platform.csv"
 
     # 1. PSI: the bank's service and the platform's client, each its own process, mutual TLS.
@@ -78,11 +90,35 @@ def test_psi_training_and_scoring_as_separate_processes_over_tls(pki: Pki, tmp_p
     psi = Service(["psi", "serve", "--data", str(bank_file), "--bank-db", bank_db, *bank_tls], tmp_path, env, "psi")
     try:
         platform_tls = ["--ca", str(pki.ca), "--cert", str(pki.platform.cert), "--key", str(pki.platform.key)]
-        done = _run("psi", "run", "--bank", psi.address, "--data", str(platform_file), "--platform-db", platform_db, *platform_tls, "--json", env=env)
+        done = _run(
+            "psi",
+            "run",
+            "--bank",
+            psi.address,
+            "--data",
+            str(platform_file),
+            "--platform-db",
+            platform_db,
+            *platform_tls,
+            "--json",
+            env=env,
+        )
         outcome = json.loads(done.stdout)
         assert outcome["cardinality"] == 420  # 70 % of the bank's 600
         auditor_tls = ["--ca", str(pki.ca), "--cert", str(pki.auditor.cert), "--key", str(pki.auditor.key)]
-        refused = _run("psi", "run", "--bank", psi.address, "--data", str(platform_file), "--platform-db", platform_db, *auditor_tls, env=env, check=False)
+        refused = _run(
+            "psi",
+            "run",
+            "--bank",
+            psi.address,
+            "--data",
+            str(platform_file),
+            "--platform-db",
+            platform_db,
+            *auditor_tls,
+            env=env,
+            check=False,
+        )
         assert refused.returncode == 2
         assert "auditor-1 (role auditor) may not run PSI with the bank" in refused.stderr
         assert "Traceback" not in refused.stderr
@@ -94,14 +130,35 @@ def test_psi_training_and_scoring_as_separate_processes_over_tls(pki: Pki, tmp_p
     # 2. Training: SuperLink with TLS + node authentication, the platform's SuperNode process.
     flower = make_certs(tmp_path / "flower-certs")
     key, _pub = make_node_key(tmp_path / "keys" / "platform-a")
-    cfg = VerticalConfig(bank_data=bank_file, session=outcome["session_id"], out=tmp_path / "top", bank_db=bank_db, epochs=2, batch_size=128)
-    node = PlatformNodeConfig(data_path=platform_file, platform_name="platform-a", platform_db=platform_db, model_dir=tmp_path / "bottom")
+    cfg = VerticalConfig(
+        bank_data=bank_file,
+        session=outcome["session_id"],
+        out=tmp_path / "top",
+        bank_db=bank_db,
+        epochs=2,
+        batch_size=128,
+    )
+    node = PlatformNodeConfig(
+        data_path=platform_file, platform_name="platform-a", platform_db=platform_db, model_dir=tmp_path / "bottom"
+    )
     report = deploy_vertical(cfg, node, tls=TlsPaths(flower.ca, flower.cert, flower.key), key=key)
     assert report["status"] == "completed" and report["platform"] == "platform-a"
     assert (tmp_path / "bottom" / outcome["session_id"] / "bottom.pt").exists()
 
     # 3. Scoring: the platform's embedding service and the bank's CLI, separate processes, mTLS.
-    registered = json.loads(_run("vertical", "register", str(tmp_path / "top"), "--bank-db", bank_db, "--store", str(tmp_path / "store"), "--json", env=env).stdout)
+    registered = json.loads(
+        _run(
+            "vertical",
+            "register",
+            str(tmp_path / "top"),
+            "--bank-db",
+            bank_db,
+            "--store",
+            str(tmp_path / "store"),
+            "--json",
+            env=env,
+        ).stdout
+    )
     assert registered["sha256"] == report["version_hash"]
     session_ids = json.loads(_run("psi", "show", outcome["session_id"], "--bank-db", bank_db, "--json", env=env).stdout)
     assert session_ids["cardinality"] == 420
@@ -112,13 +169,42 @@ def test_psi_training_and_scoring_as_separate_processes_over_tls(pki: Pki, tmp_p
     ConsentBook(consent_db).grant([consented])
     serve_tls = ["--ca", str(pki.ca), "--cert", str(pki.platform_server.cert), "--key", str(pki.platform_server.key)]
     embedding = Service(
-        ["vertical", "serve", "--model-dir", str(tmp_path / "bottom" / outcome["session_id"]), "--data", str(platform_file),
-         "--consent-db", consent_db, "--name", "platform-a", *serve_tls],
-        tmp_path, env, "embedding",
+        [
+            "vertical",
+            "serve",
+            "--model-dir",
+            str(tmp_path / "bottom" / outcome["session_id"]),
+            "--data",
+            str(platform_file),
+            "--consent-db",
+            consent_db,
+            "--name",
+            "platform-a",
+            *serve_tls,
+        ],
+        tmp_path,
+        env,
+        "embedding",
     )
     try:
-        score_args = ["vertical", "score", "--platform", embedding.address, "--bank-data", str(bank_file), "--bank-db", bank_db,
-                      "--store", str(tmp_path / "store"), "--ca", str(pki.ca), "--cert", str(pki.bank.cert), "--key", str(pki.bank.key)]
+        score_args = [
+            "vertical",
+            "score",
+            "--platform",
+            embedding.address,
+            "--bank-data",
+            str(bank_file),
+            "--bank-db",
+            bank_db,
+            "--store",
+            str(tmp_path / "store"),
+            "--ca",
+            str(pki.ca),
+            "--cert",
+            str(pki.bank.cert),
+            "--key",
+            str(pki.bank.key),
+        ]
         scored = json.loads(_run(*score_args[:2], consented, *score_args[2:], "--json", env=env).stdout)
         assert 0 < scored["default_probability"] < 1 and scored["model_sha256"] == report["version_hash"]
         refused = _run(*score_args[:2], unconsented, *score_args[2:], env=env, check=False)

@@ -12,8 +12,8 @@ from clients.vertical.psi_client import run_psi
 from clients.vertical.store import SessionBook
 from federation.psi import group
 from federation.psi.protocol import PsiError, Receiver, Sender, clean_ids, new_session
-from proto.channel import RemoteError
 from proto import vertical_pb2, vertical_pb2_grpc
+from proto.channel import RemoteError
 
 
 def _sets(n: int, overlap: float) -> tuple[list[str], list[str]]:
@@ -24,7 +24,9 @@ def _sets(n: int, overlap: float) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.parametrize("overlap", [0.0, 0.01, 0.3, 0.5, 0.99, 1.0])
-def test_the_bank_learns_exactly_the_shared_merchants_at_any_overlap(psi_server, pki, tmp_path: Path, overlap: float) -> None:
+def test_the_bank_learns_exactly_the_shared_merchants_at_any_overlap(
+    psi_server, pki, tmp_path: Path, overlap: float
+) -> None:
     bank, platform = _sets(600, overlap)
     server = psi_server(bank)
     book = SessionBook(f"sqlite:///{tmp_path / 'platform.db'}")
@@ -126,9 +128,15 @@ def test_two_sessions_with_the_same_ids_share_no_value(psi_server, pki, tmp_path
 
 @pytest.mark.parametrize(
     ("who", "ca", "expected"),
-    [("auditor", None, "PERMISSION_DENIED"), ("no_role", None, "PERMISSION_DENIED"), ("stranger", "stranger", "UNAVAILABLE")],
+    [
+        ("auditor", None, "PERMISSION_DENIED"),
+        ("no_role", None, "PERMISSION_DENIED"),
+        ("stranger", "stranger", "UNAVAILABLE"),
+    ],
 )
-def test_only_a_platform_certificate_from_the_banks_ca_may_run_psi(psi_server, pki, tmp_path: Path, who, ca, expected) -> None:
+def test_only_a_platform_certificate_from_the_banks_ca_may_run_psi(
+    psi_server, pki, tmp_path: Path, who, ca, expected
+) -> None:
     server = psi_server(["M1", "M2"])
     tls = pki.client(getattr(pki, who), pki.stranger_ca if ca == "stranger" else None)
     with pytest.raises(RemoteError) as refused:
@@ -162,9 +170,15 @@ def test_a_hostile_platform_is_refused_and_nothing_is_stored(psi_server, pki) ->
     bogus = b"\xff" * 32  # not a Ristretto255 encoding
     cases = {
         "not a group element": [_start(session, 1), _points(KIND.PLATFORM_BLINDED, 0, bogus)],
-        "more values than announced": [_start(new_session(), 1), _points(KIND.PLATFORM_BLINDED, 0, group.hash_to_group(["a", "b"], b"x"))],
+        "more values than announced": [
+            _start(new_session(), 1),
+            _points(KIND.PLATFORM_BLINDED, 0, group.hash_to_group(["a", "b"], b"x")),
+        ],
         "out of order": [_start(new_session(), 2), _points(KIND.PLATFORM_BLINDED, 1, group.hash_to_group(["a"], b"x"))],
-        "too few re-blinded values": [_start(new_session(), 1), _points(KIND.PLATFORM_BLINDED, 0, group.hash_to_group(["a"], b"x"))],
+        "too few re-blinded values": [
+            _start(new_session(), 1),
+            _points(KIND.PLATFORM_BLINDED, 0, group.hash_to_group(["a"], b"x")),
+        ],
         "a huge announced set": [_start(new_session(), 10**12)],
         "a bad session id": [_start("not-hex!", 1)],
     }
@@ -177,7 +191,12 @@ def test_a_hostile_platform_is_refused_and_nothing_is_stored(psi_server, pki) ->
 
 def test_a_replayed_session_is_refused(psi_server, pki, tmp_path: Path) -> None:
     server = psi_server(["M1", "M2"])
-    outcome = run_psi(server.channel(pki.client(pki.platform)), ["M2"], bank=server.address, book=SessionBook(f"sqlite:///{tmp_path / 'p.db'}"))
+    outcome = run_psi(
+        server.channel(pki.client(pki.platform)),
+        ["M2"],
+        bank=server.address,
+        book=SessionBook(f"sqlite:///{tmp_path / 'p.db'}"),
+    )
     with pytest.raises(grpc.RpcError) as refused:
         _raw_run(server.channel(pki.client(pki.platform)), [_start(outcome.session_id, 1)])
     assert "already" in (refused.value.details() or "")
@@ -187,7 +206,13 @@ def test_a_replayed_session_is_refused(psi_server, pki, tmp_path: Path) -> None:
 def test_a_bank_announcing_more_ids_than_the_platform_allows_is_refused(psi_server, pki, tmp_path: Path) -> None:
     server = psi_server([f"M{i}" for i in range(50)])
     with pytest.raises(PsiError, match="announces 50 ids"):
-        run_psi(server.channel(pki.client(pki.platform)), ["M1"], bank=server.address, max_bank_ids=10, book=SessionBook(f"sqlite:///{tmp_path / 'p.db'}"))
+        run_psi(
+            server.channel(pki.client(pki.platform)),
+            ["M1"],
+            bank=server.address,
+            max_bank_ids=10,
+            book=SessionBook(f"sqlite:///{tmp_path / 'p.db'}"),
+        )
 
 
 def test_ids_must_be_present_and_unique_naming_the_row() -> None:

@@ -56,7 +56,9 @@ def test_a_consented_merchant_is_scored_with_both_registered_halves(deployed: De
     score = scorer.score(deployed.consented, connect(deployed.address, pki.client(pki.bank)))
     assert 0.0 < score.default_probability < 1.0
     assert (score.top_sha256, score.bottom_sha256) == (deployed.report["top_sha256"], deployed.report["bottom_sha256"])
-    assert score.model_sha256 == combined_digest(score.top_sha256, score.bottom_sha256) == deployed.report["version_hash"]
+    assert (
+        score.model_sha256 == combined_digest(score.top_sha256, score.bottom_sha256) == deployed.report["version_hash"]
+    )
     assert score.platform == "platform-a"
 
 
@@ -86,7 +88,10 @@ def test_the_platform_serves_only_the_registered_bottom_model(deployed: Deployed
     with pytest.raises(RemoteError, match="this platform serves"):
         call(stub.Embed, vertical_pb2.EmbedRequest(merchant_id=deployed.consented, bottom_sha256="0" * 64))
     with pytest.raises(RemoteError, match="1-128 characters"):
-        call(stub.Embed, vertical_pb2.EmbedRequest(merchant_id="x" * 1000, bottom_sha256=deployed.report["bottom_sha256"]))
+        call(
+            stub.Embed,
+            vertical_pb2.EmbedRequest(merchant_id="x" * 1000, bottom_sha256=deployed.report["bottom_sha256"]),
+        )
 
 
 def test_the_registry_anchors_one_hash_binding_both_halves(deployed: Deployed) -> None:
@@ -110,6 +115,8 @@ def test_a_top_half_changed_after_training_is_refused(deployed: Deployed, tmp_pa
 
     copy = tmp_path / "top"
     shutil.copytree(deployed.world.root / "top", copy)
-    (copy / "encoder.json").write_text((copy / "encoder.json").read_text().replace("account_age_months", "account_age_month"))
+    (copy / "encoder.json").write_text(
+        (copy / "encoder.json").read_text().replace("account_age_months", "account_age_month")
+    )
     with pytest.raises(HalfError, match="changed after saving"):
         register_vertical(deployed.registry, copy)

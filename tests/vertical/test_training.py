@@ -38,10 +38,14 @@ def test_a_run_trains_both_halves_and_binds_their_hashes(world: World, tmp_path:
 def test_label_privacy_is_charged_to_the_banks_ledger_and_refused_past_its_budget(world: World, tmp_path: Path) -> None:
     bank_db = world.fresh_bank_db(tmp_path / "bank.db")
     node = world.node(model_dir=tmp_path / "bottom")
-    simulate_vertical(world.config(out=tmp_path / "a", bank_db=bank_db, label_epsilon=2.0, label_epsilon_budget=3.0), node)
+    simulate_vertical(
+        world.config(out=tmp_path / "a", bank_db=bank_db, label_epsilon=2.0, label_epsilon_budget=3.0), node
+    )
     assert [(e.mechanism, e.epsilon) for e in LabelLedger(bank_db).entries()] == [("rr", 2.0)]
     with pytest.raises(LabelBudgetExceeded, match="label privacy budget epsilon=3 would be exceeded"):
-        simulate_vertical(world.config(out=tmp_path / "b", bank_db=bank_db, label_epsilon=2.0, label_epsilon_budget=3.0), node)
+        simulate_vertical(
+            world.config(out=tmp_path / "b", bank_db=bank_db, label_epsilon=2.0, label_epsilon_budget=3.0), node
+        )
     assert len(LabelLedger(bank_db).entries()) == 1
     assert not (tmp_path / "b" / "model.pt").exists()
 
@@ -64,7 +68,9 @@ def test_merchants_who_withdrew_consent_are_withheld_from_training(world: World,
     book.grant(world.shared)
     withdrawn = world.shared[:50]
     book.withdraw(withdrawn)
-    report = simulate_vertical(world.config(out=tmp_path / "top"), world.node(consent_db=consent_db, model_dir=tmp_path / "b"))
+    report = simulate_vertical(
+        world.config(out=tmp_path / "top"), world.node(consent_db=consent_db, model_dir=tmp_path / "b")
+    )
     assert report["aligned"] == len(world.shared) - len(withdrawn)
 
 
@@ -82,6 +88,8 @@ def test_gaussian_label_dp_noises_every_returned_gradient() -> None:
     from federation.vertical.steps import BankHalf, Dp, secure_generator
 
     half = BankHalf(top_model(3, 2, 4, 0), lr=0.1, dp=Dp(2.0, 0.1, 1.0), generator=secure_generator(1))
-    grads, _ = half.step(np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32), np.ones(4, np.float32), np.array([1, 1, 0, 0], bool))
+    grads, _ = half.step(
+        np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32), np.ones(4, np.float32), np.array([1, 1, 0, 0], bool)
+    )
     assert np.all(grads != 0)  # unmatched rows carry noise too: matched and unmatched look alike
     assert np.std(grads) > 0.1  # noise of std 2 * 0.1 against clipped gradients of norm <= 0.1

@@ -76,9 +76,14 @@ def deploy_vertical(
             fed.start_node(node.platform_name, node.to_node_config(), key=key if tls is not None else None)
             fed.wait_nodes(1)
             run_config = run_config_for(
-                _Flat(cfg), "deployment (loopback)", serverapp=SERVERAPP, log_file=fed.supervisor.log_dir / "serverapp.log"
+                _Flat(cfg),
+                "deployment (loopback)",
+                serverapp=SERVERAPP,
+                log_file=fed.supervisor.log_dir / "serverapp.log",
             )
-            app_dir = write_app_dir(work / "app", run_config, serverapp=FAST_SERVERAPP, clientapp=CLIENTAPP, name="yinqi-vertical")
+            app_dir = write_app_dir(
+                work / "app", run_config, serverapp=FAST_SERVERAPP, clientapp=CLIENTAPP, name="yinqi-vertical"
+            )
             status = fed.run(app_dir, timeout=timeout)
             if status.sub_status != "completed" or not (cfg.out / "report.json").exists():
                 raise DeployError(
@@ -99,3 +104,28 @@ class _Flat:
 
     def to_run_config(self) -> dict[str, Any]:
         return self.cfg.to_run_config()
+
+
+def train_central(
+    x: Any, y: Any, *, epochs: int, batch_size: int, lr: float, hidden: int = 16, momentum: float = 0.9, seed: int = 0
+) -> Any:
+    """A plain MLP on rows one party (or a pooled table) holds: the baselines vertical
+    training is measured against (same optimiser, epochs and batch size)."""
+    import numpy as np
+    import torch
+
+    from federation.vertical.model import mlp
+
+    model = mlp(x.shape[1], 1, hidden, seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    xs, ys = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = torch.as_tensor(rng.permutation(len(xs)))
+        for start in range(0, len(xs), batch_size):
+            batch = order[start : start + batch_size]
+            optimizer.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(xs[batch]).reshape(-1), ys[batch])
+            loss.backward()
+            optimizer.step()
+    return model
