@@ -77,15 +77,35 @@ class PlatformLink:
         return record, ({k: arrays_out[k].numpy() for k in arrays_out} if arrays_out is not None else {})
 
 
-def wait_for_platform(grid: Grid, seconds: float) -> int:
+def open_with_partner(grid: Grid, seconds: float) -> tuple[PlatformLink, dict[str, Any]]:
+    """Say hello to every connected node: the one that holds the PSI session is the partner.
+
+    Other platforms' nodes do not know the session and refuse; two nodes that both claim it
+    are an error (the bank will not guess which one to train with).
+    """
     deadline = time.monotonic() + seconds
-    while True:
-        nodes = list(grid.get_node_ids())
-        if nodes:
-            return int(nodes[0])
+    while not (nodes := [int(n) for n in grid.get_node_ids()]):
         if time.monotonic() > deadline:
             raise VerticalError(f"no platform node connected within {seconds:.0f} s")
         time.sleep(0.05)
+    links = [PlatformLink(grid, node, max(seconds, 60.0)) for node in nodes]
+    opened: list[tuple[PlatformLink, dict[str, Any]]] = []
+    refusals: list[str] = []
+    for link in links:
+        try:
+            hello, _ = link.ask("query.hello")
+        except VerticalError as exc:
+            refusals.append(str(exc).removesuffix("; the model was NOT saved"))
+            continue
+        link.platform = str(hello.get("platform", link.platform))
+        opened.append((link, hello))
+    if len(opened) != 1:
+        names = ", ".join(link.platform for link, _ in opened) or "none"
+        raise VerticalError(
+            f"{len(opened)} connected platforms hold this PSI session ({names}); expected exactly one. "
+            f"Refusals: {'; '.join(refusals) or 'none'}"
+        )
+    return opened[0]
 
 
 def align(
@@ -125,11 +145,7 @@ def run_vertical(grid: Grid, context: Context) -> dict[str, Any]:
             )
         bank = load_party(cfg.bank_data, load_mapping(cfg.bank_mapping), labelled=True, positive=cfg.positive)
         assert bank.y is not None
-        link = PlatformLink(
-            grid, wait_for_platform(grid, cfg.node_wait_seconds), timeout=max(cfg.node_wait_seconds, 60.0)
-        )
-        hello, _ = link.ask("query.hello")
-        link.platform = str(hello.get("platform", link.platform))
+        link, hello = open_with_partner(grid, cfg.node_wait_seconds)
         withheld = set(json.loads(str(hello.get("withheld", "[]"))))
         aligned = align(intersection.matches, bank.index(), withheld, held_out(bank.ids, cfg.test_share, cfg.seed))
         train_rows, train_handles = aligned.bank_rows[~aligned.test], aligned.handles[~aligned.test]
@@ -221,6 +237,7 @@ def run_vertical(grid: Grid, context: Context) -> dict[str, Any]:
             {
                 "status": "completed",
                 "platform": link.platform,
+                "psi_platform": intersection.platform,
                 "participants": [link.platform],
                 "aligned": len(aligned.bank_rows),
                 "train_rows": len(train_rows),

@@ -93,3 +93,20 @@ def test_gaussian_label_dp_noises_every_returned_gradient() -> None:
     )
     assert np.all(grads != 0)  # unmatched rows carry noise too: matched and unmatched look alike
     assert np.std(grads) > 0.1  # noise of std 2 * 0.1 against clipped gradients of norm <= 0.1
+
+
+def test_the_bank_trains_with_the_platform_that_holds_the_session(world: World, tmp_path: Path) -> None:
+    stranger = world.node(
+        platform_name="platform-b", platform_db=f"sqlite:///{tmp_path / 'b.db'}", model_dir=tmp_path / "b"
+    )
+    report = simulate_vertical(
+        world.config(out=tmp_path / "top"), world.node(model_dir=tmp_path / "a"), others=(stranger,)
+    )
+    assert report["platform"] == "platform-a"
+    assert not (tmp_path / "b").exists()  # the other platform released nothing and saved nothing
+
+
+def test_two_platforms_claiming_one_session_stop_the_run(world: World, tmp_path: Path) -> None:
+    twin = world.node(platform_name="platform-twin", model_dir=tmp_path / "twin")
+    with pytest.raises(VerticalError, match="2 connected platforms hold this PSI session"):
+        simulate_vertical(world.config(out=tmp_path / "top"), world.node(model_dir=tmp_path / "a"), others=(twin,))

@@ -26,8 +26,12 @@ def _report(cfg: VerticalConfig) -> dict[str, Any]:
     return dict(json.loads((cfg.out / "report.json").read_text()))
 
 
-def simulate_vertical(cfg: VerticalConfig, node: PlatformNodeConfig) -> dict[str, Any]:
-    """One vertical run on Flower's simulation runtime (in-process nodes)."""
+def simulate_vertical(
+    cfg: VerticalConfig, node: PlatformNodeConfig, *, others: tuple[PlatformNodeConfig, ...] = ()
+) -> dict[str, Any]:
+    """One vertical run on Flower's simulation runtime (in-process nodes); `others`: more
+    platforms' nodes connected at the same time (the bank trains with the one that holds the
+    PSI session)."""
     from clients.vertical.app import app as client_app
     from server.vertical.app import app as server_app
     from yinqi.harness.federated import quiet_flower
@@ -40,7 +44,8 @@ def simulate_vertical(cfg: VerticalConfig, node: PlatformNodeConfig) -> dict[str
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "report.json").unlink(missing_ok=True)
     run_config = {**cfg.to_run_config(), "engine": "simulation"}
-    simulate(server_app, client_app, run_config, [node.to_node_config()], workers=1)
+    nodes = [node.to_node_config(), *(other.to_node_config() for other in others)]
+    simulate(server_app, client_app, run_config, nodes, workers=1)
     return _report(cfg)
 
 
