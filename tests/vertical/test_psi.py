@@ -13,7 +13,7 @@ from clients.vertical.store import SessionBook
 from federation.psi import group
 from federation.psi.protocol import PsiError, Receiver, Sender, clean_ids, new_session
 from proto import vertical_pb2, vertical_pb2_grpc
-from proto.channel import RemoteError
+from proto.channel import RemoteError, connect
 
 
 def _sets(n: int, overlap: float) -> tuple[list[str], list[str]]:
@@ -229,3 +229,26 @@ def test_blinding_commutes_and_rejects_points_off_the_group() -> None:
     assert group.multiply(points, a) != points
     with pytest.raises(group.GroupError, match="point 1"):
         group.multiply(points[:32] + b"\x00" * 32, a)  # the identity is refused
+
+
+def test_the_banks_main_grpc_server_hosts_psi_for_its_configured_merchants(pki, tmp_path: Path, monkeypatch) -> None:
+    from server.grpc_app import TlsFiles, build_server
+    from server.vertical.store import PsiStore
+
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    tls = TlsFiles(pki.bank_server.cert, pki.bank_server.key, pki.ca)
+    server = build_server("127.0.0.1:0", url, tls, tmp_path / "models")
+    assert "PsiService" in server.services
+    server.start()
+    try:
+        address = f"127.0.0.1:{server.bound_port}"
+        book = SessionBook(f"sqlite:///{tmp_path / 'p.db'}")
+        monkeypatch.delenv("YINQI_VERTICAL_DATA", raising=False)
+        with pytest.raises(RemoteError, match="no vertical data configured"):
+            run_psi(connect(address, pki.client(pki.platform)), ["M1"], bank=address, book=book)
+        (tmp_path / "bank.csv").write_text("merchant_id,age,default\nM1,3,0\nM2,4,1\n")
+        monkeypatch.setenv("YINQI_VERTICAL_DATA", str(tmp_path / "bank.csv"))
+        outcome = run_psi(connect(address, pki.client(pki.platform)), ["M2", "M3"], bank=address, book=book)
+    finally:
+        server.stop(0)
+    assert PsiStore(url).get(outcome.session_id).ids == ["M2"]
