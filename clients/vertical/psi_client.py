@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -73,6 +73,18 @@ class _Outgoing:
             yield item
 
 
+@dataclass
+class _Progress:
+    """Where the run is; `lock` guards the decision to close the outgoing stream."""
+
+    bank_count: int = -1
+    reblinded: int = 0  # bank values re-blinded so far
+    queued: int = 0  # re-blinded bank values queued for sending
+    own_sent: bool = False
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 def run_psi(
     channel: grpc.Channel,
     ids: list[str],
@@ -93,33 +105,50 @@ def run_psi(
     sender = Sender(ids, session, workers)
     out = _Outgoing(tap)
     failure: list[BaseException] = []
-    state = {"sent_own": False, "closed": False, "doubled": 0, "sent_doubles": 0, "bank_count": -1}
-    lock = threading.Lock()
+    state = _Progress()
     held: list[bytes] = []
 
-    def finish_if_done() -> None:
-        with lock:
-            if state["sent_own"] and state["sent_doubles"] == state["bank_count"] and not state["closed"]:
-                state["closed"] = True
+    def close_when_done() -> None:
+        with state.lock:
+            if state.own_sent and state.queued == state.bank_count and not state.closed:
+                state.closed = True
                 out.queue.put(_END)
 
     def send_own() -> None:
         try:
             for offset in range(0, len(sender.order), CHUNK):
                 part = blind(sender.order[offset : offset + CHUNK], session, sender.key, workers)
-                out.put(
-                    vertical_pb2.PsiFrame(
-                        points=vertical_pb2.PsiPoints(kind=Kind.PLATFORM_BLINDED, offset=offset, points=part)
-                    )
-                )
+                out.put(_frame(Kind.PLATFORM_BLINDED, offset, part))
                 if progress:
                     progress("own", min(offset + CHUNK, len(ids)), len(ids))
-            with lock:
-                state["sent_own"] = True
-            finish_if_done()
-        except BaseException as exc:
+            state.own_sent = True
+            close_when_done()
+        except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
             out.queue.put(_END)
+
+    def take(points: vertical_pb2.PsiPoints) -> None:
+        count = len(points.points) // POINT
+        if (
+            points.kind != Kind.BANK_BLINDED
+            or points.offset != state.reblinded
+            or state.reblinded + count > state.bank_count
+        ):
+            raise PsiError(f"the bank's chunk at offset {points.offset} is out of order or over its count")
+        doubled = sender.reblind(points.points)
+        state.reblinded += count
+        if not cardinality_only:
+            out.put(_frame(Kind.BANK_REBLINDED, int(points.offset), doubled))
+            state.queued = state.reblinded
+        else:
+            held.append(doubled)
+            if state.reblinded == state.bank_count:  # all in: shuffle, then send
+                for first, part in chunks(Sender.shuffle(b"".join(held)), CHUNK):
+                    out.put(_frame(Kind.BANK_REBLINDED, first, part))
+                state.queued = state.reblinded
+        if progress:
+            progress("bank", state.reblinded, state.bank_count)
+        close_when_done()
 
     out.put(
         vertical_pb2.PsiFrame(
@@ -132,12 +161,11 @@ def run_psi(
             )
         )
     )
-    stub = vertical_pb2_grpc.PsiServiceStub(channel)
+    own = threading.Thread(target=send_own, name="yinqi-psi-own", daemon=True)
+    replies = vertical_pb2_grpc.PsiServiceStub(channel).Intersect(out.frames(), timeout=timeout)
     received = 0
     done: vertical_pb2.PsiDone | None = None
-    own = threading.Thread(target=send_own, name="yinqi-psi-own", daemon=True)
     try:
-        replies = stub.Intersect(out.frames(), timeout=timeout)
         for reply in replies:
             data = reply.SerializeToString()
             received += len(data)
@@ -145,44 +173,23 @@ def run_psi(
                 tap("received", data)
             body = reply.WhichOneof("body")
             if body == "accept":
-                bank_count = int(reply.accept.count)
-                if not 0 < bank_count <= max_bank_ids:
-                    raise PsiError(f"the bank announces {bank_count} ids; this platform allows 1..{max_bank_ids}")
-                state["bank_count"] = bank_count
+                if state.bank_count >= 0 or not 0 < reply.accept.count <= max_bank_ids:
+                    raise PsiError(
+                        f"the bank announces {reply.accept.count} ids; this platform allows one announcement of 1..{max_bank_ids}"
+                    )
+                state.bank_count = int(reply.accept.count)
                 own.start()
             elif body == "points":
-                points = reply.points
-                count = len(points.points) // POINT
-                if (
-                    points.kind != Kind.BANK_BLINDED
-                    or points.offset != state["doubled"]
-                    or state["doubled"] + count > state["bank_count"]
-                ):
-                    raise PsiError(f"the bank's chunk at offset {points.offset} is out of order or over its count")
-                doubled = sender.reblind(points.points)
-                state["doubled"] += count
-                if not cardinality_only:
-                    out.put(_reblinded(int(points.offset), doubled))
-                else:
-                    held.append(doubled)
-                    if state["doubled"] == state["bank_count"]:  # all in: shuffle, then send
-                        for first, part in chunks(Sender.shuffle(b"".join(held)), CHUNK):
-                            out.put(_reblinded(first, part))
-                with lock:
-                    state["sent_doubles"] = (
-                        state["doubled"] if not cardinality_only or state["doubled"] == state["bank_count"] else 0
-                    )
-                if progress:
-                    progress("bank", int(state["doubled"]), int(state["bank_count"]))
-                finish_if_done()
+                take(reply.points)
             elif body == "done":
                 done = reply.done
         if failure:
             raise failure[0]
     except grpc.RpcError as exc:
-        raise remote_error(exc) from None
+        raise (failure[0] if failure else remote_error(exc)) from None
     except BaseException:
         out.queue.put(_END)
+        replies.cancel()
         raise
     if done is None:
         raise PsiError("the bank closed the PSI stream without a result")
@@ -199,5 +206,5 @@ def run_psi(
     )
 
 
-def _reblinded(offset: int, points: bytes) -> vertical_pb2.PsiFrame:
-    return vertical_pb2.PsiFrame(points=vertical_pb2.PsiPoints(kind=Kind.BANK_REBLINDED, offset=offset, points=points))
+def _frame(kind: vertical_pb2.PsiPoints.Kind, offset: int, points: bytes) -> vertical_pb2.PsiFrame:
+    return vertical_pb2.PsiFrame(points=vertical_pb2.PsiPoints(kind=kind, offset=offset, points=points))
