@@ -63,6 +63,7 @@ def lib() -> Any:
 
 def random_scalar() -> bytes:
     """A uniformly random non-zero scalar mod the group order (libsodium's CSPRNG)."""
+    lib()  # loads rbcl the one way that removes its temporary copy
     import rbcl
 
     return bytes(rbcl.crypto_core_ristretto255_scalar_random())
