@@ -171,3 +171,75 @@ def make_feature_files(
     test_target = features_dir / "test.csv"
     build_features(read_table(summary.test_file), str(summary.test_file)).to_csv(test_target, index=False)
     return client_files, test_target
+
+
+# -- vertical: the bank's and one platform's halves of the same merchants -------------------------
+@dataclass(frozen=True)
+class VerticalSummary:
+    """What `generate_vertical` wrote: the bank's labelled half and the platform's trade half."""
+
+    bank_file: Path
+    platform_file: Path
+    bank_merchants: int
+    platform_merchants: int
+    shared: int
+    default_rate: float
+
+
+def _vertical_merchants(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Latent risk in three parts: one the bank's features show, one the platform's features
+    show, one neither shows. The label needs both visible parts (signal on both sides)."""
+    bank_risk, trade_risk, hidden = rng.normal(size=(3, n))
+    category = rng.choice(len(CATEGORIES), size=n, p=np.full(len(CATEGORIES), 1 / len(CATEGORIES)))
+    cat_risk = np.array([CATEGORY_RISK[c] for c in CATEGORIES])[category]
+    logit = -2.7 + 0.9 * bank_risk + 1.1 * trade_risk + 0.4 * hidden + 0.3 * bank_risk * trade_risk + cat_risk
+    default = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
+    return pd.DataFrame(
+        {
+            # the bank's half: its relationship with the merchant
+            "account_age_months": np.clip(np.round(rng.normal(48 - 8 * bank_risk, 20)), 1, 240).astype(int),
+            "past_loans": rng.poisson(np.exp(0.8 - 0.2 * bank_risk)),
+            "overdue_count": rng.poisson(np.exp(-1.2 + 0.7 * bank_risk + 0.3 * hidden)),
+            "avg_deposit": np.round(np.exp(rng.normal(11 - 0.5 * bank_risk - 0.2 * hidden, 0.8)), 2),
+            "default": default,
+            # the platform's half: its trade with the merchant over the last 12 months
+            "amount": np.round(np.exp(rng.normal(11 - 0.5 * trade_risk, 0.6)), 2),
+            "count": rng.poisson(np.exp(5 - 0.4 * trade_risk)) + 1,
+            "avg_rating": np.round(np.clip(4.4 - 0.35 * trade_risk - 0.15 * hidden + rng.normal(0, 0.2, n), 1, 5), 2),
+            "inventory_turnover": np.round(np.exp(1.8 - 0.35 * trade_risk + rng.normal(0, 0.2, n)), 3),
+            "growth": np.round(0.01 - 0.06 * trade_risk + rng.normal(0, 0.04, n), 4),
+            "category": np.array(CATEGORIES)[category],
+        }
+    )
+
+
+BANK_VERTICAL_COLUMNS = ("merchant_id", "account_age_months", "past_loans", "overdue_count", "avg_deposit", "default")
+PLATFORM_VERTICAL_COLUMNS = ("merchant_id", "amount", "count", "avg_rating", "inventory_turnover", "growth", "category")
+
+
+def generate_vertical(
+    out_dir: Path,
+    bank_merchants: int = 3000,
+    platform_merchants: int = 3000,
+    shared: float = 0.7,
+    seed: int = 0,
+) -> VerticalSummary:
+    """Write `bank.csv` (the bank's features and the default label) and `platform.csv` (one
+    platform's trade features) for partly overlapping merchants: `shared` is the share of the
+    bank's merchants the platform also serves. Rows come shuffled, ids are the same strings.
+    """
+    if bank_merchants < 1 or platform_merchants < 1 or not 0.0 <= shared <= 1.0:
+        raise ValueError("bank_merchants and platform_merchants must be >= 1 and shared within [0, 1]")
+    rng = np.random.default_rng(seed)
+    both = min(round(bank_merchants * shared), platform_merchants)
+    total = bank_merchants + platform_merchants - both
+    people = _vertical_merchants(rng, total)
+    people.insert(0, "merchant_id", [f"M{i:07d}" for i in rng.permutation(total)])
+    bank = people.iloc[:bank_merchants]
+    platform = people.iloc[bank_merchants - both :]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bank_file, platform_file = out_dir / "bank.csv", out_dir / "platform.csv"
+    bank[list(BANK_VERTICAL_COLUMNS)].sample(frac=1.0, random_state=seed).to_csv(bank_file, index=False)
+    platform[list(PLATFORM_VERTICAL_COLUMNS)].sample(frac=1.0, random_state=seed + 1).to_csv(platform_file, index=False)
+    return VerticalSummary(bank_file, platform_file, len(bank), len(platform), both, float(bank["default"].mean()))

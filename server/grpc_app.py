@@ -31,6 +31,7 @@ from server.credit.policy import CreditPolicy
 from server.db import bank_engine
 from server.registry import Registry
 from server.scoring import Outcome, Row, Scorer
+from server.vertical.psi_service import register_on_bank as register_psi_on_bank
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ def build_server(
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformService(ConsentRegistry(engine)), server)
     register_alerts(server, engine)
     services = ["ScoringService", "CreditService", "PlatformService", "AlertService"]
+    services.append(register_psi_on_bank(server, engine, insecure=tls is None))
     if tls is None:
         port = server.add_insecure_port(address)
     else:

@@ -209,6 +209,20 @@ class Registry:
             row = self.anchor(row.version)
         return row
 
+    def register_hashed(
+        self, model_dir: str | Path, sha256: str, info: dict[str, Any], *, anchor: bool = True
+    ) -> ModelVersion:
+        """Register a model directory whose content hash the caller computed (a vertical model:
+        the hash binds the bank's top half to the platform's bottom half, which the bank never
+        holds). `info` has `auc`, `ks`, `rounds`, `participants`, `epsilon`, `extra`. The same
+        hash twice gives the same version."""
+        with session_scope(self.engine) as session:
+            existing = session.scalars(select(ModelVersion).where(ModelVersion.sha256 == sha256)).first()
+        if existing is not None:
+            return existing
+        row = self._insert(Path(model_dir), sha256, info)
+        return self.anchor(row.version) if anchor else row
+
     def _insert(self, model_dir: Path, sha256: str, info: dict[str, Any]) -> ModelVersion:
         with write_transaction(self.engine) as session:
             last = session.scalars(select(ModelVersion.number).order_by(ModelVersion.number.desc())).first()

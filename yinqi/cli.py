@@ -40,7 +40,17 @@ for _name, _group in GROUPS.items():
     app.add_typer(_group, name=_name)
 
 # The areas whose commands make up the CLI, in --help order.
-AREAS = ("cli_data", "cli_fl", "cli_deploy", "cli_platform", "cli_chain", "cli_iot", "cli_bank", "cli_demo")
+AREAS = (
+    "cli_data",
+    "cli_fl",
+    "cli_deploy",
+    "cli_platform",
+    "cli_chain",
+    "cli_iot",
+    "cli_bank",
+    "cli_vertical",
+    "cli_demo",
+)
 
 
 def _register_areas() -> None:

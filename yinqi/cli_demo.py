@@ -15,7 +15,9 @@ def demo(
     workdir: Path = typer.Option(
         Path("out/demo"), "--workdir", help="Where the demo writes its data, models and proofs."
     ),
-    only: str = typer.Option("", "--only", help="Comma-separated parts to run (fl, chain, iot); default: all."),
+    only: str = typer.Option(
+        "", "--only", help="Comma-separated parts to run (fl, chain, iot, vertical); default: all."
+    ),
 ) -> None:
     """Run every capability end to end on embedded defaults (simulation, in-process EVM,
     embedded MQTT broker) and print what each showed."""

@@ -1,0 +1,140 @@
+"""The platform's embedding service: the bank asks for one merchant's embedding to score it.
+
+The platform answers only when (1) the caller's mutual-TLS certificate has the role `bank` or
+`operator`, (2) the merchant's consent is in force in the platform's own consent book, (3) the
+bank names the bottom model its top half was trained with (the platform serves only that
+model), and (4) the merchant is in the platform's current file. Otherwise the call is refused
+with a one-line reason and nothing is released. Every answered or refused call is logged with
+the caller's identity.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from clients.consent import ConsentBook
+from federation.errors import YinqiError
+from federation.vertical.data import load_mapping, load_party
+from federation.vertical.identity import Identity, IdentityError, identity_from_pem
+from federation.vertical.model import embed, load_half
+from proto import vertical_pb2, vertical_pb2_grpc
+
+log = logging.getLogger("yinqi.vertical.embedding")
+ALLOWED_ROLES = {"bank", "operator"}
+
+
+class EmbeddingRefused(YinqiError):
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The platform's server certificate and key, and the CA its callers' certificates chain to."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+class EmbeddingService(vertical_pb2_grpc.EmbeddingServiceServicer):
+    def __init__(
+        self,
+        model_dir: Path,
+        data: Path,
+        consent_db: str | None,
+        *,
+        mapping: Path | None = None,
+        platform: str = "platform",
+        insecure: bool = False,
+    ) -> None:
+        self.half = load_half(model_dir, bottom=True)
+        self.table = load_party(data, load_mapping(mapping), labelled=False)
+        self.rows = self.table.index()
+        self.consent = ConsentBook(consent_db)
+        self.platform = platform
+        self.insecure = insecure
+        self.clip = float(self.half.meta.get("embedding_clip", 1.0))
+
+    def caller(self, context: grpc.ServicerContext) -> Identity:
+        pem = context.auth_context().get("x509_pem_cert")
+        if pem:
+            return identity_from_pem(pem[0])
+        if self.insecure:
+            return Identity("loopback caller", frozenset({"bank"}))
+        raise IdentityError("no client certificate: the embedding service requires mutual TLS")
+
+    def Embed(self, request: vertical_pb2.EmbedRequest, context: grpc.ServicerContext) -> vertical_pb2.EmbedReply:
+        who = "?"
+        try:
+            caller = self.caller(context)
+            who = caller.name
+            caller.require(ALLOWED_ROLES, "ask for a merchant's embedding")
+            reply = self.answer(request)
+        except IdentityError as exc:
+            log.warning("embed %r for %s refused: %s", request.merchant_id, who, exc)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        except EmbeddingRefused as exc:
+            log.warning("embed %r for %s refused: %s", request.merchant_id, who, exc)
+            context.abort(exc.code, str(exc))
+        log.info("embed %r for %s: answered with bottom model %s", request.merchant_id, who, self.half.sha256[:12])
+        return reply
+
+    def answer(self, request: vertical_pb2.EmbedRequest) -> vertical_pb2.EmbedReply:
+        merchant = request.merchant_id.strip()
+        if not merchant or len(merchant) > 128:
+            raise EmbeddingRefused("merchant_id must be 1-128 characters", grpc.StatusCode.INVALID_ARGUMENT)
+        if request.bottom_sha256 != self.half.sha256:
+            raise EmbeddingRefused(
+                f"the bank asks for bottom model {request.bottom_sha256[:12] or '(none)'}…, this platform serves "
+                f"{self.half.sha256[:12]}…; register the matching model version"
+            )
+        if not bool(self.consent.consented([merchant])[0]):
+            raise EmbeddingRefused(
+                f"merchant '{merchant}' has no consent in force at platform {self.platform}; not scored"
+            )
+        row = self.rows.get(merchant)
+        if row is None:
+            raise EmbeddingRefused(
+                f"merchant '{merchant}' is not in platform {self.platform}'s data", grpc.StatusCode.NOT_FOUND
+            )
+        x = self.half.encoder.transform(self.table.frame.iloc[[row]].reset_index(drop=True), file=self.table.source)
+        e = embed(self.half.model, x, self.clip)[0]
+        return vertical_pb2.EmbedReply(
+            merchant_id=merchant,
+            embedding=[float(v) for v in np.asarray(e, dtype=np.float64)],
+            bottom_sha256=self.half.sha256,
+            platform=self.platform,
+        )
+
+
+def build_embedding_server(
+    address: str, service: EmbeddingService, tls: ServerTls | None, *, max_workers: int = 4
+) -> grpc.Server:
+    """A bound, not yet started server; `server.bound_port` holds the port (0 = any)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    vertical_pb2_grpc.add_EmbeddingServiceServicer_to_server(service, server)
+    if tls is None:
+        if not service.insecure:
+            raise YinqiError(
+                "no TLS files for the embedding service; give --cert/--key/--ca, or --insecure on loopback"
+            )
+        port = server.add_insecure_port(address)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
+            root_certificates=Path(tls.ca).read_bytes(),
+            require_client_auth=True,
+        )
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise YinqiError(f"cannot listen on {address} (address in use?)")
+    server.bound_port = port
+    return server

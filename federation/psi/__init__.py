@@ -1,0 +1,1 @@
+"""Private set intersection: ECDH-PSI over Ristretto255 (`group`, `protocol`), no network here."""

@@ -1,0 +1,1 @@
+"""Vertical federated learning maths and data shared by the bank and the platforms (no network)."""

@@ -1,0 +1,122 @@
+"""Scoring with a vertical model: the platform answers only the bank, only for consented merchants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clients.consent import ConsentBook
+from clients.vertical.embedding_service import EmbeddingService, ServerTls, build_embedding_server
+from contracts.outbox import AnchorOutbox
+from federation.vertical.model import combined_digest
+from proto.channel import RemoteError, connect
+from server.registry import Registry, anchor_record
+from server.vertical.registry import register_vertical
+from server.vertical.scoring import VerticalScorer
+from tests.vertical.conftest import Pki
+from tests.vertical.helpers import World, make_world
+from yinqi.harness.vertical import simulate_vertical
+
+
+@dataclass
+class Deployed:
+    world: World
+    registry: Registry
+    version: str
+    address: str
+    consented: str
+    unconsented: str
+    report: dict
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Deployed]:
+    root = tmp_path_factory.mktemp("scoring")
+    world = make_world(root, merchants=500)
+    report = simulate_vertical(world.config(epochs=2), world.node())
+    registry = Registry(world.bank_db, root / "store")
+    row = register_vertical(registry, world.root / "top")
+    consent_db = f"sqlite:///{root / 'consent.db'}"
+    consented, unconsented = world.shared[0], world.shared[1]
+    ConsentBook(consent_db).grant([consented])
+    service = EmbeddingService(root / "bottom" / world.session, world.platform_file, consent_db, platform="platform-a")
+    server = build_embedding_server(
+        "127.0.0.1:0", service, ServerTls(pki.platform_server.cert, pki.platform_server.key, pki.ca)
+    )
+    server.start()
+    yield Deployed(world, registry, row.version, f"127.0.0.1:{server.bound_port}", consented, unconsented, report)
+    server.stop(0)
+
+
+def test_a_consented_merchant_is_scored_with_both_registered_halves(deployed: Deployed, pki: Pki) -> None:
+    scorer = VerticalScorer(deployed.registry, deployed.version, deployed.world.bank_file)
+    score = scorer.score(deployed.consented, connect(deployed.address, pki.client(pki.bank)))
+    assert 0.0 < score.default_probability < 1.0
+    assert (score.top_sha256, score.bottom_sha256) == (deployed.report["top_sha256"], deployed.report["bottom_sha256"])
+    assert (
+        score.model_sha256 == combined_digest(score.top_sha256, score.bottom_sha256) == deployed.report["version_hash"]
+    )
+    assert score.platform == "platform-a"
+
+
+def test_a_merchant_without_consent_cannot_be_scored(deployed: Deployed, pki: Pki) -> None:
+    scorer = VerticalScorer(deployed.registry, deployed.version, deployed.world.bank_file)
+    with pytest.raises(RemoteError, match=f"merchant '{deployed.unconsented}' has no consent in force") as refused:
+        scorer.score(deployed.unconsented, connect(deployed.address, pki.client(pki.bank)))
+    assert refused.value.code == "FAILED_PRECONDITION"
+
+
+def test_only_the_bank_may_ask_for_embeddings(deployed: Deployed, pki: Pki) -> None:
+    scorer = VerticalScorer(deployed.registry, deployed.version, deployed.world.bank_file)
+    for who in (pki.platform, pki.auditor, pki.no_role):
+        with pytest.raises(RemoteError) as refused:
+            scorer.score(deployed.consented, connect(deployed.address, pki.client(who)))
+        assert refused.value.code == "PERMISSION_DENIED"
+    with pytest.raises(RemoteError) as refused:
+        scorer.score(deployed.consented, connect(deployed.address, pki.client(pki.stranger, pki.stranger_ca)))
+    assert refused.value.code == "UNAVAILABLE"  # the TLS handshake fails: another CA
+
+
+def test_the_platform_serves_only_the_registered_bottom_model(deployed: Deployed, pki: Pki) -> None:
+    from proto import vertical_pb2, vertical_pb2_grpc
+    from proto.channel import call
+
+    stub = vertical_pb2_grpc.EmbeddingServiceStub(connect(deployed.address, pki.client(pki.bank)))
+    with pytest.raises(RemoteError, match="this platform serves"):
+        call(stub.Embed, vertical_pb2.EmbedRequest(merchant_id=deployed.consented, bottom_sha256="0" * 64))
+    with pytest.raises(RemoteError, match="1-128 characters"):
+        call(
+            stub.Embed,
+            vertical_pb2.EmbedRequest(merchant_id="x" * 1000, bottom_sha256=deployed.report["bottom_sha256"]),
+        )
+
+
+def test_the_registry_anchors_one_hash_binding_both_halves(deployed: Deployed) -> None:
+    row = deployed.registry.get(deployed.version)
+    assert row.sha256 == deployed.report["version_hash"]
+    assert row.summary["top_sha256"] == deployed.report["top_sha256"]
+    assert row.summary["bottom_sha256"] == deployed.report["bottom_sha256"]
+    assert row.anchor_leaf is not None
+    outbox = AnchorOutbox(deployed.world.bank_db)
+    # the queued leaf is the record binding this version to the combined hash (enqueue is idempotent)
+    assert outbox.enqueue(anchor_record(row.version, row.sha256), "model", row.version) == row.anchor_leaf
+    assert outbox.pending() >= 1
+    again = register_vertical(deployed.registry, deployed.world.root / "top")
+    assert again.version == deployed.version  # the same model twice: the same version
+
+
+def test_a_top_half_changed_after_training_is_refused(deployed: Deployed, tmp_path: Path) -> None:
+    import shutil
+
+    from federation.vertical.model import HalfError
+
+    copy = tmp_path / "top"
+    shutil.copytree(deployed.world.root / "top", copy)
+    (copy / "encoder.json").write_text(
+        (copy / "encoder.json").read_text().replace("account_age_months", "account_age_month")
+    )
+    with pytest.raises(HalfError, match="changed after saving"):
+        register_vertical(deployed.registry, copy)
