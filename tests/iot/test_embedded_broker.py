@@ -95,7 +95,7 @@ def test_the_monitor_gets_qos1_through_the_embedded_broker(store, broker) -> Non
     client = MqttMonitor(monitor, broker.url, client_id="embedded-monitor", sweep_interval=0.05).start()
     publisher = Publisher(broker.url)
     try:
-        client.wait_connected(10)
+        client.wait_connected(30)
         for i in range(300):
             publisher.reading(reading(f"exc-{i % 3}", i, lon=125.0 if i == 150 else 115.0))
         wait_for(lambda: monitor.stats["processed"] == 300, 20, "300 messages through the embedded broker")

@@ -38,7 +38,7 @@ def _session(url: str, store, client_id: str) -> None:
     """Create the persistent session at the broker, so messages wait for the monitor."""
     client = MqttMonitor(Monitor(store, Rules(), clock=FakeClock()), url, client_id=client_id).start()
     try:
-        client.wait_connected(10)
+        client.wait_connected(30)
     finally:
         client.stop()
 
@@ -77,7 +77,7 @@ def test_sigterm_drains_acknowledges_and_prints_the_summary(mosquitto, store, pu
     successor = Monitor(store, Rules(), clock=FakeClock())
     client = MqttMonitor(successor, mosquitto.url, client_id="cli-monitor", sweep_interval=0.05).start()
     try:
-        client.wait_connected(10)
+        client.wait_connected(30)
         publisher.reading(reading("exc-1", 200))  # a marker: everything before it was acknowledged
         wait_for(lambda: successor.stats["processed"] == 1, 10, "the marker")
     finally:
@@ -113,7 +113,7 @@ def test_two_monitors_with_one_client_id_do_not_double_the_alerts(mosquitto, sto
     first.start()
     _, second = monitor()
     try:
-        first.wait_connected(10)
+        first.wait_connected(30)
         with pytest.raises(IotError, match="already running"):
             second.start()
         for i in range(100):  # every 10th reading leaves the box, the next one comes back
