@@ -5,6 +5,9 @@ Features per merchant-month: total transaction `amount`, transaction `count`, `a
 there is no previous month to grow from: growth is then 0, never NaN), `past_defaults` (months in
 default before this one) and the merchant `category`; the label `default` is 1 when the merchant
 was in default that month.
+
+Every number entering is finite and within `schema.PLAUSIBLE_MAX` (else a DataError names the
+row), so no sum or mean computed here can overflow: the features written are finite.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from federation.errors import DataError
-from federation.schema import Mapping, apply_mapping, binary_label, first_bad_row, numeric_column
+from federation.schema import Mapping, apply_mapping, binary_label, first_bad_row, numeric_column, shown
 
 FEATURE_LABEL = "default"
 ID_COLUMNS = ("merchant_id", "month", "id")
@@ -55,7 +58,7 @@ def _validated_raw(raw: pd.DataFrame, file: str, positive: object | None) -> pd.
     if dates.isna().any():
         row = first_bad_row(dates.isna())
         raise DataError(
-            f"expected a date like 2026-03-14, found {raw['date'].iloc[row - 1]!r}", file=file, column="date", row=row
+            f"expected a date like 2026-03-14, found {shown(raw['date'].iloc[row - 1])}", file=file, column="date", row=row
         )
     amount = numeric_column(raw, "amount", file)
     if (amount < 0).any():
@@ -115,3 +118,4 @@ def build_features(raw: pd.DataFrame, file: str, mapping: Mapping | None = None)
     features["default"] = features["default"].astype("int64")
     features["count"] = features["count"].astype("int64")
     return features[["merchant_id", "month", *FEATURE_COLUMNS, FEATURE_LABEL]]
+

@@ -72,10 +72,22 @@ def _root(
 
 def main() -> None:
     """Console-script entry point: user mistakes become one line and exit code 2."""
+    import click
     from pydantic import ValidationError
 
     try:
-        app()
+        # Not standalone: click's usage errors (a bad choice or number on any command) come
+        # here and print as one line, not a framed box; typer turns Ctrl-C into exit code 130.
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if isinstance(exc, click.UsageError) and exc.ctx else ""
+        err_console.print(
+            Text.assemble(("error:", "bold red"), " ", exc.format_message() + hint), highlight=False, soft_wrap=True
+        )
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except ValidationError as exc:  # settings built from flags: a user mistake, not a bug
         if os.environ.get("YINQI_VERBOSE"):
             traceback.print_exc()
@@ -90,6 +102,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    if code == 130:
+        err_console.print("interrupted")
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _one_line(exc: Exception) -> str:

@@ -14,6 +14,7 @@ CLIENT_PRELOAD = (
     "clients.train",
     "clients.data",
     "clients.ledger",
+    "clients.node.approval",
     "federation.model",
     "federation.privacy",
     "opacus",
@@ -76,7 +77,6 @@ def worker_argv(
     argv = [
         sys.executable,
         "-m",
-        "clients.node.worker",
         "--runtime-api-address",
         f"127.0.0.1:{runtime_port}",
         "--insecure",

@@ -98,15 +98,21 @@ def _checked(fit_workflow, recorder):  # type: ignore[no-untyped-def]
 
 def run_server(grid: Grid, context: Context) -> None:
     """The bank's whole run (the ServerApp's main)."""
+    from federation.model import ENCODER_FILE, META_FILE, MODEL_FILE
     from server.fl.config import FederationConfig
-    from server.fl.errors import FederationError
+    from server.fl.errors import FederationError, RunInterrupted
     from server.fl.report import Report
 
     started = time.perf_counter()
     cfg = FederationConfig.from_run_config(dict(context.run_config))
     cfg.out.mkdir(parents=True, exist_ok=True)
+    # The directory holds this run's outputs: a model from an earlier run is removed first (its
+    # meta.json, the commit mark, before the rest), so a failed run never sits beside one.
+    for name in (META_FILE, MODEL_FILE, ENCODER_FILE):
+        (cfg.out / name).unlink(missing_ok=True)
     report = Report(
         engine=str(context.run_config.get("engine", "simulation")),
+        status="running",
         settings={k: v for k, v in cfg.to_run_config().items() if k not in ("client-files",)},
         platforms=list(cfg.platform_names),
     )
@@ -115,10 +121,20 @@ def run_server(grid: Grid, context: Context) -> None:
         _run_rounds(grid, context, cfg, report, started)
     except FederationError as exc:
         # The failure is loud (raised) and also on record, with every round's reasons so far.
-        report.status, report.error = "failed", str(exc)
+        if isinstance(exc, RunInterrupted):
+            done = sum(1 for r in report.rounds if r.aggregated and r.federated_auc is not None)
+            exc = RunInterrupted(
+                f"interrupted at round {report.current_round} of {cfg.rounds} ({done} round(s) completed); "
+                "no model written"
+            )
+            report.status = "interrupted"
+        else:
+            report.status = "failed"
+        report.error = str(exc)
         report.seconds = time.perf_counter() - started
+        report.settings["dp-noise"] = report.noise_summary
         report.write(cfg.out / "report.json")
-        raise
+        raise exc from None
 
 
 def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> None:  # type: ignore[no-untyped-def]
@@ -152,7 +168,7 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
 
     # 2. Strategy, SecAgg+ and the rounds.
     initial_model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
-    recorder = RunRecorder(report, agreement.node_names, cfg.min_clients)
+    recorder = RunRecorder(report, agreement.node_names, cfg.min_clients, cfg.out / "report.json")
     strategy = make_strategy(
         cfg.strategy,
         recorder=recorder,
@@ -193,6 +209,7 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
     }
     report.seconds = time.perf_counter() - started
     report.model_dir = str(cfg.out)
+    report.settings["dp-noise"] = report.noise_summary
     meta = {
         "architecture": cfg.architecture,
         "hidden": cfg.hidden,
@@ -204,9 +221,11 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
         "dp": cfg.dp,
         "secagg": cfg.secagg,
         "epsilon_spent": report.epsilon,
+        "dp_noise": report.noise_summary,
         "participants": report.participants,
     }
     report.version_hash = save_model(cfg.out, final, encoder, meta)
+    report.status = "ok"
     report.write(cfg.out / "report.json")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.ledger import PrivacyLedger
+from clients.policy import PrivacyPolicy
 from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
 from federation.flower import base_env
 from federation.processes import Proc, Supervisor, log_tail
@@ -47,8 +48,14 @@ def run_deployed(
     timeout: float = 900.0,
     keep_logs: bool = False,
     on_ready=None,
+    policies: PrivacyPolicy | list[PrivacyPolicy] | None = None,
 ):  # type: ignore[no-untyped-def]
     """Train `config` (a `server.fl.config.FederationConfig`) on a loopback deployment.
+
+    `policies`: the platforms' privacy policy (one for all, or one each; None: what the run
+    asks, `yinqi.harness.platforms.policy_for_run`). Each platform's refusals go to its log and
+    to `refusals-<name>.jsonl` in the work directory. Ctrl-C stops the run and raises
+    `RunInterrupted` once the report says where it stopped.
 
     `tls` + `keys` (private key paths, `KEY.pub` beside each): TLS and SuperNode
     authentication, keys registered through the Control API first. `warm`, `node_poll` and
@@ -57,7 +64,10 @@ def run_deployed(
     (SecAgg+ goes on with the others) and named in the report's round. `on_ready(fed)` is
     called once every SuperNode is online (tests use it to inject faults).
     """
+    from server.fl.errors import RunInterrupted
     from server.fl.report import Report
+    from yinqi.harness.interrupt import settle_interrupted
+    from yinqi.harness.platforms import platform_node_configs
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,10 +77,14 @@ def run_deployed(
     work = Path(tempfile.mkdtemp(prefix="yinqi-deploy-")) if own_dir else Path(workdir)
     engine = "deployment (loopback" + (", TLS + node auth)" if tls else ")")
     failed = True
+    refusal_logs = [str(work / f"refusals-{name}.jsonl") for name in config.platform_names]
+    node_configs = platform_node_configs(config, policies, refusal_logs)
+    fed: LocalFederation | None = None
     try:
         with LocalFederation(
             work, tls=tls, warm=warm, node_poll=node_poll, preload=CLIENT_PRELOAD, warmup=CLIENT_WARMUP if warm else ()
-        ) as fed:
+        ) as federation:
+            fed = federation
             fed.start_superlink()
             if tls is not None:
                 if not keys or len(keys) < len(config.clients):
@@ -78,8 +92,8 @@ def run_deployed(
                 with fed.control() as control:
                     for key, name in zip(keys, config.platform_names):
                         control.register(Path(str(key) + ".pub"), name)
-            prepare_ledgers(config.node_configs())
-            for i, node_config in enumerate(config.node_configs()):
+            prepare_ledgers(node_configs)
+            for i, node_config in enumerate(node_configs):
                 fed.start_node(config.platform_names[i], node_config, key=keys[i] if tls is not None and keys else None)
             fed.wait_nodes(len(config.clients))
             if on_ready is not None:
@@ -114,6 +128,9 @@ def run_deployed(
         report.write(report_path)
         failed = False
         return report
+    except KeyboardInterrupt:
+        run_id = str(fed.run_id) if fed is not None and fed.run_id is not None else None
+        raise settle_interrupted(report_path, config.rounds, config.ledger_url(), run_id) from None
     finally:
         if own_dir and not keep_logs and not failed and not os.environ.get("YINQI_DEPLOY_KEEP_LOGS"):
             shutil.rmtree(work, ignore_errors=True)
@@ -169,6 +186,7 @@ class LocalFederation:
     nodes: dict[str, Proc] = field(init=False, default_factory=dict)
     workers: dict[str, Proc] = field(init=False, default_factory=dict)
     timings: dict[str, float] = field(init=False, default_factory=dict)
+    run_id: int | None = field(init=False, default=None)  # the run submitted last
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -272,6 +290,7 @@ class LocalFederation:
         with self.control() as control:
             t0 = time.monotonic()
             run_id = control.start_run(app_dir, overrides)
+            self.run_id = run_id
             try:
                 status = control.wait_run(run_id, timeout, alive=self.supervisor.check)
             except BaseException:
