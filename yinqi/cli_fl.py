@@ -210,7 +210,7 @@ def score(
 
     result = score_file(model, data, out)
     for warning in result.warnings():
-        Console(stderr=True).print(Text(f"warning: {warning}"), highlight=False)
+        Console(stderr=True).print(Text(f"warning: {warning}"), highlight=False, soft_wrap=True)
     console.print(f"scored {result.rows} rows with model {result.model_version[:12]} -> {result.out}")
 
 

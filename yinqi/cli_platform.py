@@ -123,7 +123,9 @@ def client_up(
         f"{', key ' + str(key) if key else ''})"
     )
     for line in node.effective_policy.describe():
-        console.print(f"platform {node_name}: policy ({node.effective_policy.source}): {line}", highlight=False)
+        console.print(
+            f"platform {node_name}: policy ({node.effective_policy.source}): {line}", highlight=False, soft_wrap=True
+        )
     import signal
 
     def _terminate(_signum: int, _frame: Any) -> None:
@@ -135,10 +137,17 @@ def client_up(
             node,
             work,
             on_ready=lambda: console.print(f"platform {node_name}: connected; waiting for runs (Ctrl-C stops)"),
-            on_refusal=lambda refusal: console.print(f"platform {node_name}: {refusal.line()}", highlight=False),
+            on_refusal=lambda refusal: console.print(
+                f"platform {node_name}: {refusal.line()}", highlight=False, markup=False, soft_wrap=True
+            ),
         )
     except KeyboardInterrupt:
         console.print(f"platform {node_name}: stopped")
+
+
+def _plain(text: str) -> None:
+    """One line as it is: no rich markup (reasons contain brackets), no wrapping."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def client_status(
@@ -163,24 +172,24 @@ def client_status(
         _print_json(state)
         return
     running = "running" if state["running"] else "not running"
-    console.print(f"platform {state['name']}: node {running} (pid {state['pid']}), bank {state['bank']}", highlight=False)
-    console.print(f"  data {state['data']}", highlight=False)
-    console.print(f"  policy {state['policy']['source']}", highlight=False)
+    _plain(f"platform {state['name']}: node {running} (pid {state['pid']}), bank {state['bank']}")
+    _plain(f"  data {state['data']}")
+    _plain(f"  policy {state['policy']['source']}")
     for line in state["policy"]["lines"]:
-        console.print(f"    {line}", highlight=False)
+        _plain(f"    {line}")
     for app in state["apps"]:
         changed = "" if app["unchanged"] else "  [installed code changed since start: its runs are refused]"
-        console.print(f"  approved ClientApp {app['describe']}{changed}", highlight=False)
-        console.print(f"    identity {app['identity']}", highlight=False)
+        _plain(f"  approved ClientApp {app['describe']}{changed}")
+        _plain(f"    identity {app['identity']}")
     for digest in state["fab_hashes"]:
-        console.print(f"  approved FAB sha256 {digest}", highlight=False)
+        _plain(f"  approved FAB sha256 {digest}")
     ledger = state["ledger"]
     if ledger["spent"] is not None:
         left = f", {ledger['left']:.3f} left of {ledger['lifetime']:g}" if "left" in ledger else ""
-        console.print(f"  ε spent over all runs {ledger['spent']:.3f}{left} (ledger {ledger['db']})", highlight=False)
-    console.print(f"  refusals: {state['refusal_count']}", highlight=False)
+        _plain(f"  ε spent over all runs {ledger['spent']:.3f}{left} (ledger {ledger['db']})")
+    _plain(f"  refusals: {state['refusal_count']}")
     for refusal in state["refusals"]:
-        console.print(f"    {refusal['at'][:19]} run {refusal['run_id']} ({refusal['stage']}): {refusal['reason']}", highlight=False)
+        _plain(f"    {refusal['at'][:19]} run {refusal['run_id']} ({refusal['stage']}): {refusal['reason']}")
 
 
 def _consent_change(granted: bool) -> Any:

@@ -137,6 +137,7 @@ def start(node: PlatformNode, workdir: Path, supervisor: Supervisor | None = Non
             warm=True,
             max_wait=node.connect_timeout,
             node_poll=node.node_poll,
+            config_file=workdir / "node-config.toml",
         ),
     )
     sup.start(

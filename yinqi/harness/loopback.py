@@ -248,6 +248,7 @@ class LocalFederation:
                 warm=self.warm,
                 max_wait=max_wait,
                 node_poll=self.node_poll,
+                config_file=self.workdir / f"node-config-{name}.toml",
             ),
         )
         self.nodes[name] = node
