@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.client.mod import secaggplus_mod
@@ -38,6 +39,9 @@ from clients.refusals import record_refusal
 from clients.runconfig import ClientRunConfig
 from federation.adapters import flwr as adapter
 from federation.errors import DataError, YinqiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from federation.privacy import PrivacyState
 
 STATE_RECORD = "yinqi"
 SECAGG_CONFIGS_KEY = adapter.secagg_configs_key()
@@ -149,14 +153,14 @@ def query(msg: Message, context: Context) -> Message:
         return _reply(msg, {"platform": platform, "refused": str(exc)})
 
 
-def secaggplus_when_requested(msg: Message, ctxt: Context, call_next) -> Message:  # type: ignore[no-untyped-def]
+def secaggplus_when_requested(msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]) -> Message:
     """Apply Flower's `secaggplus_mod` only to SecAgg+ rounds (notes/flower.md, pitfall 1)."""
     if SECAGG_CONFIGS_KEY in msg.content.config_records:
         return secaggplus_mod(msg, ctxt, call_next)
     return call_next(msg, ctxt)
 
 
-def _privacy_state(context: Context, cfg, rows: int):  # type: ignore[no-untyped-def]
+def _privacy_state(context: Context, cfg: ClientRunConfig, rows: int) -> PrivacyState:
     from federation.privacy import PrivacyState
 
     record = context.state.config_records.get(STATE_RECORD)
@@ -180,13 +184,12 @@ def _local_model(
 
     Shared by training and evaluation; raises `YinqiError` (a refusal) for unusable data.
     """
+    import numpy as np
     from flwr.common import parameters_to_ndarrays
 
     from clients.data import encode, load_platform_table
     from federation.model import build_model, set_weights
     from federation.preprocess import Encoder
-
-    import numpy as np
 
     cfg = _config(context)
     encoder = Encoder.from_dict(json.loads(str(config["encoder"])))
@@ -338,8 +341,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     try:
         settings = node_settings(context)
         platform = settings.platform
-        _hold_to_policy(context, settings, _config(context), f"evaluation {evalins.config.get('round', '?')}")
-        cfg, x, y, model = _local_model(context, settings, evalins.config, evalins.parameters)
+        _hold_to_policy(context, settings, _config(context), f"evaluation {int(evalins.config.get('round', 0))}")
+        _, x, y, model = _local_model(context, settings, evalins.config, evalins.parameters)
         p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
         loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
         pos, neg = score_histograms(y.astype(np.int64), p, bins=int(evalins.config.get("bins", 1000)))

@@ -75,17 +75,28 @@ class PrivacyPolicy:
         where = self.source
         for name in ("max_epsilon", "max_delta"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            if not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            ):
                 raise PolicyError(f"{where}: {name} must be a finite number > 0, got {value!r}")
         if self.max_delta >= 1:
             raise PolicyError(f"{where}: max_delta must be below 1, got {self.max_delta!r}")
         lifetime = self.lifetime_epsilon
         if lifetime is not None and not (
-            isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool) and math.isfinite(lifetime) and lifetime > 0
+            isinstance(lifetime, (int, float))
+            and not isinstance(lifetime, bool)
+            and math.isfinite(lifetime)
+            and lifetime > 0
         ):
             raise PolicyError(f"{where}: lifetime_epsilon must be a finite number > 0, got {lifetime!r}")
-        if not isinstance(self.min_other_platforms, int) or isinstance(self.min_other_platforms, bool) or self.min_other_platforms < 0:
-            raise PolicyError(f"{where}: min_other_platforms must be a whole number >= 0, got {self.min_other_platforms!r}")
+        if (
+            not isinstance(self.min_other_platforms, int)
+            or isinstance(self.min_other_platforms, bool)
+            or self.min_other_platforms < 0
+        ):
+            raise PolicyError(
+                f"{where}: min_other_platforms must be a whole number >= 0, got {self.min_other_platforms!r}"
+            )
         for name in ("require_dp", "allow_seeded_noise", "require_secagg"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{where}: {name} must be true or false, got {getattr(self, name)!r}")
@@ -169,7 +180,11 @@ def load_policy(path: str | Path | None) -> PrivacyPolicy:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise PolicyError(f"{where}: [{section}] {key} must be a list of strings")
                 value = tuple(value)
-            elif name in ("max_epsilon", "max_delta", "lifetime_epsilon") and isinstance(value, int) and not isinstance(value, bool):
+            elif (
+                name in ("max_epsilon", "max_delta", "lifetime_epsilon")
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             values[name] = value
     return PrivacyPolicy(**values)

@@ -62,5 +62,7 @@ def read_refusals(path: str | Path) -> list[Refusal]:
             out.append(Refusal(str(data["at"]), str(data["run_id"]), str(data["stage"]), str(data["reason"])))
         except (ValueError, KeyError, TypeError):
             if number != len(lines) - 1:
-                raise DataError("not a refusal record; expected one JSON object per line", file=str(path), row=number + 1) from None
+                raise DataError(
+                    "not a refusal record; expected one JSON object per line", file=str(path), row=number + 1
+                ) from None
     return out

@@ -57,5 +57,7 @@ class ClientRunConfig:
                 else:
                     values[name] = str(raw)
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"the bank's run config has {key}={raw!r}, which is not a {field.type} ({exc})") from None
+                raise ConfigError(
+                    f"the bank's run config has {key}={raw!r}, which is not a {field.type} ({exc})"
+                ) from None
         return cls(**values)

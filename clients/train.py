@@ -10,7 +10,7 @@ per-sample gradients of the data loss).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class LocalTraining:
     momentum: float = 0.9
     proximal_mu: float = 0.0
     seed: int = 0  # initial shuffling (plain SGD); DP noise and batches come from `noise`
-    noise: NoiseSource = NoiseSource()  # OS entropy unless a reproducible run asked for a seed
+    noise: NoiseSource = field(default_factory=NoiseSource)  # OS entropy unless a run asked for a seed
 
 
 @dataclass

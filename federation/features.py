@@ -62,7 +62,10 @@ def _validated_raw(raw: pd.DataFrame, file: str, positive: object | None) -> pd.
     if dates.isna().any():
         row = first_bad_row(dates.isna())
         raise DataError(
-            f"expected a date like 2026-03-14, found {shown(raw['date'].iloc[row - 1])}", file=file, column="date", row=row
+            f"expected a date like 2026-03-14, found {shown(raw['date'].iloc[row - 1])}",
+            file=file,
+            column="date",
+            row=row,
         )
     amount = numeric_column(raw, "amount", file)
     if (amount < 0).any():
@@ -130,4 +133,3 @@ def build_features(raw: pd.DataFrame, file: str, mapping: Mapping | None = None)
     features["default"] = features["default"].astype("int64")
     features["count"] = features["count"].astype("int64")
     return features[["merchant_id", "month", *FEATURE_COLUMNS, FEATURE_LABEL]]
-

@@ -83,13 +83,15 @@ def predict_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
     model.eval()
     with torch.no_grad():
-        return model(torch.as_tensor(x, dtype=torch.float32)).reshape(-1).numpy().astype(np.float64)
+        logits: np.ndarray = model(torch.as_tensor(x, dtype=torch.float32)).reshape(-1).numpy().astype(np.float64)
+    return logits
 
 
 def predict_proba_array(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """Default probabilities for encoded rows."""
     logits = predict_logits(model, x)
-    return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+    probabilities: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+    return probabilities
 
 
 def weights_digest(weights: list[np.ndarray], encoder_dict: dict[str, Any]) -> str:

@@ -136,7 +136,8 @@ CLIP_QUANTILES = (0.005, 0.995)
 
 def bin_of(values: np.ndarray) -> np.ndarray:
     """The sketch bin of each value (integer; negative for negative values)."""
-    return np.floor(np.arcsinh(values) * BINS_PER_UNIT).astype(np.int64)
+    bins: np.ndarray = np.floor(np.arcsinh(values) * BINS_PER_UNIT).astype(np.int64)
+    return bins
 
 
 def bin_edges(index: int) -> tuple[float, float]:
@@ -195,7 +196,11 @@ class LocalStats:
                     raise DataError(f"{who} sent non-finite statistics for column '{column}'")
                 count, total_in_bin, _ = moments
                 low, high = bin_edges(index)
-                if count < 1 or count != int(count) or not low - 1e-9 * abs(low) - 1e-12 <= total_in_bin / count <= high + 1e-9 * abs(high):
+                if (
+                    count < 1
+                    or count != int(count)
+                    or not low - 1e-9 * abs(low) - 1e-12 <= total_in_bin / count <= high + 1e-9 * abs(high)
+                ):
                     raise DataError(f"{who} sent inconsistent statistics for column '{column}' (bin {index})")
                 total += count
             if total != self.rows:
@@ -305,7 +310,7 @@ class Encoder:
         categorical = {}
         for column, counts in stats.categorical.items():
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
-            categorical[column] = sorted(value for value, _ in ranked) + [OTHER]
+            categorical[column] = [*sorted(value for value, _ in ranked), OTHER]
         columns = sorted(numeric) + sorted(categorical)
         return cls(numeric=numeric, categorical=categorical, columns=columns, bounds=bounds)
 

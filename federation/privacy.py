@@ -146,7 +146,7 @@ class PrivacyState:
     def projected(self, extra_steps: int | None = None) -> float:
         """ε after one more round (or `extra_steps` more steps) at the planned noise."""
         steps = self.steps_per_round if extra_steps is None else extra_steps
-        return epsilon_of(self.history + [(self.noise_multiplier, self.sample_rate, steps)], self.delta)
+        return epsilon_of([*self.history, (self.noise_multiplier, self.sample_rate, steps)], self.delta)
 
     @property
     def steps_taken(self) -> int:
@@ -193,7 +193,7 @@ class NoiseSource:
 def make_private(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    loader: torch.utils.data.DataLoader,
+    loader: torch.utils.data.DataLoader[Any],
     state: PrivacyState,
     noise: NoiseSource,
 ) -> tuple[Any, Any, Any, Any]:

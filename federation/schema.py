@@ -63,9 +63,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError("file is empty; expected a header row and data rows", file=str(path)) from None
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV", file=str(path)
-        ) from None
+        raise DataError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV", file=str(path)) from None
     except DataError:
         raise
     except (pd.errors.ParserError, csv.Error, ValueError, OSError) as exc:
@@ -123,7 +121,9 @@ def load_mapping(path: str | Path | None) -> Mapping:
     known = set(RAW_COLUMNS) | set(OPTIONAL_RAW_COLUMNS)
     unknown = sorted(set(columns) - known)
     if unknown:
-        raise DataError(f"[columns] has unknown target column(s) {unknown}; expected some of {sorted(known)}", file=file)
+        raise DataError(
+            f"[columns] has unknown target column(s) {unknown}; expected some of {sorted(known)}", file=file
+        )
     theirs = list(columns.values())
     shared = sorted({t for t in theirs if theirs.count(t) > 1})
     if shared:
@@ -228,10 +228,10 @@ def binary_label(series: pd.Series, positive: object | None, file: str, column: 
             except ValueError:
                 wanted_number = None
             if wanted_number is not None and (numeric == wanted_number).any():
-                return (numeric == wanted_number).to_numpy(dtype=np.int8)
+                return np.asarray(numeric == wanted_number, dtype=np.int8)
             seen = sorted(map(str, series.unique()))[:10]
             raise DataError(f"no row has the positive value {wanted!r}; values seen: {seen}", file=file, column=column)
-        return (as_text == wanted).to_numpy(dtype=np.int8)
+        return np.asarray(as_text == wanted, dtype=np.int8)
     numeric = pd.to_numeric(series, errors="coerce")
     bad = ~numeric.isin([0, 1])
     if bad.any():
@@ -242,4 +242,4 @@ def binary_label(series: pd.Series, positive: object | None, file: str, column: 
             column=column,
             row=row,
         )
-    return numeric.to_numpy(dtype=np.int8)
+    return np.asarray(numeric, dtype=np.int8)

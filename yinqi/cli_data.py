@@ -85,7 +85,9 @@ def synth(
     table = Table(title=f"synthetic platforms (seed {seed})")
     for column in ("file", "merchants", "transactions", "default rate"):
         table.add_column(column)
-    for path, n, rows, rate in zip(summary.platform_files, summary.merchants, summary.rows, summary.default_rates):
+    for path, n, rows, rate in zip(
+        summary.platform_files, summary.merchants, summary.rows, summary.default_rates, strict=True
+    ):
         table.add_row(str(path), str(n), str(rows), f"{rate:.3f}")
     table.add_row(str(summary.test_file), "held out", "", "")
     Console().print(table)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from server.fl.report import Report
 
 console = Console()
 
@@ -19,17 +23,17 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     groups["client"].command("ledger")(ledger)
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     fedavg = "fedavg"
     fedprox = "fedprox"
 
 
-class Architecture(str, Enum):
+class Architecture(StrEnum):
     logistic = "logistic"
     mlp = "mlp"
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     inprocess = "inprocess"
     ray = "ray"
 
@@ -166,7 +170,7 @@ def train(
     _print_report(report)
 
 
-def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+def _print_report(report: Report) -> None:
     table = Table(title=f"federated training ({report.engine})")
     for column in ("round", "seconds", "participants", "refused", "fed AUC", "fed KS", "test AUC", "test KS"):
         table.add_column(column)

@@ -96,10 +96,9 @@ def client_up(
     work.mkdir(parents=True, exist_ok=True)
     features = data
     if mapping is not None:
+        from federation import files
         from federation.features import build_features
         from federation.schema import load_mapping, read_table
-
-        from federation import files
 
         features = work / "features.csv"
         table = build_features(read_table(data), str(data), mapping=load_mapping(mapping))

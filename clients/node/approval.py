@@ -44,7 +44,12 @@ class AppIdentity:
     @property
     def digest(self) -> str:
         text = json.dumps(
-            {"component": self.component, "package": "yinqi", "version": self.yinqi_version, "source": self.source_sha256},
+            {
+                "component": self.component,
+                "package": "yinqi",
+                "version": self.yinqi_version,
+                "source": self.source_sha256,
+            },
             sort_keys=True,
         )
         return hashlib.sha256(text.encode()).hexdigest()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from clients.node.approval import IDENTITIES_KEY, installed_identity, pinned_ide
 from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
 from clients.node.status import write_node_state
 from clients.policy import PrivacyPolicy
-from clients.refusals import LOG_KEY, read_refusals
+from clients.refusals import LOG_KEY, Refusal, read_refusals
 from federation.flower import base_env
 from federation.processes import Supervisor, log_tail
 from federation.waiting import free_port
@@ -167,7 +168,12 @@ def wait_connected(sup: Supervisor, node: PlatformNode) -> None:
     raise NodeError(f"no answer from the bank at {node.bank} within {node.connect_timeout:.0f} s")
 
 
-def serve(node: PlatformNode, workdir: Path, on_ready=None, on_refusal=None) -> None:  # type: ignore[no-untyped-def]
+def serve(
+    node: PlatformNode,
+    workdir: Path,
+    on_ready: Callable[[], object] | None = None,
+    on_refusal: Callable[[Refusal], object] | None = None,
+) -> None:
     """Run until Ctrl-C (clean stop) or until the SuperNode stops (error with its reason).
 
     `on_refusal(refusal)` is called for every refusal the node records while it runs.

@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 CHECKED_FLWR = "1.42."
 
@@ -272,8 +272,8 @@ class ClientAppRuntime:
         """
         from flwr.supernode.runtime import run_clientapp as module
 
-        if check is not None:
-            module.pull_task_input = _checked_pull(module.pull_task_input, check)
+        if check is not None:  # this forked child runs one task: the replacement dies with it
+            cast(Any, module).pull_task_input = _checked_pull(module.pull_task_input, check)
         module.run_clientapp(
             runtime_api_address=self.address,
             token=token,
@@ -316,7 +316,9 @@ def _checked_pull(pull: Callable[[Any], Any], check: Callable[[TaskApp], str | N
         reason = check(TaskApp(int(run.run_id), str(fab.hash_str), bytes(fab.content), dict(context.node_config)))
         if reason is None:
             return message, context, run, fab
-        module.push_message(client, Message(Error(code=ErrorCode.INVALID_FAB, reason=reason), reply_to=message), context)
+        module.push_message(
+            client, Message(Error(code=ErrorCode.INVALID_FAB, reason=reason), reply_to=message), context
+        )
         module.push_task_output(client=client, context=context, sub_status=SubStatus.FAILED, details=reason)
         raise TaskRefused(TASK_REFUSED_CODE)
 

@@ -15,9 +15,13 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from federation.preprocess import Encoder, LocalStats
 
 STATS_RECORD = "yinqi-stats"
 QUERY_RECORD = "yinqi-query"
@@ -27,7 +31,7 @@ QUERY_RECORD = "yinqi-query"
 class Agreement:
     """Outcome of the preprocessing round."""
 
-    encoder: object | None = None
+    encoder: Encoder | None = None
     accepted: dict[int, str] = field(default_factory=dict)  # node id -> platform
     refused: dict[str, str] = field(default_factory=dict)  # platform -> reason
     rows: dict[str, int] = field(default_factory=dict)
@@ -61,13 +65,16 @@ def collect_stats(grid: Grid, node_ids: list[int]) -> dict[int, dict]:
     for reply in grid.send_and_receive(messages):
         nid = reply.metadata.src_node_id
         if reply.has_error():
-            replies[nid] = {"platform": f"node-{nid}", "refused": f"ClientApp error: {reply.error.reason[:300]}"}
+            replies[nid] = {
+                "platform": f"node-{nid}",
+                "refused": f"ClientApp error: {(reply.error.reason or '')[:300]}",
+            }
         else:
             replies[nid] = dict(reply.content.config_records[STATS_RECORD])
     return replies
 
 
-def _describe(stats) -> tuple[tuple[str, ...], tuple[str, ...]]:  # type: ignore[no-untyped-def]
+def _describe(stats: LocalStats) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(stats.numeric)), tuple(sorted(stats.categorical))
 
 

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from federation.adapters import flwr as adapter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from federation.preprocess import Encoder
+    from server.fl.config import FederationConfig
+    from server.fl.report import Report
+    from server.fl.strategy import RunRecorder
 
 app = ServerApp()
 log = logging.getLogger("yinqi.fl")
@@ -34,7 +41,9 @@ def secagg_shape(n_clients: int) -> tuple[float, float]:
     return 5 / n_clients, 0.6
 
 
-def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
+def _central_evaluator(
+    cfg: FederationConfig, encoder: Encoder, recorder: RunRecorder
+) -> Callable[[int, list[Any], dict[str, Any]], tuple[float, dict[str, Any]]] | None:
     """The bank scores its own held-out file (if any) with each round's global model."""
     if cfg.test is None:
         return None
@@ -49,7 +58,7 @@ def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
     y = table.y.astype(np.int64)
     model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
 
-    def evaluate(server_round: int, weights: list, _config: dict) -> tuple[float, dict[str, Any]]:
+    def evaluate(server_round: int, weights: list[Any], _config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         set_weights(model, weights)
         p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
         loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
@@ -64,7 +73,7 @@ def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
     return evaluate
 
 
-def _checked(fit_workflow, recorder):  # type: ignore[no-untyped-def]
+def _checked(fit_workflow: Callable[[Grid, Context], None], recorder: RunRecorder) -> Callable[[Grid, Context], None]:
     """Run one fit round; a round that aggregated nothing is an error, never a silent no-op."""
     import numpy as np
 
@@ -137,7 +146,7 @@ def run_server(grid: Grid, context: Context) -> None:
         raise exc from None
 
 
-def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> None:  # type: ignore[no-untyped-def]
+def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Report, started: float) -> None:
     from flwr.common import parameters_to_ndarrays
     from flwr.compat.common.recorddict_compat import arrayrecord_to_parameters
     from flwr.server import LegacyContext, ServerConfig

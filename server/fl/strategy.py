@@ -67,9 +67,7 @@ class AcceptedClientManager(SimpleClientManager):
 class RunRecorder:
     """Collects the report while the strategy runs (and writes it as progress, if given a path)."""
 
-    def __init__(
-        self, report: Report, node_names: dict[int, str], min_clients: int, path: Path | None = None
-    ) -> None:
+    def __init__(self, report: Report, node_names: dict[int, str], min_clients: int, path: Path | None = None) -> None:
         self.report = report
         self.node_names = node_names
         self.min_clients = min_clients
@@ -236,8 +234,8 @@ class _Bank:
             metrics = res.metrics or {}
             if metrics.get("refused") or res.num_examples <= 0:
                 continue
-            p = np.frombuffer(metrics["pos-hist"], dtype=np.int64)
-            q = np.frombuffer(metrics["neg-hist"], dtype=np.int64)
+            p = np.frombuffer(_histogram(metrics["pos-hist"]), dtype=np.int64)
+            q = np.frombuffer(_histogram(metrics["neg-hist"]), dtype=np.int64)
             pos = p.copy() if pos is None else pos + p
             neg = q.copy() if neg is None else neg + q
             loss_sum += float(res.loss) * res.num_examples
@@ -253,6 +251,13 @@ class _Bank:
         record.seconds = time.perf_counter() - self.recorder.started.get(server_round, time.perf_counter())
         self.recorder.progress()
         return (loss_sum / n if n else None), out
+
+
+def _histogram(value: Scalar) -> bytes:
+    """A platform's score histogram as sent (int64 counts as bytes); anything else is refused."""
+    if not isinstance(value, bytes):
+        raise FederationError(f"a platform sent a score histogram of type {type(value).__name__}, not bytes")
+    return value
 
 
 class BankFedAvg(_Bank, FedAvg):

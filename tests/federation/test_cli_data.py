@@ -91,7 +91,10 @@ def test_values_are_printed_as_plain_numbers(tmp_path):
     ("mapping", "expected"),
     [
         (b'default = "x"\n', "default must be a table ([default] positive = VALUE), not 'x'"),
-        (b'[columns]\namount = "gmv"\n[default]\npositive = "Y"\nnegative = "N"\n', "[default] has unknown key 'negative'"),
+        (
+            b'[columns]\namount = "gmv"\n[default]\npositive = "Y"\nnegative = "N"\n',
+            "[default] has unknown key 'negative'",
+        ),
         (b'[colums]\namount = "gmv"\n', "unknown table [colums]"),
         (b'[columns]\namount = "x"\nrating = "x"\n', "[columns] maps ['amount', 'rating'] all to 'x'"),
         ('[columns]\namount = "金额"\n'.encode("gb18030"), "not UTF-8 text (byte 20); save the mapping as UTF-8"),

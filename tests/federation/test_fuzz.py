@@ -99,7 +99,10 @@ TOML_VALUES = st.one_of(
 @given(
     doc=st.dictionaries(
         st.sampled_from(["columns", "default", "colums", "x"]),
-        st.one_of(TOML_VALUES, st.dictionaries(st.sampled_from(["amount", "positive", "rating", "zzz"]), TOML_VALUES, max_size=3)),
+        st.one_of(
+            TOML_VALUES,
+            st.dictionaries(st.sampled_from(["amount", "positive", "rating", "zzz"]), TOML_VALUES, max_size=3),
+        ),
         max_size=3,
     )
 )

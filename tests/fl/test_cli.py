@@ -104,7 +104,9 @@ def test_score_refuses_an_implausible_value_with_its_row(cli_model, fl_files, tm
     data = pd.read_csv(test).head(5)
     data.loc[2, "amount"] = 1e300
     data.to_csv(tmp_path / "in.csv", index=False)
-    done = yinqi("score", "--model", str(cli_model), "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "s.csv"))
+    done = yinqi(
+        "score", "--model", str(cli_model), "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "s.csv")
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'in.csv'}, column 'amount', row 3: implausible value 1e+300; expected a number within +-1e+15"
@@ -120,7 +122,9 @@ def test_score_clips_a_value_beyond_the_agreed_range_and_says_so(cli_model, fl_f
     high = load_model(cli_model).encoder.bounds["amount"][1]
     data.loc[3, "amount"] = high * 1000
     data.to_csv(tmp_path / "in.csv", index=False)
-    done = yinqi("score", "--model", str(cli_model), "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "s.csv"))
+    done = yinqi(
+        "score", "--model", str(cli_model), "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "s.csv")
+    )
     assert done.returncode == 0, done.stderr
     assert (
         "warning: column 'amount': 1 value(s) beyond the range the model was trained on (first at row 4) "

@@ -47,7 +47,12 @@ def test_status_shows_policy_identity_budget_and_refusals(tmp_path: Path) -> Non
     identity = installed_identity("clients.app:app")
     assert state["running"] is True and state["name"] == "acme" and state["bank"] == "bank.example:9092"
     assert state["apps"] == [
-        {"component": "clients.app:app", "identity": identity.digest, "describe": identity.describe(), "unchanged": True}
+        {
+            "component": "clients.app:app",
+            "identity": identity.digest,
+            "describe": identity.describe(),
+            "unchanged": True,
+        }
     ]
     assert state["ledger"]["spent"] == 2.5 and state["ledger"]["lifetime"] == 12.0 and state["ledger"]["left"] == 9.5
     assert state["refusal_count"] == 1 and state["refusals"][0]["run_id"] == "77"

@@ -121,7 +121,9 @@ def test_platforms_refuse_runs_below_their_policy_and_an_unapproved_clientapp(fl
             assert reason in bank_log
 
         # 2. ε above one platform's cap
-        dp = base.model_copy(update={"dp": True, "epsilon": 8.0, "secagg": True, "min_clients": 2, "out": tmp_path / "dp"})
+        dp = base.model_copy(
+            update={"dp": True, "epsilon": 8.0, "secagg": True, "min_clients": 2, "out": tmp_path / "dp"}
+        )
         status, report, bank_log = _bank_run(fed, work, dp, "dp")
         assert status.sub_status == "completed" and report.status == "ok"
         assert report.rounds[0].participants == ["platform_2", "platform_3"]
@@ -143,7 +145,9 @@ def test_platforms_refuse_runs_below_their_policy_and_an_unapproved_clientapp(fl
         )
         (outsider / "outsider_app.py").write_text(OUTSIDER_APP)
         fed.run(outsider, timeout=300)
-        worker_logs = {name: (fed.supervisor.log_dir / f"worker-{name}.log").read_text() for name in base.platform_names}
+        worker_logs = {
+            name: (fed.supervisor.log_dir / f"worker-{name}.log").read_text() for name in base.platform_names
+        }
 
     assert not leak.exists()  # the outsider's ClientApp never ran
     answers = json.loads(replies.read_text())
@@ -160,7 +164,9 @@ def test_platforms_refuse_runs_below_their_policy_and_an_unapproved_clientapp(fl
         )
         for record in records:  # every refusal is one line in the platform's own log too
             assert record.line() in worker_logs[name], (name, record.line())
-    stages = {name: sorted({r.stage for r in read_refusals(p)}) for name, p in zip(base.platform_names, logs, strict=True)}
+    stages = {
+        name: sorted({r.stage for r in read_refusals(p)}) for name, p in zip(base.platform_names, logs, strict=True)
+    }
     assert stages == {"platform_1": ["app", "statistics"], "platform_2": ["app", "statistics"], "platform_3": ["app"]}
     assert_no_leftovers(work / "flwr-home")
 
@@ -186,8 +192,10 @@ def test_client_up_with_its_policy_file_refuses_and_client_status_shows_it(fl_fi
         fed.start_superlink()
         with open(console, "w") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "yinqi", "client", "up", "--bank", fed.address, "--data", str(files[0])]
-                + ["--name", "acme", "--policy", str(policy), "--workdir", str(node_dir)],
+                [
+                    *(sys.executable, "-m", "yinqi", "client", "up", "--bank", fed.address, "--data", str(files[0])),
+                    *("--name", "acme", "--policy", str(policy), "--workdir", str(node_dir)),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -218,5 +226,7 @@ def test_client_up_with_its_policy_file_refuses_and_client_status_shows_it(fl_fi
     assert done.returncode == 0, done.stderr
     state = json.loads(done.stdout)
     assert state["running"] is False and state["policy"]["source"] == str(policy)
-    assert [(r["run_id"], r["stage"], r["reason"]) for r in state["refusals"]] == [(str(fed.run_id), "statistics", reason)]
+    assert [(r["run_id"], r["stage"], r["reason"]) for r in state["refusals"]] == [
+        (str(fed.run_id), "statistics", reason)
+    ]
     assert_no_leftovers(node_dir / "flwr-home")

@@ -74,7 +74,7 @@ def test_too_few_usable_platforms_stop_with_a_clear_error(fl_files, tmp_path) ->
     files, test = fl_files
     bad = tmp_path / "broken.csv"
     pd.read_csv(files[1]).drop(columns=["default"]).to_csv(bad, index=False)
-    with pytest.raises(FederationError, match="only 1 platform.*broken.csv"):
+    with pytest.raises(FederationError, match=r"only 1 platform.*broken\.csv"):
         run_federation(fast_config([files[0], bad], test, tmp_path / "m", dp=False, rounds=1))
 
 
@@ -83,7 +83,7 @@ def test_a_round_with_no_aggregated_update_fails_loudly(fl_files, tmp_path, seca
     files, test = fl_files
     # Every platform's lifetime budget is far below what one round costs: all refuse.
     cfg = fast_config(files, test, tmp_path / "m", dp=True, secagg=secagg, epsilon=2.0, epsilon_budget=0.01)
-    with pytest.raises(FederationError, match="round 1: .*NOT updated.*privacy budget"):
+    with pytest.raises(FederationError, match=r"round 1: .*NOT updated.*privacy budget"):
         run_federation(cfg)
     assert not (tmp_path / "m" / "model.pt").exists()
     from server.fl.report import Report

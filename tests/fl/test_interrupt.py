@@ -20,8 +20,10 @@ def test_sigint_near_the_end_says_where_it_stopped_and_leaves_ledger_and_outputs
     out = tmp_path / "model"
     clients = [arg for f in files for arg in ("--client", str(f))]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "yinqi", "train", *clients, "--rounds", "20", "--local-epochs", "1"]
-        + ["--batch-size", "64", "--test", str(test), "--out", str(out)],
+        [
+            *(sys.executable, "-m", "yinqi", "train", *clients, "--rounds", "20", "--local-epochs", "1"),
+            *("--batch-size", "64", "--test", str(test), "--out", str(out)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -45,7 +47,9 @@ def test_sigint_near_the_end_says_where_it_stopped_and_leaves_ledger_and_outputs
     report = json.loads(report_path.read_text())
     stopped = report["current_round"]
     assert stopped in (19, 20)
-    assert lines[0].startswith(f"error: interrupted at round {stopped} of 20 ({stopped - 1} round(s) completed); no model written")
+    assert lines[0].startswith(
+        f"error: interrupted at round {stopped} of 20 ({stopped - 1} round(s) completed); no model written"
+    )
     assert report["status"] == "interrupted" and report["error"] in lines[0]
     assert not (out / "model.pt").exists() and not (out / "meta.json").exists()
 

@@ -60,7 +60,7 @@ def test_weights_of_the_wrong_shape_are_refused() -> None:
 
 
 def test_missing_model_directory_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ModelError, match="model.pt missing"):
+    with pytest.raises(ModelError, match=r"model\.pt missing"):
         load_model(tmp_path)
 
 
@@ -100,7 +100,7 @@ def test_weights_from_another_model_are_refused_not_mixed(trained, tmp_path) -> 
     set_weights(model, weights)
     save_model(tmp_path / "other", model, encoder, {"architecture": "mlp", "hidden": 8})
     (model_dir / "model.pt").write_bytes((tmp_path / "other" / "model.pt").read_bytes())
-    with pytest.raises(ModelError, match="do not match the version hash in meta.json"):
+    with pytest.raises(ModelError, match=r"do not match the version hash in meta\.json"):
         load_model(model_dir)
 
 
@@ -117,6 +117,6 @@ def test_saving_over_a_model_removes_its_commit_mark_first(trained, monkeypatch)
     monkeypatch.setattr(torch, "save", killed)
     with pytest.raises(KeyboardInterrupt):
         save_model(model_dir, model, encoder, {"architecture": "mlp", "hidden": 8})
-    with pytest.raises(ModelError, match="meta.json missing"):
+    with pytest.raises(ModelError, match=r"meta\.json missing"):
         load_model(model_dir)
     assert not [p for p in model_dir.iterdir() if ".partial-" in p.name]

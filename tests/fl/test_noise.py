@@ -24,7 +24,9 @@ def _train_once(noise: NoiseSource) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 6)).astype(np.float32)
     y = (x[:, 0] + rng.normal(size=400) > 0).astype(np.float32)
-    state = PrivacyState.plan(epsilon=4.0, delta=1e-5, rows=400, batch_size=64, local_epochs=1, rounds=2, max_grad_norm=1.0)
+    state = PrivacyState.plan(
+        epsilon=4.0, delta=1e-5, rows=400, batch_size=64, local_epochs=1, rounds=2, max_grad_norm=1.0
+    )
     model = build_model(6, seed=3)
     train_local(model, x, y, LocalTraining(batch_size=64, seed=3, noise=noise), state)
     return get_weights(model)
@@ -43,7 +45,9 @@ def test_os_entropy_noise_is_opacus_floating_point_safe_noise() -> None:
     from federation.privacy import make_private
 
     model = torch.nn.Linear(3, 1)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(8, 3), torch.zeros(8)), batch_size=4)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.zeros(8, 3), torch.zeros(8)), batch_size=4
+    )
     state = PrivacyState(1.0, 1e-5, 1.0, 0.5, 2, 1, 1.0)
     for noise, secure in ((NoiseSource(), True), (NoiseSource(seed=1), False)):
         module, optimizer, _, _ = make_private(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, state, noise)
@@ -67,9 +71,13 @@ def test_two_federated_runs_with_identical_settings(fl_files, tmp_path, reproduc
     files, test = fl_files
     reports, weights = [], []
     for name in ("a", "b"):
-        cfg = fast_config(files, test, tmp_path / name, rounds=1, dp=True, secagg=False, reproducible_noise=reproducible)
+        cfg = fast_config(
+            files, test, tmp_path / name, rounds=1, dp=True, secagg=False, reproducible_noise=reproducible
+        )
         reports.append(run_federation(cfg))
-        weights.append(np.concatenate([p.detach().numpy().ravel() for p in load_model(tmp_path / name).model.parameters()]))
+        weights.append(
+            np.concatenate([p.detach().numpy().ravel() for p in load_model(tmp_path / name).model.parameters()])
+        )
 
     kind = SEEDED if reproducible else OS_ENTROPY
     for report, name in zip(reports, ("a", "b"), strict=True):

@@ -75,7 +75,11 @@ def test_a_bad_policy_is_refused_at_start_with_the_file_named(tmp_path: Path, te
 )
 def test_a_run_below_the_safe_defaults_is_refused_with_the_reason(run: ClientRunConfig, reason: str | None) -> None:
     got = run_refusal(PrivacyPolicy(), "acme", run)
-    assert got is None if reason is None else (got.startswith("platform acme's policy (<safe defaults>) ") and reason in got)
+    assert (
+        got is None
+        if reason is None
+        else (got.startswith("platform acme's policy (<safe defaults>) ") and reason in got)
+    )
 
 
 def test_a_round_is_held_to_secagg_and_the_fewest_other_platforms() -> None:

@@ -65,7 +65,9 @@ def test_local_training_that_diverges_stops_the_run_naming_the_platform_and_roun
 
     files, test = fl_files
     cfg = fast_config(files, test, tmp_path / "m", dp=False, secagg=True, lr=1e38)
-    with pytest.raises(TrainingDiverged, match=r"round 1: platform platform_1, round 1: local training diverged \(loss"):
+    with pytest.raises(
+        TrainingDiverged, match=r"round 1: platform platform_1, round 1: local training diverged \(loss"
+    ):
         run_federation(cfg)
     assert not (tmp_path / "m" / "model.pt").exists() and not (tmp_path / "m" / "meta.json").exists()
     report = Report.read(tmp_path / "m" / "report.json")

@@ -21,7 +21,9 @@ def settle_interrupted(report_path: Path, rounds: int, ledger_url: str | None, r
     report = Report.read(report_path) if report_path.is_file() else Report()
     done = sum(1 for r in report.rounds if r.aggregated and r.federated_auc is not None)
     where = (
-        f"interrupted at round {report.current_round} of {rounds}" if report.current_round else "interrupted before round 1"
+        f"interrupted at round {report.current_round} of {rounds}"
+        if report.current_round
+        else "interrupted before round 1"
     )
     spent = _spent_in_run(ledger_url, run_id) if run_id else {}
     if spent:

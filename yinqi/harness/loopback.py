@@ -18,25 +18,28 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clients.ledger import PrivacyLedger
-from clients.policy import PrivacyPolicy
 from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
+from clients.policy import PrivacyPolicy
 from federation.flower import base_env
 from federation.processes import Proc, Supervisor, log_tail
 from federation.waiting import free_port
 from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir, write_flwr_home
-from server.deploy.control import Control
+from server.deploy.control import Control, RunStatus
 from server.deploy.errors import DeployError
 from server.deploy.launch import FAST_SERVERAPP, add_drops, node_ids_from_logs, run_config_for
 from server.deploy.superlink import TlsPaths, superlink_argv, wait_health
+from server.fl.config import FederationConfig
+from server.fl.report import Report
 
 
 def run_deployed(
-    config: Any,
+    config: FederationConfig,
     *,
     tls: TlsPaths | None = None,
     keys: list[Path] | None = None,
@@ -47,9 +50,9 @@ def run_deployed(
     reply_timeout: float = 300.0,
     timeout: float = 900.0,
     keep_logs: bool = False,
-    on_ready=None,
+    on_ready: Callable[[LocalFederation], object] | None = None,
     policies: PrivacyPolicy | list[PrivacyPolicy] | None = None,
-):  # type: ignore[no-untyped-def]
+) -> Report:
     """Train `config` (a `server.fl.config.FederationConfig`) on a loopback deployment.
 
     `policies`: the platforms' privacy policy (one for all, or one each; None: what the run
@@ -64,8 +67,6 @@ def run_deployed(
     (SecAgg+ goes on with the others) and named in the report's round. `on_ready(fed)` is
     called once every SuperNode is online (tests use it to inject faults).
     """
-    from server.fl.errors import RunInterrupted
-    from server.fl.report import Report
     from yinqi.harness.interrupt import settle_interrupted
     from yinqi.harness.platforms import platform_node_configs
 
@@ -74,7 +75,7 @@ def run_deployed(
     report_path = out / "report.json"
     report_path.unlink(missing_ok=True)
     own_dir = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="yinqi-deploy-")) if own_dir else Path(workdir)
+    work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="yinqi-deploy-"))
     engine = "deployment (loopback" + (", TLS + node auth)" if tls else ")")
     failed = True
     refusal_logs = [str(work / f"refusals-{name}.jsonl") for name in config.platform_names]
@@ -90,7 +91,7 @@ def run_deployed(
                 if not keys or len(keys) < len(config.clients):
                     raise DeployError("TLS deployment needs one node key per platform")
                 with fed.control() as control:
-                    for key, name in zip(keys, config.platform_names):
+                    for key, name in zip(keys[: len(config.platform_names)], config.platform_names, strict=True):
                         control.register(Path(str(key) + ".pub"), name)
             prepare_ledgers(node_configs)
             for i, node_config in enumerate(node_configs):
@@ -286,7 +287,7 @@ class LocalFederation:
         return self.timings["nodes_ready_s"]
 
     # runs --------------------------------------------------------------------------------
-    def run(self, app_dir: Path, overrides: dict[str, Any] | None = None, timeout: float = 600.0):  # type: ignore[no-untyped-def]
+    def run(self, app_dir: Path, overrides: dict[str, Any] | None = None, timeout: float = 600.0) -> RunStatus:
         """Submit the app in `app_dir` and wait for the run to finish; returns its RunStatus."""
         with self.control() as control:
             t0 = time.monotonic()

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from queue import Empty, Queue
 from collections.abc import Iterable
+from queue import Empty, Queue
 from typing import Any
 
 from federation.adapters import flwr as adapter
