@@ -89,6 +89,14 @@ def supernode_argv(
     return argv
 
 
+WORKER_READY = "yinqi worker ready on"
+
+
+def worker_ready(log: Path) -> bool:
+    """Whether the warm worker writing `log` has imported its ClientApp and warmed up."""
+    return log.exists() and WORKER_READY in log.read_text(errors="replace")
+
+
 def worker_argv(
     runtime_port: int, parent_pid: int, preload: tuple[str, ...], warmup: tuple[str, ...] = ()
 ) -> list[str]:

@@ -21,12 +21,12 @@ from typing import Any
 from clients.errors import NodeError
 from clients.ledger import PrivacyLedger
 from clients.node.approval import IDENTITIES_KEY, installed_identity, pinned_identities
-from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
+from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv, worker_ready
 from clients.node.status import write_node_state
 from clients.policy import PrivacyPolicy
 from clients.refusals import LOG_KEY, Refusal, read_refusals
 from federation.flower import base_env
-from federation.processes import Supervisor, log_tail
+from federation.processes import Proc, Supervisor, log_tail
 from federation.waiting import free_port
 
 ACTIVE_MARK = "SuperNode ID:"
@@ -151,13 +151,14 @@ def start(node: PlatformNode, workdir: Path, supervisor: Supervisor | None = Non
 
 def wait_connected(sup: Supervisor, node: PlatformNode) -> None:
     """Block until the SuperNode is accepted by the bank, or raise a one-line reason."""
-    proc = sup.procs[0]
+    proc, worker = sup.procs[0], sup.procs[1]
     # Flower gives up after --max-wait-time plus its last back-off: allow for that.
     deadline = time.monotonic() + 2 * node.connect_timeout + 10
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise NodeError(explain_exit(proc.log, node))
         if ACTIVE_MARK in proc.log.read_text(errors="replace"):
+            _wait_worker(worker)
             return
         time.sleep(0.2)
     if node.ca is None:
@@ -166,6 +167,19 @@ def wait_connected(sup: Supervisor, node: PlatformNode) -> None:
             "(a bank with TLS ignores plaintext nodes: pass --ca CA.crt --key KEY)"
         )
     raise NodeError(f"no answer from the bank at {node.bank} within {node.connect_timeout:.0f} s")
+
+
+def _wait_worker(worker: Proc, timeout: float = 300.0) -> None:
+    """Until the warm worker has imported the ClientApp and warmed up (a task reaching it earlier
+    would wait for that, past the bank's reply deadlines)."""
+    deadline = time.monotonic() + timeout
+    while not worker_ready(worker.log):
+        if worker.popen.poll() is not None or time.monotonic() > deadline:
+            raise NodeError(
+                f"the ClientApp worker did not start (code {worker.popen.returncode}, log {worker.log}):\n"
+                + log_tail(worker.log, 8)
+            )
+        time.sleep(0.2)
 
 
 def serve(

@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 
+from clients.node.commands import WORKER_READY
 from federation.adapters import flwr as adapter
 
 
@@ -109,7 +110,7 @@ def main() -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)
-    print(f"yinqi worker ready on {args.runtime_api_address}", flush=True)
+    print(f"{WORKER_READY} {args.runtime_api_address}", flush=True)
     try:
         while True:
             _reap()

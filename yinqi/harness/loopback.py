@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.ledger import PrivacyLedger
-from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
+from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv, worker_ready
 from clients.policy import PrivacyPolicy
 from federation.flower import base_env
 from federation.processes import Proc, Supervisor, log_tail
@@ -272,16 +272,22 @@ class LocalFederation:
                 self.supervisor.stop(proc, signal.SIGKILL)
 
     def wait_nodes(self, count: int, timeout: float = 60.0) -> float:
+        """Until `count` SuperNodes are online and every warm worker has imported its ClientApp
+        (a task that reaches a worker still warming up would wait for it, past reply deadlines)."""
         t0 = time.monotonic()
         deadline = t0 + timeout
         with self.control() as control:
             while True:
                 online = control.online()
-                if len(online) >= count:
+                if len(online) >= count and all(worker_ready(w.log) for w in self.workers.values()):
                     break
                 self.supervisor.check()
                 if time.monotonic() > deadline:
-                    raise DeployError(f"only {len(online)} of {count} SuperNodes came online within {timeout:.0f} s")
+                    waiting = sorted(n for n, w in self.workers.items() if not worker_ready(w.log))
+                    raise DeployError(
+                        f"only {len(online)} of {count} SuperNodes came online within {timeout:.0f} s"
+                        + (f" (workers still starting: {', '.join(waiting)})" if waiting else "")
+                    )
                 time.sleep(0.2)
         self.timings["nodes_ready_s"] = time.monotonic() - t0
         return self.timings["nodes_ready_s"]
