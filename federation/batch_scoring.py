@@ -41,6 +41,7 @@ def score_file(model_dir: str | Path, data: str | Path, out: str | Path) -> Batc
     from federation.schema import read_table
 
     scoring = load_model(model_dir)
+    scoring.require_consistent()
     label = str(scoring.meta.get("label", "default"))
     raw = read_table(data)
     frame, _ = features_of(raw, str(data), drop=(label,))

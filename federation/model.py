@@ -152,6 +152,16 @@ class ScoringModel:
     path: Path
     report: dict[str, Any] = field(default_factory=dict)
 
+    def require_consistent(self) -> None:
+        """Refuse a directory whose weights and encoder are not the ones `meta.json` names (files
+        changed or mixed from two models); the registry's audit checks against the anchored hash."""
+        recorded = self.meta.get("version_hash")
+        if recorded is not None and recorded != self.version_hash:
+            raise ModelError(
+                f"{self.path}: {MODEL_FILE} and {ENCODER_FILE} do not match the version hash in {META_FILE} "
+                f"({str(recorded)[:12]}, files give {self.version_hash[:12]}): the directory was changed or mixed"
+            )
+
     def predict_proba(self, frame: pd.DataFrame, file: str = "<data>") -> np.ndarray:
         """One default probability per row of `frame`, in row order."""
         return predict_proba_array(self.model, self.encoder.transform(frame, file=file))
@@ -189,12 +199,6 @@ def load_model(model_dir: str | Path) -> ScoringModel:
         ) from None
     model.eval()
     version = weights_digest(get_weights(model), encoder.to_dict())
-    recorded = meta.get("version_hash")
-    if recorded is not None and recorded != version:
-        raise ModelError(
-            f"{model_dir}: {MODEL_FILE} and {ENCODER_FILE} do not match the version hash in {META_FILE} "
-            f"({str(recorded)[:12]}, files give {version[:12]}): the directory was changed or half-written"
-        )
     report_path = model_dir / REPORT_FILE
     report = _json_file(report_path) if report_path.is_file() else {}
     return ScoringModel(model=model, encoder=encoder, meta=meta, version_hash=version, path=model_dir, report=report)

@@ -149,3 +149,22 @@ def test_score_with_a_corrupt_model_file_is_one_line(cli_model, fl_files, tmp_pa
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{broken / 'model.pt'}: not the weights of the model in meta.json" in lines[0]
+
+
+def test_score_refuses_a_model_whose_weights_changed_after_it_was_written(cli_model, fl_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    import torch
+
+    _, test = fl_files
+    changed = tmp_path / "changed"
+    shutil.copytree(cli_model, changed)
+    state = torch.load(changed / "model.pt", weights_only=True)
+    first = next(iter(state))
+    state[first] = state[first] + 0.01
+    torch.save(state, changed / "model.pt")
+    done = yinqi("score", "--model", str(changed), "--data", str(test), "--out", str(tmp_path / "s.csv"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "do not match the version hash in meta.json" in lines[0], done.stderr
+    assert not (tmp_path / "s.csv").exists()

@@ -101,7 +101,7 @@ def test_weights_from_another_model_are_refused_not_mixed(trained, tmp_path) -> 
     save_model(tmp_path / "other", model, encoder, {"architecture": "mlp", "hidden": 8})
     (model_dir / "model.pt").write_bytes((tmp_path / "other" / "model.pt").read_bytes())
     with pytest.raises(ModelError, match=r"do not match the version hash in meta\.json"):
-        load_model(model_dir)
+        load_model(model_dir).require_consistent()
 
 
 def test_saving_over_a_model_removes_its_commit_mark_first(trained, monkeypatch) -> None:  # type: ignore[no-untyped-def]
