@@ -162,3 +162,11 @@ def test_refusals_are_kept_in_the_platforms_refusal_log(fl_files, tmp_path) -> N
     (refusal,) = read_refusals(logs[2])
     assert refusal.stage == "statistics" and "requires DP-SGD" in refusal.reason
     assert json.loads(Path(logs[2]).read_text())["run_id"] == refusal.run_id
+
+
+@pytest.mark.parametrize(("key", "value"), [("epsilon", "inf"), ("rounds", "many"), ("delta", float("nan"))])
+def test_a_run_config_value_a_platform_cannot_read_is_a_refusal_not_a_crash(key: str, value: object) -> None:
+    from federation.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"the bank's run config has {key}="):
+        ClientRunConfig.from_run_config({key: value})
