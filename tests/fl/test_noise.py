@@ -85,7 +85,8 @@ def test_two_federated_runs_with_identical_settings(fl_files, tmp_path, reproduc
         assert report.settings["dp-noise"] == kind
         assert json.loads((tmp_path / name / "meta.json").read_text())["dp_noise"] == kind
         assert all(c.dp_noise == kind for c in report.rounds[0].clients)
-    if reproducible:
-        np.testing.assert_array_equal(weights[0], weights[1])
+    difference = np.abs(weights[0] - weights[1]).max()
+    if reproducible:  # the same noise; only the order replies are summed in may differ (float rounding)
+        assert difference < 1e-6
     else:
-        assert np.abs(weights[0] - weights[1]).max() > 1e-4
+        assert difference > 1e-4
