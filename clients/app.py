@@ -6,9 +6,16 @@ Three handlers, all speaking the legacy record layout that Flower 1.42's SecAgg+
 - `query`: the platform's aggregate statistics for the federated preprocessing agreement, or a
   refusal naming the file/column/row when its data is unusable.
 - `train`: local training from the global weights, DP-SGD with the run's budget split over all
-  rounds (accountant history kept in `context.state`), ε recorded in the privacy ledger; past
-  the budget the round is refused (weight 0, reason in the metrics) and the others go on.
+  rounds (accountant history kept in `context.state`), noise from OS entropy, ε recorded in the
+  privacy ledger; past the budget the round is refused (weight 0, reason in the metrics) and the
+  others go on. A loss or weights that are not finite are never sent: the reply says the local
+  training diverged, and the bank stops the run.
 - `evaluate`: per-class score histograms of the platform's own rows, never scores or rows.
+
+Every handler first holds the bank's run to the platform's own policy (`clients.policy`, from
+the node config): a run below it (no DP, no SecAgg+, ε or δ above the cap, seeded noise, too few
+other platforms in a round) is refused with a one-line reason, logged on the platform's side
+(`clients.refusals`) and returned to the bank.
 
 SecAgg+ (`secaggplus_mod`) wraps `train` only when the message carries SecAgg+ configs, so
 plain rounds are not broken by it. torch, opacus, pandas and SQLAlchemy are imported inside the
@@ -19,16 +26,22 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 
+from clients.policy import PrivacyPolicy
+from clients.refusals import record_refusal
 from clients.runconfig import ClientRunConfig
 from federation.adapters import flwr as adapter
 from federation.errors import DataError, YinqiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from federation.privacy import PrivacyState
 
 STATE_RECORD = "yinqi"
 SECAGG_CONFIGS_KEY = adapter.secagg_configs_key()
@@ -44,16 +57,20 @@ class NodeSettings:
     data_path: str
     platform: str
     ledger_db: str
-    epsilon_budget: float | None
+    epsilon_budget: float | None  # lifetime ε across runs (None: the run's ε caps the run)
     index: int
     consent_db: str | None = None
+    policy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    node_config: dict[str, Any] = field(default_factory=dict)
 
 
 def node_settings(context: Context) -> NodeSettings:
-    """Read `data-path`, `platform-name`, `ledger-db`, `epsilon-budget`, `consent-db` from the node config.
+    """Read `data-path`, `platform-name`, `ledger-db`, `epsilon-budget`, `consent-db` and the
+    policy from the node config (which only the platform sets).
 
-    Under `flwr run` simulation, where nodes only get `partition-id`, fall back to the run
-    config's `client-files`/`platform-names` lists indexed by partition.
+    Under `flwr run` simulation, where nodes only get `partition-id`, the data file falls back to
+    the run config's `client-files`/`platform-names` lists indexed by partition. The ledger never
+    comes from the run config: the bank must not choose the book that caps its own requests.
     """
     node = dict(context.node_config)
     run = dict(context.run_config)
@@ -73,21 +90,41 @@ def node_settings(context: Context) -> NodeSettings:
     name = str(name or f"platform-{index if index >= 0 else context.node_id}")
     if index < 0:
         index = zlib.crc32(name.encode()) % 10_000
-    ledger = node.get("ledger-db") or run.get("ledger-db") or ""
+    ledger = node.get("ledger-db") or ""
     if not ledger:
         from federation.config import db_url
 
         ledger = db_url("platform")
+    policy = PrivacyPolicy.from_node_config(node)
     budget = node.get("epsilon-budget")
+    lifetime = float(budget) if budget not in (None, "") else policy.lifetime_epsilon
+    if budget not in (None, "") and policy.lifetime_epsilon is not None:
+        lifetime = min(float(budget), policy.lifetime_epsilon)
     consent = node.get("consent-db") or None
     return NodeSettings(
         str(path),
         name,
         str(ledger),
-        float(budget) if budget not in (None, "") else None,
+        lifetime,
         index,
         consent_db=consent and str(consent),
+        policy=policy,
+        node_config=node,
     )
+
+
+class PolicyRefusal(YinqiError):
+    """The bank's run or round is below this platform's policy (the message says how)."""
+
+
+def _hold_to_policy(context: Context, settings: NodeSettings, cfg: ClientRunConfig, stage: str) -> None:
+    """Raise `PolicyRefusal` (recorded on the platform's side) when the run is below the policy."""
+    from clients.policy import run_refusal
+
+    reason = run_refusal(settings.policy, settings.platform, cfg)
+    if reason is not None:
+        record_refusal(settings.node_config, context.run_id, stage, reason)
+        raise PolicyRefusal(reason)
 
 
 def _config(context: Context) -> ClientRunConfig:
@@ -108,6 +145,7 @@ def query(msg: Message, context: Context) -> Message:
         settings = node_settings(context)
         platform = settings.platform
         cfg = _config(context)
+        _hold_to_policy(context, settings, cfg, "statistics")
         table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
         stats = local_stats(table)
         return _reply(msg, {"platform": platform, "stats": json.dumps(stats.to_dict())})
@@ -115,14 +153,14 @@ def query(msg: Message, context: Context) -> Message:
         return _reply(msg, {"platform": platform, "refused": str(exc)})
 
 
-def secaggplus_when_requested(msg: Message, ctxt: Context, call_next) -> Message:  # type: ignore[no-untyped-def]
+def secaggplus_when_requested(msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]) -> Message:
     """Apply Flower's `secaggplus_mod` only to SecAgg+ rounds (notes/flower.md, pitfall 1)."""
     if SECAGG_CONFIGS_KEY in msg.content.config_records:
         return secaggplus_mod(msg, ctxt, call_next)
     return call_next(msg, ctxt)
 
 
-def _privacy_state(context: Context, cfg, rows: int):  # type: ignore[no-untyped-def]
+def _privacy_state(context: Context, cfg: ClientRunConfig, rows: int) -> PrivacyState:
     from federation.privacy import PrivacyState
 
     record = context.state.config_records.get(STATE_RECORD)
@@ -146,6 +184,7 @@ def _local_model(
 
     Shared by training and evaluation; raises `YinqiError` (a refusal) for unusable data.
     """
+    import numpy as np
     from flwr.common import parameters_to_ndarrays
 
     from clients.data import encode, load_platform_table
@@ -157,84 +196,134 @@ def _local_model(
     table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
     x, y = encode(table, encoder)
     model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
-    set_weights(model, parameters_to_ndarrays(parameters))
+    weights = parameters_to_ndarrays(parameters)
+    if not all(np.isfinite(w).all() for w in weights):
+        raise PolicyRefusal(f"platform {settings.platform}: the global model the bank sent has non-finite weights")
+    set_weights(model, weights)
     return cfg, x, y, model
 
 
 @app.train(mods=[secaggplus_when_requested])
 def train(msg: Message, context: Context) -> Message:
     """One round of local training from the global weights."""
-    import numpy as np
-    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+    from flwr.common import Code, FitRes, Status
     from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
-
-    from clients.ledger import PrivacyLedger
-    from clients.train import LocalTraining, train_local
-    from federation.model import get_weights
 
     fitins = recorddict_to_fitins(msg.content, keep_input=True)
     server_round = int(fitins.config.get("round", 0))
     platform = "?"
-    metrics: dict[str, Any] = {}
     try:
         settings = node_settings(context)
         platform = settings.platform
-        cfg, x, y, model = _local_model(context, settings, fitins.config, fitins.parameters)
-        local = LocalTraining(
-            epochs=cfg.local_epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            proximal_mu=float(fitins.config.get("proximal_mu", 0.0)),
-            seed=cfg.seed * 1_000_003 + settings.index * 1009 + server_round,
-        )
-        privacy = None
-        projected = 0.0
-        if cfg.dp:
-            privacy = _privacy_state(context, cfg, len(x))
-            steps_before = privacy.steps_taken
-            projected = privacy.projected()
-            # A platform's lifetime budget (node config) spans runs; without one, the run's ε caps it.
-            lifetime = settings.epsilon_budget is not None
-            budget = settings.epsilon_budget if lifetime else cfg.epsilon
-            PrivacyLedger(settings.ledger_db).check_budget(
-                platform, str(context.run_id), projected, budget, lifetime=lifetime
-            )
-        outcome = train_local(model, x, y, local, privacy)
-        if privacy is not None:
-            # RDP composes additively in steps: after exactly the planned steps, ε is the
-            # projection already computed (saves one accountant evaluation per round).
-            spent = projected if privacy.steps_taken == steps_before + privacy.steps_per_round else privacy.spent
-            PrivacyLedger(settings.ledger_db).record(platform, str(context.run_id), server_round, spent, cfg.delta)
-            context.state.config_records[STATE_RECORD] = ConfigRecord({"privacy": privacy.to_json()})
-            metrics.update(
-                {
-                    "epsilon": spent,
-                    "noise-multiplier": privacy.noise_multiplier,
-                    "sample-rate": privacy.sample_rate,
-                    "dp-steps": privacy.steps_taken,
-                }
-            )
-        weights = get_weights(model)
-        clamped = 0
-        if cfg.secagg:
-            # SecAgg+ clips to +-clipping_range before quantising; clip here and say so.
-            clamped = int(sum(int((np.abs(w) > cfg.secagg_clip).sum()) for w in weights))
-            weights = [np.clip(w, -cfg.secagg_clip, cfg.secagg_clip) for w in weights]
-        metrics.update(
-            {
-                "platform": platform,
-                "loss": outcome.loss,
-                "train-seconds": outcome.seconds,
-                "steps": outcome.steps,
-                "clamped": clamped,
-            }
-        )
-        fitres = FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(weights), outcome.examples, metrics)
+        cfg = _config(context)
+        _hold_to_policy(context, settings, cfg, f"round {server_round}")
+        _hold_round_to_policy(msg, context, settings, fitins.config, server_round)
+        fitres = _train_round(context, settings, cfg, fitins, server_round)
     except YinqiError as exc:
         # Refused: weight 0, so the round goes on with the other platforms.
         fitres = FitRes(Status(Code.OK, "refused"), fitins.parameters, 0, {"platform": platform, "refused": str(exc)})
     return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+
+
+def _hold_round_to_policy(
+    msg: Message, context: Context, settings: NodeSettings, config: dict[str, Any], server_round: int
+) -> None:
+    """This round's aggregation must meet the policy: SecAgg+ masking, enough other platforms."""
+    from clients.policy import round_refusal
+
+    claimed = config.get("platforms")
+    reason = round_refusal(
+        settings.policy,
+        settings.platform,
+        secagg_neighbours=adapter.secagg_neighbours(msg),
+        claimed_platforms=int(claimed) if isinstance(claimed, (int, float)) else None,
+    )
+    if reason is not None:
+        record_refusal(settings.node_config, context.run_id, f"round {server_round}", reason)
+        raise PolicyRefusal(reason)
+
+
+def _train_round(context: Context, settings: NodeSettings, cfg: ClientRunConfig, fitins: Any, server_round: int) -> Any:
+    """Train on the platform's rows; the FitRes to send (a `diverged` one when not finite)."""
+    import math
+
+    import numpy as np
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+
+    from clients.ledger import PrivacyLedger
+    from clients.train import LocalTraining, train_local
+    from federation.model import get_weights
+    from federation.privacy import NoiseSource
+
+    platform = settings.platform
+    cfg, x, y, model = _local_model(context, settings, fitins.config, fitins.parameters)
+    noise = NoiseSource(cfg.seed * 1_000_003 + settings.index * 1009 + server_round if cfg.reproducible_noise else None)
+    local = LocalTraining(
+        epochs=cfg.local_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        proximal_mu=float(fitins.config.get("proximal_mu", 0.0)),
+        seed=cfg.seed * 1_000_003 + settings.index * 1009 + server_round,
+        noise=noise,
+    )
+    metrics: dict[str, Any] = {}
+    privacy = None
+    projected = 0.0
+    if cfg.dp:
+        privacy = _privacy_state(context, cfg, len(x))
+        steps_before = privacy.steps_taken
+        projected = privacy.projected()
+        # A platform's lifetime budget (its policy, or the node's epsilon-budget) spans runs;
+        # without one, the run's ε caps it.
+        lifetime = settings.epsilon_budget is not None
+        budget = settings.epsilon_budget if settings.epsilon_budget is not None else cfg.epsilon
+        try:
+            PrivacyLedger(settings.ledger_db).check_budget(
+                platform, str(context.run_id), projected, budget, lifetime=lifetime
+            )
+        except YinqiError as exc:
+            record_refusal(settings.node_config, context.run_id, f"round {server_round}", str(exc))
+            raise
+    outcome = train_local(model, x, y, local, privacy)
+    if privacy is not None:
+        # RDP composes additively in steps: after exactly the planned steps, ε is the
+        # projection already computed (saves one accountant evaluation per round).
+        spent = projected if privacy.steps_taken == steps_before + privacy.steps_per_round else privacy.spent
+        PrivacyLedger(settings.ledger_db).record(platform, str(context.run_id), server_round, spent, cfg.delta)
+        context.state.config_records[STATE_RECORD] = ConfigRecord({"privacy": privacy.to_json()})
+        metrics.update(
+            {
+                "epsilon": spent,
+                "noise-multiplier": privacy.noise_multiplier,
+                "sample-rate": privacy.sample_rate,
+                "dp-steps": privacy.steps_taken,
+                "dp-noise": noise.kind,
+            }
+        )
+    weights = get_weights(model)
+    if not math.isfinite(outcome.loss) or not all(np.isfinite(w).all() for w in weights):
+        what = f"loss {outcome.loss:g}" if not math.isfinite(outcome.loss) else "non-finite weights"
+        reason = f"platform {platform}, round {server_round}: local training diverged ({what}); its update was not sent"
+        record_refusal(settings.node_config, context.run_id, f"round {server_round}", reason)
+        return FitRes(
+            Status(Code.OK, "diverged"), fitins.parameters, 0, {"platform": platform, "diverged": reason, **metrics}
+        )
+    clamped = 0
+    if cfg.secagg:
+        # SecAgg+ clips to +-clipping_range before quantising; clip here and say so.
+        clamped = int(sum(int((np.abs(w) > cfg.secagg_clip).sum()) for w in weights))
+        weights = [np.clip(w, -cfg.secagg_clip, cfg.secagg_clip) for w in weights]
+    metrics.update(
+        {
+            "platform": platform,
+            "loss": outcome.loss,
+            "train-seconds": outcome.seconds,
+            "steps": outcome.steps,
+            "clamped": clamped,
+        }
+    )
+    return FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(weights), outcome.examples, metrics)
 
 
 @app.evaluate()
@@ -252,7 +341,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     try:
         settings = node_settings(context)
         platform = settings.platform
-        cfg, x, y, model = _local_model(context, settings, evalins.config, evalins.parameters)
+        _hold_to_policy(context, settings, _config(context), f"evaluation {int(evalins.config.get('round', 0))}")
+        _, x, y, model = _local_model(context, settings, evalins.config, evalins.parameters)
         p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
         loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
         pos, neg = score_histograms(y.astype(np.int64), p, bins=int(evalins.config.get("bins", 1000)))

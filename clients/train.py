@@ -10,11 +10,11 @@ per-sample gradients of the data loss).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from federation.privacy import PrivacyState, make_private
+from federation.privacy import NoiseSource, PrivacyState, make_private
 
 
 @dataclass
@@ -26,7 +26,8 @@ class LocalTraining:
     lr: float = 0.1
     momentum: float = 0.9
     proximal_mu: float = 0.0
-    seed: int = 0
+    seed: int = 0  # initial shuffling (plain SGD); DP noise and batches come from `noise`
+    noise: NoiseSource = field(default_factory=NoiseSource)  # OS entropy unless a run asked for a seed
 
 
 @dataclass
@@ -60,10 +61,10 @@ def train_local(
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, generator=generator)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     module = model
-    engine = None
+    accountant = None
     model.train()
     if privacy is not None:
-        module, optimizer, loader, engine = make_private(model, optimizer, loader, privacy, seed=settings.seed + 7919)
+        module, optimizer, loader, accountant = make_private(model, optimizer, loader, privacy, settings.noise)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     params = list(model.parameters())
     total_loss, batches, steps = 0.0, 0, 0
@@ -83,10 +84,9 @@ def train_local(
                     for p, g in zip(params, global_params, strict=True):
                         p.sub_(settings.lr * settings.proximal_mu * (p - g))
     loop_seconds = time.perf_counter() - loop_started
-    if privacy is not None and engine is not None:
-        privacy.history = [tuple(h) for h in engine.accountant.history]
-        if hasattr(module, "_close"):
-            module._close()  # remove Opacus hooks from the caller's model
+    if privacy is not None and accountant is not None:
+        privacy.history = [tuple(h) for h in accountant.history]
+        module.cleanup()  # remove Opacus' hooks and attributes from the caller's model
     model.eval()
     return TrainOutcome(
         loss=total_loss / max(batches, 1),

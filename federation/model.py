@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from federation import files
 from federation.errors import YinqiError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,13 +83,15 @@ def predict_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
     model.eval()
     with torch.no_grad():
-        return model(torch.as_tensor(x, dtype=torch.float32)).reshape(-1).numpy().astype(np.float64)
+        logits: np.ndarray = model(torch.as_tensor(x, dtype=torch.float32)).reshape(-1).numpy().astype(np.float64)
+    return logits
 
 
 def predict_proba_array(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """Default probabilities for encoded rows."""
     logits = predict_logits(model, x)
-    return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+    probabilities: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+    return probabilities
 
 
 def weights_digest(weights: list[np.ndarray], encoder_dict: dict[str, Any]) -> str:
@@ -108,16 +111,20 @@ def weights_digest(weights: list[np.ndarray], encoder_dict: dict[str, Any]) -> s
 def save_model(model_dir: str | Path, model: torch.nn.Module, encoder: Encoder, meta: dict[str, Any]) -> str:
     """Write `model.pt`, `encoder.json` and `meta.json` into `model_dir`; returns the version hash.
 
+    Whole or absent: each file is written to a temporary name and renamed, and `meta.json` (which
+    names the version hash of the weights and the encoder) is removed first and written last, so
+    a process killed half-way leaves a directory `load_model` refuses, never a mixed model.
     `meta` must name the `architecture` (and `hidden` for the MLP); the version hash is added.
     """
     import torch
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / META_FILE).unlink(missing_ok=True)
     encoder_dict = encoder.to_dict()
     version = weights_digest(get_weights(model), encoder_dict)
-    torch.save(model.state_dict(), model_dir / MODEL_FILE)
-    (model_dir / ENCODER_FILE).write_text(json.dumps(encoder_dict, indent=2, sort_keys=True))
+    files.write_with(model_dir / MODEL_FILE, lambda path: torch.save(model.state_dict(), path))
+    files.write_text(model_dir / ENCODER_FILE, json.dumps(encoder_dict, indent=2, sort_keys=True))
     full_meta = {
         "architecture": "logistic",
         "hidden": 16,
@@ -125,16 +132,13 @@ def save_model(model_dir: str | Path, model: torch.nn.Module, encoder: Encoder, 
         "n_features": encoder.n_features,
         "version_hash": version,
     }
-    (model_dir / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True, default=str))
+    files.write_text(model_dir / META_FILE, json.dumps(full_meta, indent=2, sort_keys=True, default=str))
     return version
 
 
 def write_report(model_dir: str | Path, report: dict[str, Any]) -> Path:
-    """Write `report.json` beside the model."""
-    path = Path(model_dir) / REPORT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
-    return path
+    """Write `report.json` beside the model (whole or absent)."""
+    return files.write_text(Path(model_dir) / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True, default=str))
 
 
 @dataclass
@@ -148,13 +152,26 @@ class ScoringModel:
     path: Path
     report: dict[str, Any] = field(default_factory=dict)
 
+    def require_consistent(self) -> None:
+        """Refuse a directory whose weights and encoder are not the ones `meta.json` names (files
+        changed or mixed from two models); the registry's audit checks against the anchored hash."""
+        recorded = self.meta.get("version_hash")
+        if recorded is not None and recorded != self.version_hash:
+            raise ModelError(
+                f"{self.path}: {MODEL_FILE} and {ENCODER_FILE} do not match the version hash in {META_FILE} "
+                f"({str(recorded)[:12]}, files give {self.version_hash[:12]}): the directory was changed or mixed"
+            )
+
     def predict_proba(self, frame: pd.DataFrame, file: str = "<data>") -> np.ndarray:
         """One default probability per row of `frame`, in row order."""
         return predict_proba_array(self.model, self.encoder.transform(frame, file=file))
 
 
 def load_model(model_dir: str | Path) -> ScoringModel:
-    """Load a model directory written by `save_model`."""
+    """Load a model directory written by `save_model`; a missing, damaged or mixed one is a
+    `ModelError` naming the file."""
+    import pickle
+
     import torch
 
     from federation.preprocess import Encoder
@@ -165,21 +182,34 @@ def load_model(model_dir: str | Path) -> ScoringModel:
             raise ModelError(
                 f"{model_dir}: not a model directory ({name} missing); train one with `yinqi train --out DIR`"
             )
+    meta = _json_file(model_dir / META_FILE)
     try:
-        meta = json.loads((model_dir / META_FILE).read_text())
-        encoder = Encoder.from_dict(json.loads((model_dir / ENCODER_FILE).read_text()))
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise ModelError(f"{model_dir}: damaged model metadata ({exc})") from None
-    model = build_model(encoder.n_features, meta.get("architecture", "logistic"), int(meta.get("hidden", 16)))
-    state = torch.load(model_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+        encoder = Encoder.from_dict(_json_file(model_dir / ENCODER_FILE))
+        architecture, hidden = str(meta.get("architecture", "logistic")), int(meta.get("hidden", 16))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ModelError(f"{model_dir}: damaged model metadata ({type(exc).__name__}: {exc})") from None
+    model = build_model(encoder.n_features, architecture, hidden)
     try:
+        state = torch.load(model_dir / MODEL_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelError(
-            f"{model_dir / MODEL_FILE}: weights do not fit the model in meta.json ({str(exc).splitlines()[0]})"
+            f"{model_dir / MODEL_FILE}: not the weights of the model in meta.json (damaged or from another model: {reason})"
         ) from None
     model.eval()
     version = weights_digest(get_weights(model), encoder.to_dict())
     report_path = model_dir / REPORT_FILE
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report = _json_file(report_path) if report_path.is_file() else {}
     return ScoringModel(model=model, encoder=encoder, meta=meta, version_hash=version, path=model_dir, report=report)
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or a ModelError naming the file."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: damaged ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: damaged (expected a JSON object)")
+    return data

@@ -1,9 +1,12 @@
 """Preprocessing agreed federatedly: each platform shares aggregates, never rows.
 
-A platform computes `LocalStats` of its own feature table (row count; per numeric column the
-count, sum and sum of squares; per categorical column the value counts). The bank merges them
-(`merge_stats`) and builds one `Encoder` (standardisation + one-hot over the agreed vocabulary)
-that every platform then applies to its own rows.
+A platform computes `LocalStats` of its own feature table: the row count; per numeric column a
+sketch (a histogram on fixed asinh-scale bins, with the count, sum and sum of squares of the
+values in each bin); per categorical column the value counts. The bank merges them
+(`merge_stats`) and builds one `Encoder` that every platform then applies to its own rows:
+numeric columns clipped at agreed quantiles of the pooled distribution (never at the max, so one
+extreme value from one platform cannot stretch the scale), then standardised with the exact
+moments of the clipped column; text columns one-hot over the agreed vocabulary.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pandas as pd
 
 from federation.errors import DataError
 from federation.features import FEATURE_LABEL, ID_COLUMNS
-from federation.schema import binary_label, first_bad_row, read_table
+from federation.schema import binary_label, first_bad_row, read_table, refuse_implausible, shown
 
 OTHER = "__other__"
 
@@ -57,11 +60,7 @@ def _check_feature_values(frame: pd.DataFrame, file: str) -> pd.DataFrame:
             checked[column] = series.astype("float64")
         elif pd.api.types.is_numeric_dtype(series):
             values = series.astype("float64")
-            infinite = np.isinf(values.to_numpy())
-            if infinite.any():
-                raise DataError(
-                    "infinite value; expected a finite number", file=file, column=column, row=first_bad_row(infinite)
-                )
+            refuse_implausible(values, series, file, column)
             checked[column] = values
         else:
             checked[column] = series.astype(str).str.strip()
@@ -72,8 +71,13 @@ def load_features(
     path: str | Path, id_columns: tuple[str, ...] = ID_COLUMNS, drop: tuple[str, ...] = ()
 ) -> tuple[pd.DataFrame, pd.Series | None]:
     """A feature table to score: (feature frame, ids or None). `drop` removes e.g. a label."""
-    file = str(path)
-    frame = read_table(path)
+    return features_of(read_table(path), str(path), id_columns, drop)
+
+
+def features_of(
+    frame: pd.DataFrame, file: str, id_columns: tuple[str, ...] = ID_COLUMNS, drop: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """`load_features` on a table already read (`file` names it in errors)."""
     frame = frame.drop(columns=[c for c in drop if c in frame.columns])
     features, ids = _split_ids(frame, id_columns)
     return _check_feature_values(features, file), ids
@@ -96,30 +100,114 @@ def load_labeled(
     if require_both_classes and len(np.unique(y)) < 2:
         only = "positive" if y[0] == 1 else "negative"
         raise DataError(f"every row is {only}; a training file needs both classes", file=file, column=label)
+    _refuse_repeated_merchant_months(frame, file)
     features, ids = _split_ids(frame.drop(columns=[label]), tuple(c for c in id_columns if c != label))
     return LabeledTable(frame=_check_feature_values(features, file), y=y, ids=ids, source=file)
 
 
+def _refuse_repeated_merchant_months(frame: pd.DataFrame, file: str) -> None:
+    """A training table has one row per merchant and month: a repeated one would count twice."""
+    if not {"merchant_id", "month"} <= set(frame.columns):
+        return
+    keys = frame["merchant_id"].astype(str) + "\x00" + frame["month"].astype(str)
+    repeated = keys.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        rows = np.flatnonzero(repeated)
+        first = rows[0]
+        twin = next(r for r in rows[1:] if keys.iat[r] == keys.iat[first])
+        raise DataError(
+            f"rows {first + 1} and {twin + 1} are the same merchant-month "
+            f"({shown(frame['merchant_id'].iat[first])}, {shown(frame['month'].iat[first])}); a training file "
+            f"has one row per merchant and month, a repeated one would count twice: remove or merge it",
+            file=file,
+            column="merchant_id",
+            row=int(twin + 1),
+        )
+
+
+# Numeric sketches: fixed bins on the asinh scale, the same for every platform, so histograms add
+# up without agreeing on a range first (one extreme value cannot stretch the bins). 8 bins per
+# unit of asinh(x): neighbouring edges differ by about 13 % for large |x|, 0.125 near 0.
+BINS_PER_UNIT = 8
+# Numeric columns are clipped at these agreed quantiles of the pooled distribution (to the outer
+# edges of the bins holding them, so only values in bins beyond are changed).
+CLIP_QUANTILES = (0.005, 0.995)
+
+
+def bin_of(values: np.ndarray) -> np.ndarray:
+    """The sketch bin of each value (integer; negative for negative values)."""
+    bins: np.ndarray = np.floor(np.arcsinh(values) * BINS_PER_UNIT).astype(np.int64)
+    return bins
+
+
+def bin_edges(index: int) -> tuple[float, float]:
+    """[low, high) of sketch bin `index`."""
+    return math.sinh(index / BINS_PER_UNIT), math.sinh((index + 1) / BINS_PER_UNIT)
+
+
 @dataclass
 class LocalStats:
-    """Aggregates of one (or, merged, several) platforms' feature tables."""
+    """Aggregates of one (or, merged, several) platforms' feature tables.
+
+    `numeric`: column -> {sketch bin: [count, sum, sum of squares]} of the values in that bin,
+    from which the bank finds agreed quantiles and the exact moments of the clipped column.
+    """
 
     rows: int = 0
-    numeric: dict[str, list[float]] = field(default_factory=dict)  # column -> [count, sum, sumsq]
+    numeric: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     categorical: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> value -> count
     sources: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "numeric": self.numeric, "categorical": self.categorical, "sources": self.sources}
+        return {
+            "rows": self.rows,
+            "numeric": {c: {str(b): m for b, m in bins.items()} for c, bins in self.numeric.items()},
+            "categorical": self.categorical,
+            "sources": self.sources,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LocalStats:
-        return cls(
-            rows=int(data["rows"]),
-            numeric={k: [float(x) for x in v] for k, v in data["numeric"].items()},
-            categorical={k: {str(a): int(b) for a, b in v.items()} for k, v in data["categorical"].items()},
-            sources=list(data.get("sources", [])),
-        )
+    def from_dict(cls, data: dict[str, Any], who: str = "a platform") -> LocalStats:
+        """Parse (and check) statistics a platform sent: a DataError says what is malformed."""
+        try:
+            stats = cls(
+                rows=int(data["rows"]),
+                numeric={
+                    str(c): {int(b): [float(x) for x in m] for b, m in bins.items()}
+                    for c, bins in data["numeric"].items()
+                },
+                categorical={str(k): {str(a): int(b) for a, b in v.items()} for k, v in data["categorical"].items()},
+                sources=[str(s) for s in data.get("sources", [])],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise DataError(f"{who} sent malformed statistics ({type(exc).__name__}: {exc})") from None
+        stats.check(who)
+        return stats
+
+    def check(self, who: str) -> None:
+        """Refuse statistics that cannot come from a real table: counts that do not add up to the
+        rows, non-finite sums, a bin whose mean lies outside the bin."""
+        if self.rows <= 0:
+            raise DataError(f"{who} sent statistics of {self.rows} rows")
+        for column, bins in self.numeric.items():
+            total = 0.0
+            for index, moments in bins.items():
+                if len(moments) != 3 or not all(math.isfinite(x) for x in moments):
+                    raise DataError(f"{who} sent non-finite statistics for column '{column}'")
+                count, total_in_bin, _ = moments
+                low, high = bin_edges(index)
+                if (
+                    count < 1
+                    or count != int(count)
+                    or not low - 1e-9 * abs(low) - 1e-12 <= total_in_bin / count <= high + 1e-9 * abs(high)
+                ):
+                    raise DataError(f"{who} sent inconsistent statistics for column '{column}' (bin {index})")
+                total += count
+            if total != self.rows:
+                raise DataError(f"{who} sent {total:g} values for column '{column}' but {self.rows} rows")
+        for column, counts in self.categorical.items():
+            if any(c < 1 for c in counts.values()) or sum(counts.values()) != self.rows:
+                raise DataError(f"{who} sent value counts for column '{column}' that do not add up to its rows")
 
 
 def compute_stats(frame: pd.DataFrame, source: str = "") -> LocalStats:
@@ -129,7 +217,12 @@ def compute_stats(frame: pd.DataFrame, source: str = "") -> LocalStats:
         series = frame[column]
         if pd.api.types.is_numeric_dtype(series):
             values = series.to_numpy(dtype="float64")
-            stats.numeric[column] = [float(len(values)), float(values.sum()), float(np.square(values).sum())]
+            bins = bin_of(values)
+            sketch: dict[int, list[float]] = {}
+            for index in np.unique(bins):
+                inside = values[bins == index]
+                sketch[int(index)] = [float(len(inside)), float(inside.sum()), float(np.square(inside).sum())]
+            stats.numeric[column] = sketch
         else:
             stats.categorical[column] = {str(k): int(v) for k, v in series.value_counts().items()}
     return stats
@@ -151,11 +244,12 @@ def merge_stats(parts: list[LocalStats]) -> LocalStats:
             )
         merged.rows += part.rows
         merged.sources.extend(part.sources)
-        for column, (count, total, squares) in part.numeric.items():
-            acc = merged.numeric.setdefault(column, [0.0, 0.0, 0.0])
-            acc[0] += count
-            acc[1] += total
-            acc[2] += squares
+        for column, bins in part.numeric.items():
+            acc = merged.numeric.setdefault(column, {})
+            for index, moments in bins.items():
+                slot = acc.setdefault(index, [0.0, 0.0, 0.0])
+                for i in range(3):
+                    slot[i] += moments[i]
         for column, counts in part.categorical.items():
             acc_counts = merged.categorical.setdefault(column, {})
             for value, count in counts.items():
@@ -163,28 +257,74 @@ def merge_stats(parts: list[LocalStats]) -> LocalStats:
     return merged
 
 
+def clipped_moments(
+    bins: dict[int, list[float]], quantiles: tuple[float, float] = CLIP_QUANTILES
+) -> tuple[float, float, float, float]:
+    """(mean, std, low, high) of a column clipped to [low, high], the outer edges of the bins
+    holding its `quantiles`; exact, because every value beyond is moved to an edge."""
+    order = sorted(bins)
+    counts = np.array([bins[i][0] for i in order])
+    n = float(counts.sum())
+    cumulative = np.cumsum(counts)
+    low_rank = max(1.0, math.ceil(quantiles[0] * n))
+    high_rank = max(1.0, math.ceil(quantiles[1] * n))
+    low_bin = order[int(np.searchsorted(cumulative, low_rank))]
+    high_bin = order[int(np.searchsorted(cumulative, high_rank))]
+    low, high = bin_edges(low_bin)[0], bin_edges(high_bin)[1]
+    total = squares = 0.0
+    for index in order:
+        count, total_in_bin, squares_in_bin = bins[index]
+        if index < low_bin:
+            total, squares = total + count * low, squares + count * low * low
+        elif index > high_bin:
+            total, squares = total + count * high, squares + count * high * high
+        else:
+            total, squares = total + total_in_bin, squares + squares_in_bin
+    mean = total / n
+    std = math.sqrt(max(squares / n - mean * mean, 0.0))
+    return mean, std, low, high
+
+
 @dataclass
 class Encoder:
-    """Standardise numeric columns and one-hot encode categorical ones, as agreed by the federation."""
+    """Clip and standardise numeric columns, one-hot encode categorical ones, as agreed.
 
-    numeric: dict[str, tuple[float, float]]  # column -> (mean, std)
+    `bounds`: column -> (low, high) every value is clipped to before standardising (the agreed
+    quantiles); a column without bounds (models from before clipping) is not clipped.
+    """
+
+    numeric: dict[str, tuple[float, float]]  # column -> (mean, std) of the clipped column
     categorical: dict[str, list[str]]  # column -> vocabulary (OTHER slot appended)
     columns: list[str]  # expected input columns, in order
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def from_stats(cls, stats: LocalStats, max_categories: int = 50) -> Encoder:
-        numeric = {}
-        for column, (count, total, squares) in stats.numeric.items():
-            mean = total / count if count else 0.0
-            variance = max(squares / count - mean * mean, 0.0) if count else 0.0
-            std = math.sqrt(variance)
+    def from_stats(
+        cls, stats: LocalStats, max_categories: int = 50, quantiles: tuple[float, float] = CLIP_QUANTILES
+    ) -> Encoder:
+        numeric, bounds = {}, {}
+        for column, bins in stats.numeric.items():
+            mean, std, low, high = clipped_moments(bins, quantiles)
             numeric[column] = (mean, std if std > 1e-12 else 1.0)
+            bounds[column] = (low, high)
         categorical = {}
         for column, counts in stats.categorical.items():
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
-            categorical[column] = sorted(value for value, _ in ranked) + [OTHER]
+            categorical[column] = [*sorted(value for value, _ in ranked), OTHER]
         columns = sorted(numeric) + sorted(categorical)
-        return cls(numeric=numeric, categorical=categorical, columns=columns)
+        return cls(numeric=numeric, categorical=categorical, columns=columns, bounds=bounds)
+
+    def outside(self, frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
+        """Per numeric column with values beyond the agreed bounds: (how many, first 1-based row)."""
+        found = {}
+        for column, (low, high) in sorted(self.bounds.items()):
+            if column not in frame.columns or not pd.api.types.is_numeric_dtype(frame[column]):
+                continue
+            values = frame[column].to_numpy(dtype="float64")
+            beyond = (values < low) | (values > high)
+            if beyond.any():
+                found[column] = (int(beyond.sum()), first_bad_row(beyond))
+        return found
 
     @property
     def feature_names(self) -> list[str]:
@@ -213,7 +353,10 @@ class Encoder:
                     "expected a number (the model was trained on a numeric column)", file=file, column=column
                 )
             mean, std = self.numeric[column]
-            blocks.append(((series.to_numpy(dtype="float64") - mean) / std)[:, None])
+            values = series.to_numpy(dtype="float64")
+            if column in self.bounds:
+                values = np.clip(values, *self.bounds[column])
+            blocks.append(((values - mean) / std)[:, None])
         for column in sorted(self.categorical):
             vocabulary = self.categorical[column]
             index = {value: i for i, value in enumerate(vocabulary)}
@@ -224,11 +367,14 @@ class Encoder:
         return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "numeric": {k: list(v) for k, v in self.numeric.items()},
             "categorical": self.categorical,
             "columns": self.columns,
         }
+        if self.bounds:
+            out["bounds"] = {k: list(v) for k, v in self.bounds.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Encoder:
@@ -236,4 +382,5 @@ class Encoder:
             numeric={k: (float(v[0]), float(v[1])) for k, v in data["numeric"].items()},
             categorical={k: list(v) for k, v in data["categorical"].items()},
             columns=list(data["columns"]),
+            bounds={k: (float(v[0]), float(v[1])) for k, v in data.get("bounds", {}).items()},
         )

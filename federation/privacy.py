@@ -6,6 +6,14 @@ client calibrates ONE noise multiplier for all the DP-SGD steps it will take ove
 at most E. The RDP accountant's history (noise multiplier, sample rate, steps) is carried from
 round to round as JSON (the ClientApp keeps it in `context.state`), so the ε reported after round
 r is the composition of rounds 1..r, not one round's ε.
+
+The noise and the Poisson batch sampling draw from a `NoiseSource`: by default a generator seeded
+with 64 bits of OS entropy (`os.urandom`) afresh for every round, with Opacus' floating-point-safe
+noise (`secure_mode`: 2n Gaussian draws per value, Holohan et al. 2021), so nobody who knows the
+run's settings (the bank chooses the seed) can regenerate the noise. A seeded, reproducible
+source exists only behind an explicit flag, for tests and benchmarks; every report says which
+source ran. (Opacus' own `secure_mode=True` also wants `torchcsprng`, which has no build for
+torch 2.x: the generator here is torch's, seeded from the OS.)
 torch and opacus are imported lazily.
 """
 
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,11 +34,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ACCOUNTANT = "rdp"
 
-# Opacus warns about its non-cryptographic RNG (we seed noise for reproducible runs; pass
-# secure_mode for production), about hooks on input-less modules, and when the optimal RDP
-# order is the largest one tried (the bound is then valid but slightly loose).
-for _pattern in ("Secure RNG turned off", "Optimal order is the largest alpha", "Full backward hook is firing"):
+# Opacus warns about hooks on input-less modules, and when the optimal RDP order is the largest
+# one tried (the bound is then valid but slightly loose). Its "Secure RNG turned off" warning is
+# not filtered: the PrivacyEngine that emits it is not used (see `make_private`).
+for _pattern in ("Optimal order is the largest alpha", "Full backward hook is firing"):
     warnings.filterwarnings("ignore", message=_pattern)
+
+OS_ENTROPY = "os-entropy"
+SEEDED = "seeded (reproducible)"
 
 
 class PrivacyError(YinqiError):
@@ -134,7 +146,7 @@ class PrivacyState:
     def projected(self, extra_steps: int | None = None) -> float:
         """ε after one more round (or `extra_steps` more steps) at the planned noise."""
         steps = self.steps_per_round if extra_steps is None else extra_steps
-        return epsilon_of(self.history + [(self.noise_multiplier, self.sample_rate, steps)], self.delta)
+        return epsilon_of([*self.history, (self.noise_multiplier, self.sample_rate, steps)], self.delta)
 
     @property
     def steps_taken(self) -> int:
@@ -152,28 +164,67 @@ class PrivacyState:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class NoiseSource:
+    """Where DP-SGD draws its Gaussian noise and Poisson batches from.
+
+    `seed=None` (the default, on every path a platform runs): 64 bits of OS entropy per
+    generator, and Opacus' floating-point-safe noise. An integer `seed`: reproducible noise, only
+    when a run asks for it explicitly (tests, benchmarks) and the platform allows it.
+    """
+
+    seed: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return OS_ENTROPY if self.seed is None else SEEDED
+
+    @property
+    def secure(self) -> bool:
+        return self.seed is None
+
+    def generator(self) -> torch.Generator:
+        import torch
+
+        seed = int.from_bytes(os.urandom(8), "little") if self.seed is None else self.seed
+        return torch.Generator().manual_seed(seed)
+
+
 def make_private(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    loader: torch.utils.data.DataLoader,
+    loader: torch.utils.data.DataLoader[Any],
     state: PrivacyState,
-    seed: int,
+    noise: NoiseSource,
 ) -> tuple[Any, Any, Any, Any]:
-    """Wrap model/optimizer/loader for DP-SGD with the run's noise; the accountant resumes
-    from `state.history`. Returns (module, optimizer, loader, privacy engine)."""
-    import torch
-    from opacus import PrivacyEngine
+    """Wrap model/optimizer/loader for DP-SGD with the run's noise multiplier, from Opacus'
+    public parts (what `PrivacyEngine.make_private` assembles, with our noise source in place of
+    its non-secure default); the RDP accountant resumes from `state.history`.
 
-    engine = PrivacyEngine(accountant=ACCOUNTANT)
-    engine.accountant.history = [tuple(h) for h in state.history]
-    generator = torch.Generator().manual_seed(seed)
-    module, dp_optimizer, dp_loader = engine.make_private(
-        module=model,
-        optimizer=optimizer,
-        data_loader=loader,
+    Returns (module, optimizer, loader, accountant).
+    """
+    from opacus import GradSampleModule
+    from opacus.accountants import RDPAccountant
+    from opacus.data_loader import DPDataLoader
+    from opacus.optimizers import DPOptimizer
+    from opacus.validators import ModuleValidator
+
+    ModuleValidator.validate(model, strict=True)
+    generator = noise.generator()
+    module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
+    module.forbid_grad_accumulation()  # Poisson batches: one step per batch
+    dp_loader = DPDataLoader.from_data_loader(loader, generator=generator)
+    sample_rate = 1 / len(dp_loader)
+    dp_optimizer = DPOptimizer(
+        optimizer,
         noise_multiplier=state.noise_multiplier,
         max_grad_norm=state.max_grad_norm,
-        poisson_sampling=True,
-        noise_generator=generator,
+        expected_batch_size=int(len(loader.dataset) * sample_rate),  # type: ignore[arg-type]
+        loss_reduction="mean",
+        generator=generator,
+        secure_mode=noise.secure,
     )
-    return module, dp_optimizer, dp_loader, engine
+    accountant = RDPAccountant()
+    accountant.history = [tuple(h) for h in state.history]
+    dp_optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
+    return module, dp_optimizer, dp_loader, accountant

@@ -132,8 +132,8 @@ def generate(
     files, rows, counts, rates, test_parts = [], [], [], [], []
     for p in range(platforms):
         mix = rng.dirichlet(np.full(len(CATEGORIES), 0.8))
-        n_train = max(2, int(round(merchants * sizes[p])))
-        n_total = n_train + max(1, int(round(n_train * TEST_SHARE / (1 - TEST_SHARE))))
+        n_train = max(2, round(merchants * sizes[p]))
+        n_total = n_train + max(1, round(n_train * TEST_SHARE / (1 - TEST_SHARE)))
         months_frame = _merchant_months(rng, n_total, months, mix, offsets[p], prefix=f"P{p + 1}M")
         tx = _transactions(rng, months_frame, start_ts)
         test_ids = {f"P{p + 1}M{i:05d}" for i in range(n_train, n_total)}

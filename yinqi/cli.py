@@ -91,11 +91,13 @@ def main() -> None:
     from pydantic import ValidationError
 
     try:
-        code = app(standalone_mode=False)  # click's own errors come here instead of its box
-    except click.UsageError as exc:  # a bad option, value or command: one line, exit 2
-        where = exc.ctx.command_path if exc.ctx is not None else "yinqi"
-        _error(f"{where}: {exc.format_message()}")
-        sys.exit(2)
+        # Not standalone: click's usage errors (a bad choice or number on any command) come
+        # here and print as one line, not a framed box; typer turns Ctrl-C into exit code 130.
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:
+        where = f"{exc.ctx.command_path}: " if isinstance(exc, click.UsageError) and exc.ctx else ""
+        _error(where + exc.format_message())
+        sys.exit(exc.exit_code)
     except click.Abort:
         err_console.print("aborted")
         sys.exit(1)
@@ -112,8 +114,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    if code == 130:
+        err_console.print("interrupted")
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _one_line(exc: Exception) -> str:

@@ -29,19 +29,21 @@ def features(
 
     Features: amount, count, avg_rating, inventory_turnover, growth (per-merchant month-on-month,
     0 in a merchant's first month, flagged by first_month), past_defaults, category; label: default.
+    Numbers must be finite and plausible (within ±1e15); the file is written whole or not at all.
     """
     from rich.console import Console
 
+    from federation import files
     from federation.features import build_features
     from federation.schema import load_mapping, read_table
 
     console = Console(stderr=True)
     table = build_features(read_table(raw), str(raw), load_mapping(mapping))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # Whole or absent: a `features` killed mid-write leaves no truncated file to score.
     if out.suffix.lower() in {".parquet", ".pq"}:
-        table.to_parquet(out, index=False)
+        files.write_with(out, lambda path: table.to_parquet(path, index=False))
     else:
-        table.to_csv(out, index=False)
+        files.write_with(out, lambda path: table.to_csv(path, index=False))
     console.print(
         f"{raw}: {table['merchant_id'].nunique()} merchants, {len(table)} merchant-months, "
         f"default rate {table['default'].mean():.3f} -> {out}"
@@ -83,7 +85,9 @@ def synth(
     table = Table(title=f"synthetic platforms (seed {seed})")
     for column in ("file", "merchants", "transactions", "default rate"):
         table.add_column(column)
-    for path, n, rows, rate in zip(summary.platform_files, summary.merchants, summary.rows, summary.default_rates):
+    for path, n, rows, rate in zip(
+        summary.platform_files, summary.merchants, summary.rows, summary.default_rates, strict=True
+    ):
         table.add_row(str(path), str(n), str(rows), f"{rate:.3f}")
     table.add_row(str(summary.test_file), "held out", "", "")
     Console().print(table)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from server.fl.report import Report
 
 console = Console()
 
@@ -16,6 +21,21 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     root.command("train")(train)
     root.command("score")(score)
     groups["client"].command("ledger")(ledger)
+
+
+class Strategy(StrEnum):
+    fedavg = "fedavg"
+    fedprox = "fedprox"
+
+
+class Architecture(StrEnum):
+    logistic = "logistic"
+    mlp = "mlp"
+
+
+class Backend(StrEnum):
+    inprocess = "inprocess"
+    ray = "ray"
 
 
 def _fmt(value: object) -> str:
@@ -35,7 +55,7 @@ def train(
     delta: float = typer.Option(1e-5, "--delta", help="DP δ for the whole run."),
     no_dp: bool = typer.Option(False, "--no-dp", help="Train without differential privacy."),
     no_secagg: bool = typer.Option(False, "--no-secagg", help="Aggregate in the clear instead of with SecAgg+."),
-    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg or fedprox."),
+    strategy: Strategy = typer.Option(Strategy.fedavg, "--strategy", help="Aggregation strategy."),
     mu: float = typer.Option(0.01, "--mu", help="FedProx proximal strength."),
     local_epochs: int = typer.Option(2, "--local-epochs", min=1, help="Local epochs per round."),
     batch_size: int = typer.Option(
@@ -43,8 +63,13 @@ def train(
     ),
     lr: float = typer.Option(0.1, "--lr", help="Local SGD learning rate."),
     max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="DP-SGD per-example clipping norm."),
-    model: str = typer.Option("logistic", "--model", help="logistic or mlp."),
-    seed: int = typer.Option(0, "--seed", help="Seed for initial weights, shuffling and DP noise."),
+    model: Architecture = typer.Option(Architecture.logistic, "--model", help="Model architecture."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initial weights and shuffling (DP noise: OS entropy)."),
+    reproducible_noise: bool = typer.Option(
+        False,
+        "--reproducible-noise",
+        help="Seed the platforms' DP noise from --seed (tests, benchmarks); a platform whose policy forbids it refuses.",
+    ),
     test: Path = typer.Option(None, "--test", help="The bank's held-out labeled file, scored centrally each round."),
     out: Path = typer.Option(
         ..., "--out", help="Model directory to write (model.pt, encoder.json, meta.json, report.json)."
@@ -52,8 +77,8 @@ def train(
     central: bool = typer.Option(
         False, "--central", help="Yardstick: train the same model and a RandomForest on the pooled files."
     ),
-    backend: str = typer.Option(
-        "inprocess",
+    backend: Backend = typer.Option(
+        Backend.inprocess,
         "--backend",
         help="Simulation Engine backend: inprocess (ClientApps in worker threads, starts in ms) or ray (Flower's Ray actors, ~10 s start-up).",
     ),
@@ -74,9 +99,15 @@ def train(
     min_clients: int = typer.Option(
         2, "--min-clients", min=1, help="Fewest platforms whose updates a round must aggregate."
     ),
+    platform_policy: Path = typer.Option(
+        None,
+        "--platform-policy",
+        help="A privacy policy (policy.toml, as `yinqi client up --policy`) every simulated platform holds the run to; default: the run's own settings.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Train a credit model across platforms: federated (DP-SGD + SecAgg+ by default) or central."""
+    from clients.policy import load_policy
     from server.fl.config import FederationConfig
 
     cfg = FederationConfig(
@@ -88,14 +119,15 @@ def train(
         delta=delta,
         dp=not no_dp,
         secagg=not no_secagg,
-        strategy=strategy,
+        strategy=strategy.value,
         mu=mu,
         local_epochs=local_epochs,
         batch_size=batch_size,
         lr=lr,
         max_grad_norm=max_grad_norm,
-        architecture=model,
+        architecture=model.value,
         seed=seed,
+        reproducible_noise=reproducible_noise,
         test=test,
         out=out,
         epsilon_budget=epsilon_budget,
@@ -103,6 +135,7 @@ def train(
         consent_db=consent_db,
         min_clients=min_clients,
     )
+    policy = load_policy(platform_policy) if platform_policy is not None else None
     if central:
         from yinqi.harness.central import train_central
 
@@ -125,23 +158,19 @@ def train(
         from yinqi.harness.loopback import run_deployed
 
         with console.status("federated training on a loopback SuperLink + SuperNodes"):
-            report = run_deployed(cfg)
+            report = run_deployed(cfg, policies=policy)
     else:
         from yinqi.harness.federated import run_federation
 
-        if backend not in ("inprocess", "ray"):
-            from federation.errors import YinqiError
-
-            raise YinqiError(f"--backend: expected inprocess or ray, got {backend!r}")
         with console.status(f"federated training: {len(client)} platforms, {rounds} rounds (simulation)"):
-            report = run_federation(cfg, backend=backend)
+            report = run_federation(cfg, backend=backend.value, policies=policy)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return
     _print_report(report)
 
 
-def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+def _print_report(report: Report) -> None:
     table = Table(title=f"federated training ({report.engine})")
     for column in ("round", "seconds", "participants", "refused", "fed AUC", "fed KS", "test AUC", "test KS"):
         table.add_column(column)
@@ -159,10 +188,11 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     console.print(table)
     for name in report.platforms:
         eps = report.epsilon.get(name)
+        noise = report.dp_noise.get(name)
         state = (
             f"refused: {report.refused[name]}"
             if name in report.refused
-            else f"ε spent {eps:.3f}"
+            else f"ε spent {eps:.3f} (DP noise: {noise or '-'})"
             if eps is not None
             else "no DP"
         )
@@ -178,24 +208,14 @@ def score(
     ),
 ) -> None:
     """Write one default probability per input row, in input order, keeping id columns."""
-    import pandas as pd
+    from rich.text import Text
 
-    from federation.features import ID_COLUMNS
-    from federation.model import load_model
-    from federation.preprocess import load_features
-    from federation.schema import read_table
+    from federation.batch_scoring import score_file
 
-    scoring = load_model(model)
-    label = scoring.meta.get("label", "default")
-    frame, _ = load_features(data, drop=(label,))
-    probabilities = scoring.predict_proba(frame, file=str(data))
-    raw = read_table(data)
-    ids = [c for c in ID_COLUMNS if c in raw.columns]
-    result = raw[ids].copy() if ids else pd.DataFrame(index=raw.index)
-    result["default_probability"] = probabilities
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(out, index=False)
-    console.print(f"scored {len(result)} rows with model {scoring.version_hash[:12]} -> {out}")
+    result = score_file(model, data, out)
+    for warning in result.warnings():
+        Console(stderr=True).print(Text(f"warning: {warning}"), highlight=False, soft_wrap=True)
+    console.print(f"scored {result.rows} rows with model {result.model_version[:12]} -> {result.out}")
 
 
 def ledger(

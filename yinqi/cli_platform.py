@@ -56,8 +56,15 @@ def client_up(
     ),
     ca: Path | None = typer.Option(None, "--ca", help="The bank's CA certificate (TLS)."),
     name: str | None = typer.Option(None, "--name", help="Platform name (default: the key's or data file's name)."),
+    policy_file: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="This platform's privacy policy (policy.toml: DP, ε/δ caps, SecAgg+, fewest other platforms, approved ClientApps); default: the safe defaults.",
+    ),
     epsilon_budget: float | None = typer.Option(
-        None, "--epsilon-budget", help="This platform's lifetime ε budget; training past it is refused."
+        None,
+        "--epsilon-budget",
+        help="This platform's lifetime ε budget (overrides the policy's); training past it is refused.",
     ),
     ledger_db: str | None = typer.Option(
         None, "--ledger-db", help="SQLAlchemy URL of this platform's privacy ledger (default: ledger.db in --workdir)."
@@ -69,20 +76,33 @@ def client_up(
         60.0, "--connect-timeout", help="Give up when the bank does not answer within this many seconds."
     ),
 ) -> None:
-    """Run this platform's SuperNode (and ClientApp worker) next to its private data until Ctrl-C."""
+    """Run this platform's SuperNode (and ClientApp worker) next to its private data until Ctrl-C.
+
+    The node runs only the ClientApps its policy approves and only runs that meet its policy;
+    each refusal is printed here as one line (and kept: `yinqi client status`).
+    """
+    import math
+
     from clients.node.platform import PlatformNode, serve
+    from clients.policy import PolicyError, load_policy
     from federation.config import data_dir
+
+    policy = load_policy(policy_file)  # a mistake in it stops the node before it starts
+    if epsilon_budget is not None and not (math.isfinite(epsilon_budget) and epsilon_budget > 0):
+        raise PolicyError(f"--epsilon-budget must be a finite number > 0, got {epsilon_budget:g}")
 
     node_name = name or (key.name if key else data.stem)
     work = workdir or (data_dir() / "client" / node_name)
     work.mkdir(parents=True, exist_ok=True)
     features = data
     if mapping is not None:
+        from federation import files
         from federation.features import build_features
         from federation.schema import load_mapping, read_table
 
         features = work / "features.csv"
-        build_features(read_table(data), str(data), mapping=load_mapping(mapping)).to_csv(features, index=False)
+        table = build_features(read_table(data), str(data), mapping=load_mapping(mapping))
+        files.write_with(features, lambda path: table.to_csv(path, index=False))
     # The platform's own books: a ledger next to its node unless told otherwise.
     ledger = ledger_db or f"sqlite:///{(work / 'ledger.db').resolve()}"
     node = PlatformNode(
@@ -94,11 +114,17 @@ def client_up(
         epsilon_budget=epsilon_budget,
         ledger_db=ledger,
         connect_timeout=connect_timeout,
+        policy=policy,
+        refusal_log=work / "refusals.jsonl",
     )
     console.print(
         f"platform {node_name}: connecting to {bank} ({'TLS' if ca else 'insecure'}"
         f"{', key ' + str(key) if key else ''})"
     )
+    for line in node.effective_policy.describe():
+        console.print(
+            f"platform {node_name}: policy ({node.effective_policy.source}): {line}", highlight=False, soft_wrap=True
+        )
     import signal
 
     def _terminate(_signum: int, _frame: Any) -> None:
@@ -110,9 +136,59 @@ def client_up(
             node,
             work,
             on_ready=lambda: console.print(f"platform {node_name}: connected; waiting for runs (Ctrl-C stops)"),
+            on_refusal=lambda refusal: console.print(
+                f"platform {node_name}: {refusal.line()}", highlight=False, markup=False, soft_wrap=True
+            ),
         )
     except KeyboardInterrupt:
         console.print(f"platform {node_name}: stopped")
+
+
+def _plain(text: str) -> None:
+    """One line as it is: no rich markup (reasons contain brackets), no wrapping."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def client_status(
+    name: str | None = typer.Option(None, "--name", help="The platform's name (its work directory in the data dir)."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="The node's work directory (default: <data dir>/client/NAME)."
+    ),
+    recent: int = typer.Option(10, "--recent", min=0, help="How many of the latest refusals to show."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """This platform's node: running or not, its policy, the ClientApps it approves (pinned by
+    identity hash), ε spent against its lifetime budget, and what it refused."""
+    from clients.node.status import node_status
+    from federation.config import data_dir
+
+    if workdir is None:
+        if name is None:
+            raise NodeError("give --name NAME or --workdir DIR (the directory `yinqi client up` used)")
+        workdir = data_dir() / "client" / name
+    state = node_status(workdir, recent)
+    if as_json:
+        _print_json(state)
+        return
+    running = "running" if state["running"] else "not running"
+    _plain(f"platform {state['name']}: node {running} (pid {state['pid']}), bank {state['bank']}")
+    _plain(f"  data {state['data']}")
+    _plain(f"  policy {state['policy']['source']}")
+    for line in state["policy"]["lines"]:
+        _plain(f"    {line}")
+    for app in state["apps"]:
+        changed = "" if app["unchanged"] else "  [installed code changed since start: its runs are refused]"
+        _plain(f"  approved ClientApp {app['describe']}{changed}")
+        _plain(f"    identity {app['identity']}")
+    for digest in state["fab_hashes"]:
+        _plain(f"  approved FAB sha256 {digest}")
+    ledger = state["ledger"]
+    if ledger["spent"] is not None:
+        left = f", {ledger['left']:.3f} left of {ledger['lifetime']:g}" if "left" in ledger else ""
+        _plain(f"  ε spent over all runs {ledger['spent']:.3f}{left} (ledger {ledger['db']})")
+    _plain(f"  refusals: {state['refusal_count']}")
+    for refusal in state["refusals"]:
+        _plain(f"    {refusal['at'][:19]} run {refusal['run_id']} ({refusal['stage']}): {refusal['reason']}")
 
 
 def _consent_change(granted: bool) -> Any:
@@ -200,5 +276,6 @@ def consent_list(
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     client = groups["client"]
     client.command("up")(client_up)
+    client.command("status")(client_status)
     client.command("keygen")(keygen)
     client.add_typer(consent_app, name="consent")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +28,7 @@ def run(workdir: Path, console: Console) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     with console.status("fl: synthetic data for 3 platforms -> merchant features"):
         clients, test = make_feature_files(workdir / "data", platforms=3, merchants=300, months=12, seed=7)
-    common = dict(clients=clients, test=test, rounds=ROUNDS, seed=7)
+    common: dict[str, Any] = {"clients": clients, "test": test, "rounds": ROUNDS, "seed": 7}
     rows: list[tuple[str, float | None, float | None, str, str]] = []
 
     started = time.perf_counter()
@@ -36,7 +37,7 @@ def run(workdir: Path, console: Console) -> None:
     rows.append(("central RandomForest (pooled rows)", central.rf_auc, central.rf_ks, "-", f"{central.seconds:.1f}"))
     rows.append(("central torch (pooled rows)", central.torch_auc, central.torch_ks, "-", ""))
 
-    runs = [
+    runs: list[tuple[str, dict[str, Any], str]] = [
         ("federated, SecAgg+", dict(dp=False, secagg=True), "federated"),
         (f"federated, DP ε={EPSILON:g} + SecAgg+", dict(dp=True, epsilon=EPSILON, secagg=True), "federated_dp"),
     ]
@@ -59,7 +60,7 @@ def run(workdir: Path, console: Console) -> None:
             title, f"{auc:.4f}" if auc is not None else "-", f"{ks:.4f}" if ks is not None else "-", eps, seconds
         )
     console.print(table)
-    fed, dp = reports["federated"].final["test_auc"], reports["federated_dp"].final["test_auc"]
+    fed, dp = reports["federated"].final["test_auc"] or 0.0, reports["federated_dp"].final["test_auc"] or 0.0
     console.print(
         f"AUC gap to central torch: federated {central.torch_auc - fed:+.4f}, federated+DP {central.torch_auc - dp:+.4f}; "
         f"no platform's rows left it (aggregates, SecAgg+-masked updates and score histograms only). "

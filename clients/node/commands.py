@@ -14,6 +14,7 @@ CLIENT_PRELOAD = (
     "clients.train",
     "clients.data",
     "clients.ledger",
+    "clients.node.approval",
     "federation.model",
     "federation.privacy",
     "opacus",
@@ -37,6 +38,17 @@ def format_node_config(config: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def write_node_config(path: Path, config: dict[str, Any]) -> Path:
+    """The node config as a TOML file (None values left out), for `--node-config PATH.toml`."""
+    import tomli_w
+
+    from federation import files
+
+    if path.suffix != ".toml":
+        raise ValueError(f"{path}: Flower reads a node config file only when it ends in .toml")
+    return files.write_text(path, tomli_w.dumps({k: v for k, v in config.items() if v is not None}))
+
+
 def supernode_argv(
     superlink: str,
     runtime_port: int,
@@ -47,8 +59,14 @@ def supernode_argv(
     warm: bool,
     max_wait: float | None = None,
     node_poll: float | None = None,
+    config_file: Path | None = None,
 ) -> list[str]:
-    """`flower-supernode` (or yinqi's launcher of it with a shorter idle poll) for one platform."""
+    """`flower-supernode` (or yinqi's launcher of it with a shorter idle poll) for one platform.
+
+    With `config_file`, the node config is written there as TOML (Flower reads a `.toml` node
+    config whole): any text survives, quotes included (the policy travels as JSON); on the
+    command line Flower's key=value parser takes no quote inside a value.
+    """
     if node_poll is None:
         argv = [flwr_bin("flower-supernode")]
     else:
@@ -62,11 +80,21 @@ def supernode_argv(
         argv += ["--auth-supernode-private-key", str(key)]
     if warm:
         argv += ["--isolation", "process"]
-    if node_config:
+    if node_config and config_file is not None:
+        argv += ["--node-config", str(write_node_config(config_file, node_config))]
+    elif node_config:
         argv += ["--node-config", format_node_config(node_config)]
     if max_wait is not None:
         argv += ["--max-wait-time", str(max_wait)]
     return argv
+
+
+WORKER_READY = "yinqi worker ready on"
+
+
+def worker_ready(log: Path) -> bool:
+    """Whether the warm worker writing `log` has imported its ClientApp and warmed up."""
+    return log.exists() and WORKER_READY in log.read_text(errors="replace")
 
 
 def worker_argv(

@@ -1,24 +1,32 @@
 """A platform's side: `yinqi client up` runs its SuperNode (+ warm ClientApp worker) in the
 foreground, next to its private data, until Ctrl-C or until the bank refuses it.
 
-The SuperNode gets the platform's file, name, ledger and ε budget as `node_config`; the rows
-never leave this machine. Flower's refusals become one-line errors: an unregistered key (the
+The SuperNode gets the platform's file, name, ledger, privacy policy (its approved ClientApps
+pinned by identity) and refusal log as `node_config`; the rows never leave this machine, and the
+bank cannot change any of it. Every refusal is printed as one line while the node runs, and
+`yinqi client status` shows the node, its policy, its ledger and its refusals. Flower's refusals become one-line errors: an unregistered key (the
 SuperLink answers HTTP 412, the SuperNode exits 305) and a plaintext node pointed at a TLS bank
 (no response until it gives up).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clients.errors import NodeError
 from clients.ledger import PrivacyLedger
-from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
+from clients.node.approval import IDENTITIES_KEY, installed_identity, pinned_identities
+from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv, worker_ready
+from clients.node.status import write_node_state
+from clients.policy import PrivacyPolicy
+from clients.refusals import LOG_KEY, Refusal, read_refusals
 from federation.flower import base_env
-from federation.processes import Supervisor, log_tail
+from federation.processes import Proc, Supervisor, log_tail
 from federation.waiting import free_port
 
 ACTIVE_MARK = "SuperNode ID:"
@@ -31,17 +39,49 @@ class PlatformNode:
     name: str
     key: Path | None = None
     ca: Path | None = None
-    epsilon_budget: float | None = None
+    epsilon_budget: float | None = None  # overrides the policy's lifetime ε
     ledger_db: str | None = None
     node_poll: float | None = 0.1
     connect_timeout: float = 60.0
+    policy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    refusal_log: Path | None = None
+
+    @property
+    def effective_policy(self) -> PrivacyPolicy:
+        return self.policy.with_lifetime(self.epsilon_budget)
+
+    def identities(self) -> dict[str, str]:
+        """{approved component: identity digest} pinned now, at the node's start."""
+        return pinned_identities(self.effective_policy)
+
+    def state(self, pid: int) -> dict[str, Any]:
+        """What `yinqi client status` shows about this node (written when it starts)."""
+        policy = self.effective_policy
+        return {
+            "name": self.name,
+            "bank": self.bank,
+            "tls": self.ca is not None,
+            "key": str(self.key) if self.key else None,
+            "data": str(self.data.resolve()),
+            "ledger_db": self.ledger_db,
+            "policy": {"source": policy.source, "lines": policy.describe(), "node_config": policy.to_node_config()},
+            "apps": [
+                {"component": c, "identity": digest, "describe": installed_identity(c).describe()}
+                for c, digest in self.identities().items()
+            ],
+            "fab_hashes": list(policy.fab_hashes),
+            "refusal_log": str(self.refusal_log.resolve()) if self.refusal_log else None,
+            "pid": pid,
+        }
 
     def node_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"data-path": str(self.data.resolve()), "platform-name": self.name}
         if self.ledger_db:
             config["ledger-db"] = self.ledger_db
-        if self.epsilon_budget is not None:
-            config["epsilon-budget"] = float(self.epsilon_budget)
+        config.update(self.effective_policy.to_node_config())
+        config[IDENTITIES_KEY] = json.dumps(self.identities(), sort_keys=True)
+        if self.refusal_log is not None:
+            config[LOG_KEY] = str(self.refusal_log.resolve())
         return config
 
 
@@ -98,6 +138,7 @@ def start(node: PlatformNode, workdir: Path, supervisor: Supervisor | None = Non
             warm=True,
             max_wait=node.connect_timeout,
             node_poll=node.node_poll,
+            config_file=workdir / "node-config.toml",
         ),
     )
     sup.start(
@@ -110,13 +151,14 @@ def start(node: PlatformNode, workdir: Path, supervisor: Supervisor | None = Non
 
 def wait_connected(sup: Supervisor, node: PlatformNode) -> None:
     """Block until the SuperNode is accepted by the bank, or raise a one-line reason."""
-    proc = sup.procs[0]
+    proc, worker = sup.procs[0], sup.procs[1]
     # Flower gives up after --max-wait-time plus its last back-off: allow for that.
     deadline = time.monotonic() + 2 * node.connect_timeout + 10
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise NodeError(explain_exit(proc.log, node))
         if ACTIVE_MARK in proc.log.read_text(errors="replace"):
+            _wait_worker(worker)
             return
         time.sleep(0.2)
     if node.ca is None:
@@ -127,18 +169,46 @@ def wait_connected(sup: Supervisor, node: PlatformNode) -> None:
     raise NodeError(f"no answer from the bank at {node.bank} within {node.connect_timeout:.0f} s")
 
 
-def serve(node: PlatformNode, workdir: Path, on_ready=None) -> None:  # type: ignore[no-untyped-def]
-    """Run until Ctrl-C (clean stop) or until the SuperNode stops (error with its reason)."""
+def _wait_worker(worker: Proc, timeout: float = 300.0) -> None:
+    """Until the warm worker has imported the ClientApp and warmed up (a task reaching it earlier
+    would wait for that, past the bank's reply deadlines)."""
+    deadline = time.monotonic() + timeout
+    while not worker_ready(worker.log):
+        if worker.popen.poll() is not None or time.monotonic() > deadline:
+            raise NodeError(
+                f"the ClientApp worker did not start (code {worker.popen.returncode}, log {worker.log}):\n"
+                + log_tail(worker.log, 8)
+            )
+        time.sleep(0.2)
+
+
+def serve(
+    node: PlatformNode,
+    workdir: Path,
+    on_ready: Callable[[], object] | None = None,
+    on_refusal: Callable[[Refusal], object] | None = None,
+) -> None:
+    """Run until Ctrl-C (clean stop) or until the SuperNode stops (error with its reason).
+
+    `on_refusal(refusal)` is called for every refusal the node records while it runs.
+    """
     with start(node, workdir) as sup:
+        write_node_state(workdir, node.state(sup.procs[0].pid))
         wait_connected(sup, node)
         if on_ready is not None:
             on_ready()
         node_proc, worker = sup.procs[0], sup.procs[1]
+        seen = len(read_refusals(node.refusal_log)) if node.refusal_log else 0
         while node_proc.popen.poll() is None:
             if worker.popen.poll() is not None:
                 raise NodeError(
                     f"the ClientApp worker stopped (code {worker.popen.returncode}, log {worker.log}):\n"
                     + log_tail(worker.log, 8)
                 )
+            if node.refusal_log is not None and on_refusal is not None:
+                refusals = read_refusals(node.refusal_log)
+                for refusal in refusals[seen:]:
+                    on_refusal(refusal)
+                seen = len(refusals)
             time.sleep(0.5)
         raise NodeError(explain_exit(node_proc.log, node))

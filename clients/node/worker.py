@@ -9,6 +9,10 @@ child starts with everything already imported, keeps the per-message isolation F
 (a crash or leak stays in the child), and talks to the SuperNode through the same Runtime API.
 The Flower internals it needs are in `federation.adapters.flwr.ClientAppRuntime`.
 
+Before the child installs the run's FAB or loads anything from it, the platform's policy decides
+whether it runs that ClientApp at all (`clients.node.approval`): an unapproved app is refused
+with a one-line reason in this worker's log, the node's refusal log and the reply to the bank.
+
     python -m clients.node.worker --runtime-api-address 127.0.0.1:9094 --insecure \
         --preload clients.app --parent-pid <supernode pid>
 """
@@ -22,6 +26,7 @@ import signal
 import sys
 import time
 
+from clients.node.commands import WORKER_READY
 from federation.adapters import flwr as adapter
 
 
@@ -49,14 +54,26 @@ def _reap() -> None:
             return
 
 
+def approve(task: adapter.TaskApp) -> str | None:
+    """The platform's decision on the task's ClientApp (None: approved), recorded if refused."""
+    from clients.node.approval import refusal
+    from clients.refusals import record_refusal
+
+    platform = str(task.node_config.get("platform-name", "this platform"))
+    reason = refusal(platform, task.node_config, task.fab_hash, task.fab_content)
+    if reason is not None:
+        record_refusal(task.node_config, task.run_id, "app", reason)
+    return reason
+
+
 def _run_child(runtime: adapter.ClientAppRuntime, token: str) -> None:
-    """In the forked child: run one ClientApp task, then exit with its code."""
+    """In the forked child: check the task's app, run it, then exit with its code."""
     code = 0
     started = time.perf_counter()
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        runtime.run_task(token, parent_pid=os.getppid())
+        runtime.run_task(token, parent_pid=os.getppid(), check=approve)
     except SystemExit as exc:  # flwr_exit ends the task with sys.exit(code)
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -93,7 +110,7 @@ def main() -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)
-    print(f"yinqi worker ready on {args.runtime_api_address}", flush=True)
+    print(f"{WORKER_READY} {args.runtime_api_address}", flush=True)
     try:
         while True:
             _reap()

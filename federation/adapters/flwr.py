@@ -9,13 +9,17 @@ function relies on, so an upgrade fails there first. Why each one exists:
   pieces Flower's simulation uses: an in-memory LinkState, `InMemoryGrid`, node registration.
 - **A warm ClientApp worker** (`ClientAppRuntime`): in place of Flower's SuperExec, which starts
   a new Python (and imports torch) for every message; the worker acquires tasks through the
-  SuperNode's Runtime API and runs Flower's own `run_clientapp` in a forked child.
+  SuperNode's Runtime API and runs Flower's own `run_clientapp` in a forked child. Before the
+  task's app is installed or loaded, the platform's check sees the run's FAB and node config
+  and may refuse it (`run_task(check=...)`): Flower's own `--trusted-entities` verifies FABs
+  signed through Flower's platform, which a closed federation cannot reach.
 - **A shorter SuperNode idle poll** (`cap_supernode_idle_poll`): the SuperNode sleeps a
   hard-coded 3 s between empty polls; there is no flag for it.
 - **The Control API from Python** (`ControlClient`): the `flwr` CLI costs ~1 s of start-up per
   call; the Control API has no public Python client.
-- **Workflow and SecAgg+ record keys** (`current_round`, `SECAGG_CONFIGS_KEY`): the legacy
-  workflows keep the round number in a config record whose name is a module constant.
+- **Workflow and SecAgg+ record keys** (`current_round`, `secagg_configs_key`,
+  `secagg_neighbours`): the legacy workflows keep the round number in a config record whose
+  name is a module constant; a SecAgg+ message lists the nodes whose key shares it carries.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import sys
 import time as _time
 import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 CHECKED_FLWR = "1.42."
 
@@ -70,6 +75,17 @@ def secagg_configs_key() -> str:
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
     return str(RECORD_KEY_CONFIGS)
+
+
+def secagg_neighbours(message: Any) -> int | None:
+    """Under SecAgg+'s masking stage, how many other nodes' encrypted key shares reached this
+    node (each completed a key exchange with it this round); None outside SecAgg+."""
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+
+    configs = message.content.config_records.get(RECORD_KEY_CONFIGS)
+    if configs is None or Key.SOURCE_LIST not in configs:
+        return None
+    return len(set(configs[Key.SOURCE_LIST]))
 
 
 # -- simulation runtime ----------------------------------------------------------------------------
@@ -247,11 +263,18 @@ class ClientAppRuntime:
         res = self._client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
         return str(res.token) if res.HasField("task") and res.token else None
 
-    def run_task(self, token: str, parent_pid: int) -> None:
-        """Run one task exactly as `flwr-clientapp` would (ends with SystemExit(code))."""
-        from flwr.supernode.runtime.run_clientapp import run_clientapp
+    def run_task(self, token: str, parent_pid: int, check: Callable[[TaskApp], str | None] | None = None) -> None:
+        """Run one task exactly as `flwr-clientapp` would (ends with SystemExit(code)).
 
-        run_clientapp(
+        `check(task_app)` runs after the task's inputs are pulled and before the FAB is installed
+        or any of its code is loaded; a reason (str) refuses the task: the node replies with an
+        `INVALID_FAB` error carrying the reason and the task ends as failed.
+        """
+        from flwr.supernode.runtime import run_clientapp as module
+
+        if check is not None:  # this forked child runs one task: the replacement dies with it
+            cast(Any, module).pull_task_input = _checked_pull(module.pull_task_input, check)
+        module.run_clientapp(
             runtime_api_address=self.address,
             token=token,
             insecure=self.insecure,
@@ -262,6 +285,44 @@ class ClientAppRuntime:
 
     def close(self) -> None:
         self._client.close()
+
+
+@dataclass(frozen=True)
+class TaskApp:
+    """What a node is asked to run, as the platform's check sees it (nothing loaded yet)."""
+
+    run_id: int
+    fab_hash: str
+    fab_content: bytes
+    node_config: dict[str, Any]
+
+
+class TaskRefused(SystemExit):
+    """The platform's check refused the task (its reply and final status are already sent)."""
+
+
+TASK_REFUSED_CODE = 78  # EX_CONFIG: refused by the node's configuration (its policy)
+
+
+def _checked_pull(pull: Callable[[Any], Any], check: Callable[[TaskApp], str | None]) -> Callable[[Any], Any]:
+    """`run_clientapp`'s pull of the task inputs, followed by the platform's check."""
+    from flwr.app import Message
+    from flwr.app.error import Error
+    from flwr.common.constant import ErrorCode, SubStatus
+    from flwr.supernode.runtime import run_clientapp as module
+
+    def pull_then_check(client: Any) -> Any:
+        message, context, run, fab = pull(client)
+        reason = check(TaskApp(int(run.run_id), str(fab.hash_str), bytes(fab.content), dict(context.node_config)))
+        if reason is None:
+            return message, context, run, fab
+        module.push_message(
+            client, Message(Error(code=ErrorCode.INVALID_FAB, reason=reason), reply_to=message), context
+        )
+        module.push_task_output(client=client, context=context, sub_status=SubStatus.FAILED, details=reason)
+        raise TaskRefused(TASK_REFUSED_CODE)
+
+    return pull_then_check
 
 
 def exit_with_parent(parent_pid: int) -> None:

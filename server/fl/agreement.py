@@ -1,10 +1,12 @@
 """The federated preprocessing round: platforms send aggregates, the bank agrees one encoder.
 
-Each platform answers a `query` message with its `LocalStats` (row count, per numeric column
-count/sum/sum of squares, per categorical column value counts) or a one-line refusal when its
-file is unusable. The bank keeps the platforms that share the majority schema (same numeric and
+Each platform answers a `query` message with its `LocalStats` (row count, per numeric column a
+fixed-bin sketch with per-bin count/sum/sum of squares, per categorical column value counts) or
+a one-line refusal when its file is unusable or the run is below its policy. Statistics that
+cannot come from a real table are refused too. The bank keeps the platforms that share the majority schema (same numeric and
 categorical columns), refuses the others with the difference spelled out, merges the accepted
-stats and builds the `Encoder` every platform then applies to its own rows.
+stats and builds the `Encoder` (numeric columns clipped at agreed quantiles, then standardised)
+every platform then applies to its own rows.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from federation.preprocess import Encoder, LocalStats
 
 STATS_RECORD = "yinqi-stats"
 QUERY_RECORD = "yinqi-query"
@@ -25,7 +31,7 @@ QUERY_RECORD = "yinqi-query"
 class Agreement:
     """Outcome of the preprocessing round."""
 
-    encoder: object | None = None
+    encoder: Encoder | None = None
     accepted: dict[int, str] = field(default_factory=dict)  # node id -> platform
     refused: dict[str, str] = field(default_factory=dict)  # platform -> reason
     rows: dict[str, int] = field(default_factory=dict)
@@ -59,18 +65,22 @@ def collect_stats(grid: Grid, node_ids: list[int]) -> dict[int, dict]:
     for reply in grid.send_and_receive(messages):
         nid = reply.metadata.src_node_id
         if reply.has_error():
-            replies[nid] = {"platform": f"node-{nid}", "refused": f"ClientApp error: {reply.error.reason[:300]}"}
+            replies[nid] = {
+                "platform": f"node-{nid}",
+                "refused": f"ClientApp error: {(reply.error.reason or '')[:300]}",
+            }
         else:
             replies[nid] = dict(reply.content.config_records[STATS_RECORD])
     return replies
 
 
-def _describe(stats) -> tuple[tuple[str, ...], tuple[str, ...]]:  # type: ignore[no-untyped-def]
+def _describe(stats: LocalStats) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(stats.numeric)), tuple(sorted(stats.categorical))
 
 
 def agree(replies: dict[int, dict], max_categories: int = 50) -> Agreement:
     """Keep the majority schema, refuse the rest, merge stats and build the encoder."""
+    from federation.errors import DataError
     from federation.preprocess import Encoder, LocalStats, merge_stats
 
     out = Agreement()
@@ -81,7 +91,11 @@ def agree(replies: dict[int, dict], max_categories: int = 50) -> Agreement:
         if "refused" in reply:
             out.refused[name] = str(reply["refused"])
             continue
-        stats = LocalStats.from_dict(json.loads(str(reply["stats"])))
+        try:
+            stats = LocalStats.from_dict(json.loads(str(reply["stats"])), who=name)
+        except (DataError, ValueError) as exc:  # a careless or hostile platform's aggregates
+            out.refused[name] = str(exc) if isinstance(exc, DataError) else f"{name} sent statistics that are not JSON"
+            continue
         parsed[nid] = (name, stats)
     if not parsed:
         return out

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from federation.adapters import flwr as adapter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from federation.preprocess import Encoder
+    from server.fl.config import FederationConfig
+    from server.fl.report import Report
+    from server.fl.strategy import RunRecorder
 
 app = ServerApp()
 log = logging.getLogger("yinqi.fl")
@@ -34,7 +41,9 @@ def secagg_shape(n_clients: int) -> tuple[float, float]:
     return 5 / n_clients, 0.6
 
 
-def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
+def _central_evaluator(
+    cfg: FederationConfig, encoder: Encoder, recorder: RunRecorder
+) -> Callable[[int, list[Any], dict[str, Any]], tuple[float, dict[str, Any]]] | None:
     """The bank scores its own held-out file (if any) with each round's global model."""
     if cfg.test is None:
         return None
@@ -49,7 +58,7 @@ def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
     y = table.y.astype(np.int64)
     model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
 
-    def evaluate(server_round: int, weights: list, _config: dict) -> tuple[float, dict[str, Any]]:
+    def evaluate(server_round: int, weights: list[Any], _config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         set_weights(model, weights)
         p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
         loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
@@ -64,7 +73,7 @@ def _central_evaluator(cfg, encoder, recorder):  # type: ignore[no-untyped-def]
     return evaluate
 
 
-def _checked(fit_workflow, recorder):  # type: ignore[no-untyped-def]
+def _checked(fit_workflow: Callable[[Grid, Context], None], recorder: RunRecorder) -> Callable[[Grid, Context], None]:
     """Run one fit round; a round that aggregated nothing is an error, never a silent no-op."""
     import numpy as np
 
@@ -98,15 +107,21 @@ def _checked(fit_workflow, recorder):  # type: ignore[no-untyped-def]
 
 def run_server(grid: Grid, context: Context) -> None:
     """The bank's whole run (the ServerApp's main)."""
+    from federation.model import ENCODER_FILE, META_FILE, MODEL_FILE
     from server.fl.config import FederationConfig
-    from server.fl.errors import FederationError
+    from server.fl.errors import FederationError, RunInterrupted
     from server.fl.report import Report
 
     started = time.perf_counter()
     cfg = FederationConfig.from_run_config(dict(context.run_config))
     cfg.out.mkdir(parents=True, exist_ok=True)
+    # The directory holds this run's outputs: a model from an earlier run is removed first (its
+    # meta.json, the commit mark, before the rest), so a failed run never sits beside one.
+    for name in (META_FILE, MODEL_FILE, ENCODER_FILE):
+        (cfg.out / name).unlink(missing_ok=True)
     report = Report(
         engine=str(context.run_config.get("engine", "simulation")),
+        status="running",
         settings={k: v for k, v in cfg.to_run_config().items() if k not in ("client-files",)},
         platforms=list(cfg.platform_names),
     )
@@ -115,13 +130,23 @@ def run_server(grid: Grid, context: Context) -> None:
         _run_rounds(grid, context, cfg, report, started)
     except FederationError as exc:
         # The failure is loud (raised) and also on record, with every round's reasons so far.
-        report.status, report.error = "failed", str(exc)
+        if isinstance(exc, RunInterrupted):
+            done = sum(1 for r in report.rounds if r.aggregated and r.federated_auc is not None)
+            exc = RunInterrupted(
+                f"interrupted at round {report.current_round} of {cfg.rounds} ({done} round(s) completed); "
+                "no model written"
+            )
+            report.status = "interrupted"
+        else:
+            report.status = "failed"
+        report.error = str(exc)
         report.seconds = time.perf_counter() - started
+        report.settings["dp-noise"] = report.noise_summary
         report.write(cfg.out / "report.json")
-        raise
+        raise exc from None
 
 
-def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> None:  # type: ignore[no-untyped-def]
+def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Report, started: float) -> None:
     from flwr.common import parameters_to_ndarrays
     from flwr.compat.common.recorddict_compat import arrayrecord_to_parameters
     from flwr.server import LegacyContext, ServerConfig
@@ -152,7 +177,7 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
 
     # 2. Strategy, SecAgg+ and the rounds.
     initial_model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
-    recorder = RunRecorder(report, agreement.node_names, cfg.min_clients)
+    recorder = RunRecorder(report, agreement.node_names, cfg.min_clients, cfg.out / "report.json")
     strategy = make_strategy(
         cfg.strategy,
         recorder=recorder,
@@ -193,6 +218,7 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
     }
     report.seconds = time.perf_counter() - started
     report.model_dir = str(cfg.out)
+    report.settings["dp-noise"] = report.noise_summary
     meta = {
         "architecture": cfg.architecture,
         "hidden": cfg.hidden,
@@ -204,9 +230,11 @@ def _run_rounds(grid: Grid, context: Context, cfg, report, started: float) -> No
         "dp": cfg.dp,
         "secagg": cfg.secagg,
         "epsilon_spent": report.epsilon,
+        "dp_noise": report.noise_summary,
         "participants": report.participants,
     }
     report.version_hash = save_model(cfg.out, final, encoder, meta)
+    report.status = "ok"
     report.write(cfg.out / "report.json")
 
 

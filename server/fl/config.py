@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from federation.errors import ConfigError
 
@@ -19,7 +19,9 @@ LIST_SEPARATOR = "|"
 
 
 class FederationConfig(BaseModel):
-    """Everything one federated training run needs."""
+    """Everything one federated training run needs. Numbers must be finite (inf/nan refused)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     clients: list[Path] = Field(description="one private feature file per platform (CSV/Parquet)")
     platform_names: list[str] = Field(default_factory=list, description="platform names (default: file stems)")
@@ -57,6 +59,10 @@ class FederationConfig(BaseModel):
     )
     secagg_clip: float = Field(default=8.0, gt=0)
     node_wait_seconds: float = Field(default=120.0, gt=0)
+    reproducible_noise: bool = Field(
+        default=False,
+        description="seeded DP noise (tests, benchmarks); each platform's policy must allow it, else it refuses",
+    )
 
     @field_validator("clients")
     @classmethod

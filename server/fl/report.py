@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from federation import files
+
 
 @dataclass
 class ClientRound:
@@ -22,6 +24,8 @@ class ClientRound:
     noise_multiplier: float | None = None
     sample_rate: float | None = None
     dp_steps: int | None = None
+    dp_noise: str | None = None  # "os-entropy" | "seeded (reproducible)": what the platform drew from
+    diverged: str | None = None
 
 
 @dataclass
@@ -47,8 +51,11 @@ class Report:
 
     mode: str = "federated"
     engine: str = "simulation"
-    status: str = "ok"  # "failed": `error` says why; no model was written
+    # "running" while the rounds go on; "ok"; "failed" or "interrupted": `error` says why and
+    # where, and no model was written.
+    status: str = "ok"
     error: str | None = None
+    current_round: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     platforms: list[str] = field(default_factory=list)
     participants: list[str] = field(default_factory=list)
@@ -57,6 +64,7 @@ class Report:
     initial: dict[str, float | None] = field(default_factory=dict)
     rounds: list[RoundReport] = field(default_factory=list)
     epsilon: dict[str, float] = field(default_factory=dict)
+    dp_noise: dict[str, str] = field(default_factory=dict)  # platform -> noise source it drew from
     final: dict[str, float | None] = field(default_factory=dict)
     seconds: float = 0.0
     version_hash: str = ""
@@ -66,7 +74,18 @@ class Report:
         return asdict(self)
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
+        """Write the report whole (a reader never sees half of it)."""
+        files.write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
+
+    @property
+    def noise_summary(self) -> str | None:
+        """Which DP noise ran: one source for all platforms, or each platform's."""
+        kinds = sorted(set(self.dp_noise.values()))
+        if not kinds:
+            return None
+        if len(kinds) == 1:
+            return kinds[0]
+        return "mixed: " + ", ".join(f"{p} {k}" for p, k in sorted(self.dp_noise.items()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:

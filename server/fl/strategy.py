@@ -4,9 +4,13 @@ Flower's legacy strategies (the only ones SecAgg+ runs with in flwr 1.42) plus w
 needs on top:
 
 - every round's fit config carries the round number and the agreed encoder;
-- refusals (weight 0: bad data, privacy budget spent) and failures are recorded per platform,
-  the round goes on with the others; a round in which fewer than `min_clients` platforms'
-  updates were aggregated raises `FederationError` instead of silently keeping the old model;
+- refusals (weight 0: bad data, privacy budget spent, a run below the platform's own policy)
+  and failures are recorded per platform and logged, the round goes on with the others; a round
+  in which fewer than `min_clients` platforms' updates were aggregated raises `FederationError`
+  instead of silently keeping the old model;
+- a platform whose local training diverged (non-finite loss or weights; it sends no update),
+  or an aggregate that is not finite, stops the run (`TrainingDiverged`): no model is written
+  and the report names the platform and the round;
 - federated evaluation sums the platforms' per-class score histograms into AUC/KS;
 - the bank's own held-out file (optional) is scored centrally each round.
 """
@@ -14,18 +18,22 @@ needs on top:
 from __future__ import annotations
 
 import json
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.common import EvaluateIns, EvaluateRes, FitIns, FitRes, Parameters, Scalar
+from flwr.common import EvaluateIns, EvaluateRes, FitIns, FitRes, Parameters, Scalar, parameters_to_ndarrays
 from flwr.server.client_manager import ClientManager, SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
 from flwr.server.strategy import FedAvg, FedProx
 
-from server.fl.errors import FederationError
+from server.fl.errors import FederationError, TrainingDiverged
 from server.fl.report import ClientRound, Report, RoundReport
+
+log = logging.getLogger("yinqi.fl")
 
 
 class _Accepted(Criterion):
@@ -57,15 +65,21 @@ class AcceptedClientManager(SimpleClientManager):
 
 
 class RunRecorder:
-    """Collects the report while the strategy runs."""
+    """Collects the report while the strategy runs (and writes it as progress, if given a path)."""
 
-    def __init__(self, report: Report, node_names: dict[int, str], min_clients: int) -> None:
+    def __init__(self, report: Report, node_names: dict[int, str], min_clients: int, path: Path | None = None) -> None:
         self.report = report
         self.node_names = node_names
         self.min_clients = min_clients
+        self.path = path
         self.rounds: dict[int, RoundReport] = {}
         self.started: dict[int, float] = {}
         self.sampled: dict[int, list[ClientProxy]] = {}
+
+    def progress(self) -> None:
+        """Write the report as it stands (status "running"): an interrupted run keeps its rounds."""
+        if self.path is not None:
+            self.report.write(self.path)
 
     def round(self, server_round: int) -> RoundReport:
         if server_round not in self.rounds:
@@ -104,10 +118,18 @@ class _Bank:
     ) -> list[tuple[ClientProxy, FitIns]]:
         self.recorder.started[server_round] = time.perf_counter()
         self.recorder.round(server_round)
+        self.recorder.report.current_round = server_round
+        self.recorder.progress()
         instructions = super().configure_fit(server_round, parameters, client_manager)  # type: ignore[misc]
         self.recorder.sampled[server_round] = [proxy for proxy, _ in instructions]
         for _, ins in instructions:
-            ins.config = {**ins.config, "round": server_round, "encoder": self.encoder_json}
+            # `platforms`: how many this round samples (a platform's policy may ask for a minimum).
+            ins.config = {
+                **ins.config,
+                "round": server_round,
+                "encoder": self.encoder_json,
+                "platforms": len(instructions),
+            }
         return instructions
 
     def aggregate_fit(
@@ -118,6 +140,7 @@ class _Bank:
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         record = self.recorder.round(server_round)
         contributing = []
+        diverged: list[str] = []
         for proxy, res in results:
             metrics = dict(res.metrics or {})
             name = self.recorder.name(proxy, metrics)
@@ -134,17 +157,29 @@ class _Bank:
                     noise_multiplier=float(metrics["noise-multiplier"]) if "noise-multiplier" in metrics else None,
                     sample_rate=float(metrics["sample-rate"]) if "sample-rate" in metrics else None,
                     dp_steps=int(metrics["dp-steps"]) if "dp-steps" in metrics else None,
+                    dp_noise=str(metrics["dp-noise"]) if "dp-noise" in metrics else None,
+                    diverged=str(metrics["diverged"]) if "diverged" in metrics else None,
                 )
             )
+            if "epsilon" in metrics:  # spent, whether or not the update is used
+                self.recorder.report.epsilon[name] = float(metrics["epsilon"])
+            if "dp-noise" in metrics:
+                self.recorder.report.dp_noise[name] = str(metrics["dp-noise"])
+            if "diverged" in metrics:
+                diverged.append(str(metrics["diverged"]))
+                continue
             if refused or res.num_examples <= 0:
                 record.refused[name] = str(refused or "no examples")
+                log.warning("round %s: platform %s refused: %s", server_round, name, record.refused[name])
                 continue
             contributing.append((proxy, res))
             record.participants.append(name)
-            if "epsilon" in metrics:
-                self.recorder.report.epsilon[name] = float(metrics["epsilon"])
         record.participants.sort()
         record.clients.sort(key=lambda c: c.platform)
+        if diverged:
+            raise TrainingDiverged(
+                f"round {server_round}: {'; '.join(sorted(diverged))}; the run stops and no model is written"
+            )
         # Sampled platforms with no result: dropped mid-round (SecAgg+ recovers their masks) or failed.
         answered = {proxy.node_id for proxy, _ in results} | {f[0].node_id for f in failures if isinstance(f, tuple)}
         for proxy in self.recorder.sampled.get(server_round, []):
@@ -166,6 +201,11 @@ class _Bank:
         if parameters is None:
             raise FederationError(
                 f"round {server_round}: the strategy produced no aggregate; the model was NOT updated"
+            )
+        if not all(np.isfinite(a).all() for a in parameters_to_ndarrays(parameters)):
+            raise TrainingDiverged(
+                f"round {server_round}: the aggregate of {', '.join(record.participants)} is not finite; "
+                "the run stops and no model is written"
             )
         record.aggregated = True
         record.fit_seconds = time.perf_counter() - self.recorder.started.get(server_round, time.perf_counter())
@@ -194,8 +234,8 @@ class _Bank:
             metrics = res.metrics or {}
             if metrics.get("refused") or res.num_examples <= 0:
                 continue
-            p = np.frombuffer(metrics["pos-hist"], dtype=np.int64)
-            q = np.frombuffer(metrics["neg-hist"], dtype=np.int64)
+            p = np.frombuffer(_histogram(metrics["pos-hist"]), dtype=np.int64)
+            q = np.frombuffer(_histogram(metrics["neg-hist"]), dtype=np.int64)
             pos = p.copy() if pos is None else pos + p
             neg = q.copy() if neg is None else neg + q
             loss_sum += float(res.loss) * res.num_examples
@@ -209,7 +249,15 @@ class _Bank:
             record.federated_loss = loss_sum / max(n, 1)
             out = {"auc": auc, "ks": ks}
         record.seconds = time.perf_counter() - self.recorder.started.get(server_round, time.perf_counter())
+        self.recorder.progress()
         return (loss_sum / n if n else None), out
+
+
+def _histogram(value: Scalar) -> bytes:
+    """A platform's score histogram as sent (int64 counts as bytes); anything else is refused."""
+    if not isinstance(value, bytes):
+        raise FederationError(f"a platform sent a score histogram of type {type(value).__name__}, not bytes")
+    return value
 
 
 class BankFedAvg(_Bank, FedAvg):

@@ -70,5 +70,5 @@ def test_psi_is_zero_for_identical_and_positive_for_shifted():
     base = np.array([10, 20, 30, 40])
     assert population_stability_index(base, base) == pytest.approx(0.0, abs=1e-9)
     # hand value: a=[.4,.3,.2,.1], e=[.1,.2,.3,.4] -> sum (a-e) ln(a/e)
-    expected = sum((a - e) * np.log(a / e) for a, e in zip([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]))
+    expected = sum((a - e) * np.log(a / e) for a, e in zip([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4], strict=True))
     assert population_stability_index(base, base[::-1]) == pytest.approx(expected, rel=1e-4)

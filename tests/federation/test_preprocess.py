@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from federation.errors import DataError
-from federation.preprocess import OTHER, Encoder, compute_stats, load_labeled, merge_stats
+from federation.preprocess import OTHER, Encoder, LocalStats, compute_stats, load_labeled, merge_stats
 
 
 def test_merged_stats_give_pooled_mean_and_std():
@@ -37,7 +37,7 @@ def test_vocabulary_keeps_most_frequent_categories():
 def test_platforms_with_different_schemas_are_refused_by_name():
     a = compute_stats(pd.DataFrame({"x": [1.0]}), "a.csv")
     b = compute_stats(pd.DataFrame({"x": ["text"]}), "b.csv")
-    with pytest.raises(DataError, match="b.csv has columns numeric=\\[\\] categorical=\\['x'\\]"):
+    with pytest.raises(DataError, match=r"b\.csv has columns numeric=\[\] categorical=\['x'\]"):
         merge_stats([a, b])
 
 
@@ -80,8 +80,86 @@ def test_bad_training_files_get_one_line_errors(tmp_path, text, kwargs, message)
 
 def test_empty_file_and_parquet(tmp_path):
     empty = write(tmp_path, "", "empty.csv")
-    with pytest.raises(DataError, match="empty.csv: file is empty"):
+    with pytest.raises(DataError, match=r"empty\.csv: file is empty"):
         load_labeled(empty)
     frame = pd.DataFrame({"x": [1.5, 2.5], "default": [0, 1]})
     frame.to_parquet(tmp_path / "t.parquet")
     assert load_labeled(tmp_path / "t.parquet").y.tolist() == [0, 1]
+
+
+def test_one_extreme_value_from_one_platform_does_not_stretch_the_agreed_scale():
+    """Issue 11: with mean/std agreed from raw sums, one amount far out gave every other row the
+    same standardised value. Clipped at agreed quantiles, the typical rows keep their spread."""
+    rng = np.random.default_rng(0)
+    typical = [pd.DataFrame({"amount": rng.gamma(2.0, 500.0, 1000)}) for _ in range(3)]
+    careless = typical[2].copy()
+    careless.loc[7, "amount"] = 1e14  # plausible as a number, wrong as a merchant-month
+    clean = Encoder.from_stats(merge_stats([compute_stats(t) for t in typical]))
+    dirty = Encoder.from_stats(
+        merge_stats([compute_stats(typical[0]), compute_stats(typical[1]), compute_stats(careless)])
+    )
+
+    encoded = dirty.transform(typical[0])[:, 0]
+    assert encoded.std() == pytest.approx(clean.transform(typical[0])[:, 0].std(), rel=0.05)
+    assert 0.8 < encoded.std() < 1.2
+    high = dirty.bounds["amount"][1]
+    assert high < 1e5 and dirty.transform(careless)[7, 0] == pytest.approx(
+        (high - dirty.numeric["amount"][0]) / dirty.numeric["amount"][1]
+    )
+
+
+def test_clipped_moments_are_exact_for_the_clipped_column():
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(100.0, 20.0, 4000), [-5e6, 9e6, 1e7]])
+    encoder = Encoder.from_stats(compute_stats(pd.DataFrame({"x": values})))
+    low, high = encoder.bounds["x"]
+    clipped = np.clip(values, low, high)
+    assert encoder.numeric["x"] == pytest.approx((clipped.mean(), clipped.std()), rel=1e-9)
+    # only values in bins beyond the agreed quantiles' bins move
+    assert (values < low).sum() + (values > high).sum() <= 0.01 * len(values) + 3
+
+
+def test_old_encoders_without_bounds_still_load_and_do_not_clip():
+    encoder = Encoder.from_dict({"numeric": {"x": [0.0, 1.0]}, "categorical": {}, "columns": ["x"]})
+    assert encoder.bounds == {} and encoder.transform(pd.DataFrame({"x": [1e9]})).tolist() == [[1e9]]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda d: d.update(rows=5), "sent 1000 values for column 'x' but 5 rows"),
+        (lambda d: d["numeric"]["x"].update({"0": [1.0, float("nan"), 0.0]}), "non-finite statistics"),
+        (lambda d: d["numeric"]["x"].update({"8": [1.0, 9e99, 0.0]}), "inconsistent statistics for column 'x' (bin 8)"),
+        (lambda d: d.update(numeric="lots"), "malformed statistics"),
+        (lambda d: d["categorical"].update(c={"a": -3}), "value counts for column 'c'"),
+    ],
+    ids=["rows-do-not-add-up", "nan-sum", "mean-outside-its-bin", "not-a-table", "negative-count"],
+)
+def test_statistics_that_cannot_come_from_a_table_are_refused(tamper, message):
+    """A careless or hostile platform's aggregates are refused with a reason, never merged."""
+    frame = pd.DataFrame({"x": np.linspace(1.0, 50.0, 1000), "c": ["a"] * 1000})
+    data = compute_stats(frame, "p.csv").to_dict()
+    LocalStats.from_dict(data, who="p")  # the real thing passes
+    tamper(data)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        LocalStats.from_dict(data, who="p")
+
+
+def test_a_repeated_merchant_month_is_refused_naming_both_rows(tmp_path):
+    """Issue 11: duplicate merchant-month rows were accepted and counted twice."""
+    path = write(
+        tmp_path,
+        "merchant_id,month,amount,default\nA,2026-01,10,0\nB,2026-01,20,1\nA,2026-02,30,0\nB,2026-01,20,1\n",
+    )
+    with pytest.raises(DataError) as info:
+        load_labeled(path)
+    assert str(info.value) == (
+        f"{path}, column 'merchant_id', row 4: rows 2 and 4 are the same merchant-month ('B', '2026-01'); a "
+        "training file has one row per merchant and month, a repeated one would count twice: remove or merge it"
+    )
+
+
+def test_an_implausible_feature_value_is_refused_with_its_row(tmp_path):
+    path = write(tmp_path, "x,default\n1,0\n1e300,1\n")
+    with pytest.raises(DataError, match=r"column 'x', row 2: implausible value 1e\+300"):
+        load_labeled(path)

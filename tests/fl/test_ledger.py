@@ -23,7 +23,7 @@ def test_training_past_a_lifetime_budget_is_refused(tmp_path) -> None:  # type: 
     ledger = PrivacyLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
     ledger.record("shop", "run-1", 3, 2.5, 1e-5)
     ledger.check_budget("shop", "run-2", 0.5, budget=3.0)
-    with pytest.raises(BudgetExceeded, match="shop.*budget epsilon=3"):
+    with pytest.raises(BudgetExceeded, match=r"shop.*budget epsilon=3"):
         ledger.check_budget("shop", "run-2", 0.6, budget=3.0)
     ledger.check_budget("shop", "run-2", 0.6, budget=3.0, lifetime=False)  # per-run cap only
 

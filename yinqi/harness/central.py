@@ -10,12 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from server.fl.config import FederationConfig
 from server.fl.errors import FederationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from federation.preprocess import Encoder
 
 
 @dataclass
@@ -35,7 +40,7 @@ class CentralResult:
         return dict(self.__dict__)
 
 
-def _pooled(cfg: FederationConfig):  # type: ignore[no-untyped-def]
+def _pooled(cfg: FederationConfig) -> tuple[Encoder, np.ndarray, np.ndarray, dict[str, str]]:
     from federation.errors import YinqiError
     from federation.preprocess import Encoder, compute_stats, load_labeled, merge_stats
 
@@ -53,7 +58,7 @@ def _pooled(cfg: FederationConfig):  # type: ignore[no-untyped-def]
     return encoder, x, y, refused
 
 
-def train_torch(cfg: FederationConfig, x: np.ndarray, y: np.ndarray, n_features: int):  # type: ignore[no-untyped-def]
+def train_torch(cfg: FederationConfig, x: np.ndarray, y: np.ndarray, n_features: int) -> torch.nn.Module:
     """The federated model's architecture and optimiser, trained on all rows at once."""
     from clients.train import LocalTraining, train_local
     from federation.model import build_model

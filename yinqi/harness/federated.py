@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
+from clients.policy import PrivacyPolicy
 from server.fl.config import FederationConfig
 from server.fl.report import Report
 
@@ -28,19 +29,37 @@ def quiet_flower(level: int = logging.WARNING) -> None:
     flower.propagate = False
 
 
-def run_federation(config: FederationConfig, *, backend: str = "inprocess", workers: int = 2) -> Report:
-    """Train on the Simulation Engine; the model and `report.json` land in `config.out`."""
+def run_federation(
+    config: FederationConfig,
+    *,
+    backend: str = "inprocess",
+    workers: int = 2,
+    policies: PrivacyPolicy | list[PrivacyPolicy] | None = None,
+) -> Report:
+    """Train on the Simulation Engine; the model and `report.json` land in `config.out`.
+
+    `policies`: the simulated platforms' privacy policy (one for all, or one each); None lets
+    them allow exactly what `config` asks (`yinqi.harness.platforms.policy_for_run`).
+    Ctrl-C raises `RunInterrupted` (exit code 130) after the report says where the run stopped.
+    """
     quiet_flower()
     import torch
 
     torch.set_num_threads(1)  # many tiny models on 2 shared cores: threads only add contention
     from clients.app import app as client_app
     from server.fl.app import app as server_app
+    from server.fl.errors import RunInterrupted
+    from yinqi.harness.interrupt import settle_interrupted
+    from yinqi.harness.platforms import platform_node_configs
     from yinqi.harness.simulation import simulate
 
     config.out.mkdir(parents=True, exist_ok=True)
     report_path = config.out / REPORT_FILE
     report_path.unlink(missing_ok=True)
     run_config = {**config.to_run_config(), "engine": f"simulation ({backend})"}
-    simulate(server_app, client_app, run_config, config.node_configs(), backend=backend, workers=workers)
+    nodes = platform_node_configs(config, policies)
+    try:
+        simulate(server_app, client_app, run_config, nodes, backend=backend, workers=workers)
+    except RunInterrupted as exc:
+        raise settle_interrupted(report_path, config.rounds, config.ledger_url(), exc.run_id) from None
     return Report.read(report_path)

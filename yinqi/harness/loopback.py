@@ -18,24 +18,28 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clients.ledger import PrivacyLedger
-from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv
+from clients.node.commands import CLIENT_PRELOAD, CLIENT_WARMUP, supernode_argv, worker_argv, worker_ready
+from clients.policy import PrivacyPolicy
 from federation.flower import base_env
 from federation.processes import Proc, Supervisor, log_tail
 from federation.waiting import free_port
 from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir, write_flwr_home
-from server.deploy.control import Control
+from server.deploy.control import Control, RunStatus
 from server.deploy.errors import DeployError
 from server.deploy.launch import FAST_SERVERAPP, add_drops, node_ids_from_logs, run_config_for
 from server.deploy.superlink import TlsPaths, superlink_argv, wait_health
+from server.fl.config import FederationConfig
+from server.fl.report import Report
 
 
 def run_deployed(
-    config: Any,
+    config: FederationConfig,
     *,
     tls: TlsPaths | None = None,
     keys: list[Path] | None = None,
@@ -46,9 +50,15 @@ def run_deployed(
     reply_timeout: float = 300.0,
     timeout: float = 900.0,
     keep_logs: bool = False,
-    on_ready=None,
-):  # type: ignore[no-untyped-def]
+    on_ready: Callable[[LocalFederation], object] | None = None,
+    policies: PrivacyPolicy | list[PrivacyPolicy] | None = None,
+) -> Report:
     """Train `config` (a `server.fl.config.FederationConfig`) on a loopback deployment.
+
+    `policies`: the platforms' privacy policy (one for all, or one each; None: what the run
+    asks, `yinqi.harness.platforms.policy_for_run`). Each platform's refusals go to its log and
+    to `refusals-<name>.jsonl` in the work directory. Ctrl-C stops the run and raises
+    `RunInterrupted` once the report says where it stopped.
 
     `tls` + `keys` (private key paths, `KEY.pub` beside each): TLS and SuperNode
     authentication, keys registered through the Control API first. `warm`, `node_poll` and
@@ -57,29 +67,34 @@ def run_deployed(
     (SecAgg+ goes on with the others) and named in the report's round. `on_ready(fed)` is
     called once every SuperNode is online (tests use it to inject faults).
     """
-    from server.fl.report import Report
+    from yinqi.harness.interrupt import settle_interrupted
+    from yinqi.harness.platforms import platform_node_configs
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     report_path = out / "report.json"
     report_path.unlink(missing_ok=True)
     own_dir = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="yinqi-deploy-")) if own_dir else Path(workdir)
+    work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="yinqi-deploy-"))
     engine = "deployment (loopback" + (", TLS + node auth)" if tls else ")")
     failed = True
+    refusal_logs = [str(work / f"refusals-{name}.jsonl") for name in config.platform_names]
+    node_configs = platform_node_configs(config, policies, refusal_logs)
+    fed: LocalFederation | None = None
     try:
         with LocalFederation(
             work, tls=tls, warm=warm, node_poll=node_poll, preload=CLIENT_PRELOAD, warmup=CLIENT_WARMUP if warm else ()
-        ) as fed:
+        ) as federation:
+            fed = federation
             fed.start_superlink()
             if tls is not None:
                 if not keys or len(keys) < len(config.clients):
                     raise DeployError("TLS deployment needs one node key per platform")
                 with fed.control() as control:
-                    for key, name in zip(keys, config.platform_names):
+                    for key, name in zip(keys[: len(config.platform_names)], config.platform_names, strict=True):
                         control.register(Path(str(key) + ".pub"), name)
-            prepare_ledgers(config.node_configs())
-            for i, node_config in enumerate(config.node_configs()):
+            prepare_ledgers(node_configs)
+            for i, node_config in enumerate(node_configs):
                 fed.start_node(config.platform_names[i], node_config, key=keys[i] if tls is not None and keys else None)
             fed.wait_nodes(len(config.clients))
             if on_ready is not None:
@@ -114,6 +129,9 @@ def run_deployed(
         report.write(report_path)
         failed = False
         return report
+    except KeyboardInterrupt:
+        run_id = str(fed.run_id) if fed is not None and fed.run_id is not None else None
+        raise settle_interrupted(report_path, config.rounds, config.ledger_url(), run_id) from None
     finally:
         if own_dir and not keep_logs and not failed and not os.environ.get("YINQI_DEPLOY_KEEP_LOGS"):
             shutil.rmtree(work, ignore_errors=True)
@@ -169,6 +187,7 @@ class LocalFederation:
     nodes: dict[str, Proc] = field(init=False, default_factory=dict)
     workers: dict[str, Proc] = field(init=False, default_factory=dict)
     timings: dict[str, float] = field(init=False, default_factory=dict)
+    run_id: int | None = field(init=False, default=None)  # the run submitted last
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -230,6 +249,7 @@ class LocalFederation:
                 warm=self.warm,
                 max_wait=max_wait,
                 node_poll=self.node_poll,
+                config_file=self.workdir / f"node-config-{name}.toml",
             ),
         )
         self.nodes[name] = node
@@ -252,26 +272,33 @@ class LocalFederation:
                 self.supervisor.stop(proc, signal.SIGKILL)
 
     def wait_nodes(self, count: int, timeout: float = 60.0) -> float:
+        """Until `count` SuperNodes are online and every warm worker has imported its ClientApp
+        (a task that reaches a worker still warming up would wait for it, past reply deadlines)."""
         t0 = time.monotonic()
         deadline = t0 + timeout
         with self.control() as control:
             while True:
                 online = control.online()
-                if len(online) >= count:
+                if len(online) >= count and all(worker_ready(w.log) for w in self.workers.values()):
                     break
                 self.supervisor.check()
                 if time.monotonic() > deadline:
-                    raise DeployError(f"only {len(online)} of {count} SuperNodes came online within {timeout:.0f} s")
+                    waiting = sorted(n for n, w in self.workers.items() if not worker_ready(w.log))
+                    raise DeployError(
+                        f"only {len(online)} of {count} SuperNodes came online within {timeout:.0f} s"
+                        + (f" (workers still starting: {', '.join(waiting)})" if waiting else "")
+                    )
                 time.sleep(0.2)
         self.timings["nodes_ready_s"] = time.monotonic() - t0
         return self.timings["nodes_ready_s"]
 
     # runs --------------------------------------------------------------------------------
-    def run(self, app_dir: Path, overrides: dict[str, Any] | None = None, timeout: float = 600.0):  # type: ignore[no-untyped-def]
+    def run(self, app_dir: Path, overrides: dict[str, Any] | None = None, timeout: float = 600.0) -> RunStatus:
         """Submit the app in `app_dir` and wait for the run to finish; returns its RunStatus."""
         with self.control() as control:
             t0 = time.monotonic()
             run_id = control.start_run(app_dir, overrides)
+            self.run_id = run_id
             try:
                 status = control.wait_run(run_id, timeout, alive=self.supervisor.check)
             except BaseException:

@@ -6,16 +6,22 @@ only `partition-id`. This harness drives the same runtime pieces Flower's simula
 worker threads of this process (`backend="ray"` keeps Flower's Ray actors), and each node gets
 the real `node_config` a platform's SuperNode would have (`data-path`, `platform-name`, ...).
 The ServerApp and ClientApp objects are exactly the ones a deployment runs.
+
+Ctrl-C stops the run where it is: the ServerApp's Grid raises `RunInterrupted` at its next poll,
+the ServerApp writes its report as interrupted at that round (no model), the node workers finish
+the message in hand, and `simulate` raises `RunInterrupted` (carrying the run id).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from queue import Empty, Queue
 from typing import Any
 
 from federation.adapters import flwr as adapter
+from server.deploy.fastgrid import FastPollGrid
 
 log = logging.getLogger("yinqi.fl")
 
@@ -31,8 +37,11 @@ def simulate(
 ) -> Any:
     """Run `server_app` against one simulated SuperNode per entry of `node_configs`; returns
     the ServerApp's context. An exception in the ServerApp is raised here."""
+    from server.fl.errors import RunInterrupted
+
     link = adapter.SimulationLink(node_configs, run_config)
-    grid = link.grid()
+    interrupted = threading.Event()
+    grid = InterruptibleGrid(link.grid(), interrupted)
     stop = threading.Event()
     errors: Queue[BaseException] = Queue()
 
@@ -46,11 +55,27 @@ def simulate(
 
     server_thread = threading.Thread(target=serve, name="yinqi-serverapp", daemon=True)
     server_thread.start()
+    node_threads: list[threading.Thread] = []
     try:
         if backend == "ray":
             link.serve_with_ray(client_app, stop)
         else:
-            _serve_nodes(link, client_app, stop, workers)
+            node_threads = _start_node_workers(link, client_app, stop, workers)
+            for thread in node_threads:
+                thread.join()
+    except KeyboardInterrupt:
+        interrupted.set()  # the ServerApp stops at its next poll and writes where it was
+        server_thread.join(timeout=30)
+        stop.set()
+        for thread in node_threads:  # a node finishes the message in hand (its ledger entry)
+            thread.join(timeout=60)
+        error = RunInterrupted("interrupted before the first round")
+        while not errors.empty():
+            found = errors.get_nowait()
+            if isinstance(found, RunInterrupted):
+                error = found
+        error.run_id = str(link.run_id)
+        raise error from None
     finally:
         stop.set()
         server_thread.join(timeout=30)
@@ -60,7 +85,24 @@ def simulate(
         return link.server_context
 
 
-def _serve_nodes(link: adapter.SimulationLink, client_app: Any, stop: threading.Event, workers: int) -> None:
+class InterruptibleGrid(FastPollGrid):
+    """The in-memory Grid, polled every 5 ms, that raises `RunInterrupted` once `interrupted` is set."""
+
+    def __init__(self, inner: Any, interrupted: threading.Event) -> None:
+        super().__init__(inner, poll=0.005)
+        self.interrupted = interrupted
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Any]:
+        from server.fl.errors import RunInterrupted
+
+        if self.interrupted.is_set():
+            raise RunInterrupted("interrupted")
+        return super().pull_messages(message_ids)
+
+
+def _start_node_workers(
+    link: adapter.SimulationLink, client_app: Any, stop: threading.Event, workers: int
+) -> list[threading.Thread]:
     """The Simulation Runtime's node loop in worker threads, polling every 5 ms instead of
     100 ms (SecAgg+ needs four exchanges per round and the poll dominated). Each node handles
     one message at a time, on its own copy of it, as a real node would."""
@@ -96,5 +138,4 @@ def _serve_nodes(link: adapter.SimulationLink, client_app: Any, stop: threading.
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    return threads

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from flwr.app import Context, Message
-from flwr.client import NumPyClient
+from flwr.client import Client, NumPyClient
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
-from flwr.common import ndarrays_to_parameters
+from flwr.common import EvaluateRes, FitIns, FitRes, NDArrays, Parameters, Scalar, ndarrays_to_parameters
 from flwr.server import LegacyContext, ServerConfig
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
@@ -45,23 +49,23 @@ class _ToyClient(NumPyClient):
     def __init__(self, seed: int) -> None:
         self.x, self.y = _partition(seed)
 
-    def fit(self, parameters, config):  # type: ignore[no-untyped-def]
+    def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
         w = parameters[0].copy()
         for _ in range(5):
             p = 1.0 / (1.0 + np.exp(-(self.x @ w)))
             w -= 0.5 * self.x.T @ (p - self.y) / len(self.y)
         return [np.clip(w, -7.5, 7.5)], len(self.y), {}
 
-    def evaluate(self, parameters, config):  # type: ignore[no-untyped-def]
+    def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
         loss, acc = _loss_acc(parameters[0], self.x, self.y)
         return loss, len(self.y), {"accuracy": acc}
 
 
-def _client_fn(context: Context):  # type: ignore[no-untyped-def]
+def _client_fn(context: Context) -> Client:
     return _ToyClient(int(context.node_config.get("partition-id", 0))).to_client()
 
 
-def _secagg_when_asked(msg: Message, ctxt: Context, call_next):  # type: ignore[no-untyped-def]
+def _secagg_when_asked(msg: Message, ctxt: Context, call_next: Callable[[Message, Context], Message]) -> Message:
     """Apply SecAgg+ only to messages that carry its configs (plain rounds stay plain)."""
     if msg.metadata.message_type == "train" and "secaggplus_configs" in msg.content.config_records:
         return secaggplus_mod(msg, ctxt, call_next)
@@ -74,27 +78,39 @@ clientapp = ClientApp(client_fn=_client_fn, mods=[_secagg_when_asked])
 class _TimedFedAvg(FedAvg):
     """FedAvg that stamps the start and end of every round (fit → evaluate)."""
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.round_start: dict[int, float] = {}
         self.round_end: dict[int, float] = {}
         self.fit_counts: dict[int, int] = {}
         self.accuracy: dict[int, float] = {}
 
-    def configure_fit(self, server_round, parameters, client_manager):  # type: ignore[no-untyped-def]
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
         self.round_start[server_round] = time.perf_counter()
         return super().configure_fit(server_round, parameters, client_manager)
 
-    def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
         self.fit_counts[server_round] = len(results)
         if not results:
             raise RuntimeError(f"round {server_round}: no client update was aggregated ({len(failures)} failures)")
         return super().aggregate_fit(server_round, results, failures)
 
-    def aggregate_evaluate(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, Scalar]]:
         out = super().aggregate_evaluate(server_round, results, failures)
         total = sum(r.num_examples for _, r in results) or 1
-        self.accuracy[server_round] = sum(r.metrics["accuracy"] * r.num_examples for _, r in results) / total
+        self.accuracy[server_round] = sum(float(r.metrics["accuracy"]) * r.num_examples for _, r in results) / total
         self.round_end[server_round] = time.perf_counter()
         return out
 

@@ -1,0 +1,51 @@
+"""After Ctrl-C: a report that says where the run stopped and what it cost, never a half model.
+
+The ServerApp writes its report as it goes (status "running", the round it is in). When a run
+is interrupted, the harness settles it: status "interrupted", the round it stopped in, and the
+ε each platform spent in this run as its own privacy ledger records it (the ledger is the
+platform's book; a platform that trained in the interrupted round has paid for it). No model
+is written: the ServerApp only saves one after its last round.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clients.ledger import PrivacyLedger
+from server.fl.errors import RunInterrupted
+from server.fl.report import Report
+
+
+def settle_interrupted(report_path: Path, rounds: int, ledger_url: str | None, run_id: str | None) -> RunInterrupted:
+    """Mark the report interrupted (with the ledger's ε) and return the one-line error to raise."""
+    report = Report.read(report_path) if report_path.is_file() else Report()
+    done = sum(1 for r in report.rounds if r.aggregated and r.federated_auc is not None)
+    where = (
+        f"interrupted at round {report.current_round} of {rounds}"
+        if report.current_round
+        else "interrupted before round 1"
+    )
+    spent = _spent_in_run(ledger_url, run_id) if run_id else {}
+    if spent:
+        report.epsilon = spent
+    report.status = "interrupted"
+    report.error = f"{where} ({done} round(s) completed); no model written"
+    report.write(report_path)
+    cost = ", ".join(f"{name} {eps:.3f}" for name, eps in sorted(report.epsilon.items()))
+    message = f"{report.error}; report {report_path}" + (
+        f"; ε spent in this run (the platforms' ledgers): {cost}" if cost else ""
+    )
+    error = RunInterrupted(message)
+    error.run_id = run_id
+    return error
+
+
+def _spent_in_run(ledger_url: str | None, run_id: str) -> dict[str, float]:
+    """Each platform's composed ε for `run_id` in the ledger (its largest entry)."""
+    if not ledger_url:
+        return {}
+    spent: dict[str, float] = {}
+    for entry in PrivacyLedger(ledger_url).entries():
+        if entry.run_id == run_id:
+            spent[entry.platform] = max(spent.get(entry.platform, 0.0), float(entry.epsilon))
+    return spent
