@@ -65,7 +65,7 @@ def measure_round_times(
             if mode == "tls":
                 from clients.node.keys import make_node_key
                 from server.deploy.superlink import TlsPaths
-                from server.deploy.tls import make_certs
+                from server.security.ca import make_certs
 
                 certs = make_certs(workdir / "certs")
                 kwargs["tls"] = TlsPaths(certs.ca, certs.cert, certs.key)

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-pytest.importorskip("contracts.outbox")
-
 from contracts.errors import ChainError
 from contracts.outbox import AnchorOutbox
 from server.credit.errors import BankError

@@ -11,7 +11,7 @@ import pytest
 def test_certs_chain_to_the_ca_and_name_loopback_and_extra_hosts(tmp_path: Path) -> None:
     from cryptography import x509
 
-    from server.deploy.tls import make_certs
+    from server.security.ca import make_certs
 
     certs = make_certs(tmp_path, hosts=["bank.example.com", "10.0.0.5"])
 

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.deployment]
 @pytest.fixture()
 def bank(tmp_path: Path):  # type: ignore[no-untyped-def]
     from server.deploy import bank as bank_ops
-    from server.deploy.tls import make_certs
+    from server.security.ca import make_certs
 
     make_certs(tmp_path / "certs")
     state = bank_ops.up(port=free_port(), certs=tmp_path / "certs", services_port=None, data_dir=tmp_path / "bank")
