@@ -122,7 +122,7 @@ class Guard(grpc.ServerInterceptor):
             try:
                 who = INSECURE if self.insecure else caller_identity(context.auth_context(), self.revocations)
             except AuthError as exc:
-                self._log_refusal(None, short, request, "UNAUTHENTICATED", str(exc), peer)
+                self._log_refusal(exc.identity, short, request, "UNAUTHENTICATED", str(exc), peer)
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             if not who.may(rule.roles):
                 message = f"{who.name} ({who.role}) may not call {short}; it is open to {', '.join(sorted(rule.roles))}"

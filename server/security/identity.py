@@ -20,7 +20,14 @@ from server.security.roles import ROLES, Identity
 
 
 class AuthError(YinqiError):
-    """A caller the bank cannot accept (no usable identity, revoked certificate)."""
+    """A caller the bank cannot accept (no usable identity, revoked certificate).
+
+    `identity` is who the certificate names when it could be read (a revoked one), else None.
+    """
+
+    def __init__(self, message: str, identity: Identity | None = None) -> None:
+        super().__init__(message)
+        self.identity = identity
 
 
 @lru_cache(maxsize=4096)
@@ -109,6 +116,7 @@ def caller_identity(auth_context: dict[str, Any], revocations: RevocationList | 
         revoked = revocations.revoked_at(identity.serial)
         if revoked is not None:
             raise AuthError(
-                f"certificate serial {identity.serial} of {identity.name} ({identity.role}) was revoked at {revoked}"
+                f"certificate serial {identity.serial} of {identity.name} ({identity.role}) was revoked at {revoked}",
+                identity,
             )
     return identity

@@ -55,37 +55,40 @@ def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("YINQI_CONSENT_DB", raising=False)
 
 
-@pytest.fixture
-def make_model(tmp_path: Path) -> Callable[..., Path]:
-    """`make_model(pd, name)` -> a model directory that gives every merchant default probability `pd`."""
+DEFAULT_REPORT = {
+    "rounds": [
+        {"round": 1, "federated_auc": 0.70, "federated_ks": 0.30, "dropped": []},
+        {"round": 2, "federated_auc": 0.75, "federated_ks": 0.35, "dropped": ["platform_3"]},
+    ],
+    "final": {"federated_auc": 0.75, "federated_ks": 0.35},
+    "participants": ["platform_1", "platform_2", "platform_3"],
+    "epsilon": {"platform_1": 2.5, "platform_2": 2.75, "platform_3": 3.0},
+}
+
+
+def write_model(out: Path, pd_value: float, report: dict | None = None) -> Path:
+    """A model directory at `out` that gives every merchant default probability `pd_value`."""
     import torch
 
     from federation.model import build_model, save_model, write_report
     from federation.preprocess import Encoder, compute_stats
 
     encoder = Encoder.from_stats(compute_stats(FEATURES))
+    model = build_model(encoder.n_features, "logistic")
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.fill_(math.log(pd_value / (1 - pd_value)))
+    save_model(out, model, encoder, {"architecture": "logistic"})
+    write_report(out, report or DEFAULT_REPORT)
+    return out
+
+
+@pytest.fixture
+def make_model(tmp_path: Path) -> Callable[..., Path]:
+    """`make_model(pd, name)` -> a model directory that gives every merchant default probability `pd`."""
 
     def make(pd_value: float, name: str | None = None, report: dict | None = None) -> Path:
-        model = build_model(encoder.n_features, "logistic")
-        with torch.no_grad():
-            model[0].weight.zero_()
-            model[0].bias.fill_(math.log(pd_value / (1 - pd_value)))
-        out = tmp_path / "trained" / (name or f"pd{pd_value}")
-        save_model(out, model, encoder, {"architecture": "logistic"})
-        write_report(
-            out,
-            report
-            or {
-                "rounds": [
-                    {"round": 1, "federated_auc": 0.70, "federated_ks": 0.30, "dropped": []},
-                    {"round": 2, "federated_auc": 0.75, "federated_ks": 0.35, "dropped": ["platform_3"]},
-                ],
-                "final": {"federated_auc": 0.75, "federated_ks": 0.35},
-                "participants": ["platform_1", "platform_2", "platform_3"],
-                "epsilon": {"platform_1": 2.5, "platform_2": 2.75, "platform_3": 3.0},
-            },
-        )
-        return out
+        return write_model(tmp_path / "trained" / (name or f"pd{pd_value}"), pd_value, report)
 
     return make
 
