@@ -87,8 +87,11 @@ class ConsentRegistry:
                     f"consent event {event.event_id}: time {event.at.isoformat()} is in the future; "
                     "expected when the merchant gave or withdrew consent"
                 )
-            if len(str(event.note)) > 256:
-                raise BankError(f"consent event {event.event_id}: note of {len(str(event.note))} characters; expected at most 256")
+            if len(str(event.note)) > 256 or "\x00" in str(event.note):
+                raise BankError(
+                    f"consent event {event.event_id}: note of {len(str(event.note))} characters; "
+                    "expected at most 256, without NUL"
+                )
         stored = 0
         with session_scope(self.engine) as session:
             claim(session, platform, (str(e.merchant_id).strip() for e in events))

@@ -249,7 +249,7 @@ class PlatformService(platform_pb2_grpc.PlatformServiceServicer):
             try:
                 at = datetime.fromisoformat(event.at)
             except ValueError:
-                raise BankError(f"consent event {event.event_id}: time '{event.at[:40]}' is not ISO 8601") from None
+                raise BankError(f"consent event {event.event_id}: time {event.at[:40]!r} is not ISO 8601") from None
             merchant = text_field(event.merchant_id, f"consent event {event.event_id}: merchant_id", 128)
             events.append(ConsentEventIn(event.event_id, merchant, event.granted, at, event.note))
         stored = self.consent.record_retrying(platform, events)

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from contracts.merkle import record_leaf
 from contracts.outbox import AnchorLeaf, AnchorOutbox
 from proto import alerts_pb2, alerts_pb2_grpc
-from server.alerts.store import FIELDS, AlertStore
+from server.alerts.store import FIELDS, MAX_DEVICE_ID, STATES, AlertStore
+from server.credit.errors import BankError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,11 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
         return alerts_pb2.Ack(accepted=True, duplicate=duplicate)
 
     def List(self, request: alerts_pb2.ListRequest, context: grpc.ServicerContext) -> alerts_pb2.AlertList:
+        device = request.device_id
+        if len(device) > MAX_DEVICE_ID or (device and not device.isprintable()):
+            raise BankError(f"device_id of {len(device)} characters; expected at most {MAX_DEVICE_ID} printable ones")
+        if request.state not in ("", *STATES):
+            raise BankError(f"state {request.state[:40]!r}: expected raised, cleared or empty (all)")
         limit = min(int(request.limit) or MAX_LIST, MAX_LIST)
         rows = self.store.list(request.device_id, request.state, limit)
         return alerts_pb2.AlertList(alerts=[alerts_pb2.Alert(**{k: getattr(r, k) for k in FIELDS}) for r in rows])

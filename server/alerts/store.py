@@ -90,8 +90,9 @@ def validate(alert: dict[str, str]) -> None:
         raise BankError(f"{where}: evidence_json is not JSON") from None
     if not isinstance(evidence, dict):
         raise BankError(f"{where}: evidence_json must be a JSON object")
-    if len(alert["lease_id"]) > MAX_LEASE_ID:
-        raise BankError(f"{where}: lease_id of {len(alert['lease_id'])} characters; expected at most {MAX_LEASE_ID}")
+    lease = alert["lease_id"]
+    if len(lease) > MAX_LEASE_ID or (lease and not lease.isprintable()):
+        raise BankError(f"{where}: lease_id of {len(lease)} characters; expected at most {MAX_LEASE_ID} printable ones")
 
 
 def versions(row: BankAlertRow) -> list[dict[str, str]]:
