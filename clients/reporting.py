@@ -52,7 +52,9 @@ def _row(frame_row: Any, columns: list[str], file: str, line: int) -> bank_pb2.F
     return message
 
 
-def feature_rows(frame: pd.DataFrame, merchants: set[str], file: str, months: int = MONTHS) -> Iterator[platform_pb2.MerchantFeatures]:
+def feature_rows(
+    frame: pd.DataFrame, merchants: set[str], file: str, months: int = MONTHS
+) -> Iterator[platform_pb2.MerchantFeatures]:
     """The latest `months` rows of each merchant in `merchants`, checked, as report messages."""
     if "merchant_id" not in frame.columns:
         raise DataError("no 'merchant_id' column; expected a feature table from `yinqi features`", file=file)
@@ -82,7 +84,14 @@ def report_features(
     stub: Any = platform_pb2_grpc.PlatformServiceStub(channel)
     received = changed = 0
     for start in range(0, len(items), CHUNK):
-        ack = call(stub.ReportFeatures, platform_pb2.FeatureReport(merchants=items[start : start + CHUNK], platform=platform))
+        ack = call(
+            stub.ReportFeatures, platform_pb2.FeatureReport(merchants=items[start : start + CHUNK], platform=platform)
+        )
         received += int(ack.received)
         changed += int(ack.changed)
-    return {"merchants": len(items), "received": received, "changed": changed, "not_consented": len(ids) - len(consented)}
+    return {
+        "merchants": len(items),
+        "received": received,
+        "changed": changed,
+        "not_consented": len(ids) - len(consented),
+    }

@@ -84,7 +84,11 @@ class FeatureStore:
                 if row is None:
                     session.add(
                         ReportedFeatures(
-                            merchant_id=merchant, platform=platform, rows=list(rows), rows_sha256=digest, reported_at=now
+                            merchant_id=merchant,
+                            platform=platform,
+                            rows=list(rows),
+                            rows_sha256=digest,
+                            reported_at=now,
                         )
                     )
                 elif row.rows_sha256 != digest:

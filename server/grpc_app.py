@@ -217,7 +217,9 @@ class CreditService(bank_pb2_grpc.CreditServiceServicer):
             view = self.book.get(account)
             check_owner(self.book.engine, who.name, view.merchant_id)
         except BankError:
-            raise BankError(f"credit account '{account}' is not a line of one of {who.name}'s merchants", "forbidden")
+            raise BankError(
+                f"credit account '{account}' is not a line of one of {who.name}'s merchants", "forbidden"
+            ) from None
         return account_to_proto(view)
 
     def Accrue(self, request: bank_pb2.AccrueRequest, context: grpc.ServicerContext) -> bank_pb2.AccrueReply:
@@ -315,9 +317,7 @@ def build_server(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[guard])
     bank_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringService(scorer, features), server)
     bank_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(book, features), server)
-    platform_pb2_grpc.add_PlatformServiceServicer_to_server(
-        PlatformService(ConsentRegistry(engine), features), server
-    )
+    platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformService(ConsentRegistry(engine), features), server)
     register_alerts(server, engine)
     if tls is None:
         port = server.add_insecure_port(address)
@@ -330,9 +330,9 @@ def build_server(
         port = server.add_secure_port(address, credentials)
     if port == 0:
         raise BankError(f"cannot listen on {address} (address in use or not local?)", "refused")
-    server.bound_port = port  # type: ignore[attr-defined]
-    server.services = ("ScoringService", "CreditService", "PlatformService", "AlertService")  # type: ignore[attr-defined]
-    server.engine = engine  # type: ignore[attr-defined]
+    server.bound_port = port
+    server.services = ("ScoringService", "CreditService", "PlatformService", "AlertService")
+    server.engine = engine
     return server
 
 

@@ -98,8 +98,8 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     rounds_list = (
         [r for r in report.get("rounds", []) if isinstance(r, dict)] if isinstance(report.get("rounds"), list) else []
     )
-    final = report.get("final") if isinstance(report.get("final"), dict) else {}
-    last = rounds_list[-1] if rounds_list else {}
+    final: dict[str, Any] = report["final"] if isinstance(report.get("final"), dict) else {}
+    last: dict[str, Any] = rounds_list[-1] if rounds_list else {}
 
     def metric(name: str) -> float | None:
         for source, key in (
@@ -115,7 +115,7 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
         return None
 
     rounds = report["rounds"] if isinstance(report.get("rounds"), int) else (len(rounds_list) or None)
-    epsilon_raw = report.get("epsilon") if isinstance(report.get("epsilon"), dict) else {}
+    epsilon_raw: dict[str, Any] = report["epsilon"] if isinstance(report.get("epsilon"), dict) else {}
     epsilon = {str(k): float(v) for k, v in epsilon_raw.items() if _number(v) is not None}
     # A participant is a platform whose update was aggregated in at least one round; platforms
     # that only joined (refused every round, e.g. over their ε budget) are kept under "joined".
@@ -255,9 +255,9 @@ class Registry:
 
     def mark_promoted(self, session: Session, version: str, now: datetime) -> None:
         """In the caller's transaction: `version` becomes the promoted one, the previous retires."""
-        for row in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted").with_for_update()):
-            if row.version != version:
-                row.status = "retired"
+        for current in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted").with_for_update()):
+            if current.version != version:
+                current.status = "retired"
         row = session.get(ModelVersion, version)
         if row is None:
             raise BankError(f"model version '{version}' is not registered", "not_found")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -22,8 +21,8 @@ import numpy as np
 from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.clock import utcnow
 from federation import plausible
+from federation.clock import utcnow
 from federation.features import FEATURE_LABEL, ID_COLUMNS
 from federation.storage import UtcDateTime, session_scope
 from server.consent import ConsentRegistry
@@ -116,7 +115,9 @@ def canonical_rows(merchant_id: str, rows: Sequence[Row]) -> tuple[Row, ...]:
             raise BankError(f"{where}: {len(row)} fields; expected at most {plausible.MAX_FIELDS}")
         for key in row:
             if not str(key) or plausible.text_problem(str(key)):
-                raise BankError(f"{where}: a feature name of {len(str(key))} characters; expected 1 to {plausible.MAX_TEXT}")
+                raise BankError(
+                    f"{where}: a feature name of {len(str(key))} characters; expected 1 to {plausible.MAX_TEXT}"
+                )
         clean.append({str(k): _clean_value(where, str(k), v) for k, v in row.items()})
     if all("month" in row for row in clean):
         clean.sort(key=lambda row: str(row["month"]))

@@ -26,7 +26,8 @@ Db = Annotated[
     str | None, typer.Option("--db", help="The bank's database URL (default: YINQI_DB_URL, else the data dir's).")
 ]
 ModelsDir = Annotated[
-    Path | None, typer.Option("--models-dir", help="Where registered model files are stored (default: <data dir>/models).")
+    Path | None,
+    typer.Option("--models-dir", help="Where registered model files are stored (default: <data dir>/models)."),
 ]
 Bank = Annotated[
     str | None,
@@ -103,7 +104,8 @@ def serve(
     certs: Annotated[
         Path | None,
         typer.Option(
-            "--certs", help="The bank's CA directory (`yinqi bank certs init`): mutual TLS, callers need its certificates."
+            "--certs",
+            help="The bank's CA directory (`yinqi bank certs init`): mutual TLS, callers need its certificates.",
         ),
     ] = None,
     insecure: Annotated[
@@ -156,7 +158,17 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
         _print_json(rows)
         return
     table = Table(title="model registry")
-    for column in ("version", "status", "AUC", "KS", "rounds", "participants", "ε per platform", "sha256", "created (UTC)"):
+    for column in (
+        "version",
+        "status",
+        "AUC",
+        "KS",
+        "rounds",
+        "participants",
+        "ε per platform",
+        "sha256",
+        "created (UTC)",
+    ):
         table.add_column(column)
     for m in rows:
         table.add_row(
@@ -329,7 +341,7 @@ def credit_show(
     """Show one credit line (with --entries its ledger), or list all lines."""
     from server.credit.errors import BankError
 
-    if bank and (account is None and merchant is None or entries):
+    if bank and ((account is None and merchant is None) or entries):
         raise BankError("a remote bank shows one line: name an account or --merchant, without --entries")
     client = _bank(db, models_dir, bank, ca, cert, key, insecure)
     try:
@@ -346,7 +358,16 @@ def credit_show(
     _print_account(info, "credit line")
     if ledger:
         table = Table(title="ledger")
-        for column in ("time (UTC)", "kind", "amount", "principal after", "interest after", "limit after", "model", "note"):
+        for column in (
+            "time (UTC)",
+            "kind",
+            "amount",
+            "principal after",
+            "interest after",
+            "limit after",
+            "model",
+            "note",
+        ):
             table.add_column(column)
         for e in ledger:
             table.add_row(
@@ -449,8 +470,13 @@ def merchants(db: Db = None, as_json: AsJson = False) -> None:
     owned = list_owners(db)
     store = FeatureStore(db)
     reported = store.reported([m for m, _, _ in owned])
-    rows = [
-        {"merchant_id": m, "platform": p, "since": t.isoformat(timespec="seconds"), "features_reported_at": reported.get(m)}
+    rows: list[dict[str, str]] = [
+        {
+            "merchant_id": m,
+            "platform": p,
+            "since": t.isoformat(timespec="seconds"),
+            "features_reported_at": reported.get(m, ""),
+        }
         for m, p, t in owned
     ]
     if as_json:
@@ -460,7 +486,8 @@ def merchants(db: Db = None, as_json: AsJson = False) -> None:
     for column in ("merchant", "platform", "owned since (UTC)", "features reported (UTC)"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["merchant_id"], r["platform"], r["since"][:19], (r["features_reported_at"] or "-")[:19])
+        reported_at = r["features_reported_at"] or "-"
+        table.add_row(r["merchant_id"], r["platform"], r["since"][:19], reported_at[:19])
     console.print(table)
 
 
@@ -469,7 +496,9 @@ def audit_model(
     version: Annotated[str, typer.Argument(help="The registered model version, e.g. v1.")],
     rpc: Annotated[
         str | None,
-        typer.Option("--rpc", help="Ethereum JSON-RPC URL (default: YINQI_CHAIN_RPC, else the embedded EVM in the data dir)."),
+        typer.Option(
+            "--rpc", help="Ethereum JSON-RPC URL (default: YINQI_CHAIN_RPC, else the embedded EVM in the data dir)."
+        ),
     ] = None,
     db: Db = None,
     as_json: AsJson = False,

@@ -52,7 +52,9 @@ def certs_issue(
     name: str = typer.Argument(..., help="The party's name (a platform's name, an operator, a monitor, an auditor)."),
     role: str = typer.Option(..., "--role", help="platform, operator, iot-monitor or auditor."),
     certs_dir: Path = typer.Option(..., "--certs", help=CERTS_HELP),
-    out: Path | None = typer.Option(None, "--out", help="Directory for NAME.crt and NAME.key (default: CERTS/clients)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Directory for NAME.crt and NAME.key (default: CERTS/clients)."
+    ),
     days: int = typer.Option(365, help="Validity in days (never beyond the CA's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -257,9 +259,9 @@ def train(
         )
     version = None
     if register_model:
-        from server.registry import register_model
+        from server.registry import Registry
 
-        version = register_model(out).version
+        version = Registry().register(out).version
     summary = {
         "run_id": run_id,
         "model_dir": str(out),

@@ -51,7 +51,7 @@ def serve(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[Guard(CallLog(engine), insecure=True)]
     )
-    server.alert_service = register(server, engine, on_intake=on_intake)  # type: ignore[attr-defined]
+    server.alert_service = register(server, engine, on_intake=on_intake)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen on {address}")
     server.start()

@@ -83,7 +83,9 @@ def validate(alert: dict[str, str]) -> None:
     elif alert["cleared_at"]:
         raise BankError(f"{where}: a raised alert has no cleared_at (got {alert['cleared_at'][:40]!r})")
     if len(alert["evidence_json"]) > MAX_EVIDENCE:
-        raise BankError(f"{where}: evidence_json of {len(alert['evidence_json'])} characters; expected at most {MAX_EVIDENCE}")
+        raise BankError(
+            f"{where}: evidence_json of {len(alert['evidence_json'])} characters; expected at most {MAX_EVIDENCE}"
+        )
     try:
         evidence = json.loads(alert["evidence_json"] or "{}")
     except ValueError:

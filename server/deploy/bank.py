@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,8 +292,8 @@ def train(
     wait: float = 30.0,
     timeout: float = 1800.0,
     reply_timeout: float = 300.0,
-    progress=None,
-):  # type: ignore[no-untyped-def]
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, int]:
     """Run the real ServerApp on the running SuperLink with the platforms online now."""
     from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir
     from server.fl.config import FederationConfig

@@ -77,7 +77,9 @@ def create_app(upstream: str, upstream_ca: Path | None = None) -> Starlette:
     async def forward(request: Request) -> Response:
         peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
         if (request.method, request.url.path) not in OPEN:
-            log.warning("%s: %s %s from %s (only the Fleet API is served here)", REFUSED, request.method, request.url.path, peer)
+            log.warning(
+                "%s: %s %s from %s (only the Fleet API is served here)", REFUSED, request.method, request.url.path, peer
+            )
             return PlainTextResponse(
                 "yinqi fleet gate: only Flower's Fleet API is served at this address\n", status_code=403
             )

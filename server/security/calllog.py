@@ -118,7 +118,9 @@ class CallLog:
                 .values(status=status, detail=detail[:MAX_DETAIL], finished_at=utcnow())
             )
 
-    def refused(self, who: Identity | None, method: str, request: str, status: str, detail: str, peer: str = "") -> None:
+    def refused(
+        self, who: Identity | None, method: str, request: str, status: str, detail: str, peer: str = ""
+    ) -> None:
         """One row for a call refused before its handler ran."""
         now = utcnow()
         with session_scope(self.engine) as session:

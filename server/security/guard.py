@@ -101,7 +101,7 @@ class Guard(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         rule = self.policy.get(method)
         if rule is None or handler.unary_unary is None:
             message = f"{short_method(method)} is not open to any caller"

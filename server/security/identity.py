@@ -83,9 +83,7 @@ class RevocationList:
         if not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
             self._error = f"the revocation list {self.path} is not signed by the bank's CA"
             return
-        self._revoked = {
-            serial_hex(r.serial_number): r.revocation_date_utc.isoformat(timespec="seconds") for r in crl
-        }
+        self._revoked = {serial_hex(r.serial_number): r.revocation_date_utc.isoformat(timespec="seconds") for r in crl}
         self._error = None
 
     def revoked_at(self, serial: str) -> str | None:

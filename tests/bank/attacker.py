@@ -60,7 +60,9 @@ def attacks(channel: grpc.Channel, account: str) -> dict[str, Callable[[], Any]]
         ),
         # a line at the maximum for a merchant of the attacker's choosing
         "open_max": lambda: credit.Open(bank_pb2.OpenRequest(merchant_id="m2", rows=rows(1e9)), timeout=10),
-        "draw_million": lambda: credit.Draw(bank_pb2.MoneyRequest(account_id=account, amount_fen=100_000_000), timeout=10),
+        "draw_million": lambda: credit.Draw(
+            bank_pb2.MoneyRequest(account_id=account, amount_fen=100_000_000), timeout=10
+        ),
         "repay": lambda: credit.Repay(bank_pb2.MoneyRequest(account_id=account, amount_fen=1), timeout=10),
         "accrue": lambda: credit.Accrue(bank_pb2.AccrueRequest(), timeout=10),
         "read_account": lambda: credit.Get(bank_pb2.AccountRequest(account_id=account), timeout=10),
@@ -70,7 +72,11 @@ def attacks(channel: grpc.Channel, account: str) -> dict[str, Callable[[], Any]]
         "report_consent": lambda: platform.ReportConsent(
             platform_pb2.ConsentReport(
                 platform="platform-1",
-                events=[platform_pb2.ConsentEvent(event_id=1, merchant_id="m1", granted=True, at="2026-01-01T00:00:00+00:00")],
+                events=[
+                    platform_pb2.ConsentEvent(
+                        event_id=1, merchant_id="m1", granted=True, at="2026-01-01T00:00:00+00:00"
+                    )
+                ],
             ),
             timeout=10,
         ),

@@ -31,7 +31,16 @@ def setup(tmp_path, make_model):
     pd.concat([frame, frame.assign(merchant_id="m2")]).to_csv(features, index=False)
     ok = runner.invoke(
         app,
-        ["bank", "register-model", str(make_model(0.03)), "--db", url, "--models-dir", str(tmp_path / "store"), "--no-anchor"],
+        [
+            "bank",
+            "register-model",
+            str(make_model(0.03)),
+            "--db",
+            url,
+            "--models-dir",
+            str(tmp_path / "store"),
+            "--no-anchor",
+        ],
     )
     assert ok.exit_code == 0, ok.output
     assert runner.invoke(app, ["bank", "promote", "v1", "--db", url]).exit_code == 0
@@ -135,8 +144,18 @@ def test_a_platform_cannot_report_as_another_or_for_anothers_merchants(setup, se
     invoke("client", "consent", "report", "--bank", served, *as_party(pki, "platform-1"), "--db", db1)
     posing = runner.invoke(
         app,
-        ["client", "consent", "report", "--bank", served, *as_party(pki, "platform-2"), "--db", db2,
-         "--platform", "platform-1"],
+        [
+            "client",
+            "consent",
+            "report",
+            "--bank",
+            served,
+            *as_party(pki, "platform-2"),
+            "--db",
+            db2,
+            "--platform",
+            "platform-1",
+        ],
     )
     assert isinstance(posing.exception, RemoteError) and posing.exception.code == "PERMISSION_DENIED"
     assert str(posing.exception) == (
@@ -144,8 +163,18 @@ def test_a_platform_cannot_report_as_another_or_for_anothers_merchants(setup, se
     )
     stealing = runner.invoke(
         app,
-        ["client", "consent", "report", "--bank", served, *as_party(pki, "platform-2"), "--db", db2,
-         "--features", str(features)],
+        [
+            "client",
+            "consent",
+            "report",
+            "--bank",
+            served,
+            *as_party(pki, "platform-2"),
+            "--db",
+            db2,
+            "--features",
+            str(features),
+        ],
     )
     assert isinstance(stealing.exception, RemoteError) and stealing.exception.code == "PERMISSION_DENIED"
     assert str(stealing.exception) == (
@@ -164,8 +193,18 @@ def test_an_implausible_feature_is_refused_on_the_platform_naming_file_row_and_c
     invoke("client", "consent", "grant", "m1", "m2", "--db", platform_db)
     result = runner.invoke(
         app,
-        ["client", "consent", "report", "--bank", served, *as_party(pki, "platform-1"), "--db", platform_db,
-         "--features", str(bad)],
+        [
+            "client",
+            "consent",
+            "report",
+            "--bank",
+            served,
+            *as_party(pki, "platform-1"),
+            "--db",
+            platform_db,
+            "--features",
+            str(bad),
+        ],
     )
     assert isinstance(result.exception, DataError)
     assert str(result.exception) == f"{bad}, column 'amount', row 3: value is 1e+300; expected 0 to 1e+12"
@@ -182,7 +221,9 @@ def test_score_through_a_running_bank_as_an_operator(setup, served, pki):
     assert remote["limit_fen"] == local["limit_fen"] == 400_000
     result = runner.invoke(app, ["bank", "credit", "draw", "CL-x", "5", "--bank", served, *as_party(pki, "ops")])
     assert isinstance(result.exception, RemoteError) and result.exception.kind == "not_found"
-    as_platform = runner.invoke(app, ["bank", "score", "--merchant", "m1", "--bank", served, *as_party(pki, "platform-1")])
+    as_platform = runner.invoke(
+        app, ["bank", "score", "--merchant", "m1", "--bank", served, *as_party(pki, "platform-1")]
+    )
     assert isinstance(as_platform.exception, RemoteError)
     assert str(as_platform.exception) == (
         "platform-1 (platform) may not call ScoringService/Score; it is open to operator"

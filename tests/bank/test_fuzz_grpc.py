@@ -57,7 +57,9 @@ floats = st.one_of(
 )
 int64 = st.one_of(st.sampled_from([0, 1, -1, 50_000, 2**62, -(2**63), 2**63 - 1]), st.integers(-(2**63), 2**63 - 1))
 numbers = st.dictionaries(st.one_of(st.sampled_from(FEATURES), texts), floats, max_size=9)
-labels = st.dictionaries(st.sampled_from(["month", "category"]) | texts, texts | st.sampled_from(["2026-01", "food"]), max_size=3)
+labels = st.dictionaries(
+    st.sampled_from(["month", "category"]) | texts, texts | st.sampled_from(["2026-01", "food"]), max_size=3
+)
 rows = st.one_of(st.just([]), st.lists(st.builds(bank_pb2.FeatureRow, numbers=numbers, labels=labels), max_size=4))
 versions = st.one_of(st.sampled_from(["", "v1", "v9"]), texts)
 times = st.one_of(st.sampled_from(["2026-03-02T08:10:00+00:00", "9999-12-31T23:59:59-12:00", "not a date", ""]), texts)
@@ -83,17 +85,25 @@ valid_alert = st.builds(
     raised_at=st.just("2026-03-02T08:10:00+00:00"),
     evidence_json=st.just("{}"),
 )
-event = st.builds(platform_pb2.ConsentEvent, event_id=int64, merchant_id=ids, granted=st.booleans(), at=times, note=texts)
+event = st.builds(
+    platform_pb2.ConsentEvent, event_id=int64, merchant_id=ids, granted=st.booleans(), at=times, note=texts
+)
 
 
 def calls(account: str) -> st.SearchStrategy[tuple[str, Any]]:
     """(RPC name, request) pairs over every service."""
     accounts = st.one_of(st.just(account), ids)
     return st.one_of(
-        st.tuples(st.just("Score"), st.builds(bank_pb2.ScoreRequest, merchant_id=ids, model_version=versions, rows=rows)),
+        st.tuples(
+            st.just("Score"), st.builds(bank_pb2.ScoreRequest, merchant_id=ids, model_version=versions, rows=rows)
+        ),
         st.tuples(
             st.just("Score"),
-            st.builds(bank_pb2.ScoreRequest, merchant_id=st.sampled_from(["m1", "m2"]), model_version=st.sampled_from(["", "v1"])),
+            st.builds(
+                bank_pb2.ScoreRequest,
+                merchant_id=st.sampled_from(["m1", "m2"]),
+                model_version=st.sampled_from(["", "v1"]),
+            ),
         ),
         st.tuples(
             st.just("ScoreBatch"),
@@ -123,7 +133,12 @@ def calls(account: str) -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("Deliver"), alert | valid_alert),
         st.tuples(
             st.just("List"),
-            st.builds(alerts_pb2.ListRequest, device_id=ids, state=st.sampled_from(["", "raised", "x"]) | texts, limit=st.integers(0, 2**32 - 1)),
+            st.builds(
+                alerts_pb2.ListRequest,
+                device_id=ids,
+                state=st.sampled_from(["", "raised", "x"]) | texts,
+                limit=st.integers(0, 2**32 - 1),
+            ),
         ),
     )
 
@@ -136,8 +151,14 @@ class Bank:
         self.methods = {
             "Score": bank_pb2_grpc.ScoringServiceStub(self.channel).Score,
             "ScoreBatch": bank_pb2_grpc.ScoringServiceStub(self.channel).ScoreBatch,
-            **{n: getattr(bank_pb2_grpc.CreditServiceStub(self.channel), n) for n in ("Open", "Draw", "Repay", "Get", "Accrue")},
-            **{n: getattr(platform_pb2_grpc.PlatformServiceStub(self.channel), n) for n in ("ReportConsent", "ReportFeatures")},
+            **{
+                n: getattr(bank_pb2_grpc.CreditServiceStub(self.channel), n)
+                for n in ("Open", "Draw", "Repay", "Get", "Accrue")
+            },
+            **{
+                n: getattr(platform_pb2_grpc.PlatformServiceStub(self.channel), n)
+                for n in ("ReportConsent", "ReportFeatures")
+            },
             **{n: getattr(alerts_pb2_grpc.AlertServiceStub(self.channel), n) for n in ("Deliver", "List")},
         }
 

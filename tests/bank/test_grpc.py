@@ -134,14 +134,18 @@ def test_accrue_over_grpc_posts_yesterdays_interest(operator, bank_db, tmp_path)
 def test_a_platform_reports_features_that_scoring_then_uses(platform, operator, bank_db):
     richer = merchant_rows([10_000.0, 20_000.0, 30_000.0])
     ack = platform.ReportFeatures(
-        platform_pb2.FeatureReport(merchants=[platform_pb2.MerchantFeatures(merchant_id="m1", rows=rows_to_proto(richer))]),
+        platform_pb2.FeatureReport(
+            merchants=[platform_pb2.MerchantFeatures(merchant_id="m1", rows=rows_to_proto(richer))]
+        ),
         timeout=10,
     )
     assert (ack.received, ack.changed) == (1, 1)
     scored = bank_pb2_grpc.ScoringServiceStub(operator).Score(bank_pb2.ScoreRequest(merchant_id="m1"), timeout=10)
     assert scored.turnover_fen == 2_000_000  # mean of the latest three months, in fen
     again = platform.ReportFeatures(
-        platform_pb2.FeatureReport(merchants=[platform_pb2.MerchantFeatures(merchant_id="m1", rows=rows_to_proto(richer))]),
+        platform_pb2.FeatureReport(
+            merchants=[platform_pb2.MerchantFeatures(merchant_id="m1", rows=rows_to_proto(richer))]
+        ),
         timeout=10,
     )
     assert (again.received, again.changed) == (1, 0)

@@ -66,7 +66,9 @@ def test_accounts_and_registry_survive_a_bank_restart(tmp_path, bank_db, pki):
             shown = bank_pb2_grpc.CreditServiceStub(channel).Get(
                 bank_pb2.AccountRequest(account_id=opened.account_id), timeout=30
             )
-            scored = bank_pb2_grpc.ScoringServiceStub(channel).Score(bank_pb2.ScoreRequest(merchant_id="m1"), timeout=30)
+            scored = bank_pb2_grpc.ScoringServiceStub(channel).Score(
+                bank_pb2.ScoreRequest(merchant_id="m1"), timeout=30
+            )
     finally:
         _stop(proc)
     assert (shown.principal_fen, shown.limit_fen, shown.model_version) == (123_456, 400_000, "v1")

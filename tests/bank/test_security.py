@@ -170,7 +170,9 @@ def test_a_revoked_certificate_is_refused_with_one_line_and_logged(bank: Bank) -
     results = bank.attack(*bank.party("revoked-op"))
     assert {name: r["code"] for name, r in results.items()} == dict.fromkeys(ALL, "UNAUTHENTICATED")
     details = results["draw_million"]["details"]
-    assert details.startswith("certificate serial ") and details.endswith(" of revoked-op (operator) was revoked at " + details.rsplit(" ", 1)[-1])
+    assert details.startswith("certificate serial ") and details.endswith(
+        " of revoked-op (operator) was revoked at " + details.rsplit(" ", 1)[-1]
+    )
     assert bank.snapshot() == before
     logged = [c for c in bank.calls() if c["caller"] == "revoked-op"]
     assert {c["status"] for c in logged} == {"UNAUTHENTICATED"} and len(logged) == len(ALL)
@@ -227,7 +229,9 @@ def test_the_right_roles_succeed_and_the_call_log_names_who_did_what(bank: Bank)
         "report_features": "OK",
         "report_implausible": "INVALID_ARGUMENT",
     }
-    monitor_tls = ClientTls(bank.certs / "ca.crt", bank.certs / "clients" / "monitor-1.crt", bank.certs / "clients" / "monitor-1.key")
+    monitor_tls = ClientTls(
+        bank.certs / "ca.crt", bank.certs / "clients" / "monitor-1.crt", bank.certs / "clients" / "monitor-1.key"
+    )
     alert = alerts_pb2.Alert(id="a" * 32, device_id="exc-7", rule="geofence", severity="critical", state="raised",
                              raised_at="2026-03-02T08:10:00+00:00", evidence_json='{"lat":35.0}')  # fmt: skip
     with connect(bank.address, monitor_tls) as channel:

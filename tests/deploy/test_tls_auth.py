@@ -74,5 +74,5 @@ def test_register_rejects_a_file_that_is_not_an_ec_public_key(bank, tmp_path: Pa
 
     bogus = tmp_path / "bogus.pub"
     bogus.write_text("not a key\n")
-    with pytest.raises(DeployError, match="bogus.pub: not an OpenSSH public key"):
+    with pytest.raises(DeployError, match=r"bogus\.pub: not an OpenSSH public key"):
         bank_ops.register(bogus, data_dir=tmp_path / "bank")

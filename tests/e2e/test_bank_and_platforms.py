@@ -227,12 +227,11 @@ class Deployment:
             p.terminate()
         if impatient:
             for p in self.platforms:
-                poll(
-                    f"{p.name} to start stopping",
-                    lambda: p.proc.poll() is not None or children(p) < alive[p.name],
-                    30,
-                    interval=0.02,
-                )
+
+                def stopping(p: Platform = p) -> bool:
+                    return p.proc is not None and (p.proc.poll() is not None or children(p) < alive[p.name])
+
+                poll(f"{p.name} to start stopping", stopping, 30, interval=0.02)
                 if p.proc.poll() is None:
                     p.proc.send_signal(signal.SIGTERM)
         for p in self.platforms:
@@ -287,7 +286,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
         for name, role in [("ops", "operator"), *((p, "platform") for p in PLATFORMS)]:
             dep.bank("bank", "certs", "issue", name, "--role", role, "--certs", str(dep.certs))
         dep.bank_up()
-        for name, data in zip(PLATFORMS, files):
+        for name, data in zip(PLATFORMS, files, strict=True):
             home = root / f"{name}-org"
             env = _env(home)
             key = home / "node"
@@ -403,7 +402,11 @@ def test_the_services_anchor_the_model_and_tampering_is_detected(deployment: Dep
     # without anyone running `yinqi anchor flush`.
     verified = poll(
         "the services' flusher to anchor v1",
-        lambda: json.loads(out.stdout) if (out := deployment.bank("audit", "model", "v1", "--json", ok=False)).returncode == 0 else None,
+        lambda: (
+            json.loads(out.stdout)
+            if (out := deployment.bank("audit", "model", "v1", "--json", ok=False)).returncode == 0
+            else None
+        ),
         60,
         interval=1.0,
     )
@@ -480,7 +483,10 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
         "bank", "score", "--merchant", chosen, "--bank", deployment.services, *deployment.party(p1.name), ok=False
     )
     assert as_platform.returncode == 2
-    assert as_platform.stderr.strip() == f"error: {p1.name} (platform) may not call ScoringService/Score; it is open to operator"
+    assert (
+        as_platform.stderr.strip()
+        == f"error: {p1.name} (platform) may not call ScoringService/Score; it is open to operator"
+    )
 
     line = deployment.bank_json("bank", "credit", "open", "--model", "v1", "--merchant", chosen, *remote)
     account, limit = line["account_id"], line["limit_fen"]
