@@ -40,7 +40,7 @@ class PeriodicFlusher:
         self.proof_dir = proof_dir
         self.anchored = 0  # proofs written by this flusher
         self.last_error: str | None = None
-        self._chain: Any = None
+        self.chain: Any = None  # the chain client, opened on the first flush with work
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="anchor-flusher", daemon=True)
 
@@ -48,11 +48,11 @@ class PeriodicFlusher:
         """Anchor what is pending now; returns the number of proofs written."""
         if self.outbox.pending() == 0:
             return 0
-        if self._chain is None:
+        if self.chain is None:
             from contracts.client import open_chain
 
-            self._chain = open_chain(self.rpc)
-        written = len(self.outbox.flush(chain=self._chain, proof_dir=self.proof_dir))
+            self.chain = open_chain(self.rpc)
+        written = len(self.outbox.flush(chain=self.chain, proof_dir=self.proof_dir))
         self.anchored += written
         return written
 
@@ -66,7 +66,7 @@ class PeriodicFlusher:
             except Exception as exc:  # the leaves stay queued; next tick retries
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 log.warning("anchor flush failed, will retry in %.0f s: %s", self.interval, self.last_error)
-                self._chain = None
+                self.chain = None
 
     def start(self) -> PeriodicFlusher:
         self._thread.start()
