@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MODES = ("simulation", "loopback", "tls", "loopback-stock")
+MODES = ("simulation", "loopback", "tls", "bank-up", "loopback-stock")
 
 
 def _config(workdir: Path, clients: int, rounds: int, secagg: bool, merchants: int):  # type: ignore[no-untyped-def]
@@ -45,8 +45,10 @@ def measure_round_times(
 
     mode: "simulation" (in-process Simulation Engine), "loopback" (SuperLink + SuperNodes as
     processes on 127.0.0.1 with yinqi's speed-ups), "tls" (the same with TLS and SuperNode
-    authentication) or "loopback-stock" (Flower's defaults: a new `flwr-clientapp` per message,
-    3 s polls) as the baseline.
+    authentication), "bank-up" (TLS + node auth as `yinqi bank up` runs it: the SuperLink on
+    loopback behind the Fleet gate, platforms dialling the gate, `bank train` submitting the run)
+    or "loopback-stock" (Flower's defaults: a new `flwr-clientapp` per message, 3 s polls) as the
+    baseline.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -58,6 +60,8 @@ def measure_round_times(
             from yinqi.harness.federated import run_federation
 
             report = run_federation(config)
+        elif mode == "bank-up":
+            report = _through_the_gate(workdir, config, clients, rounds, secagg)
         else:
             from yinqi.harness.loopback import run_deployed
 
@@ -89,6 +93,36 @@ def measure_round_times(
     }
 
 
+def _through_the_gate(workdir: Path, config: Any, clients: int, rounds: int, secagg: bool) -> Any:
+    """One run as `yinqi bank up` + `yinqi client up` + `yinqi bank train` do it (TLS, node auth)."""
+    import contextlib
+
+    from clients.node.keys import make_node_key
+    from clients.node.platform import PlatformNode, start, wait_connected
+    from federation.waiting import free_port
+    from server.deploy import bank
+    from server.security.ca import make_certs
+
+    certs = make_certs(workdir / "certs")
+    state = bank.up(port=free_port(), certs=certs.ca.parent, services_port=None, data_dir=workdir / "bank")
+    try:
+        with contextlib.ExitStack() as nodes:
+            for i, data in enumerate(config.clients):
+                key, pub = make_node_key(workdir / "keys" / f"node{i}")
+                name = f"platform_{i + 1}"
+                bank.register(pub, name, data_dir=workdir / "bank")
+                node = PlatformNode(bank=state.superlink_address, data=Path(data), name=name, key=key, ca=certs.ca)
+                supervisor = nodes.enter_context(start(node, workdir / name))
+                wait_connected(supervisor, node)
+            kwargs = dict(
+                rounds=rounds, epsilon=8.0, dp=True, secagg=secagg, test=config.test, out=workdir / "model-gate"
+            )
+            report, _run_id = bank.train(kwargs, data_dir=workdir / "bank", min_platforms=clients, wait=60)
+            return report
+    finally:
+        bank.down(workdir / "bank")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="SecAgg+ only, 2 rounds")
@@ -99,7 +133,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    modes = ["simulation", "loopback", "tls"] + (["loopback-stock"] if args.baseline else [])
+    modes = ["simulation", "loopback", "tls", "bank-up"] + (["loopback-stock"] if args.baseline else [])
     variants = [True] if args.quick else [False, True]
     rows = []
     console = Console(width=120)
