@@ -104,10 +104,15 @@ class Guard(grpc.ServerInterceptor):
         method: str = handler_call_details.method
         rule = self.policy.get(method)
         if rule is None or handler.unary_unary is None:
-            message = f"{short_method(method)} is not open to any caller"
+            short = short_method(method)
+            message = f"{short} is not open to any caller"
 
             def closed(_request: Any, context: grpc.ServicerContext) -> Any:
-                self._log_refusal(None, method, None, "PERMISSION_DENIED", message, context.peer())
+                try:
+                    who = INSECURE if self.insecure else caller_identity(context.auth_context(), self.revocations)
+                except AuthError as exc:
+                    who = exc.identity
+                self._log_refusal(who, short, None, "PERMISSION_DENIED", message, context.peer())
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
 
             return _same_kind(handler, closed)
