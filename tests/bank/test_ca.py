@@ -28,7 +28,7 @@ def _cert(path: Path) -> x509.Certificate:
 def test_init_refuses_to_overwrite_an_existing_ca(tmp_path: Path) -> None:
     CertificateAuthority.create(tmp_path / "certs")
     before = (tmp_path / "certs" / "ca.crt").read_bytes()
-    with pytest.raises(CertError, match="already holds ca.crt, ca.key, server.pem, server.key; refusing to overwrite"):
+    with pytest.raises(CertError, match=r"already holds ca\.crt, ca\.key, server\.pem, server\.key; refusing to overwrite"):
         CertificateAuthority.create(tmp_path / "certs")
     again = runner.invoke(app, ["bank", "certs", "init", "--out", str(tmp_path / "certs")])
     assert isinstance(again.exception, CertError) and again.exception.exit_code == 2
@@ -55,7 +55,7 @@ def test_issue_refuses_bad_names_unknown_roles_a_second_role_and_existing_files(
     ca.issue("ops", "operator")
     with pytest.raises(CertError, match="role 'admin': expected one of platform, operator, iot-monitor, auditor"):
         ca.issue("root", "admin")
-    with pytest.raises(CertError, match="party name '../evil'"):
+    with pytest.raises(CertError, match=r"party name '\.\./evil'"):
         ca.issue("../evil", "platform")
     with pytest.raises(CertError, match="party 'ops' already has a operator certificate"):
         ca.issue("ops", "platform")
@@ -99,7 +99,7 @@ def test_a_missing_or_foreign_revocation_list_refuses_everyone(tmp_path: Path) -
         caller_identity(context, foreign)
     (tmp_path / "certs" / "crl.pem").unlink()
     missing = RevocationList(ca.crl_path, tmp_path / "certs" / "ca.crt")
-    with pytest.raises(AuthError, match="crl.pem is missing; refusing every caller"):
+    with pytest.raises(AuthError, match=r"crl\.pem is missing; refusing every caller"):
         caller_identity(context, missing)
 
 
