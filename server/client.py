@@ -147,7 +147,21 @@ class LocalBank:
 
         return self._logged("CreditService/Accrue", {"through": through}, work)
 
-    # local only: the whole book and a line's ledger
+    # local only: the registry, the whole book and a line's ledger
+    def register_model(self, model_dir: Path, anchor: bool = True) -> Any:
+        """Register a trained model directory (the version row, files and anchor leaf at once)."""
+        return self._logged(
+            "Registry/Register",
+            {"model_dir": str(model_dir), "anchor": anchor},
+            lambda: self.registry.register(model_dir, anchor=anchor),
+        )
+
+    def promote(self, version: str) -> dict[str, Any]:
+        """Make `version` the scoring default; every open line is re-evaluated with it."""
+        from server.credit.promotion import promote
+
+        return self._logged("Registry/Promote", {"version": version}, lambda: promote(self.registry, version))
+
     def lines(self) -> list[Result]:
         return [v.to_dict() for v in self.book.list()]
 

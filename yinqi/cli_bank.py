@@ -195,9 +195,9 @@ def register_model(
     as_json: AsJson = False,
 ) -> None:
     """Register a trained model as the next version (`bank train` does this after a run)."""
-    from server.registry import Registry
+    from server.client import LocalBank
 
-    row = Registry(db, models_dir).register(model_dir, anchor=not no_anchor)
+    row = LocalBank(db, models_dir).register_model(model_dir, anchor=not no_anchor)
     if as_json:
         _print_json(row.to_dict())
         return
@@ -212,10 +212,9 @@ def promote(
     as_json: AsJson = False,
 ) -> None:
     """Make VERSION the scoring default and re-evaluate every open credit line with it."""
-    from server.credit.promotion import promote as promote_version
-    from server.registry import Registry
+    from server.client import LocalBank
 
-    result = promote_version(Registry(db, models_dir), version)
+    result = LocalBank(db, models_dir).promote(version)
     if as_json:
         _print_json(result)
         return

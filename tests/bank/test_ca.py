@@ -28,7 +28,9 @@ def _cert(path: Path) -> x509.Certificate:
 def test_init_refuses_to_overwrite_an_existing_ca(tmp_path: Path) -> None:
     CertificateAuthority.create(tmp_path / "certs")
     before = (tmp_path / "certs" / "ca.crt").read_bytes()
-    with pytest.raises(CertError, match=r"already holds ca\.crt, ca\.key, server\.pem, server\.key; refusing to overwrite"):
+    with pytest.raises(
+        CertError, match=r"already holds ca\.crt, ca\.key, server\.pem, server\.key; refusing to overwrite"
+    ):
         CertificateAuthority.create(tmp_path / "certs")
     again = runner.invoke(app, ["bank", "certs", "init", "--out", str(tmp_path / "certs")])
     assert isinstance(again.exception, CertError) and again.exception.exit_code == 2

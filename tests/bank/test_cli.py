@@ -96,6 +96,8 @@ def test_score_open_draw_repay_show_on_the_reported_features(setup):
         ("CreditService/Draw", "OK", "local"),
         ("CreditService/Open", "OK", "local"),
         ("ScoringService/Score", "OK", "local"),
+        ("Registry/Promote", "OK", "local"),
+        ("Registry/Register", "OK", "local"),
     ]
 
 
@@ -114,6 +116,8 @@ def test_refusals_are_one_line_errors(setup):
         ("CreditService/Repay", "NOT_FOUND"),
         ("ScoringService/Score", "NOT_FOUND"),
         ("ScoringService/Score", "FAILED_PRECONDITION"),
+        ("Registry/Promote", "OK"),
+        ("Registry/Register", "OK"),
     ]
 
 
