@@ -108,6 +108,7 @@ class Guard(grpc.ServerInterceptor):
             message = f"{short} is not open to any caller"
 
             def closed(_request: Any, context: grpc.ServicerContext) -> Any:
+                who: Identity | None
                 try:
                     who = INSECURE if self.insecure else caller_identity(context.auth_context(), self.revocations)
                 except AuthError as exc:
