@@ -295,7 +295,7 @@ class CertificateAuthority:
             x509.CertificateRevocationListBuilder()
             .issuer_name(ca_cert.subject)
             .last_update(now - dt.timedelta(minutes=1))
-            .next_update(now + dt.timedelta(days=30))
+            .next_update(ca_cert.not_valid_after_utc)  # re-signed on every revocation, valid as long as the CA
         )
         for entry in entries:
             if entry.revoked_at is None:
