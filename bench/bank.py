@@ -165,28 +165,7 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int, repeats: int) ->
     scorer = Scorer(url, registry=registry)
     scorer.evaluate(requests[:10])  # load the model once
     scorer.score_batch(requests[:batch])  # and write once: the first writes pay SQLite's warm-up
-
-    out: list[Row] = []
-
-    def timed(path: str, action: Any, baseline: bool = False) -> None:
-        """Run `action` `repeats` times; keep the median time and the decisions one run stored."""
-        before = decisions(url)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - start)
-        out.append(Row(path, (decisions(url) - before) // repeats, statistics.median(times), baseline))
-
-    start = time.perf_counter()
-    evaluated = scorer.evaluate(requests)
-    out.append(Row("in-process batch, decisions not stored", len(evaluated), time.perf_counter() - start))
-    timed(
-        f"in-process batch ×{batch} (baseline)",
-        lambda: [scorer.score_batch(requests[i : i + batch]) for i in range(0, n, batch)],
-        True,
-    )
-    timed("in-process, one merchant per call", lambda: [scorer.score(m, r) for m, r in requests[:n_single]])
+    repeats = max(1, repeats)
 
     ca = CertificateAuthority.create(work / "certs")
     ca.issue("bench-ops", "operator")
@@ -213,37 +192,68 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int, repeats: int) ->
             lambda address: connect(address, client_tls),
         ),
     ]
-    logged_before = calls_logged(url)
+    batches = [
+        bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in ids[i : i + batch]])
+        for i in range(0, n, batch)
+    ]
+
+    def run_batches(stub: Any) -> None:
+        for request in batches:
+            replies = stub.ScoreBatch(request, timeout=120).replies
+            assert not any(r.error for r in replies), replies[0].error
+
+    def run_single(stub: Any) -> None:
+        for merchant in ids[:n_single]:
+            stub.Score(bank_pb2.ScoreRequest(merchant_id=merchant), timeout=30)
+
+    paths: list[tuple[str, Any, bool]] = [
+        ("in-process batch, decisions not stored", lambda: scorer.evaluate(requests), False),
+        (
+            f"in-process batch ×{batch} (baseline)",
+            lambda: [scorer.score_batch(requests[i : i + batch]) for i in range(0, n, batch)],
+            True,
+        ),
+        ("in-process, one merchant per call", lambda: [scorer.score(m, r) for m, r in requests[:n_single]], False),
+    ]
+    servers, channels = [], []
     for label, make_server, make_channel in variants:
         server = make_server()
         server.start()
+        servers.append(server)
         channel = make_channel(f"127.0.0.1:{server.bound_port}")
-        try:
-            stub = bank_pb2_grpc.ScoringServiceStub(channel)
-            stub.Score(bank_pb2.ScoreRequest(merchant_id=ids[0]), timeout=30)  # connection + model warm
-            batches = [
-                bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in ids[i : i + batch]])
-                for i in range(0, n, batch)
-            ]
+        channels.append(channel)
+        stub = bank_pb2_grpc.ScoringServiceStub(channel)
+        stub.Score(bank_pb2.ScoreRequest(merchant_id=ids[0]), timeout=30)  # connection + model warm
+        paths.append((f"gRPC {label}, batches of {batch}", lambda stub=stub: run_batches(stub), False))
+        paths.append((f"gRPC {label}, one merchant per request", lambda stub=stub: run_single(stub), False))
 
-            def run_batches(stub: Any = stub, batches: list[Any] = batches) -> None:
-                for request in batches:
-                    replies = stub.ScoreBatch(request, timeout=120).replies
-                    assert not any(r.error for r in replies), replies[0].error
-
-            def run_single(stub: Any = stub) -> None:
-                for merchant in ids[:n_single]:
-                    stub.Score(bank_pb2.ScoreRequest(merchant_id=merchant), timeout=30)
-
-            timed(f"gRPC {label}, batches of {batch}", run_batches)
-            timed(f"gRPC {label}, one merchant per request", run_single)
-        finally:
+    # Round-robin: every path once per round, so a change in the machine's load hits all alike.
+    times: dict[str, list[float]] = {label: [] for label, _, _ in paths}
+    stored: dict[str, int] = dict.fromkeys(times, 0)
+    logged_before = calls_logged(url)
+    try:
+        for _round in range(repeats):
+            for label, action, _ in paths:
+                before = decisions(url)
+                start = time.perf_counter()
+                action()
+                times[label].append(time.perf_counter() - start)
+                stored[label] += decisions(url) - before
+    finally:
+        for channel in channels:
             channel.close()
+        for server in servers:
             server.stop(grace=None)
-    timed(
-        f"in-process batch ×{batch} again (noise check)",
-        lambda: [scorer.score_batch(requests[i : i + batch]) for i in range(0, n, batch)],
-    )
+    answered = len(scorer.evaluate(requests))  # the one path that stores nothing: count its answers
+    out = [
+        Row(
+            label,
+            stored[label] // repeats if "not stored" not in label else answered,
+            statistics.median(times[label]),
+            baseline,
+        )
+        for label, _, baseline in paths
+    ]
     read_back = {
         "decisions": decisions(url),
         "calls_logged": calls_logged(url) - logged_before,
@@ -253,11 +263,12 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int, repeats: int) ->
 
 
 def round_rows(rounds: int) -> list[dict[str, Any]] | str:
-    """The federated round with and without TLS + node auth, as `measure_round_times` reports it."""
+    """The federated round: plain loopback, TLS + node auth, and TLS + node auth through the Fleet
+    gate as `bank up` runs it (SuperLink on loopback), as `measure_round_times` reports them."""
     from bench.deploy_rounds import measure_round_times
 
     results = []
-    for mode in ("loopback", "tls"):
+    for mode in ("loopback", "tls", "bank-up"):
         try:
             results.append(measure_round_times(mode, clients=3, rounds=rounds, secagg=True))
         except Exception as exc:  # a broken deployment should not hide the scoring numbers
@@ -283,9 +294,10 @@ def main() -> None:
     n_single = args.single or (200 if args.quick else 500)
     repeats = args.repeats or (1 if args.quick else 3)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        import os
+    import os
 
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
         os.environ["YINQI_DATA_DIR"] = str(Path(tmp) / "data-dir")
         with console.status("scoring benchmark…"):
             rows, read_back = scoring_rows(Path(tmp), n, n_single, args.batch, repeats)
@@ -294,7 +306,7 @@ def main() -> None:
         title=(
             f"bank scoring (SQLite): {read_back['reported_merchants']} merchants with reported features; "
             f"{read_back['decisions']} decisions and {read_back['calls_logged']} call-log rows read back; "
-            f"median of {repeats} run(s)"
+            f"median of {repeats} round-robin run(s); load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
         )
     )
     for column in ("path", "merchants scored", "s", "merchants/s", "× baseline"):
@@ -323,14 +335,18 @@ def main() -> None:
     if isinstance(rounds, str):
         console.print(f"federated rounds: {rounds}")
         return
-    fl = Table(title="federated round, SecAgg+ (same run)")
+    fl = Table(title=f"federated round, SecAgg+ (same run; load average now {os.getloadavg()[0]:.1f})")
     for column in ("mode", "platforms", "rounds", "s/round (each)", "mean s/round", "× plain"):
         fl.add_column(column, justify="left" if column == "mode" else "right")
     plain_mean = statistics.fmean(rounds[0]["round_seconds"])
     for result in rounds:
         mean = statistics.fmean(result["round_seconds"])
         fl.add_row(
-            "plain loopback" if result["mode"] == "loopback" else "TLS + SuperNode authentication",
+            {
+                "loopback": "plain loopback",
+                "tls": "TLS + SuperNode authentication",
+                "bank-up": "TLS + node auth through the Fleet gate (bank up)",
+            }[result["mode"]],
             str(result["clients"]),
             str(len(result["round_seconds"])),
             " / ".join(f"{s:.1f}" for s in result["round_seconds"]),
