@@ -336,7 +336,15 @@ def main() -> None:
         console.print(f"federated rounds: {rounds}")
         return
     fl = Table(title=f"federated round, SecAgg+ (same run; load average now {os.getloadavg()[0]:.1f})")
-    for column in ("mode", "platforms", "rounds", "s/round (each)", "mean s/round", "× plain"):
+    for column in (
+        "mode",
+        "platforms",
+        "rounds",
+        "s/round (each)",
+        "mean s/round",
+        "× plain",
+        "gate / SuperLink CPU s",
+    ):
         fl.add_column(column, justify="left" if column == "mode" else "right")
     plain_mean = statistics.fmean(rounds[0]["round_seconds"])
     for result in rounds:
@@ -345,13 +353,14 @@ def main() -> None:
             {
                 "loopback": "plain loopback",
                 "tls": "TLS + SuperNode authentication",
-                "bank-up": "TLS + node auth through the Fleet gate (bank up)",
+                "bank-up": "TLS + node auth, Fleet gate, SuperLink state on disk (bank up)",
             }[result["mode"]],
             str(result["clients"]),
             str(len(result["round_seconds"])),
             " / ".join(f"{s:.1f}" for s in result["round_seconds"]),
             f"{mean:.2f}",
             f"{mean / plain_mean:.2f}",
+            f"{result['gate_cpu_s']:.1f} / {result['superlink_cpu_s']:.1f}" if "gate_cpu_s" in result else "-",
         )
     console.print(fl)
 

@@ -56,12 +56,13 @@ def measure_round_times(
         workdir = Path(tmp)
         config = _config(workdir, clients, rounds, secagg, merchants)
         started = time.perf_counter()
+        extra: dict[str, Any] = {}
         if mode == "simulation":
             from yinqi.harness.federated import run_federation
 
             report = run_federation(config)
         elif mode == "bank-up":
-            report = _through_the_gate(workdir, config, clients, rounds, secagg)
+            report = _through_the_gate(workdir, config, clients, rounds, secagg, extra)
         else:
             from yinqi.harness.loopback import run_deployed
 
@@ -90,11 +91,25 @@ def measure_round_times(
         "wall_s": wall,
         "startup": report.settings.get("deployment", {}),
         "aggregated": all(r.aggregated for r in report.rounds),
+        **extra,
     }
 
 
-def _through_the_gate(workdir: Path, config: Any, clients: int, rounds: int, secagg: bool) -> Any:
-    """One run as `yinqi bank up` + `yinqi client up` + `yinqi bank train` do it (TLS, node auth)."""
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    import os
+
+    if not pid:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _through_the_gate(
+    workdir: Path, config: Any, clients: int, rounds: int, secagg: bool, extra: dict[str, Any]
+) -> Any:
+    """One run as `yinqi bank up` + `yinqi client up` + `yinqi bank train` do it (TLS, node auth,
+    the SuperLink's state in its SQLite file); the gate's and the SuperLink's CPU go to `extra`."""
     import contextlib
 
     from clients.node.keys import make_node_key
@@ -117,7 +132,10 @@ def _through_the_gate(workdir: Path, config: Any, clients: int, rounds: int, sec
             kwargs = dict(
                 rounds=rounds, epsilon=8.0, dp=True, secagg=secagg, test=config.test, out=workdir / "model-gate"
             )
+            gate, link = _cpu_seconds(state.gate_pid), _cpu_seconds(state.superlink_pid)
             report, _run_id = bank.train(kwargs, data_dir=workdir / "bank", min_platforms=clients, wait=60)
+            extra["gate_cpu_s"] = _cpu_seconds(state.gate_pid) - gate
+            extra["superlink_cpu_s"] = _cpu_seconds(state.superlink_pid) - link
             return report
     finally:
         bank.down(workdir / "bank")

@@ -29,7 +29,7 @@ MONTHS = 12  # latest rows per merchant sent to the bank
 CHUNK = 2_000  # merchants per request
 
 
-def _row(frame_row: Any, columns: list[str], file: str, line: int) -> bank_pb2.FeatureRow:
+def _row(frame_row: dict[str, Any], columns: list[str], file: str, line: int) -> bank_pb2.FeatureRow:
     message = bank_pb2.FeatureRow()
     for column in columns:
         value = frame_row[column]
@@ -65,8 +65,8 @@ def feature_rows(
     frame = frame.assign(_line=range(1, len(frame) + 1))  # 1-based data row, for messages
     chosen = frame[frame["merchant_id"].isin(merchants)].sort_values(["merchant_id", "month"], kind="stable")
     for merchant, group in chosen.groupby("merchant_id", sort=True):
-        latest = group.tail(months)
-        rows = [_row(r, columns, file, int(r["_line"])) for _, r in latest.iterrows()]
+        latest = group.tail(months).to_dict(orient="records")
+        rows = [_row(r, columns, file, int(r["_line"])) for r in latest]
         yield platform_pb2.MerchantFeatures(merchant_id=str(merchant), rows=rows)
 
 
