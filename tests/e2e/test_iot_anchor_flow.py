@@ -62,6 +62,24 @@ def mosquitto(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+def _wait_until_the_monitor_listens(env: dict[str, str], broker: str, monitor: subprocess.Popen, log: Path) -> None:
+    """Publish a canary the monitor must refuse until `iot deadletters` shows it: from then on the
+    monitor's subscription holds what `iot simulate` publishes (a message published before the
+    monitor's first subscription would be lost, as on any broker)."""
+    from paho.mqtt import publish
+
+    host, port = broker.removeprefix("mqtt://").rsplit(":", 1)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert monitor.poll() is None, log.read_text()
+        publish.single("device/canary/data", b'{"canary": true}', qos=1, hostname=host, port=int(port))
+        listed = _yinqi(env, "iot", "deadletters", "--json")
+        if listed.returncode == 0 and '"device/canary/data"' in listed.stdout:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the monitor did not take a message within 90 s:\n{log.read_text()}")
+
+
 def test_alerts_from_the_monitor_are_anchored_and_their_proofs_verify(mosquitto: str, tmp_path: Path) -> None:
     from server.alerts.service import anchor_ref, canonical_alert
     from server.alerts.store import AlertStore, versions
@@ -71,11 +89,16 @@ def test_alerts_from_the_monitor_are_anchored_and_their_proofs_verify(mosquitto:
     env.update(YINQI_DATA_DIR=str(tmp_path / "data"), COLUMNS="200", NO_COLOR="1")
     bank = f"127.0.0.1:{free_port()}"
     intake = _background(env, tmp_path / "intake.log", "iot", "intake", "--address", bank)
+    deadline = time.monotonic() + 60
+    while _yinqi(env, "iot", "alerts", "--bank", bank, "--json").returncode != 0:  # the intake answers
+        assert intake.poll() is None and time.monotonic() < deadline, (tmp_path / "intake.log").read_text()
+        time.sleep(0.3)
     monitor = _background(
         env, tmp_path / "monitor.log",
         "iot", "monitor", "--broker", mosquitto, "--bank", bank, "--clock", "event", "--sweep", "0.05",
     )  # fmt: skip
     try:
+        _wait_until_the_monitor_listens(env, mosquitto, monitor, tmp_path / "monitor.log")
         simulated = _yinqi(
             env, "iot", "simulate", "--devices", "5", "--rate", "400", "--broker", mosquitto,
             "--ticks", "120", "--step-minutes", "60",
