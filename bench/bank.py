@@ -1,22 +1,30 @@
-"""Bank services benchmark: scoring throughput in-process vs over gRPC (batch and single
-requests, plaintext and mutual TLS), and the federated round-time cost of TLS + node auth.
+"""Bank services benchmark: what identity and roles cost. Scoring throughput in-process and over
+gRPC (batch and single requests) with plaintext, server-only TLS (what `bank up` served before
+issue 10), mutual TLS alone, and mutual TLS with the bank's guard (role check per RPC, call log
+of every state-changing call): the product as it runs. Also the federated round time with and
+without TLS + SuperNode authentication.
 
-Everything is measured in this run on this machine: a model fitted on synthetic merchants,
-N consented merchants with three months of features each, a SQLite bank database in a temp
-dir, a real gRPC server on a free loopback port. Ratios are against in-process batch scoring
-(decisions stored), and for the rounds against a plain loopback deployment.
+Everything is measured in this run on this machine: a model fitted on synthetic merchants, N
+consented merchants whose platform reported three months of features each, a SQLite bank
+database in a temp dir, certificates from the product's CA (`server.security.ca`), real gRPC
+servers on free loopback ports. Ratios are against in-process batch scoring (decisions stored);
+the counts in the table are read back from the bank's database and from the run reports.
 
-    python bench/bank.py            # ~1-3 min, includes the deployment rounds if available
-    python bench/bank.py --quick    # smaller, skips nothing but uses fewer merchants/rounds
+    python bench/bank.py            # ~2-4 min, includes the deployment rounds
+    python bench/bank.py --quick    # fewer merchants, 1 round
+    python bench/bank.py --no-rounds
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import tempfile
 import time
+from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,19 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-console = Console()
+console = Console(width=130)
+
+
+@dataclass
+class Row:
+    path: str
+    merchants: int  # scored, as read back from the bank's decisions
+    seconds: float
+    baseline: bool = False
+
+    @property
+    def rate(self) -> float:
+        return self.merchants / self.seconds if self.seconds > 0 else math.inf
 
 
 def fit_model(work: Path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
@@ -42,7 +62,7 @@ def fit_model(work: Path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     from federation.synth import make_feature_files
     from server.scoring import rows_from_frame
 
-    files, test = make_feature_files(work / "data", platforms=3, merchants=800, months=6, seed=7)
+    files, _test = make_feature_files(work / "data", platforms=3, merchants=800, months=6, seed=7)
     tables = [load_labeled(f) for f in files]
     frame = pd.concat([t.frame for t in tables], ignore_index=True)
     y = np.concatenate([t.y for t in tables])
@@ -61,11 +81,59 @@ def fit_model(work: Path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
     return work / "model", merchants
 
 
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else math.inf
+def decisions(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from federation.storage import session_scope
+    from server.db import bank_engine
+    from server.scoring import Decision
+
+    with session_scope(bank_engine(url)) as s:
+        return int(s.scalar(select(func.count()).select_from(Decision)) or 0)
 
 
-def scoring_rows(work: Path, n: int, n_single: int, batch: int) -> list[tuple[str, int, float, str]]:
+def calls_logged(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from federation.storage import session_scope
+    from server.db import bank_engine
+    from server.security.calllog import CallRecord
+
+    with session_scope(bank_engine(url)) as s:
+        return int(s.scalar(select(func.count()).select_from(CallRecord)) or 0)
+
+
+def bare_server(url: str, store: Path, credentials: Any | None) -> Any:
+    """The same scoring service without the guard (no identities, roles or call log): the
+    transport alone. `credentials`: None for plaintext, else gRPC server credentials."""
+    import grpc
+
+    from proto import bank_pb2_grpc
+    from server.db import bank_engine
+    from server.feature_store import FeatureStore
+    from server.grpc_app import ScoringService
+    from server.registry import Registry
+    from server.scoring import Scorer
+    from server.security.guard import Guard
+
+    engine = bank_engine(url)
+    registry = Registry(engine, store)
+    # The handlers read the caller (for platforms' reads); an insecure guard without a call log
+    # only sets it, so what this server measures is the transport.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=[Guard(None, insecure=True)])
+    bank_pb2_grpc.add_ScoringServiceServicer_to_server(
+        ScoringService(Scorer(engine, registry=registry), FeatureStore(engine)), server
+    )
+    port = (
+        server.add_insecure_port("127.0.0.1:0")
+        if credentials is None
+        else server.add_secure_port("127.0.0.1:0", credentials)
+    )
+    server.bound_port = port
+    return server
+
+
+def scoring_rows(work: Path, n: int, n_single: int, batch: int, repeats: int) -> tuple[list[Row], dict[str, int]]:
     import grpc
 
     from federation.clock import utcnow
@@ -73,11 +141,11 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int) -> list[tuple[st
     from proto.channel import ClientTls, connect
     from server.consent import ConsentEventIn, ConsentRegistry
     from server.credit.promotion import promote
-    from server.grpc_app import TlsFiles, build_server, rows_to_proto
+    from server.feature_store import FeatureStore
+    from server.grpc_app import build_server
     from server.registry import Registry
     from server.scoring import Scorer
-    from tests.bank.tls import make_pki
-    from tests.conftest import free_port
+    from server.security.ca import CertificateAuthority
 
     model_dir, merchants = fit_model(work)
     ids = sorted(merchants)
@@ -86,82 +154,127 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int) -> list[tuple[st
     ids = ids[:n]
     requests = [(m, merchants[m.split("#")[0]]) for m in ids]
     url = f"sqlite:///{work / 'bank.db'}"
-    registry = Registry(url, work / "store")
+    store = work / "store"
+    registry = Registry(url, store)
     registry.register(model_dir, anchor=False)
     promote(registry, "v1")
-    ConsentRegistry(url).record("bench", [ConsentEventIn(i, m, True, utcnow()) for i, m in enumerate(ids)])
+    ConsentRegistry(url).record("bench-platform", [ConsentEventIn(i, m, True, utcnow()) for i, m in enumerate(ids)])
+    features = FeatureStore(url)
+    for start in range(0, n, 5000):
+        features.report("bench-platform", dict(requests[start : start + 5000]))
     scorer = Scorer(url, registry=registry)
     scorer.evaluate(requests[:10])  # load the model once
+    scorer.score_batch(requests[:batch])  # and write once: the first writes pay SQLite's warm-up
+    repeats = max(1, repeats)
 
-    out: list[tuple[str, int, float, str]] = []
-    start = time.perf_counter()
-    scorer.evaluate(requests)
-    out.append(("in-process batch, not stored", n, time.perf_counter() - start, ""))
-    start = time.perf_counter()
-    for i in range(0, n, batch):
-        scorer.score_batch(requests[i : i + batch])
-    out.append(("in-process batch (baseline)", n, time.perf_counter() - start, "baseline"))
-    start = time.perf_counter()
-    for merchant, rows in requests[:n_single]:
-        scorer.score(merchant, rows)
-    out.append(("in-process single", n_single, time.perf_counter() - start, ""))
+    ca = CertificateAuthority.create(work / "certs")
+    ca.issue("bench-ops", "operator")
+    certs = ca.server
+    client_tls = ClientTls(
+        certs.ca, work / "certs" / "clients" / "bench-ops.crt", work / "certs" / "clients" / "bench-ops.key"
+    )
+    key, cert, root = certs.key.read_bytes(), certs.cert.read_bytes(), certs.ca.read_bytes()
+    variants: list[tuple[str, Any, Any]] = [
+        ("plaintext", lambda: bare_server(url, store, None), lambda address: grpc.insecure_channel(address)),
+        (
+            "server TLS",
+            lambda: bare_server(url, store, grpc.ssl_server_credentials([(key, cert)])),
+            lambda address: connect(address, ClientTls(certs.ca)),
+        ),
+        (
+            "mutual TLS",
+            lambda: bare_server(url, store, grpc.ssl_server_credentials([(key, cert)], root, require_client_auth=True)),
+            lambda address: connect(address, client_tls),
+        ),
+        (
+            "mutual TLS + roles + call log",
+            lambda: build_server("127.0.0.1:0", url, certs, store),
+            lambda address: connect(address, client_tls),
+        ),
+    ]
+    batches = [
+        bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in ids[i : i + batch]])
+        for i in range(0, n, batch)
+    ]
 
-    protos = [bank_pb2.ScoreRequest(merchant_id=m, rows=rows_to_proto(r)) for m, r in requests]
-    pki = make_pki(work / "pki")
-    for label, tls in (("plaintext", None), ("mTLS", TlsFiles(pki["server_cert"], pki["server_key"], pki["ca"]))):
-        server = build_server(f"127.0.0.1:{free_port()}", url, tls, work / "store")
+    def run_batches(stub: Any) -> None:
+        for request in batches:
+            replies = stub.ScoreBatch(request, timeout=120).replies
+            assert not any(r.error for r in replies), replies[0].error
+
+    def run_single(stub: Any) -> None:
+        for merchant in ids[:n_single]:
+            stub.Score(bank_pb2.ScoreRequest(merchant_id=merchant), timeout=30)
+
+    paths: list[tuple[str, Any, bool]] = [
+        ("in-process batch, decisions not stored", lambda: scorer.evaluate(requests), False),
+        (
+            f"in-process batch ×{batch} (baseline)",
+            lambda: [scorer.score_batch(requests[i : i + batch]) for i in range(0, n, batch)],
+            True,
+        ),
+        ("in-process, one merchant per call", lambda: [scorer.score(m, r) for m, r in requests[:n_single]], False),
+    ]
+    servers, channels = [], []
+    for label, make_server, make_channel in variants:
+        server = make_server()
         server.start()
-        address = f"127.0.0.1:{server.bound_port}"
-        channel = (
-            connect(address, ClientTls(pki["ca"], pki["client_cert"], pki["client_key"]))
-            if tls
-            else grpc.insecure_channel(address)
-        )
-        try:
-            stub = bank_pb2_grpc.ScoringServiceStub(channel)
-            stub.Score(protos[0], timeout=30)  # connection + model warm
-            start = time.perf_counter()
-            for i in range(0, n, batch):
-                replies = stub.ScoreBatch(
-                    bank_pb2.ScoreBatchRequest(requests=protos[i : i + batch]), timeout=120
-                ).replies
-                assert not any(r.error for r in replies), replies[0].error
-            out.append((f"gRPC {label} batch ×{batch}", n, time.perf_counter() - start, ""))
-            start = time.perf_counter()
-            for request in protos[:n_single]:
-                stub.Score(request, timeout=30)
-            out.append((f"gRPC {label} single", n_single, time.perf_counter() - start, ""))
-        finally:
+        servers.append(server)
+        channel = make_channel(f"127.0.0.1:{server.bound_port}")
+        channels.append(channel)
+        stub = bank_pb2_grpc.ScoringServiceStub(channel)
+        stub.Score(bank_pb2.ScoreRequest(merchant_id=ids[0]), timeout=30)  # connection + model warm
+        paths.append((f"gRPC {label}, batches of {batch}", lambda stub=stub: run_batches(stub), False))
+        paths.append((f"gRPC {label}, one merchant per request", lambda stub=stub: run_single(stub), False))
+
+    # Round-robin: every path once per round, so a change in the machine's load hits all alike.
+    times: dict[str, list[float]] = {label: [] for label, _, _ in paths}
+    stored: dict[str, int] = dict.fromkeys(times, 0)
+    logged_before = calls_logged(url)
+    try:
+        for _round in range(repeats):
+            for label, action, _ in paths:
+                before = decisions(url)
+                start = time.perf_counter()
+                action()
+                times[label].append(time.perf_counter() - start)
+                stored[label] += decisions(url) - before
+    finally:
+        for channel in channels:
             channel.close()
+        for server in servers:
             server.stop(grace=None)
-    return out
+    answered = len(scorer.evaluate(requests))  # the one path that stores nothing: count its answers
+    out = [
+        Row(
+            label,
+            stored[label] // repeats if "not stored" not in label else answered,
+            statistics.median(times[label]),
+            baseline,
+        )
+        for label, _, baseline in paths
+    ]
+    read_back = {
+        "decisions": decisions(url),
+        "calls_logged": calls_logged(url) - logged_before,
+        "reported_merchants": len(features.rows(ids)),
+    }
+    return out, read_back
 
 
-def mean_round(result: dict[str, Any]) -> float | None:
-    """Mean round seconds from `measure_round_times`' dict, whatever its exact keys."""
-    for key in ("mean_round_seconds", "mean_round_s", "mean", "round_mean"):
-        if isinstance(result.get(key), (int, float)):
-            return float(result[key])
-    for key in ("round_seconds", "rounds", "round_times"):
-        values = result.get(key)
-        if isinstance(values, list) and values and all(isinstance(v, (int, float)) for v in values):
-            return sum(values) / len(values)
-    return None
-
-
-def round_rows(rounds: int) -> list[tuple[str, float | None, str]] | str:
+def round_rows(rounds: int) -> list[dict[str, Any]] | str:
+    """The federated round: plain loopback, TLS + node auth, and TLS + node auth through the Fleet
+    gate as `bank up` runs it (SuperLink on loopback), as `measure_round_times` reports them."""
     from bench.deploy_rounds import measure_round_times
 
-    rows = []
-    for mode in ("loopback", "tls"):
+    results = []
+    for mode in ("loopback", "tls", "bank-up"):
         try:
-            result = measure_round_times(mode, clients=3, rounds=rounds, secagg=True)
+            results.append(measure_round_times(mode, clients=3, rounds=rounds, secagg=True))
         except Exception as exc:  # a broken deployment should not hide the scoring numbers
-            return f"not available ({mode}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        rows.append(
-            (mode, mean_round(result), str({k: v for k, v in result.items() if not isinstance(v, (list, dict))})[:80])
-        )
-    return rows
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            return f"not available ({mode}: {type(exc).__name__}: {first})"
+    return results
 
 
 def main() -> None:
@@ -174,40 +287,82 @@ def main() -> None:
         "--single", type=int, default=None, help="merchants scored one request each (default 500, quick 200)"
     )
     parser.add_argument("--batch", type=int, default=500, help="merchants per batch request")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per path, median kept (default 3, quick 1)")
     parser.add_argument("--no-rounds", action="store_true", help="skip the deployment round-time comparison")
     args = parser.parse_args()
     n = args.merchants or (1000 if args.quick else 5000)
     n_single = args.single or (200 if args.quick else 500)
+    repeats = args.repeats or (1 if args.quick else 3)
 
+    import os
+
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        import os
-
         os.environ["YINQI_DATA_DIR"] = str(Path(tmp) / "data-dir")
         with console.status("scoring benchmark…"):
-            rows = scoring_rows(Path(tmp), n, n_single, args.batch)
-    baseline = next(rate(c, s) for _, c, s, tag in rows if tag == "baseline")
-    table = Table(title=f"bank scoring: {n} merchants batch, {n_single} single (SQLite)")
-    for column in ("path", "n", "s", "merchants/s", "× baseline"):
-        table.add_column(column, justify="right" if column != "path" else "left")
-    for label, count, seconds, _ in rows:
-        r = rate(count, seconds)
-        table.add_row(label, str(count), f"{seconds:.2f}", f"{r:,.0f}", f"{r / baseline:.2f}")
+            rows, read_back = scoring_rows(Path(tmp), n, n_single, args.batch, repeats)
+    baseline = next(r.rate for r in rows if r.baseline)
+    table = Table(
+        title=(
+            f"bank scoring (SQLite): {read_back['reported_merchants']} merchants with reported features; "
+            f"{read_back['decisions']} decisions and {read_back['calls_logged']} call-log rows read back; "
+            f"median of {repeats} round-robin run(s); load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
+        )
+    )
+    for column in ("path", "merchants scored", "s", "merchants/s", "× baseline"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for r in rows:
+        table.add_row(r.path, str(r.merchants), f"{r.seconds:.2f}", f"{r.rate:,.0f}", f"{r.rate / baseline:.2f}")
+    console.print(table)
+
+    by_path = {r.path: r.rate for r in rows}
+    cost = Table(title="what identity and roles cost, per request (same run)")
+    for column in ("requests", "server TLS / plaintext", "mutual TLS / server TLS", "+ roles + call log / mutual TLS"):
+        cost.add_column(column, justify="right")
+    for kind in (f"batches of {args.batch}", "one merchant per request"):
+        plain, tls, mtls, guarded = (
+            by_path[f"gRPC {label}, {kind}"]
+            for label in ("plaintext", "server TLS", "mutual TLS", "mutual TLS + roles + call log")
+        )
+        cost.add_row(kind, f"{tls / plain:.2f}×", f"{mtls / tls:.2f}×", f"{guarded / mtls:.2f}×")
+    console.print(cost)
 
     if args.no_rounds:
-        rounds: list | str = "skipped (--no-rounds)"
-    else:
-        with console.status("deployment rounds: plain loopback vs TLS + node auth…"):
-            rounds = round_rows(1 if args.quick else 2)
-    table.add_section()
+        console.print("federated rounds: skipped (--no-rounds)")
+        return
+    with console.status("deployment rounds: plain loopback vs TLS + node auth…"):
+        rounds = round_rows(1 if args.quick else 2)
     if isinstance(rounds, str):
-        table.add_row("FL round TLS+auth vs plain", "-", "-", rounds, "-")
-    else:
-        plain = rounds[0][1]
-        for mode, mean, _ in rounds:
-            label = "FL round, plain loopback" if mode == "loopback" else "FL round, TLS + node auth"
-            ratio = f"{mean / plain:.2f}" if mean and plain else "-"
-            table.add_row(label, "3 nodes", f"{mean:.2f}" if mean else "?", "s/round", f"{ratio} vs plain")
-    console.print(table)
+        console.print(f"federated rounds: {rounds}")
+        return
+    fl = Table(title=f"federated round, SecAgg+ (same run; load average now {os.getloadavg()[0]:.1f})")
+    for column in (
+        "mode",
+        "platforms",
+        "rounds",
+        "s/round (each)",
+        "mean s/round",
+        "× plain",
+        "gate / SuperLink CPU s",
+    ):
+        fl.add_column(column, justify="left" if column == "mode" else "right")
+    plain_mean = statistics.fmean(rounds[0]["round_seconds"])
+    for result in rounds:
+        mean = statistics.fmean(result["round_seconds"])
+        fl.add_row(
+            {
+                "loopback": "plain loopback",
+                "tls": "TLS + SuperNode authentication",
+                "bank-up": "TLS + node auth, Fleet gate, SuperLink state on disk (bank up)",
+            }[result["mode"]],
+            str(result["clients"]),
+            str(len(result["round_seconds"])),
+            " / ".join(f"{s:.1f}" for s in result["round_seconds"]),
+            f"{mean:.2f}",
+            f"{mean / plain_mean:.2f}",
+            f"{result['gate_cpu_s']:.1f} / {result['superlink_cpu_s']:.1f}" if "gate_cpu_s" in result else "-",
+        )
+    console.print(fl)
 
 
 if __name__ == "__main__":

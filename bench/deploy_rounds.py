@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MODES = ("simulation", "loopback", "tls", "loopback-stock")
+MODES = ("simulation", "loopback", "tls", "bank-up", "loopback-stock")
 
 
 def _config(workdir: Path, clients: int, rounds: int, secagg: bool, merchants: int):  # type: ignore[no-untyped-def]
@@ -45,8 +45,10 @@ def measure_round_times(
 
     mode: "simulation" (in-process Simulation Engine), "loopback" (SuperLink + SuperNodes as
     processes on 127.0.0.1 with yinqi's speed-ups), "tls" (the same with TLS and SuperNode
-    authentication) or "loopback-stock" (Flower's defaults: a new `flwr-clientapp` per message,
-    3 s polls) as the baseline.
+    authentication), "bank-up" (TLS + node auth as `yinqi bank up` runs it: the SuperLink on
+    loopback behind the Fleet gate, platforms dialling the gate, `bank train` submitting the run)
+    or "loopback-stock" (Flower's defaults: a new `flwr-clientapp` per message, 3 s polls) as the
+    baseline.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -54,10 +56,13 @@ def measure_round_times(
         workdir = Path(tmp)
         config = _config(workdir, clients, rounds, secagg, merchants)
         started = time.perf_counter()
+        extra: dict[str, Any] = {}
         if mode == "simulation":
             from yinqi.harness.federated import run_federation
 
             report = run_federation(config)
+        elif mode == "bank-up":
+            report = _through_the_gate(workdir, config, clients, rounds, secagg, extra)
         else:
             from yinqi.harness.loopback import run_deployed
 
@@ -65,7 +70,7 @@ def measure_round_times(
             if mode == "tls":
                 from clients.node.keys import make_node_key
                 from server.deploy.superlink import TlsPaths
-                from server.deploy.tls import make_certs
+                from server.security.ca import make_certs
 
                 certs = make_certs(workdir / "certs")
                 kwargs["tls"] = TlsPaths(certs.ca, certs.cert, certs.key)
@@ -86,7 +91,54 @@ def measure_round_times(
         "wall_s": wall,
         "startup": report.settings.get("deployment", {}),
         "aggregated": all(r.aggregated for r in report.rounds),
+        **extra,
     }
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    import os
+
+    if not pid:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _through_the_gate(
+    workdir: Path, config: Any, clients: int, rounds: int, secagg: bool, extra: dict[str, Any]
+) -> Any:
+    """One run as `yinqi bank up` + `yinqi client up` + `yinqi bank train` do it (TLS, node auth,
+    the SuperLink's state in its SQLite file); the gate's and the SuperLink's CPU go to `extra`."""
+    import contextlib
+
+    from clients.node.keys import make_node_key
+    from clients.node.platform import PlatformNode, start, wait_connected
+    from federation.waiting import free_port
+    from server.deploy import bank
+    from server.security.ca import make_certs
+
+    certs = make_certs(workdir / "certs")
+    state = bank.up(port=free_port(), certs=certs.ca.parent, services_port=None, data_dir=workdir / "bank")
+    try:
+        with contextlib.ExitStack() as nodes:
+            for i, data in enumerate(config.clients):
+                key, pub = make_node_key(workdir / "keys" / f"node{i}")
+                name = f"platform_{i + 1}"
+                bank.register(pub, name, data_dir=workdir / "bank")
+                node = PlatformNode(bank=state.superlink_address, data=Path(data), name=name, key=key, ca=certs.ca)
+                supervisor = nodes.enter_context(start(node, workdir / name))
+                wait_connected(supervisor, node)
+            kwargs = dict(
+                rounds=rounds, epsilon=8.0, dp=True, secagg=secagg, test=config.test, out=workdir / "model-gate"
+            )
+            gate, link = _cpu_seconds(state.gate_pid), _cpu_seconds(state.superlink_pid)
+            report, _run_id = bank.train(kwargs, data_dir=workdir / "bank", min_platforms=clients, wait=60)
+            extra["gate_cpu_s"] = _cpu_seconds(state.gate_pid) - gate
+            extra["superlink_cpu_s"] = _cpu_seconds(state.superlink_pid) - link
+            return report
+    finally:
+        bank.down(workdir / "bank")
 
 
 def main() -> None:
@@ -99,7 +151,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    modes = ["simulation", "loopback", "tls"] + (["loopback-stock"] if args.baseline else [])
+    modes = ["simulation", "loopback", "tls", "bank-up"] + (["loopback-stock"] if args.baseline else [])
     variants = [True] if args.quick else [False, True]
     rows = []
     console = Console(width=120)

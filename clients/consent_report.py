@@ -12,8 +12,12 @@ from proto import platform_pb2, platform_pb2_grpc
 from proto.channel import call
 
 
-def report_consent(book: ConsentBook, channel: grpc.Channel, platform: str) -> dict[str, int]:
-    """Send every event of `book` (the bank keeps each once); returns the bank's counts."""
+def report_consent(book: ConsentBook, channel: grpc.Channel, platform: str = "") -> dict[str, int]:
+    """Send every event of `book` (the bank keeps each once); returns the bank's counts.
+
+    The bank takes the platform's identity from its client certificate; `platform`, when given,
+    must name the same party (it names the platform only to a plaintext loopback bank).
+    """
     events = [
         platform_pb2.ConsentEvent(
             event_id=event_id, merchant_id=r.merchant_id, granted=r.granted, at=r.at.isoformat(), note=r.note

@@ -89,11 +89,23 @@ def call(method: Callable[..., Reply], request: Any, *, timeout: float = 30.0) -
         raise remote_error(exc) from None
 
 
+# What a failed TLS handshake looks like from the client's side: the server hangs up.
+_HANDSHAKE_SIGNS = ("Socket closed", "handshake", "CERTIFICATE", "certificate", "SSL")
+
+
 def remote_error(exc: grpc.RpcError) -> RemoteError:
     """A gRPC failure as a `RemoteError` with the service's own message."""
     code = exc.code()
     details = exc.details() or code.name
     kind = KIND_OF_CODE.get(code.name)
-    if kind is None:
-        return RemoteError(f"service unavailable ({code.name}): {details}", code.name, "unavailable")
-    return RemoteError(details, code.name, kind)
+    if kind is not None:
+        return RemoteError(details, code.name, kind)
+    if code == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _HANDSHAKE_SIGNS):
+        return RemoteError(
+            "the service refused the connection during the TLS handshake: it accepts only client "
+            "certificates issued by its CA and not revoked (check --ca, --cert and --key) "
+            f"[{details.rsplit(': ', 1)[-1][:120]}]",
+            code.name,
+            "refused",
+        )
+    return RemoteError(f"service unavailable ({code.name}): {details}", code.name, "unavailable")

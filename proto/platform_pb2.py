@@ -22,21 +22,28 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from proto import bank_pb2 as proto_dot_bank__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14proto/platform.proto\x12\x0eyinqi.platform\"`\n\x0c\x43onsentEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\n\n\x02\x61t\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"O\n\rConsentReport\x12\x10\n\x08platform\x18\x01 \x01(\t\x12,\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1c.yinqi.platform.ConsentEvent\".\n\nConsentAck\x12\x10\n\x08received\x18\x01 \x01(\x05\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x32]\n\x0fPlatformService\x12J\n\rReportConsent\x12\x1d.yinqi.platform.ConsentReport\x1a\x1a.yinqi.platform.ConsentAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14proto/platform.proto\x12\x0eyinqi.platform\x1a\x10proto/bank.proto\"`\n\x0c\x43onsentEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\n\n\x02\x61t\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"O\n\rConsentReport\x12\x10\n\x08platform\x18\x01 \x01(\t\x12,\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1c.yinqi.platform.ConsentEvent\".\n\nConsentAck\x12\x10\n\x08received\x18\x01 \x01(\x05\x12\x0e\n\x06stored\x18\x02 \x01(\x05\"M\n\x10MerchantFeatures\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12$\n\x04rows\x18\x02 \x03(\x0b\x32\x16.yinqi.bank.FeatureRow\"V\n\rFeatureReport\x12\x33\n\tmerchants\x18\x01 \x03(\x0b\x32 .yinqi.platform.MerchantFeatures\x12\x10\n\x08platform\x18\x02 \x01(\t\"/\n\nFeatureAck\x12\x10\n\x08received\x18\x01 \x01(\x05\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x05\x32\xaa\x01\n\x0fPlatformService\x12J\n\rReportConsent\x12\x1d.yinqi.platform.ConsentReport\x1a\x1a.yinqi.platform.ConsentAck\x12K\n\x0eReportFeatures\x12\x1d.yinqi.platform.FeatureReport\x1a\x1a.yinqi.platform.FeatureAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.platform_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTEVENT']._serialized_start=40
-  _globals['_CONSENTEVENT']._serialized_end=136
-  _globals['_CONSENTREPORT']._serialized_start=138
-  _globals['_CONSENTREPORT']._serialized_end=217
-  _globals['_CONSENTACK']._serialized_start=219
-  _globals['_CONSENTACK']._serialized_end=265
-  _globals['_PLATFORMSERVICE']._serialized_start=267
-  _globals['_PLATFORMSERVICE']._serialized_end=360
+  _globals['_CONSENTEVENT']._serialized_start=58
+  _globals['_CONSENTEVENT']._serialized_end=154
+  _globals['_CONSENTREPORT']._serialized_start=156
+  _globals['_CONSENTREPORT']._serialized_end=235
+  _globals['_CONSENTACK']._serialized_start=237
+  _globals['_CONSENTACK']._serialized_end=283
+  _globals['_MERCHANTFEATURES']._serialized_start=285
+  _globals['_MERCHANTFEATURES']._serialized_end=362
+  _globals['_FEATUREREPORT']._serialized_start=364
+  _globals['_FEATUREREPORT']._serialized_end=450
+  _globals['_FEATUREACK']._serialized_start=452
+  _globals['_FEATUREACK']._serialized_end=499
+  _globals['_PLATFORMSERVICE']._serialized_start=502
+  _globals['_PLATFORMSERVICE']._serialized_end=672
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from proto import bank_pb2 as _bank_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -35,3 +36,27 @@ class ConsentAck(_message.Message):
     received: int
     stored: int
     def __init__(self, received: _Optional[int] = ..., stored: _Optional[int] = ...) -> None: ...
+
+class MerchantFeatures(_message.Message):
+    __slots__ = ("merchant_id", "rows")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    rows: _containers.RepeatedCompositeFieldContainer[_bank_pb2.FeatureRow]
+    def __init__(self, merchant_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[_bank_pb2.FeatureRow, _Mapping]]] = ...) -> None: ...
+
+class FeatureReport(_message.Message):
+    __slots__ = ("merchants", "platform")
+    MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    merchants: _containers.RepeatedCompositeFieldContainer[MerchantFeatures]
+    platform: str
+    def __init__(self, merchants: _Optional[_Iterable[_Union[MerchantFeatures, _Mapping]]] = ..., platform: _Optional[str] = ...) -> None: ...
+
+class FeatureAck(_message.Message):
+    __slots__ = ("received", "changed")
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    received: int
+    changed: int
+    def __init__(self, received: _Optional[int] = ..., changed: _Optional[int] = ...) -> None: ...

@@ -39,6 +39,11 @@ class PlatformServiceStub:
                 request_serializer=proto_dot_platform__pb2.ConsentReport.SerializeToString,
                 response_deserializer=proto_dot_platform__pb2.ConsentAck.FromString,
                 _registered_method=True)
+        self.ReportFeatures = channel.unary_unary(
+                '/yinqi.platform.PlatformService/ReportFeatures',
+                request_serializer=proto_dot_platform__pb2.FeatureReport.SerializeToString,
+                response_deserializer=proto_dot_platform__pb2.FeatureAck.FromString,
+                _registered_method=True)
 
 
 class PlatformServiceServicer:
@@ -51,6 +56,14 @@ class PlatformServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportFeatures(self, request, context):
+        """A platform reports its consented merchants' latest feature rows; every row is checked
+        (finite, plausible numbers) before any is stored: one bad value refuses the whole report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlatformServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +71,11 @@ def add_PlatformServiceServicer_to_server(servicer, server):
                     servicer.ReportConsent,
                     request_deserializer=proto_dot_platform__pb2.ConsentReport.FromString,
                     response_serializer=proto_dot_platform__pb2.ConsentAck.SerializeToString,
+            ),
+            'ReportFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFeatures,
+                    request_deserializer=proto_dot_platform__pb2.FeatureReport.FromString,
+                    response_serializer=proto_dot_platform__pb2.FeatureAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +105,33 @@ class PlatformService:
             '/yinqi.platform.PlatformService/ReportConsent',
             proto_dot_platform__pb2.ConsentReport.SerializeToString,
             proto_dot_platform__pb2.ConsentAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.platform.PlatformService/ReportFeatures',
+            proto_dot_platform__pb2.FeatureReport.SerializeToString,
+            proto_dot_platform__pb2.FeatureAck.FromString,
             options,
             channel_credentials,
             insecure,

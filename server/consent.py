@@ -3,14 +3,15 @@
 A platform keeps its own consent book (`clients.consent`) and reports its events to the bank
 (`PlatformService.ReportConsent`). The bank stores each event once (by platform and the
 platform's event id) and never reads a platform's database. A merchant's latest reported event
-decides; a merchant never reported has not consented.
+decides; a merchant never reported has not consented. A platform reports only its own merchants
+(`server.merchants`: the first platform to report a merchant id owns it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import BigInteger, Boolean, Engine, Integer, String, UniqueConstraint, func, select
@@ -21,6 +22,7 @@ from federation.clock import as_utc, utcnow
 from federation.storage import UtcDateTime, session_scope
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
+from server.merchants import claim
 
 
 class ReportedConsent(BankBase):
@@ -51,6 +53,8 @@ class ConsentEventIn:
 
 
 MAX_ID = 128
+MAX_EVENTS = 100_000  # per report
+CLOCK_SKEW = timedelta(days=1)  # how far in the future a platform's clock may be
 
 
 class ConsentRegistry:
@@ -65,16 +69,32 @@ class ConsentRegistry:
         Every event is checked before any is stored: a bad one refuses the whole report.
         """
         platform = str(platform).strip()
-        if not platform or len(platform) > 200:
-            raise BankError("a consent report needs the platform's name (1..200 characters)")
+        if not platform or len(platform) > MAX_ID:
+            raise BankError(f"a consent report needs the platform's name (1..{MAX_ID} characters)")
+        if len(events) > MAX_EVENTS:
+            raise BankError(f"a consent report of {len(events)} events; send at most {MAX_EVENTS} at once")
+        latest = utcnow() + CLOCK_SKEW
         for event in events:
             merchant = str(event.merchant_id).strip()
             if not merchant or len(merchant) > MAX_ID:
                 raise BankError(f"consent event {event.event_id}: merchant id must be 1..{MAX_ID} characters")
+            if not -(2**63) <= int(event.event_id) < 2**63:
+                raise BankError(f"consent event {event.event_id}: id out of range; expected a 64-bit integer")
             if event.at.tzinfo is None:
                 raise BankError(f"consent event {event.event_id}: time {event.at} has no time zone; expected UTC")
+            if event.at > latest:
+                raise BankError(
+                    f"consent event {event.event_id}: time {event.at.isoformat()} is in the future; "
+                    "expected when the merchant gave or withdrew consent"
+                )
+            if len(str(event.note)) > 256 or "\x00" in str(event.note):
+                raise BankError(
+                    f"consent event {event.event_id}: note of {len(str(event.note))} characters; "
+                    "expected at most 256, without NUL"
+                )
         stored = 0
         with session_scope(self.engine) as session:
+            claim(session, platform, (str(e.merchant_id).strip() for e in events))
             known = set(
                 session.scalars(
                     select(ReportedConsent.event_id).where(

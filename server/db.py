@@ -15,12 +15,26 @@ class BankBase(DeclarativeBase):
     """Declarative base of every table the bank keeps."""
 
 
-def bank_engine(engine: Engine | str | None = None) -> Engine:
-    """The bank's engine (an Engine, a URL, or the configured default) with its tables made.
+# Every module that declares a table on BankBase: all of them exist in every bank database,
+# whichever command opened it first (`bank promote` on a fresh database reads decisions).
+TABLE_MODULES = (
+    "server.registry",
+    "server.scoring",
+    "server.credit.accounts",
+    "server.consent",
+    "server.merchants",
+    "server.feature_store",
+    "server.alerts.store",
+    "server.security.calllog",
+)
 
-    A table is declared when its module is imported; the modules that use the engine are
-    imported before they call this, so their tables (and the anchoring outbox's) exist.
-    """
+
+def bank_engine(engine: Engine | str | None = None) -> Engine:
+    """The bank's engine (an Engine, a URL, or the configured default) with all its tables made."""
+    import importlib
+
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
     if not isinstance(engine, Engine):
         engine = engine_for(engine or db_url("bank"))
     ensure_tables(engine, BankBase.metadata)

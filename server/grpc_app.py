@@ -1,27 +1,27 @@
 """The bank's gRPC server: ScoringService, CreditService, PlatformService and AlertService.
 
 `build_server(...)` returns a bound, NOT yet started `grpc.Server` (call `.start()`); its port
-is in `server.bound_port` (useful with port 0). With `TlsFiles` the server speaks TLS, and
-with a CA it also requires client certificates (mutual TLS: only platforms and operators the
-bank's CA signed may call). Every `YinqiError` becomes a gRPC status with its one-line message:
-BankError kinds map to INVALID_ARGUMENT / FAILED_PRECONDITION / NOT_FOUND, other user errors
-(bad feature values, consent input) to INVALID_ARGUMENT.
+is in `server.bound_port` (useful with port 0). It speaks mutual TLS with the bank's CA
+(`server.security.ca`): every caller presents a client certificate the CA issued and did not
+revoke, and `server.security.guard.Guard` checks the caller's role on every call, records every
+state-changing call with the caller's identity, and turns a `YinqiError` into its status with
+the one-line message. Plaintext only with `insecure=True` (loopback tests).
+
+Scoring and opening a credit line use the feature rows the merchant's own platform reported
+(`PlatformService.ReportFeatures`, `server.feature_store`), never rows in the request.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent import futures
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from federation.errors import YinqiError
 from proto import bank_pb2, bank_pb2_grpc, platform_pb2, platform_pb2_grpc
 from server.alerts import register as register_alerts
 from server.consent import ConsentEventIn, ConsentRegistry
@@ -29,44 +29,20 @@ from server.credit.accounts import AccountView, CreditBook
 from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy
 from server.db import bank_engine
+from server.feature_store import FeatureStore
+from server.merchants import check_owner
 from server.registry import Registry
 from server.scoring import Outcome, Row, Scorer
+from server.security.ca import CertSet
+from server.security.calllog import CallLog
+from server.security.guard import STATUS_OF_KIND, Guard, current_caller
+from server.security.identity import RevocationList
+from server.security.roles import ANY_ROLE, PLATFORM, Identity
 from server.vertical.psi_service import register_on_bank as register_psi_on_bank
 
 log = logging.getLogger(__name__)
 
-STATUS = {
-    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
-    "refused": grpc.StatusCode.FAILED_PRECONDITION,
-    "not_found": grpc.StatusCode.NOT_FOUND,
-}
-KIND_OF_CODE = {code.name: kind for kind, code in STATUS.items()}
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """PEM files for the server's TLS; with `ca`, clients must present a certificate it signed."""
-
-    cert: Path
-    key: Path
-    ca: Path | None = None
-
-
-def status_of(exc: YinqiError) -> grpc.StatusCode:
-    return STATUS[exc.kind] if isinstance(exc, BankError) else grpc.StatusCode.INVALID_ARGUMENT
-
-
-def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a user error into a gRPC status with its one-line message (nothing was stored)."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return method(self, request, context)
-        except YinqiError as exc:
-            context.abort(status_of(exc), str(exc))
-
-    return wrapper
+MAX_BATCH = 10_000  # merchants per ScoreBatch request
 
 
 # -- message conversion ------------------------------------------------------------------
@@ -78,6 +54,10 @@ def row_to_proto(row: Row) -> bank_pb2.FeatureRow:
         else:
             message.numbers[key] = float(value)
     return message
+
+
+def rows_to_proto(rows: Sequence[Row]) -> list[bank_pb2.FeatureRow]:
+    return [row_to_proto(r) for r in rows]
 
 
 def row_from_proto(message: bank_pb2.FeatureRow) -> Row:
@@ -120,99 +100,186 @@ def account_to_proto(view: AccountView) -> bank_pb2.Account:
     )
 
 
+# -- request checks ----------------------------------------------------------------------
+def text_field(value: str, field: str, limit: int, *, required: bool = True) -> str:
+    """A request's text field: present (if required), at most `limit` printable characters."""
+    if not value:
+        if required:
+            raise BankError(f"{field} is empty")
+        return value
+    if len(value) > limit or not value.isprintable():
+        raise BankError(f"{field}: expected at most {limit} printable characters, got {len(value)}")
+    return value
+
+
+def no_rows(rows: Sequence[Any], where: str) -> None:
+    if rows:
+        raise BankError(
+            f"{where}: rows are not accepted; the bank scores the features the merchant's platform reported"
+        )
+
+
+def reporting_platform(claimed: str) -> str:
+    """The platform a report comes from: its certificate's party (a claimed name must match)."""
+    who = current_caller()
+    claimed = text_field(claimed, "platform", 128, required=False)
+    if who.role == ANY_ROLE:  # plaintext loopback: no certificate, the request names the platform
+        return claimed or who.name
+    if claimed and claimed != who.name:
+        raise BankError(
+            f"this report claims to come from platform '{claimed}', but the caller's certificate is {who.name}'s",
+            "forbidden",
+        )
+    return who.name
+
+
 # -- services ----------------------------------------------------------------------------
 class ScoringService(bank_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, scorer: Scorer) -> None:
+    """Scores merchants from the features their platform reported (operators only)."""
+
+    def __init__(self, scorer: Scorer, features: FeatureStore) -> None:
         self.scorer = scorer
+        self.features = features
 
-    @_rpc
     def Score(self, request: bank_pb2.ScoreRequest, context: grpc.ServicerContext) -> bank_pb2.ScoreReply:
-        rows = [row_from_proto(r) for r in request.rows]
-        return outcome_to_proto(self.scorer.score(request.merchant_id, rows, request.model_version or None))
+        merchant = text_field(request.merchant_id, "merchant_id", 128)
+        version = text_field(request.model_version, "model_version", 32, required=False)
+        no_rows(request.rows, f"merchant '{merchant}'")
+        rows = self.features.rows_of(merchant)
+        return outcome_to_proto(self.scorer.score(merchant, rows, version or None))
 
-    @_rpc
     def ScoreBatch(
         self, request: bank_pb2.ScoreBatchRequest, context: grpc.ServicerContext
     ) -> bank_pb2.ScoreBatchReply:
-        items = [(r.merchant_id, [row_from_proto(x) for x in r.rows]) for r in request.requests]
+        version = text_field(request.model_version, "model_version", 32, required=False)
+        if len(request.requests) > MAX_BATCH:
+            raise BankError(f"a batch of {len(request.requests)} merchants; send at most {MAX_BATCH} at once")
+        merchants = []
+        for item in request.requests:
+            merchant = text_field(item.merchant_id, "merchant_id", 128)
+            no_rows(item.rows, f"merchant '{merchant}'")
+            merchants.append(merchant)
+        reported = self.features.rows(merchants)
+        wanted = [(m, reported[m]) for m in merchants if m in reported]
+        scored = iter(self.scorer.score_batch(wanted, version or None) if wanted else [])
         replies = []
-        for (merchant_id, _), result in zip(
-            items, self.scorer.score_batch(items, request.model_version or None), strict=True
-        ):
+        for merchant in merchants:
+            result: Outcome | BankError = (
+                next(scored)
+                if merchant in reported
+                else BankError(f"merchant '{merchant}': no features reported by its platform", "not_found")
+            )
             if isinstance(result, BankError):
-                replies.append(
-                    bank_pb2.ScoreReply(merchant_id=merchant_id, error=str(result), error_code=STATUS[result.kind].name)
-                )
+                code = STATUS_OF_KIND[result.kind].name
+                replies.append(bank_pb2.ScoreReply(merchant_id=merchant, error=str(result), error_code=code))
             else:
                 replies.append(outcome_to_proto(result))
         return bank_pb2.ScoreBatchReply(replies=replies)
 
 
 class CreditService(bank_pb2_grpc.CreditServiceServicer):
-    def __init__(self, book: CreditBook) -> None:
+    """Credit lines: operators change them; a platform may read its own merchants' lines."""
+
+    def __init__(self, book: CreditBook, features: FeatureStore) -> None:
         self.book = book
+        self.features = features
 
-    @_rpc
     def Open(self, request: bank_pb2.OpenRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
-        rows = [row_from_proto(r) for r in request.rows]
-        return account_to_proto(self.book.open(request.merchant_id, rows, request.model_version or None))
+        merchant = text_field(request.merchant_id, "merchant_id", 128)
+        version = text_field(request.model_version, "model_version", 32, required=False)
+        no_rows(request.rows, f"merchant '{merchant}'")
+        rows = self.features.rows_of(merchant)
+        return account_to_proto(self.book.open(merchant, rows, version or None))
 
-    @_rpc
     def Draw(self, request: bank_pb2.MoneyRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
-        return account_to_proto(self.book.draw(request.account_id, request.amount_fen))
+        account = text_field(request.account_id, "account_id", 32)
+        return account_to_proto(self.book.draw(account, request.amount_fen))
 
-    @_rpc
     def Repay(self, request: bank_pb2.MoneyRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
-        return account_to_proto(self.book.repay(request.account_id, request.amount_fen))
+        account = text_field(request.account_id, "account_id", 32)
+        return account_to_proto(self.book.repay(account, request.amount_fen))
 
-    @_rpc
     def Get(self, request: bank_pb2.AccountRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
-        if request.account_id:
-            return account_to_proto(self.book.get(request.account_id))
-        if request.merchant_id:
-            return account_to_proto(self.book.for_merchant(request.merchant_id))
-        raise BankError("name an account_id or a merchant_id")
+        who = current_caller()
+        account = text_field(request.account_id, "account_id", 32, required=False)
+        merchant = text_field(request.merchant_id, "merchant_id", 128, required=False)
+        if not account and not merchant:
+            raise BankError("name an account_id or a merchant_id")
+        if who.role == PLATFORM:
+            return self._own(who, account, merchant)
+        return account_to_proto(self.book.get(account) if account else self.book.for_merchant(merchant))
 
-    @_rpc
-    def Accrue(self, request: bank_pb2.AccrueRequest, context: grpc.ServicerContext) -> bank_pb2.AccrueReply:
+    def _own(self, who: Identity, account: str, merchant: str) -> bank_pb2.Account:
+        """A platform's read: only lines of merchants it owns; others look alike, found or not."""
+        if merchant:
+            check_owner(self.book.engine, who.name, merchant)
+            return account_to_proto(self.book.for_merchant(merchant))
         try:
-            through = date.fromisoformat(request.through) if request.through else None
+            view = self.book.get(account)
+            check_owner(self.book.engine, who.name, view.merchant_id)
+        except BankError:
+            raise BankError(
+                f"credit account '{account}' is not a line of one of {who.name}'s merchants", "forbidden"
+            ) from None
+        return account_to_proto(view)
+
+    def Accrue(self, request: bank_pb2.AccrueRequest, context: grpc.ServicerContext) -> bank_pb2.AccrueReply:
+        account = text_field(request.account_id, "account_id", 32, required=False)
+        through_text = text_field(request.through, "through", 10, required=False)
+        try:
+            through = date.fromisoformat(through_text) if through_text else None
         except ValueError:
-            raise BankError(f"through '{request.through}' is not a date; expected YYYY-MM-DD") from None
-        result = self.book.accrue(through, request.account_id or None)
+            raise BankError(f"through '{through_text}' is not a date; expected YYYY-MM-DD") from None
+        result = self.book.accrue(through, account or None)
         return bank_pb2.AccrueReply(
             through=result["through"], accounts=result["accounts"], interest_fen=result["interest_fen"]
         )
 
 
 class PlatformService(platform_pb2_grpc.PlatformServiceServicer):
-    """What platforms report to the bank: their merchants' consent."""
+    """What platforms report about their own merchants: consent and feature rows."""
 
-    def __init__(self, consent: ConsentRegistry) -> None:
+    def __init__(self, consent: ConsentRegistry, features: FeatureStore) -> None:
         self.consent = consent
+        self.features = features
 
-    @_rpc
     def ReportConsent(
         self, request: platform_pb2.ConsentReport, context: grpc.ServicerContext
     ) -> platform_pb2.ConsentAck:
+        platform = reporting_platform(request.platform)
         events = []
         for event in request.events:
             try:
                 at = datetime.fromisoformat(event.at)
             except ValueError:
-                raise BankError(f"consent event {event.event_id}: time '{event.at}' is not ISO 8601") from None
-            events.append(ConsentEventIn(event.event_id, event.merchant_id, event.granted, at, event.note))
-        stored = self.consent.record_retrying(request.platform, events)
+                raise BankError(f"consent event {event.event_id}: time {event.at[:40]!r} is not ISO 8601") from None
+            merchant = text_field(event.merchant_id, f"consent event {event.event_id}: merchant_id", 128)
+            events.append(ConsentEventIn(event.event_id, merchant, event.granted, at, event.note))
+        stored = self.consent.record_retrying(platform, events)
         return platform_pb2.ConsentAck(received=len(events), stored=stored)
+
+    def ReportFeatures(
+        self, request: platform_pb2.FeatureReport, context: grpc.ServicerContext
+    ) -> platform_pb2.FeatureAck:
+        platform = reporting_platform(request.platform)
+        merchants: dict[str, list[Row]] = {}
+        for item in request.merchants:
+            merchant = text_field(item.merchant_id, "merchant_id", 128)
+            if merchant in merchants:
+                raise BankError(f"merchant '{merchant}' appears twice in one report")
+            merchants[merchant] = [row_from_proto(r) for r in item.rows]
+        changed = self.features.report(platform, merchants)
+        return platform_pb2.FeatureAck(received=len(merchants), changed=changed)
 
 
 # -- server ------------------------------------------------------------------------------
 def build_server(
     address: str,
     db_url: str | None = None,
-    tls: TlsFiles | None = None,
+    tls: CertSet | None = None,
     model_dir_root: str | Path | None = None,
     *,
+    insecure: bool = False,
     policy: CreditPolicy | None = None,
     max_workers: int = 8,
 ) -> grpc.Server:
@@ -225,40 +292,54 @@ def build_server(
     db_url:
         The bank's database (default: `YINQI_DB_URL` / the data dir's SQLite file).
     tls:
-        Server certificate and key (and a CA to require client certificates); None: plaintext,
-        for loopback only.
+        The CA directory's files (`CertSet.in_dir(DIR)`): server certificate and key, the CA
+        that client certificates must chain to, and `crl.pem` beside the CA.
+    insecure:
+        Plaintext without client identities (every caller holds every role): loopback tests
+        only. Exactly one of `tls` and `insecure` must be given.
     model_dir_root:
         Where registered model files are stored (default: `<data dir>/models`).
     policy:
         The credit policy (default: `CreditPolicy.load()`, i.e. the configured or shipped one).
     """
+    if (tls is None) == (not insecure):
+        raise BankError(
+            "the bank's services need its certificates (mutual TLS) or an explicit insecure=True for loopback tests",
+            "refused",
+        )
     engine = bank_engine(db_url)
     registry = Registry(engine, model_dir_root)
     policy = policy or CreditPolicy.load()
     scorer = Scorer(engine, registry=registry, policy=policy)
     book = CreditBook(engine, scorer=scorer, registry=registry, policy=policy)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-    bank_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringService(scorer), server)
-    bank_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(book), server)
-    platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformService(ConsentRegistry(engine)), server)
+    features = FeatureStore(engine)
+    revocations = RevocationList(tls.crl, tls.ca) if tls is not None else None
+    guard = Guard(CallLog(engine), revocations, insecure=insecure)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[guard])
+    bank_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringService(scorer, features), server)
+    bank_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(book, features), server)
+    platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformService(ConsentRegistry(engine), features), server)
     register_alerts(server, engine)
-    services = ["ScoringService", "CreditService", "PlatformService", "AlertService"]
-    services.append(register_psi_on_bank(server, engine, insecure=tls is None))
+    psi = register_psi_on_bank(server, engine, insecure=insecure)
     if tls is None:
         port = server.add_insecure_port(address)
     else:
         credentials = grpc.ssl_server_credentials(
-            [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
-            root_certificates=Path(tls.ca).read_bytes() if tls.ca else None,
-            require_client_auth=tls.ca is not None,
+            [(_read(tls.key, "server key"), _read(tls.cert, "server certificate"))],
+            root_certificates=_read(tls.ca, "CA certificate"),
+            require_client_auth=True,
         )
         port = server.add_secure_port(address, credentials)
     if port == 0:
         raise BankError(f"cannot listen on {address} (address in use or not local?)", "refused")
-    server.bound_port = port  # type: ignore[attr-defined]
-    server.services = tuple(services)  # type: ignore[attr-defined]
+    server.bound_port = port
+    server.services = ("ScoringService", "CreditService", "PlatformService", "AlertService", psi)
+    server.engine = engine
     return server
 
 
-def rows_to_proto(rows: Sequence[Row]) -> list[bank_pb2.FeatureRow]:
-    return [row_to_proto(r) for r in rows]
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise BankError(f"{path}: cannot read the bank's {what} ({exc.strerror})", "refused") from None

@@ -27,6 +27,7 @@ from contracts.outbox import AnchorOutbox
 from federation.clock import utcnow
 from federation.config import data_dir
 from federation.storage import UtcDateTime, session_scope, url_of, write_transaction
+from server import faults
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
 
@@ -97,8 +98,8 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     rounds_list = (
         [r for r in report.get("rounds", []) if isinstance(r, dict)] if isinstance(report.get("rounds"), list) else []
     )
-    final = report.get("final") if isinstance(report.get("final"), dict) else {}
-    last = rounds_list[-1] if rounds_list else {}
+    final: dict[str, Any] = report["final"] if isinstance(report.get("final"), dict) else {}
+    last: dict[str, Any] = rounds_list[-1] if rounds_list else {}
 
     def metric(name: str) -> float | None:
         for source, key in (
@@ -114,7 +115,7 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
         return None
 
     rounds = report["rounds"] if isinstance(report.get("rounds"), int) else (len(rounds_list) or None)
-    epsilon_raw = report.get("epsilon") if isinstance(report.get("epsilon"), dict) else {}
+    epsilon_raw: dict[str, Any] = report["epsilon"] if isinstance(report.get("epsilon"), dict) else {}
     epsilon = {str(k): float(v) for k, v in epsilon_raw.items() if _number(v) is not None}
     # A participant is a platform whose update was aggregated in at least one round; platforms
     # that only joined (refused every round, e.g. over their ε budget) are kept under "joined".
@@ -181,33 +182,23 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------------
     def register(self, model_dir: str | Path, *, anchor: bool = True) -> ModelVersion:
-        """Register a model directory as the next version (the same model twice: same version)."""
+        """Register a model directory as the next version (the same model twice: same version).
+
+        The version row, its files and (with `anchor`) its anchor leaf are written in one
+        transaction: a failure or a crash in between leaves nothing, and registering the same
+        model again queues a leaf that is missing (e.g. from before this was atomic).
+        """
         from federation.model import load_model
 
         model_dir = Path(model_dir)
         loaded = load_model(model_dir)  # validates the directory and computes the content hash
-        report = loaded.report
-        with session_scope(self.engine) as session:
-            existing = session.scalars(select(ModelVersion).where(ModelVersion.sha256 == loaded.version_hash)).first()
-        if existing is not None:
-            return existing
-        info = summarize_report(report)
+        info = summarize_report(loaded.report)
         for _attempt in range(5):
             try:
-                row = self._insert(model_dir, loaded.version_hash, info)
-                break
-            except IntegrityError:  # another registration took the number; the hash may be it
-                with session_scope(self.engine) as session:
-                    existing = session.scalars(
-                        select(ModelVersion).where(ModelVersion.sha256 == loaded.version_hash)
-                    ).first()
-                if existing is not None:
-                    return existing
-        else:  # pragma: no cover - five concurrent registrations in a row
-            raise BankError("could not allocate a model version number; retry", "refused")
-        if anchor:
-            row = self.anchor(row.version)
-        return row
+                return self._register(model_dir, loaded.version_hash, info, anchor)
+            except IntegrityError:  # another registration took the number (or this very hash)
+                continue
+        raise BankError("could not allocate a model version number; retry", "refused")  # pragma: no cover
 
     def register_hashed(
         self, model_dir: str | Path, sha256: str, info: dict[str, Any], *, anchor: bool = True
@@ -215,60 +206,72 @@ class Registry:
         """Register a model directory whose content hash the caller computed (a vertical model:
         the hash binds the bank's top half to the platform's bottom half, which the bank never
         holds). `info` has `auc`, `ks`, `rounds`, `participants`, `epsilon`, `extra`. The same
-        hash twice gives the same version."""
-        with session_scope(self.engine) as session:
-            existing = session.scalars(select(ModelVersion).where(ModelVersion.sha256 == sha256)).first()
-        if existing is not None:
-            return existing
-        row = self._insert(Path(model_dir), sha256, info)
-        return self.anchor(row.version) if anchor else row
+        hash twice gives the same version (and re-queues its leaf if it went missing)."""
+        for _attempt in range(5):
+            try:
+                return self._register(Path(model_dir), sha256, info, anchor)
+            except IntegrityError:  # another registration took the number (or this very hash)
+                continue
+        raise BankError("could not allocate a model version number; retry", "refused")  # pragma: no cover
 
-    def _insert(self, model_dir: Path, sha256: str, info: dict[str, Any]) -> ModelVersion:
+    def _register(self, model_dir: Path, sha256: str, info: dict[str, Any], anchor: bool) -> ModelVersion:
         with write_transaction(self.engine) as session:
-            last = session.scalars(select(ModelVersion.number).order_by(ModelVersion.number.desc())).first()
-            number = (last or 0) + 1
-            version = f"v{number}"
-            target = self.store / version
-            row = ModelVersion(
-                version=version,
-                number=number,
-                sha256=sha256,
-                path=str(target.resolve()),
-                status="candidate",
-                auc=info["auc"],
-                ks=info["ks"],
-                rounds=info["rounds"],
-                participants=info["participants"],
-                epsilon=info["epsilon"],
-                summary=info["extra"],
-                created_at=utcnow(),
-            )
-            session.add(row)
-            session.flush()  # the unique number/hash is checked before files are copied
-            if target.exists():
-                shutil.rmtree(target)
-            target.mkdir(parents=True)
-            for name in MODEL_FILES:
-                if (model_dir / name).is_file():
-                    shutil.copy2(model_dir / name, target / name)
+            row = session.scalars(select(ModelVersion).where(ModelVersion.sha256 == sha256)).first()
+            if row is None:
+                row = self._insert(session, model_dir, sha256, info)
+                faults.point(faults.MODEL_STORED)
+            if anchor:
+                row.anchor_leaf = AnchorOutbox(url_of(self.engine)).enqueue(
+                    anchor_record(row.version, row.sha256), kind="model", ref=row.version, session=session
+                )
+            version = row.version
+        return self.get(version)
+
+    def _insert(self, session: Session, model_dir: Path, sha256: str, info: dict[str, Any]) -> ModelVersion:
+        last = session.scalars(select(ModelVersion.number).order_by(ModelVersion.number.desc())).first()
+        number = (last or 0) + 1
+        version = f"v{number}"
+        target = self.store / version
+        row = ModelVersion(
+            version=version,
+            number=number,
+            sha256=sha256,
+            path=str(target.resolve()),
+            status="candidate",
+            auc=info["auc"],
+            ks=info["ks"],
+            rounds=info["rounds"],
+            participants=info["participants"],
+            epsilon=info["epsilon"],
+            summary=info["extra"],
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()  # the unique number/hash is checked before files are copied
+        if target.exists():  # left by a registration that died before its commit
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for name in MODEL_FILES:
+            if (model_dir / name).is_file():
+                shutil.copy2(model_dir / name, target / name)
         return row
 
     def anchor(self, version: str) -> ModelVersion:
         """Queue the version's hash on the anchoring outbox (idempotent)."""
-        row = self.get(version)
-        leaf = AnchorOutbox(url_of(self.engine)).enqueue(
-            anchor_record(row.version, row.sha256), kind="model", ref=row.version
-        )
-        with session_scope(self.engine) as session:
-            stored = session.get(ModelVersion, version)
-            stored.anchor_leaf = leaf
+        with write_transaction(self.engine) as session:
+            row = session.get(ModelVersion, version)
+            if row is None:
+                raise BankError(f"model version '{version}' is not registered", "not_found")
+            row.anchor_leaf = AnchorOutbox(url_of(self.engine)).enqueue(
+                anchor_record(row.version, row.sha256), kind="model", ref=row.version, session=session
+            )
         return self.get(version)
 
     def mark_promoted(self, session: Session, version: str, now: datetime) -> None:
         """In the caller's transaction: `version` becomes the promoted one, the previous retires."""
-        for row in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted").with_for_update()):
-            if row.version != version:
-                row.status = "retired"
+        for current in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted").with_for_update()):
+            if current.version != version:
+                current.status = "retired"
         row = session.get(ModelVersion, version)
         if row is None:
             raise BankError(f"model version '{version}' is not registered", "not_found")

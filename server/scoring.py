@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -22,6 +21,7 @@ import numpy as np
 from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from federation import plausible
 from federation.clock import utcnow
 from federation.features import FEATURE_LABEL, ID_COLUMNS
 from federation.storage import UtcDateTime, session_scope
@@ -78,28 +78,47 @@ class Outcome:
         return data
 
 
-def _clean_value(merchant_id: str, name: str, value: Any) -> Any:
+def _clean_value(where: str, name: str, value: Any) -> Any:
     if isinstance(value, (bool, np.bool_)):
-        return float(value)
+        value = float(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
         value = float(value)  # one canonical form: the same inputs hash in-process and over gRPC
-        if not math.isfinite(value):
-            raise BankError(f"merchant '{merchant_id}': feature '{name}' is {value}; expected a finite number")
-        return value
-    if isinstance(value, str):
-        return value
-    raise BankError(
-        f"merchant '{merchant_id}': feature '{name}' has type {type(value).__name__}; expected a number or text"
-    )
+        problem = plausible.number_problem(name, value)
+    elif isinstance(value, str):
+        problem = plausible.text_problem(value)
+    else:
+        problem = f"has type {type(value).__name__}; expected a number or text"
+    if problem:
+        raise BankError(f"{where}: feature '{name}' {problem}")
+    return value
 
 
 def canonical_rows(merchant_id: str, rows: Sequence[Row]) -> tuple[Row, ...]:
-    """Rows with plain JSON values, ordered by `month` when every row has one."""
+    """Rows with plain JSON values, ordered by `month` when every row has one.
+
+    Every value is checked (`federation.plausible`): finite, plausible numbers, short texts, few fields.
+    """
     if not merchant_id or not str(merchant_id).strip():
         raise BankError("merchant id is empty")
+    if len(str(merchant_id)) > 128 or not str(merchant_id).isprintable():
+        raise BankError(f"merchant id of {len(str(merchant_id))} characters; expected at most 128 printable ones")
     if not rows:
         raise BankError(f"merchant '{merchant_id}': no feature rows to score")
-    clean = [{str(k): _clean_value(merchant_id, str(k), v) for k, v in row.items()} for row in rows]
+    if len(rows) > plausible.MAX_MONTHS:
+        raise BankError(
+            f"merchant '{merchant_id}': {len(rows)} feature rows; expected at most {plausible.MAX_MONTHS} months"
+        )
+    clean = []
+    for number, row in enumerate(rows, start=1):
+        where = f"merchant '{merchant_id}', row {number}"
+        if len(row) > plausible.MAX_FIELDS:
+            raise BankError(f"{where}: {len(row)} fields; expected at most {plausible.MAX_FIELDS}")
+        for key in row:
+            if not str(key) or plausible.text_problem(str(key)):
+                raise BankError(
+                    f"{where}: a feature name of {len(str(key))} characters; expected 1 to {plausible.MAX_TEXT}"
+                )
+        clean.append({str(k): _clean_value(where, str(k), v) for k, v in row.items()})
     if all("month" in row for row in clean):
         clean.sort(key=lambda row: str(row["month"]))
     return tuple(clean)

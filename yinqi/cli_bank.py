@@ -1,138 +1,60 @@
-"""`yinqi bank serve|models|register-model|promote|score|credit …` and `yinqi audit model`: the
-bank's lending services from the shell. Scoring and credit commands work on the bank's database directly, or on a running bank
-over gRPC with `--bank HOST:PORT`. Heavy imports (torch, grpc, SQLAlchemy models) stay inside
-the commands so `yinqi --help` is fast."""
+"""`yinqi bank serve|models|register-model|promote|score|credit …|calls|merchants` and
+`yinqi audit model`: the bank's lending services from the shell.
+
+The commands parse, call `server.client` (the bank's database, or a running bank over gRPC with
+`--bank HOST:PORT` and this caller's certificate) and print. Heavy imports (torch, grpc,
+SQLAlchemy models) stay inside the commands so `yinqi --help` is fast.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from federation.money import rate, yuan
+
 console = Console()
 
-DB_HELP = "Database URL (default: YINQI_DB_URL, else the SQLite file in the data dir)."
-MODELS_HELP = "Where registered model files are stored (default: <data dir>/models)."
-JSON_HELP = "Print the result as JSON."
-BANK_HELP = "Call a running bank's gRPC services at HOST:PORT instead of opening the database."
-CA_HELP = "The bank's CA certificate (PEM): use TLS to reach --bank."
-CERT_HELP = "This client's certificate (PEM) for mutual TLS."
-KEY_HELP = "This client's private key (PEM) for mutual TLS."
-INSECURE_HELP = "Reach --bank in plaintext (a loopback bank without TLS only)."
+# ----- options shared by the bank's commands ------------------------------------------------
+Db = Annotated[
+    str | None, typer.Option("--db", help="The bank's database URL (default: YINQI_DB_URL, else the data dir's).")
+]
+ModelsDir = Annotated[
+    Path | None,
+    typer.Option("--models-dir", help="Where registered model files are stored (default: <data dir>/models)."),
+]
+Bank = Annotated[
+    str | None,
+    typer.Option(
+        "--bank", envvar="YINQI_BANK", help="Call a running bank's gRPC services at HOST:PORT instead of its database."
+    ),
+]
+Ca = Annotated[
+    Path | None, typer.Option("--ca", envvar="YINQI_BANK_CA", help="The bank's CA certificate (PEM) for --bank.")
+]
+Cert = Annotated[
+    Path | None,
+    typer.Option("--cert", envvar="YINQI_BANK_CERT", help="This caller's certificate (from `yinqi bank certs issue`)."),
+]
+Key = Annotated[Path | None, typer.Option("--key", envvar="YINQI_BANK_KEY", help="This caller's private key (PEM).")]
+Insecure = Annotated[
+    bool, typer.Option("--insecure", help="Reach --bank in plaintext (a loopback bank started with --insecure only).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+Model = Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")]
 
 credit_app = typer.Typer(
     help="Revolving credit lines: open, draw, repay, show, accrue (money in fen).", no_args_is_help=True
 )
 
 
-def yuan(fen: int) -> str:
-    """Integer fen as a yuan string without floats: 123456 -> '1,234.56'."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(int(fen)), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
-
-
-def _print_json(value: Any) -> None:
-    console.print_json(json.dumps(value, default=str))
-
-
-def _message_dict(message: Any) -> dict[str, Any]:
-    return {f.name: getattr(message, f.name) for f in message.DESCRIPTOR.fields if not f.is_repeated}
-
-
-# ----- a local or remote backend -------------------------------------------------------------
-class _Backend:
-    """The same requests against the database (local) or a running bank (gRPC)."""
-
-    def __init__(
-        self,
-        db: str | None,
-        models_dir: Path | None,
-        bank: str | None,
-        ca: Path | None,
-        cert: Path | None,
-        key: Path | None,
-        insecure: bool = False,
-    ) -> None:
-        self.remote = bank
-        if bank:
-            from proto import bank_pb2_grpc
-            from proto.channel import ClientTls, connect
-
-            self.channel = connect(bank, ClientTls(ca, cert, key) if ca else None, insecure=insecure)
-            self.scoring = bank_pb2_grpc.ScoringServiceStub(self.channel)
-            self.credit = bank_pb2_grpc.CreditServiceStub(self.channel)
-        else:
-            from server.credit.accounts import CreditBook
-            from server.registry import Registry
-            from server.scoring import Scorer
-
-            registry = Registry(db, models_dir)
-            self.scorer = Scorer(registry.engine, registry=registry)
-            self.book = CreditBook(registry.engine, scorer=self.scorer, registry=registry)
-
-    def _call(self, method: Any, request: Any) -> dict[str, Any]:
-        from proto.channel import call
-
-        return _message_dict(call(method, request))
-
-    def score(self, merchant: str, rows: list[dict[str, Any]], version: str | None) -> dict[str, Any]:
-        from proto import bank_pb2
-        from server.grpc_app import outcome_to_proto, rows_to_proto
-
-        if self.remote:
-            return self._call(
-                self.scoring.Score,
-                bank_pb2.ScoreRequest(merchant_id=merchant, model_version=version or "", rows=rows_to_proto(rows)),
-            )
-        return _message_dict(outcome_to_proto(self.scorer.score(merchant, rows, version)))
-
-    def account(self, action: str, **kw: Any) -> dict[str, Any]:
-        from proto import bank_pb2
-        from server.grpc_app import account_to_proto, rows_to_proto
-
-        if self.remote:
-            if action == "open":
-                request = bank_pb2.OpenRequest(
-                    merchant_id=kw["merchant"], model_version=kw["version"] or "", rows=rows_to_proto(kw["rows"])
-                )
-                return self._call(self.credit.Open, request)
-            if action in ("draw", "repay"):
-                method = self.credit.Draw if action == "draw" else self.credit.Repay
-                return self._call(method, bank_pb2.MoneyRequest(account_id=kw["account"], amount_fen=kw["amount"]))
-            return self._call(
-                self.credit.Get,
-                bank_pb2.AccountRequest(account_id=kw.get("account") or "", merchant_id=kw.get("merchant") or ""),
-            )
-        if action == "open":
-            view = self.book.open(kw["merchant"], kw["rows"], kw["version"])
-        elif action == "draw":
-            view = self.book.draw(kw["account"], kw["amount"])
-        elif action == "repay":
-            view = self.book.repay(kw["account"], kw["amount"])
-        elif kw.get("account"):
-            view = self.book.get(kw["account"])
-        else:
-            view = self.book.for_merchant(kw["merchant"])
-        return _message_dict(account_to_proto(view))
-
-    def accrue(self, through: date | None) -> dict[str, Any]:
-        from proto import bank_pb2
-
-        if self.remote:
-            return self._call(
-                self.credit.Accrue, bank_pb2.AccrueRequest(through=through.isoformat() if through else "")
-            )
-        result = self.book.accrue(through)
-        return {k: result[k] for k in ("through", "accounts", "interest_fen")}
-
-
-def _backend(
+def _bank(
     db: str | None,
     models_dir: Path | None,
     bank: str | None,
@@ -140,15 +62,19 @@ def _backend(
     cert: Path | None,
     key: Path | None,
     insecure: bool,
-) -> _Backend:
-    return _Backend(db, models_dir, bank, ca, cert, key, insecure)
+) -> Any:
+    from federation.errors import YinqiError
+    from server.client import Remote, open_bank
+
+    if bank is None:
+        if cert or key or insecure:
+            raise YinqiError("--cert, --key and --insecure are for reaching a running bank: add --bank HOST:PORT")
+        return open_bank(db, models_dir)
+    return open_bank(db, models_dir, Remote(bank, ca, cert, key, insecure))
 
 
-def _merchant_rows(features: Path, merchant: str) -> list[dict[str, Any]]:
-    from federation.schema import read_table
-    from server.scoring import rows_from_frame
-
-    return rows_from_frame(read_table(features), merchant)[merchant]
+def _print_json(value: Any) -> None:
+    console.print_json(json.dumps(value, default=str))
 
 
 def _print_account(info: dict[str, Any], title: str) -> None:
@@ -161,51 +87,69 @@ def _print_account(info: dict[str, Any], title: str) -> None:
     table.add_row("drawn (principal)", f"{yuan(info['principal_fen'])} yuan")
     table.add_row("interest due", f"{yuan(info['interest_fen'])} yuan")
     table.add_row("available", f"{yuan(info['available_fen'])} yuan")
-    table.add_row("rate", f"{info['annual_rate_bp'] / 100:.2f} % a year")
+    table.add_row("rate", f"{rate(info['annual_rate_bp'])} a year")
     table.add_row("band / PD", f"{info['band']} / {info['default_probability']:.4f}")
     table.add_row("model / decision", f"{info['model_version']} / #{info['decision_id']}")
     table.add_row("interest accrued through", info["accrued_through"])
     console.print(table)
 
 
-# ----- bank ---------------------------------------------------------------------------------
+# ----- the bank's services ------------------------------------------------------------------
 def serve(
-    address: str = typer.Option("127.0.0.1:50061", help="HOST:PORT for the Scoring, Credit (and Alert) services."),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-    cert: Path | None = typer.Option(None, help="Server certificate (PEM): serve TLS."),
-    key: Path | None = typer.Option(None, help="Server private key (PEM)."),
-    ca: Path | None = typer.Option(
-        None, help="CA certificate (PEM): require client certificates it signed (mutual TLS)."
-    ),
+    address: Annotated[
+        str, typer.Option(help="HOST:PORT for the Scoring, Credit, Platform and Alert services.")
+    ] = "127.0.0.1:50061",
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    certs: Annotated[
+        Path | None,
+        typer.Option(
+            "--certs",
+            help="The bank's CA directory (`yinqi bank certs init`): mutual TLS, callers need its certificates.",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Plaintext, no caller identities (loopback tests only).")
+    ] = False,
+    anchor_every: Annotated[
+        float, typer.Option("--anchor-every", help="Seconds between anchoring the queued records (0: off).", min=0)
+    ] = 0.0,
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="Chain JSON-RPC URL for anchoring (default: the configured chain).")
+    ] = None,
 ) -> None:
-    """Run the bank's gRPC services (scoring, credit lines, alert intake) until Ctrl-C."""
-    from server.credit.errors import BankError
-    from server.grpc_app import TlsFiles, build_server
-
-    if (cert is None) != (key is None):
-        raise BankError("--cert and --key go together (a TLS server needs both)")
-    tls = TlsFiles(cert, key, ca) if cert and key else None
-    server = build_server(address, db, tls, models_dir)
-    server.start()
-    host = address.rsplit(":", 1)[0]
-    console.print(
-        f"bank services {', '.join(server.services)} on {host}:{server.bound_port} ({'TLS' if tls else 'plaintext'}{' + client certs' if ca else ''}); Ctrl-C stops"
-    )
+    """Run the bank's gRPC services (scoring, credit lines, platform reports, alert intake) until Ctrl-C."""
     import signal
 
+    from federation.storage import url_of
+    from server.anchoring import PeriodicFlusher
+    from server.credit.errors import BankError
+    from server.grpc_app import build_server
+    from server.security.ca import CertSet
+
+    if (certs is None) == (not insecure):
+        raise BankError("give --certs DIR (mutual TLS with the bank's CA) or --insecure (loopback tests only)")
+    server = build_server(address, db, CertSet.in_dir(certs) if certs else None, models_dir, insecure=insecure)
+    flusher = PeriodicFlusher(url_of(server.engine), anchor_every, rpc).start() if anchor_every else None
+    server.start()
+    host = address.rsplit(":", 1)[0]
+    mode = "mutual TLS, roles checked" if certs else "INSECURE plaintext, every caller holds every role"
+    anchoring = f"; anchoring every {anchor_every:g} s" if flusher else ""
+    console.print(
+        f"bank services {', '.join(server.services)} on {host}:{server.bound_port} ({mode}){anchoring}; Ctrl-C stops"
+    )
     signal.signal(signal.SIGTERM, lambda *_: server.stop(grace=2))  # `yinqi bank down` stops us cleanly
     try:
         server.wait_for_termination()
     except KeyboardInterrupt:
         server.stop(grace=2).wait()
+    if flusher is not None:
+        flusher.stop()
+        console.print(f"anchored {flusher.anchored} record(s) while serving")
     console.print("stopped")
 
 
-def models(
-    db: str | None = typer.Option(None, help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
+def models(db: Db = None, as_json: AsJson = False) -> None:
     """List registered model versions with their metrics, participants and ε per platform."""
     from server.registry import Registry
 
@@ -242,36 +186,35 @@ def models(
 
 
 def register_model(
-    model_dir: Path = typer.Argument(
-        ..., help="A trained model directory (model.pt, encoder.json, meta.json, report.json)."
-    ),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-    no_anchor: bool = typer.Option(False, "--no-anchor", help="Do not queue the model hash for anchoring."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    model_dir: Annotated[
+        Path, typer.Argument(help="A trained model directory (model.pt, encoder.json, meta.json, report.json).")
+    ],
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    no_anchor: Annotated[bool, typer.Option("--no-anchor", help="Do not queue the model hash for anchoring.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Register a trained model as the next version (`bank train` does this after a run)."""
-    from server.registry import Registry
+    from server.client import LocalBank
 
-    row = Registry(db, models_dir).register(model_dir, anchor=not no_anchor)
+    row = LocalBank(db, models_dir).register_model(model_dir, anchor=not no_anchor)
     if as_json:
         _print_json(row.to_dict())
         return
-    anchored = "queued for anchoring (run `yinqi anchor flush`)" if row.anchor_leaf else "not queued for anchoring"
+    anchored = "queued for anchoring" if row.anchor_leaf else "not queued for anchoring"
     console.print(f"registered [bold]{row.version}[/] sha256 {row.sha256} ({row.status}); hash {anchored}")
 
 
 def promote(
-    version: str = typer.Argument(..., help="The model version to promote, e.g. v2."),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    version: Annotated[str, typer.Argument(help="The model version to promote, e.g. v2.")],
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    as_json: AsJson = False,
 ) -> None:
     """Make VERSION the scoring default and re-evaluate every open credit line with it."""
-    from server.credit.promotion import promote as promote_version
-    from server.registry import Registry
+    from server.client import LocalBank
 
-    result = promote_version(Registry(db, models_dir), version)
+    result = LocalBank(db, models_dir).promote(version)
     if as_json:
         _print_json(result)
         return
@@ -280,13 +223,8 @@ def promote(
         table.add_column(column)
     for change in result["reevaluated"]:
         if "reason" in change:
-            table.add_row(
-                change["account_id"],
-                change["merchant_id"],
-                yuan(change["kept"]),
-                yuan(change["kept"]),
-                "kept: " + change["reason"],
-            )
+            kept = yuan(change["kept"])
+            table.add_row(change["account_id"], change["merchant_id"], kept, kept, "kept: " + change["reason"])
         else:
             table.add_row(
                 change["account_id"],
@@ -299,24 +237,23 @@ def promote(
 
 
 def score(
-    model: str | None = typer.Option(None, "--model", help="Model version (default: the promoted one)."),
-    merchant: str = typer.Option(..., help="The merchant id to score."),
-    features: Path = typer.Option(
-        ..., help="Feature table (CSV/Parquet from `yinqi features`); the merchant's rows are used."
-    ),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-    bank: str | None = typer.Option(None, help=BANK_HELP),
-    ca: Path | None = typer.Option(None, help=CA_HELP),
-    cert: Path | None = typer.Option(None, help=CERT_HELP),
-    key: Path | None = typer.Option(None, help=KEY_HELP),
-    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    merchant: Annotated[str, typer.Option("--merchant", help="The merchant id to score.")],
+    model: Model = None,
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
 ) -> None:
-    """Score a consented merchant: default probability, band and the credit limit on offer."""
-    result = _backend(db, models_dir, bank, ca, cert, key, insecure).score(
-        merchant, _merchant_rows(features, merchant), model
-    )
+    """Score a consented merchant on the features its platform reported: PD, band and the limit on offer."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        result = client.score(merchant, model)
+    finally:
+        client.close()
     if as_json:
         _print_json(result)
         return
@@ -327,7 +264,7 @@ def score(
     table.add_row("band", result["band"])
     table.add_row("recent monthly turnover", f"{yuan(result['turnover_fen'])} yuan")
     table.add_row("credit limit", f"{yuan(result['limit_fen'])} yuan")
-    table.add_row("rate", f"{result['annual_rate_bp'] / 100:.2f} % a year")
+    table.add_row("rate", f"{rate(result['annual_rate_bp'])} a year")
     table.add_row("decision / inputs sha256", f"#{result['decision_id']} / {result['inputs_hash'][:16]}…")
     console.print(table)
 
@@ -335,41 +272,44 @@ def score(
 # ----- credit lines -------------------------------------------------------------------------
 @credit_app.command("open")
 def credit_open(
-    merchant: str = typer.Option(..., help="The merchant id."),
-    features: Path = typer.Option(..., help="Feature table with the merchant's recent months."),
-    model: str | None = typer.Option(None, "--model", help="Model version (default: the promoted one)."),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-    bank: str | None = typer.Option(None, help=BANK_HELP),
-    ca: Path | None = typer.Option(None, help=CA_HELP),
-    cert: Path | None = typer.Option(None, help=CERT_HELP),
-    key: Path | None = typer.Option(None, help=KEY_HELP),
-    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    merchant: Annotated[str, typer.Option("--merchant", help="The merchant id.")],
+    model: Model = None,
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
 ) -> None:
-    """Score a consented merchant and open a credit line with the policy's limit."""
-    info = _backend(db, models_dir, bank, ca, cert, key, insecure).account(
-        "open", merchant=merchant, rows=_merchant_rows(features, merchant), version=model
-    )
+    """Score a consented merchant (reported features) and open a credit line with the policy's limit."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        info = client.open_line(merchant, model)
+    finally:
+        client.close()
     _print_json(info) if as_json else _print_account(info, "credit line opened")
 
 
 def _money_command(action: str) -> Any:
     def command(
-        account: str = typer.Argument(..., help="The credit account id (CL-…)."),
-        amount_fen: int = typer.Argument(..., help="Amount in fen (1 yuan = 100 fen)."),
-        db: str | None = typer.Option(None, help=DB_HELP),
-        models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-        bank: str | None = typer.Option(None, help=BANK_HELP),
-        ca: Path | None = typer.Option(None, help=CA_HELP),
-        cert: Path | None = typer.Option(None, help=CERT_HELP),
-        key: Path | None = typer.Option(None, help=KEY_HELP),
-        insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
-        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+        account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
+        amount_fen: Annotated[int, typer.Argument(help="Amount in fen (1 yuan = 100 fen).")],
+        db: Db = None,
+        models_dir: ModelsDir = None,
+        bank: Bank = None,
+        ca: Ca = None,
+        cert: Cert = None,
+        key: Key = None,
+        insecure: Insecure = False,
+        as_json: AsJson = False,
     ) -> None:
-        info = _backend(db, models_dir, bank, ca, cert, key, insecure).account(
-            action, account=account, amount=amount_fen
-        )
+        client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+        try:
+            info = getattr(client, action)(account, amount_fen)
+        finally:
+            client.close()
         _print_json(info) if as_json else _print_account(info, f"{action} of {yuan(amount_fen)} yuan booked")
 
     command.__doc__ = {
@@ -385,47 +325,32 @@ credit_app.command("repay")(_money_command("repay"))
 
 @credit_app.command("show")
 def credit_show(
-    account: str | None = typer.Argument(None, help="Account id; omit to list every line (local only)."),
-    merchant: str | None = typer.Option(None, help="Show the line of this merchant instead."),
-    entries: bool = typer.Option(False, "--entries", help="Also print the ledger (local only)."),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-    bank: str | None = typer.Option(None, help=BANK_HELP),
-    ca: Path | None = typer.Option(None, help=CA_HELP),
-    cert: Path | None = typer.Option(None, help=CERT_HELP),
-    key: Path | None = typer.Option(None, help=KEY_HELP),
-    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    account: Annotated[str | None, typer.Argument(help="Account id; omit to list every line (local only).")] = None,
+    merchant: Annotated[str | None, typer.Option("--merchant", help="Show the line of this merchant instead.")] = None,
+    entries: Annotated[bool, typer.Option("--entries", help="Also print the ledger (local only).")] = False,
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
 ) -> None:
     """Show one credit line (with --entries its ledger), or list all lines."""
     from server.credit.errors import BankError
 
-    backend = _backend(db, models_dir, bank, ca, cert, key, insecure)
-    if account is None and merchant is None:
-        if bank:
-            raise BankError("name an account or --merchant when asking a remote bank")
-        lines = [v.to_dict() for v in backend.book.list()]
-        if as_json:
-            _print_json(lines)
+    if bank and ((account is None and merchant is None) or entries):
+        raise BankError("a remote bank shows one line: name an account or --merchant, without --entries")
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        if account is None and merchant is None:
+            _print_lines(client.lines(), as_json)
             return
-        table = Table(title="credit lines")
-        for column in ("account", "merchant", "band", "limit", "drawn", "interest due", "available", "model"):
-            table.add_column(column)
-        for v in lines:
-            table.add_row(
-                v["account_id"],
-                v["merchant_id"],
-                v["band"],
-                yuan(v["limit_fen"]),
-                yuan(v["principal_fen"]),
-                yuan(v["interest_fen"]),
-                yuan(v["available_fen"]),
-                v["model_version"],
-            )
-        console.print(table)
-        return
-    info = backend.account("get", account=account, merchant=merchant)
-    ledger = [e.to_dict() for e in backend.book.entries(info["account_id"])] if entries and not bank else []
+        info = client.line(account, merchant)
+        ledger = client.entries(info["account_id"]) if entries else []
+    finally:
+        client.close()
     if as_json:
         _print_json({**info, "entries": ledger} if entries else info)
         return
@@ -457,17 +382,40 @@ def credit_show(
         console.print(table)
 
 
+def _print_lines(lines: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        _print_json(lines)
+        return
+    table = Table(title="credit lines")
+    for column in ("account", "merchant", "band", "limit", "drawn", "interest due", "available", "model"):
+        table.add_column(column)
+    for v in lines:
+        table.add_row(
+            v["account_id"],
+            v["merchant_id"],
+            v["band"],
+            yuan(v["limit_fen"]),
+            yuan(v["principal_fen"]),
+            yuan(v["interest_fen"]),
+            yuan(v["available_fen"]),
+            v["model_version"],
+        )
+    console.print(table)
+
+
 @credit_app.command("accrue")
 def credit_accrue(
-    through: str | None = typer.Option(None, help="Last day to accrue, YYYY-MM-DD (default: yesterday, UTC)."),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    models_dir: Path | None = typer.Option(None, help=MODELS_HELP),
-    bank: str | None = typer.Option(None, help=BANK_HELP),
-    ca: Path | None = typer.Option(None, help=CA_HELP),
-    cert: Path | None = typer.Option(None, help=CERT_HELP),
-    key: Path | None = typer.Option(None, help=KEY_HELP),
-    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    through: Annotated[
+        str | None, typer.Option("--through", help="Last day to accrue, YYYY-MM-DD (default: yesterday, UTC).")
+    ] = None,
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
 ) -> None:
     """Post daily interest on every open line for each whole day not yet accrued."""
     from server.credit.errors import BankError
@@ -476,7 +424,11 @@ def credit_accrue(
         day = date.fromisoformat(through) if through else None
     except ValueError:
         raise BankError(f"--through '{through}' is not a date; expected YYYY-MM-DD") from None
-    result = _backend(db, models_dir, bank, ca, cert, key, insecure).accrue(day)
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        result = client.accrue(day)
+    finally:
+        client.close()
     if as_json:
         _print_json(result)
         return
@@ -485,14 +437,70 @@ def credit_accrue(
     )
 
 
+# ----- who did what -------------------------------------------------------------------------
+def calls(
+    limit: Annotated[int, typer.Option("--limit", help="Newest calls to show (0: all).", min=0)] = 50,
+    caller: Annotated[str | None, typer.Option("--caller", help="Only this party's calls.")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="Only calls whose method contains this.")] = None,
+    db: Db = None,
+    as_json: AsJson = False,
+) -> None:
+    """The call log: every state-changing call and every refusal, with the caller's identity."""
+    from server.security.calllog import CallLog
+
+    rows = [c.to_dict() for c in CallLog(db).list(limit=limit, caller=caller, method=method)]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="calls to the bank's services (newest first)")
+    for column in ("#", "time (UTC)", "caller", "role", "method", "request", "outcome"):
+        table.add_column(column)
+    for c in rows:
+        outcome = c["status"] + (f": {c['detail']}" if c["detail"] else "")
+        table.add_row(str(c["id"]), c["at"][:19], c["caller"], c["role"], c["method"], c["request"], outcome)
+    console.print(table)
+
+
+def merchants(db: Db = None, as_json: AsJson = False) -> None:
+    """Which platform each merchant belongs to (its first reporter) and when its features were reported."""
+    from server.feature_store import FeatureStore
+    from server.merchants import list_owners
+
+    owned = list_owners(db)
+    store = FeatureStore(db)
+    reported = store.reported([m for m, _, _ in owned])
+    rows: list[dict[str, str]] = [
+        {
+            "merchant_id": m,
+            "platform": p,
+            "since": t.isoformat(timespec="seconds"),
+            "features_reported_at": reported.get(m, ""),
+        }
+        for m, p, t in owned
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="merchants by platform")
+    for column in ("merchant", "platform", "owned since (UTC)", "features reported (UTC)"):
+        table.add_column(column)
+    for r in rows:
+        reported_at = r["features_reported_at"] or "-"
+        table.add_row(r["merchant_id"], r["platform"], r["since"][:19], reported_at[:19])
+    console.print(table)
+
+
 # ----- audit --------------------------------------------------------------------------------
 def audit_model(
-    version: str = typer.Argument(..., help="The registered model version, e.g. v1."),
-    rpc: str | None = typer.Option(
-        None, help="Ethereum JSON-RPC URL (default: YINQI_CHAIN_RPC, else the embedded EVM in the data dir)."
-    ),
-    db: str | None = typer.Option(None, help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    version: Annotated[str, typer.Argument(help="The registered model version, e.g. v1.")],
+    rpc: Annotated[
+        str | None,
+        typer.Option(
+            "--rpc", help="Ethereum JSON-RPC URL (default: YINQI_CHAIN_RPC, else the embedded EVM in the data dir)."
+        ),
+    ] = None,
+    db: Db = None,
+    as_json: AsJson = False,
 ) -> None:
     """Verify a registered model: re-hash its stored files and check the anchored hash on chain."""
     from server.registry import audit_model as check
@@ -521,5 +529,7 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     bank.command("promote")(promote)
     bank.command("score")(score)
     bank.add_typer(credit_app, name="credit")
+    bank.command("calls")(calls)
+    bank.command("merchants")(merchants)
 
     groups["audit"].command("model")(audit_model)

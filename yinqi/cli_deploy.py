@@ -1,5 +1,5 @@
-"""`yinqi bank certs|register|up|down|status|train`: the bank's side of a secured Flower
-deployment (platforms run `yinqi client ...`, `yinqi/cli_platform.py`).
+"""`yinqi bank certs …|register|up|down|status|train`: the bank's CA and its side of a secured
+Flower deployment (platforms run `yinqi client ...`, `yinqi/cli_platform.py`).
 
 Heavy imports (flwr, torch, cryptography) stay inside the commands so `yinqi --help` is fast.
 """
@@ -19,23 +19,92 @@ console = Console()
 DATA_DIR_HELP = "The bank's state directory (default: <yinqi data dir>/bank)."
 
 
-def certs(
-    out: Path = typer.Option(..., "--out", help="Directory for ca.crt, ca.key, server.pem, server.key."),
+certs_app = typer.Typer(
+    help="The bank's certificate authority: init once, issue per party and role, revoke, list.", no_args_is_help=True
+)
+CERTS_HELP = "The bank's CA directory (from `yinqi bank certs init`)."
+
+
+@certs_app.command("init")
+def certs_init(
+    out: Path = typer.Option(..., "--out", help="New directory for the CA, the server certificate and crl.pem."),
     host: list[str] = typer.Option(
         [],
         "--host",
         help="Extra host name or IP the bank is reached by (repeatable); 127.0.0.1 and localhost are always in.",
     ),
-    days: int = typer.Option(365, help="Validity of the certificates in days."),
+    days: int = typer.Option(365, help="Validity of the CA and the server certificate in days."),
 ) -> None:
-    """Create a CA and the SuperLink's server certificate for a test federation."""
-    from server.deploy.tls import make_certs
+    """Create the bank's CA and server certificate (refuses to overwrite an existing CA)."""
+    from server.security.ca import CertificateAuthority
 
-    made = make_certs(out, host, days)
+    ca = CertificateAuthority.create(out, host, days)
+    made = ca.server
     console.print(
-        f"CA {made.ca}\nserver certificate {made.cert} (key {made.key})\n"
-        f"give platforms {made.ca.name}; keep ca.key and server.key private"
+        f"CA {made.ca}\nserver certificate {made.cert} (key {made.key}), revocation list {made.crl}\n"
+        f"give parties {made.ca.name} and the certificate `yinqi bank certs issue` makes for them; "
+        "keep ca.key and server.key private"
     )
+
+
+@certs_app.command("issue")
+def certs_issue(
+    name: str = typer.Argument(..., help="The party's name (a platform's name, an operator, a monitor, an auditor)."),
+    role: str = typer.Option(..., "--role", help="platform, operator, iot-monitor or auditor."),
+    certs_dir: Path = typer.Option(..., "--certs", help=CERTS_HELP),
+    out: Path | None = typer.Option(
+        None, "--out", help="Directory for NAME.crt and NAME.key (default: CERTS/clients)."
+    ),
+    days: int = typer.Option(365, help="Validity in days (never beyond the CA's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Issue a client certificate naming a party and its role (never overwrites a file)."""
+    from server.security.ca import CertificateAuthority
+
+    issued = CertificateAuthority(certs_dir).issue(name, role, out, days)
+    if as_json:
+        print(json.dumps(issued.to_dict()))
+        return
+    console.print(
+        f"issued {issued.role} certificate for {issued.name}: {issued.cert} (key beside it, 0600), "
+        f"serial {issued.serial}, valid until {issued.not_after[:10]}"
+    )
+
+
+@certs_app.command("revoke")
+def certs_revoke(
+    who: str = typer.Argument(..., help="A party's name (all its certificates) or one certificate's serial (hex)."),
+    certs_dir: Path = typer.Option(..., "--certs", help=CERTS_HELP),
+    reason: str = typer.Option("", help="Why (kept in the CA's index)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Revoke certificates: the bank's services refuse them from the next call on (crl.pem)."""
+    from server.security.ca import CertificateAuthority
+
+    revoked = CertificateAuthority(certs_dir).revoke(who, reason)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in revoked]))
+        return
+    for r in revoked:
+        console.print(f"revoked {r.role} certificate of {r.name}, serial {r.serial}, at {r.revoked_at}")
+
+
+@certs_app.command("list")
+def certs_list(
+    certs_dir: Path = typer.Option(..., "--certs", help=CERTS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Every client certificate the CA issued, with its role, expiry and revocation."""
+    from server.security.ca import CertificateAuthority
+
+    issued = CertificateAuthority(certs_dir).issued()
+    if as_json:
+        print(json.dumps([i.to_dict() for i in issued]))
+        return
+    table = Table("party", "role", "serial", "valid until", "revoked")
+    for i in issued:
+        table.add_row(i.name, i.role, i.serial, i.not_after[:10], (i.revoked_at or "")[:19])
+    console.print(table)
 
 
 def register_key(
@@ -55,16 +124,21 @@ def register_key(
 
 
 def up(
-    host: str = typer.Option("127.0.0.1", help="Address the SuperLink listens on (0.0.0.0 for other machines)."),
-    port: int = typer.Option(9092, help="SuperLink port (Fleet, Control and Runtime APIs share it)."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address the platforms dial (the Fleet gate; 0.0.0.0 for other machines)."
+    ),
+    port: int = typer.Option(9092, help="Port the platforms dial: only Flower's Fleet API is served there."),
     certs_dir: Path | None = typer.Option(
-        None, "--certs", help="Directory from `yinqi bank certs`: serve TLS and require registered node keys."
+        None, "--certs", help="The bank's CA directory (`yinqi bank certs init`): TLS, node auth, mutual TLS services."
     ),
     insecure: bool = typer.Option(False, "--insecure", help="No TLS, no node authentication (loopback tests only)."),
     services_port: int = typer.Option(
         50061, "--services-port", help="Port of the bank's gRPC services (scoring, credit, alerts)."
     ),
-    no_services: bool = typer.Option(False, "--no-services", help="Start only the SuperLink."),
+    no_services: bool = typer.Option(False, "--no-services", help="Start only the SuperLink and its Fleet gate."),
+    anchor_every: float = typer.Option(
+        60.0, "--anchor-every", min=0, help="Seconds between anchoring the records the services queued (0: off)."
+    ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the state as JSON."),
 ) -> None:
@@ -79,14 +153,19 @@ def up(
             insecure=insecure,
             services_port=None if no_services else services_port,
             data_dir=data_dir,
+            anchor_every=anchor_every,
         )
     if as_json:
         print(json.dumps(state.__dict__))
         return
     mode = "TLS + SuperNode authentication" if state.tls else "INSECURE (no TLS, no node auth)"
-    console.print(f"SuperLink {state.superlink_address} ({mode}), pid {state.superlink_pid}")
+    console.print(
+        f"platforms dial {state.superlink_address} (Fleet API only, pid {state.gate_pid}); "
+        f"SuperLink on {state.control_address} ({mode}), pid {state.superlink_pid}"
+    )
     if state.services_address:
-        console.print(f"bank services {state.services_address}, pid {state.services_pid}")
+        services = "mutual TLS, roles checked" if state.tls else "INSECURE plaintext"
+        console.print(f"bank services {state.services_address} ({services}), pid {state.services_pid}")
     console.print(f"logs {state.log_dir}; stop with `yinqi bank down`")
 
 
@@ -113,9 +192,12 @@ def status(
         return
     link = info["superlink"]
     console.print(
-        f"SuperLink {link['address']} {'running' if link['running'] else 'NOT running'}"
+        f"SuperLink {link['control_address']} (loopback) {'running' if link['running'] else 'NOT running'}"
         f" ({'TLS + node auth' if link['tls'] else 'insecure'})"
     )
+    if info["gate"]:
+        gate = info["gate"]
+        console.print(f"Fleet gate {gate['address']} {'running' if gate['running'] else 'NOT running'}")
     if info["services"]:
         svc = info["services"]
         console.print(f"bank services {svc['address']} {'running' if svc['running'] else 'NOT running'}")
@@ -177,9 +259,9 @@ def train(
         )
     version = None
     if register_model:
-        from server.registry import register_model
+        from server.registry import Registry
 
-        version = register_model(out).version
+        version = Registry().register(out).version
     summary = {
         "run_id": run_id,
         "model_dir": str(out),
@@ -211,7 +293,7 @@ def train(
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     bank = groups["bank"]
-    bank.command("certs")(certs)
+    bank.add_typer(certs_app, name="certs")
     bank.command("register")(register_key)
     bank.command("up")(up)
     bank.command("down")(down)

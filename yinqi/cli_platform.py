@@ -19,7 +19,7 @@ from clients.errors import NodeError
 console = Console()
 JSON_HELP = "Print the result as JSON."
 CA_HELP = "The bank's CA certificate (PEM): use TLS to reach --bank."
-CERT_HELP = "This platform's client certificate (PEM) for mutual TLS."
+CERT_HELP = "This platform's certificate from the bank (`yinqi bank certs issue NAME --role platform`)."
 KEY_HELP = "This platform's private key (PEM) for mutual TLS."
 
 consent_app = typer.Typer(
@@ -224,26 +224,43 @@ consent_app.command("withdraw")(_consent_change(False))
 
 @consent_app.command("report")
 def consent_report(
-    bank: str = typer.Option(..., help="The bank's gRPC services, HOST:PORT."),
-    platform: str = typer.Option(..., help="This platform's name, as the bank registered it."),
-    ca: Path | None = typer.Option(None, help=CA_HELP),
-    cert: Path | None = typer.Option(None, help=CERT_HELP),
-    key: Path | None = typer.Option(None, help=KEY_HELP),
+    bank: str = typer.Option(..., envvar="YINQI_BANK", help="The bank's gRPC services, HOST:PORT."),
+    ca: Path | None = typer.Option(None, envvar="YINQI_BANK_CA", help=CA_HELP),
+    cert: Path | None = typer.Option(None, envvar="YINQI_BANK_CERT", help=CERT_HELP),
+    key: Path | None = typer.Option(None, envvar="YINQI_BANK_KEY", help=KEY_HELP),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        help="Also send the consented merchants' latest feature rows from this table (what the bank scores on).",
+    ),
+    platform: str = typer.Option(
+        "", help="This platform's name; the bank takes it from --cert (needed only with --insecure)."
+    ),
     insecure: bool = typer.Option(False, "--insecure", help="Plaintext, for a loopback bank without TLS."),
     db: str | None = typer.Option(None, help="The platform's consent database URL (default: YINQI_DB_URL / data dir)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Report every consent event in this platform's book to the bank (idempotent)."""
+    """Report this platform's consent events (idempotent) and, with --features, its consented merchants' features."""
     from clients.consent import ConsentBook
     from clients.consent_report import report_consent
+    from clients.reporting import report_features
     from proto.channel import ClientTls, connect
 
+    book = ConsentBook(db)
     with connect(bank, ClientTls(ca, cert, key) if ca else None, insecure=insecure) as channel:
-        ack = report_consent(ConsentBook(db), channel, platform)
+        ack: dict[str, Any] = report_consent(book, channel, platform)
+        if features is not None:
+            ack["features"] = report_features(book, features, channel, platform)
     if as_json:
         _print_json(ack)
         return
     console.print(f"reported {ack['received']} consent event(s) to the bank at {bank}; {ack['stored']} new")
+    if features is not None:
+        sent = ack["features"]
+        console.print(
+            f"reported features of {sent['merchants']} consented merchant(s); {sent['changed']} changed at the bank, "
+            f"{sent['not_consented']} merchant(s) without consent not sent"
+        )
 
 
 @consent_app.command("list")

@@ -1,7 +1,8 @@
 """Alert intake at the bank: the gRPC `AlertService` and its storage.
 
-`register(grpc_server, engine)` adds the service to the bank's gRPC server; `serve(address,
-db_url)` starts a stand-alone server (tests, the demo).
+`register(grpc_server, engine)` adds the service to the bank's gRPC server (built with
+`server.grpc_app.build_server`, behind its guard); `serve(address, db_url)` starts a stand-alone,
+plaintext server with only this service (loopback tests, the demo, `yinqi iot intake`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from concurrent import futures
 import grpc
 from sqlalchemy.engine import Engine
 
+from federation.storage import url_of
 from proto import alerts_pb2_grpc
 from server.alerts.service import AlertService
 from server.alerts.store import AlertStore
 from server.db import bank_engine
+from server.security.calllog import CallLog
+from server.security.guard import Guard
 
 __all__ = ["AlertService", "AlertStore", "register", "serve"]
 
@@ -24,15 +28,14 @@ def register(
     grpc_server: grpc.Server,
     engine: Engine,
     *,
-    anchor_db_url: str | None = None,
     on_intake: Callable[[str, str, bool], None] | None = None,
 ) -> AlertService:
     """Add the AlertService (storing into `engine`) to a gRPC server the caller starts.
 
-    Alert hashes go to the anchoring outbox on `anchor_db_url`, by default the same database.
+    Alert hashes go to the anchoring outbox in the same database: an alert and its leaf commit
+    together.
     """
-    url = anchor_db_url or engine.url.render_as_string(hide_password=False)
-    service = AlertService(AlertStore(engine), anchor_db_url=url, on_intake=on_intake)
+    service = AlertService(AlertStore(engine), anchor_db_url=url_of(engine), on_intake=on_intake)
     alerts_pb2_grpc.add_AlertServiceServicer_to_server(service, grpc_server)
     return service
 
@@ -40,9 +43,15 @@ def register(
 def serve(
     address: str, db_url: str, *, on_intake: Callable[[str, str, bool], None] | None = None, max_workers: int = 4
 ) -> grpc.Server:
-    """A started gRPC server with only the AlertService (insecure: loopback tests and demo)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-    server.alert_service = register(server, bank_engine(db_url), on_intake=on_intake)  # type: ignore[attr-defined]
+    """A started plaintext gRPC server with only the AlertService (loopback tests and demo).
+
+    Its calls are logged like the bank's (caller `insecure-caller`).
+    """
+    engine = bank_engine(db_url)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[Guard(CallLog(engine), insecure=True)]
+    )
+    server.alert_service = register(server, engine, on_intake=on_intake)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen on {address}")
     server.start()

@@ -9,6 +9,7 @@ transaction: a refused request (draw over the limit, unknown account, ...) chang
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -215,7 +216,7 @@ class CreditBook:
         with session_scope(self.engine) as session:
             return [AccountView.of(a) for a in session.scalars(select(Account).order_by(Account.opened_at, Account.id))]
 
-    def entries(self, account_id: str) -> list[EntryView]:
+    def entries(self, account_id: str) -> builtins.list[EntryView]:
         self.get(account_id)
         with session_scope(self.engine) as session:
             rows = session.scalars(select(Entry).where(Entry.account_id == account_id).order_by(Entry.id))
@@ -372,7 +373,7 @@ class CreditBook:
         }
 
     # -- promotion -----------------------------------------------------------------------
-    def plan_reevaluation(self, version: str) -> list[tuple[str, Any]]:
+    def plan_reevaluation(self, version: str) -> builtins.list[tuple[str, Any]]:
         """Score every open line's latest inputs with `version` (no writes yet)."""
         from server.scoring import Decision
 
@@ -391,8 +392,8 @@ class CreditBook:
         return [(account_id, outcome) for (account_id, _, _), outcome in zip(pairs, outcomes, strict=True)]
 
     def apply_reevaluation(
-        self, session: Session, plans: list[tuple[str, Any]], *, now: datetime
-    ) -> list[dict[str, Any]]:
+        self, session: Session, plans: builtins.list[tuple[str, Any]], *, now: datetime
+    ) -> builtins.list[dict[str, Any]]:
         """Write the new limits (in the caller's transaction); a line whose merchant withdrew
         consent or whose inputs no longer fit keeps its limit, and the reason is reported."""
         changes = []

@@ -10,7 +10,7 @@ from typing import Literal
 
 from federation.errors import YinqiError
 
-ErrorKind = Literal["invalid", "refused", "not_found"]
+ErrorKind = Literal["invalid", "refused", "not_found", "forbidden"]
 
 
 class BankError(YinqiError):
@@ -23,7 +23,9 @@ class BankError(YinqiError):
     kind:
         ``"invalid"`` for malformed input (gRPC INVALID_ARGUMENT), ``"refused"`` for a request
         the current state does not allow, e.g. a draw over the limit (FAILED_PRECONDITION),
-        ``"not_found"`` for an unknown account, merchant or model version (NOT_FOUND).
+        ``"not_found"`` for an unknown account, merchant or model version (NOT_FOUND),
+        ``"forbidden"`` for a caller acting on another party's records, e.g. a platform
+        reporting or reading a merchant another platform owns (PERMISSION_DENIED).
     """
 
     def __init__(self, message: str, kind: ErrorKind = "invalid") -> None:

@@ -12,7 +12,7 @@ import math
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,10 @@ def to_fen(amount: float, unit_fen: int) -> int:
     """An amount in `unit_fen` units as whole fen, rounded half-up (0.005 yuan -> 1 fen)."""
     if not math.isfinite(amount):
         raise BankError(f"amount {amount!r} is not a finite number")
-    return int((Decimal(repr(float(amount))) * unit_fen).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    try:
+        return int((Decimal(repr(float(amount))) * unit_fen).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation:  # beyond Decimal's 28 digits: no real turnover is that large
+        raise BankError(f"amount {amount:g} is too large to be a month's turnover") from None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
 """The bank's side as long-lived services: `bank up`, `register`, `status`, `train`, `down`.
 
-`up` starts a SuperLink (TLS + SuperNode authentication unless `--insecure`) with a database in
-the bank's data dir (registered node keys survive a restart) and, when `server.grpc_app` is
-installed, the bank's gRPC services (`yinqi bank serve`), both detached; their pids, ports and
-certificate paths go to the state file. `train` submits the real ServerApp to the running
-SuperLink for the platforms that are online and waits for the report.
+`up` starts, detached:
+
+- the SuperLink (TLS + SuperNode authentication unless `--insecure`) on **loopback only**, with
+  its database in the bank's data dir (registered node keys survive a restart);
+- the Fleet gate (`server.deploy.fleetgate`) on the public `--host:--port`: the only thing the
+  platforms reach, forwarding Flower's Fleet API and refusing the Control and Runtime APIs;
+- the bank's gRPC services (`yinqi bank serve`: mutual TLS with the bank's CA, roles per RPC,
+  periodic anchoring).
+
+Their pids, ports and certificate paths go to the state file. `register`, `status` and `train`
+use the Control API on loopback: they are operator actions on the bank's host. `train` submits
+the real ServerApp for the platforms that are online and waits for the report.
 """
 
 from __future__ import annotations
@@ -15,18 +22,23 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from federation.flower import base_env
 from federation.processes import Proc, log_tail, pid_alive, stop_tree
+from federation.waiting import free_port
 from server.deploy.control import Control
 from server.deploy.errors import DeployError
+from server.deploy.fleetgate import REFUSED, gate_argv
 from server.deploy.launch import FAST_SERVERAPP, add_drops, run_config_for
 from server.deploy.state import BankState, bank_dir
 from server.deploy.superlink import TlsPaths, superlink_argv, wait_health
-from server.deploy.tls import CertSet
+from server.security.ca import CertSet
+
+LOOPBACK = "127.0.0.1"
 
 
 def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -44,8 +56,9 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
         )
 
 
-def _wait_port(address: str, timeout: float, popen: subprocess.Popen, log: Path) -> None:
+def _wait_port(address: str, timeout: float, popen: subprocess.Popen, log: Path, what: str) -> None:
     host, port = address.rsplit(":", 1)
+    host = LOOPBACK if host in ("0.0.0.0", "") else host.strip("[]")
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -54,9 +67,9 @@ def _wait_port(address: str, timeout: float, popen: subprocess.Popen, log: Path)
         except OSError:
             pass
         if popen.poll() is not None:
-            raise DeployError(f"bank services exited with code {popen.returncode}:\n{log_tail(log)}")
+            raise DeployError(f"{what} exited with code {popen.returncode}:\n{log_tail(log)}")
         if time.monotonic() > deadline:
-            raise DeployError(f"bank services did not listen on {address} within {timeout:.0f} s")
+            raise DeployError(f"{what} did not listen on {address} within {timeout:.0f} s")
         time.sleep(0.1)
 
 
@@ -68,9 +81,10 @@ def up(
     insecure: bool = False,
     services_port: int | None = 50061,
     data_dir: Path | None = None,
+    anchor_every: float = 60.0,
     timeout: float = 60.0,
 ) -> BankState:
-    """Start the bank's SuperLink (and services) detached; returns the written state."""
+    """Start the bank's SuperLink (loopback), Fleet gate (public) and services, detached."""
     directory = bank_dir(data_dir)
     try:
         old = BankState.read(directory)
@@ -91,38 +105,58 @@ def up(
     database = directory / "superlink.db"
     env = base_env(flwr_home)
     address = f"{host}:{port}"
+    control_address = f"{LOOPBACK}:{free_port()}"
     from server.deploy.appdir import write_flwr_home
 
-    conn: dict[str, Any] = {"address": address}
+    conn: dict[str, Any] = {"address": control_address}  # the operator's `flwr` CLI: loopback
     if tls:
         conn["root-certificates"] = str(tls.ca)
     else:
         conn["insecure"] = True
     write_flwr_home(flwr_home, {"bank": conn}, default="bank")
-    link = _spawn(superlink_argv(host, port, tls, database), logs / "superlink.log", env)
+    link = _spawn(
+        superlink_argv(LOOPBACK, int(control_address.rsplit(":", 1)[1]), tls, database), logs / "superlink.log", env
+    )
     state = BankState(
         address,
         link.pid,
         str(flwr_home),
         str(logs),
         str(database),
+        control_address=control_address,
         ca=str(tls.ca) if tls else None,
         cert=str(tls.cert) if tls else None,
         key=str(tls.key) if tls else None,
+        certs_dir=str(Path(certs).resolve()) if certs else None,
         started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     try:
-        wait_health(address, tls.ca if tls else None, timeout, Proc("superlink", link, logs / "superlink.log"))
+        wait_health(control_address, tls.ca if tls else None, timeout, Proc("superlink", link, logs / "superlink.log"))
+        upstream = f"{'https' if tls else 'http'}://{control_address}"
+        gate = _spawn(
+            gate_argv(
+                sys.executable,
+                address,
+                upstream,
+                ca=tls.ca if tls else None,
+                cert=tls.cert if tls else None,
+                key=tls.key if tls else None,
+            ),
+            logs / "fleetgate.log",
+            env,
+        )
+        state.gate_pid = gate.pid
+        _wait_port(address, timeout, gate, logs / "fleetgate.log", "the Fleet gate")
         if services_port is not None:
             services_address = f"{host}:{services_port}"
             argv = [sys.executable, "-m", "yinqi", "bank", "serve", "--address", services_address]
-            if tls:
-                argv += ["--cert", str(tls.cert), "--key", str(tls.key)]
+            argv += ["--certs", str(Path(certs).resolve())] if certs is not None else ["--insecure"]
+            argv += ["--anchor-every", str(anchor_every)]
             services = _spawn(argv, logs / "services.log", env)
             state.services_address, state.services_pid = services_address, services.pid
-            _wait_port(services_address, timeout, services, logs / "services.log")
+            _wait_port(services_address, timeout, services, logs / "services.log", "the bank's services")
     except BaseException:
-        for pid in (state.services_pid, state.superlink_pid):
+        for pid in (state.services_pid, state.gate_pid, state.superlink_pid):
             if pid:
                 stop_tree(pid)
         raise
@@ -135,7 +169,11 @@ def down(data_dir: Path | None = None) -> list[str]:
     directory = bank_dir(data_dir)
     state = BankState.read(directory)
     stopped = []
-    for name, pid in (("bank services", state.services_pid), ("SuperLink", state.superlink_pid)):
+    for name, pid in (
+        ("bank services", state.services_pid),
+        ("Fleet gate", state.gate_pid),
+        ("SuperLink", state.superlink_pid),
+    ):
         if pid and pid_alive(pid):
             stop_tree(pid)
             stopped.append(f"{name} (pid {pid})")
@@ -144,7 +182,8 @@ def down(data_dir: Path | None = None) -> list[str]:
 
 
 def control(state: BankState) -> Control:
-    return Control(state.superlink_address, Path(state.ca) if state.ca else None)
+    """The SuperLink's Control API, on loopback (an operator on the bank's host)."""
+    return Control(state.operator_address, Path(state.ca) if state.ca else None)
 
 
 def register(pub: Path, name: str | None = None, data_dir: Path | None = None) -> int:
@@ -164,6 +203,7 @@ class Rejection:
 _REJECTIONS = (
     (re.compile(r"ApiError:2004\].*No SuperNode found with the given public key"), "unregistered node key"),
     (re.compile(r"Invalid HTTP request received"), "connection without TLS"),
+    (re.compile(re.escape(REFUSED)), "control-plane request from the network"),
 )
 
 
@@ -189,18 +229,25 @@ def _fingerprint(line: str) -> str:
 
 
 def rejections(state: BankState, limit: int = 10) -> list[Rejection]:
-    """The SuperLink's recent refusals (unregistered keys, plaintext connections), one line each."""
-    log = Path(state.log_dir) / "superlink.log"
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
+    """Recent refusals (unregistered keys, plaintext connections, Control API requests reaching
+    the public address), one line each, from the SuperLink's and the Fleet gate's logs."""
+    lines: list[str] = []
+    for name in ("superlink.log", "fleetgate.log"):
+        try:
+            lines += (Path(state.log_dir) / name).read_text(errors="replace").splitlines()
+        except OSError:
+            pass
     found = []
     for line in lines:
         for pattern, kind in _REJECTIONS:
             if pattern.search(line):
                 stamp = line.split(" ", 1)[0] if line[:4].isdigit() else ""
-                detail = f"key {_fingerprint(line)} is not registered" if "2004" in line else line.strip()[:160]
+                if "2004" in line:
+                    detail = f"key {_fingerprint(line)} is not registered"
+                elif REFUSED in line:
+                    detail = line.split(REFUSED + ": ", 1)[-1].strip()[:160]
+                else:
+                    detail = line.strip()[:160]
                 found.append(Rejection(kind, f"{stamp} {detail}".strip()))
     return found[-limit:]
 
@@ -210,11 +257,15 @@ def status(data_dir: Path | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "superlink": {
             "address": state.superlink_address,
+            "control_address": state.operator_address,
             "pid": state.superlink_pid,
             "running": pid_alive(state.superlink_pid),
             "tls": state.tls,
             "node_auth": state.tls,
         },
+        "gate": {"address": state.superlink_address, "pid": state.gate_pid, "running": pid_alive(state.gate_pid)}
+        if state.gate_pid
+        else None,
         "services": {
             "address": state.services_address,
             "pid": state.services_pid,
@@ -241,8 +292,8 @@ def train(
     wait: float = 30.0,
     timeout: float = 1800.0,
     reply_timeout: float = 300.0,
-    progress=None,
-):  # type: ignore[no-untyped-def]
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, int]:
     """Run the real ServerApp on the running SuperLink with the platforms online now."""
     from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir
     from server.fl.config import FederationConfig

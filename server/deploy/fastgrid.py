@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flwr.app import Context, Message
@@ -35,18 +35,24 @@ DEFAULT_INNER = "server.fl.app:app"
 class FastPollGrid(Grid):
     """Delegating Grid that polls for replies every `poll` seconds."""
 
-    def __init__(self, inner: Grid, poll: float = 0.05, default_timeout: float | None = None, on_drop=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        inner: Grid,
+        poll: float = 0.05,
+        default_timeout: float | None = None,
+        on_drop: Callable[..., None] | None = None,
+    ) -> None:
         self._inner = inner
         self._on_drop = on_drop
         self._poll = poll
         self._default_timeout = default_timeout
         self.dropped: set[int] = set()  # nodes that missed a reply deadline in this run
 
-    def set_run(self, run):  # type: ignore[no-untyped-def]
+    def set_run(self, run: Any) -> Any:
         return self._inner.set_run(run)
 
     @property
-    def run(self):  # type: ignore[no-untyped-def]
+    def run(self) -> Any:
         return self._inner.run
 
     def create_message(self, *args: Any, **kwargs: Any) -> Message:
@@ -57,7 +63,7 @@ class FastPollGrid(Grid):
         # stall every later round (and SecAgg+ 1.42 fails when a node drops before stage 1).
         return [n for n in self._inner.get_node_ids() if n not in self.dropped]
 
-    def get_nodes(self):  # type: ignore[no-untyped-def]
+    def get_nodes(self) -> Any:
         return self._inner.get_nodes()
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
@@ -74,7 +80,7 @@ class FastPollGrid(Grid):
             timeout = self._default_timeout
         messages = list(messages)
         ids = list(self.push_messages(messages))
-        destination = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages)}
+        destination = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages, strict=True)}
         pending = set(ids)
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: list[Message] = []

@@ -47,7 +47,7 @@ def node_ids_from_logs(log_dir: Path) -> dict[int, str]:
     return names
 
 
-def add_drops(report, drops_file: Path, names: dict[int, str]) -> None:  # type: ignore[no-untyped-def]
+def add_drops(report: Any, drops_file: Path, names: dict[int, str]) -> None:
     """Name, in each round of the report, the platforms that stopped answering."""
     import json
 

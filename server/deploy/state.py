@@ -24,14 +24,20 @@ def bank_dir(data_dir: Path | None = None) -> Path:
 
 @dataclass
 class BankState:
+    """What `bank up` started. `superlink_address` is the public one platforms dial (the Fleet
+    gate); `control_address` is the SuperLink itself, on loopback, for the operator's commands."""
+
     superlink_address: str
     superlink_pid: int
     flwr_home: str
     log_dir: str
     database: str
+    control_address: str = ""
+    gate_pid: int | None = None
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    certs_dir: str | None = None
     services_address: str | None = None
     services_pid: int | None = None
     started: str = ""
@@ -40,6 +46,11 @@ class BankState:
     @property
     def tls(self) -> bool:
         return self.ca is not None
+
+    @property
+    def operator_address(self) -> str:
+        """Where the Control API is reached (loopback; older state files: the SuperLink address)."""
+        return self.control_address or self.superlink_address
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / "deploy.json"

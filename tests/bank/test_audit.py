@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-pytest.importorskip("contracts.outbox")
-
 from contracts.errors import ChainError
 from contracts.outbox import AnchorOutbox
 from server.credit.errors import BankError
@@ -56,7 +54,7 @@ def test_audit_verifies_the_anchored_model_hash(registered, chain, tmp_path):
 
 
 def test_audit_detects_model_files_changed_after_registration(registered, chain, tmp_path):
-    url, row = registered
+    url, _row = registered
     AnchorOutbox(url).flush(chain=chain, proof_dir=tmp_path / "proofs")
     encoder = tmp_path / "store" / "v1" / "encoder.json"
     data = json.loads(encoder.read_text())
@@ -67,7 +65,7 @@ def test_audit_detects_model_files_changed_after_registration(registered, chain,
 
 
 def test_audit_refuses_a_registry_hash_that_differs_from_the_anchored_one(registered, chain, tmp_path):
-    url, row = registered
+    url, _row = registered
     AnchorOutbox(url).flush(chain=chain, proof_dir=tmp_path / "proofs")
     proof = AnchorOutbox(url).proof_for("model", "v1")
     from contracts.audit import verify_proof

@@ -191,3 +191,25 @@ def test_concurrent_draws_never_exceed_the_limit(bank):
         results = list(pool.map(draw, range(10)))
     assert results.count(True) == 8  # 8 x 50,000 = the 400,000 fen limit
     assert bank.get(line.account_id).principal_fen == 400_000
+
+
+@pytest.mark.parametrize(
+    ("amount", "problem"),
+    [
+        (1e300, "is 1e+300; expected 0 to 1e+12"),
+        (-1e6, "is -1e+06; expected 0 to 1e+12"),
+        (float("nan"), "is nan; expected a finite number"),
+        (float("-inf"), "is -inf; expected a finite number"),
+    ],
+)
+def test_scoring_refuses_an_implausible_amount_naming_merchant_row_and_feature(bank, amount, problem):
+    from server.scoring import Scorer
+
+    rows = merchant_rows([1000.0, amount, 3000.0])
+    with pytest.raises(BankError) as refused:
+        Scorer(bank.engine, registry=bank._registry).score("m1", rows)
+    assert str(refused.value) == f"merchant 'm1', row 2: feature 'amount' {problem}"
+    assert refused.value.kind == "invalid"
+    with pytest.raises(BankError):
+        bank.open("m1", rows, now=T0)
+    assert bank.list() == []

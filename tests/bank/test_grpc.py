@@ -1,4 +1,6 @@
-"""The bank's gRPC services on a real in-process server on a free loopback port."""
+"""The bank's gRPC services on a real in-process server with mutual TLS: an operator scores and
+lends from the features the merchant's platform reported; requests carrying their own rows and
+implausible reports are refused, naming the field."""
 
 from __future__ import annotations
 
@@ -7,90 +9,98 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from proto import bank_pb2, bank_pb2_grpc
-from proto.channel import ClientTls, connect
+from proto import bank_pb2, bank_pb2_grpc, platform_pb2, platform_pb2_grpc
+from proto.channel import connect
 from server.credit.accounts import CreditBook
-from server.credit.promotion import promote
-from server.grpc_app import TlsFiles, build_server, rows_to_proto
+from server.feature_store import FeatureStore
+from server.grpc_app import rows_to_proto
 from server.registry import Registry
 from tests.bank.conftest import merchant_rows
-from tests.bank.tls import make_pki
-from tests.conftest import free_port
-from tests.consent_helpers import report_consent
 
 ROWS = merchant_rows([1000.0, 2000.0, 3000.0])
 
 
 @pytest.fixture
-def bank_db(tmp_path, make_model):
-    url = f"sqlite:///{tmp_path / 'bank.db'}"
-    registry = Registry(url, tmp_path / "store")
-    registry.register(make_model(0.03), anchor=False)
-    promote(registry, "v1")
-    report_consent(url, ["m1", "m2"])
-    return url
+def operator(running_bank, pki):
+    with connect(running_bank, pki.tls("ops")) as channel:
+        yield channel
 
 
 @pytest.fixture
-def channel(bank_db, tmp_path):
-    server = build_server(f"127.0.0.1:{free_port()}", bank_db, model_dir_root=tmp_path / "store")
-    server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{server.bound_port}") as chan:
-        yield chan
-    server.stop(grace=None)
+def platform(running_bank, pki):
+    with connect(running_bank, pki.tls("platform-1")) as channel:
+        yield platform_pb2_grpc.PlatformServiceStub(channel)
 
 
-def test_score_over_grpc_matches_in_process_and_is_recorded(channel, bank_db, tmp_path):
+def test_score_over_grpc_uses_the_reported_rows_and_matches_in_process(operator, bank_db, tmp_path):
     from server.scoring import Scorer
 
-    reply = bank_pb2_grpc.ScoringServiceStub(channel).Score(
-        bank_pb2.ScoreRequest(merchant_id="m1", model_version="v1", rows=rows_to_proto(ROWS)), timeout=10
+    reply = bank_pb2_grpc.ScoringServiceStub(operator).Score(
+        bank_pb2.ScoreRequest(merchant_id="m1", model_version="v1"), timeout=10
     )
-    local = Scorer(bank_db, registry=Registry(bank_db, tmp_path / "store")).evaluate([("m1", ROWS)], "v1")[0]
+    reported = FeatureStore(bank_db).rows_of("m1")
+    local = Scorer(bank_db, registry=Registry(bank_db, tmp_path / "store")).evaluate([("m1", reported)], "v1")[0]
     assert (reply.band, reply.limit_fen, reply.turnover_fen, reply.model_version) == ("B", 400_000, 200_000, "v1")
     assert reply.default_probability == pytest.approx(0.03, abs=1e-6)
     assert reply.inputs_hash == local.inputs_hash
     assert reply.decision_id > 0
 
 
-def test_batch_reports_each_refusal_and_scores_the_rest(channel):
-    stub = bank_pb2_grpc.ScoringServiceStub(channel)
+def test_a_request_with_its_own_rows_is_refused(operator):
+    invented = merchant_rows([-1e6, -1e6, -1e6])
+    with pytest.raises(grpc.RpcError) as info:
+        bank_pb2_grpc.ScoringServiceStub(operator).Score(
+            bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(invented)), timeout=10
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == (
+        "merchant 'm1': rows are not accepted; the bank scores the features the merchant's platform reported"
+    )
+    with pytest.raises(grpc.RpcError) as opened:
+        bank_pb2_grpc.CreditServiceStub(operator).Open(
+            bank_pb2.OpenRequest(merchant_id="m1", rows=rows_to_proto(invented)), timeout=10
+        )
+    assert opened.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_batch_reports_each_refusal_and_scores_the_rest(operator):
     request = bank_pb2.ScoreBatchRequest(
         requests=[
-            bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)),
-            bank_pb2.ScoreRequest(merchant_id="stranger", rows=rows_to_proto(ROWS)),
-            bank_pb2.ScoreRequest(merchant_id="m2", rows=rows_to_proto(ROWS)),
+            bank_pb2.ScoreRequest(merchant_id="m1"),
+            bank_pb2.ScoreRequest(merchant_id="stranger"),
+            bank_pb2.ScoreRequest(merchant_id="m3"),
+            bank_pb2.ScoreRequest(merchant_id="m2"),
         ]
     )
-    replies = stub.ScoreBatch(request, timeout=10).replies
+    replies = bank_pb2_grpc.ScoringServiceStub(operator).ScoreBatch(request, timeout=10).replies
     assert [(r.merchant_id, r.limit_fen, r.error_code) for r in replies] == [
         ("m1", 400_000, ""),
-        ("stranger", 0, "FAILED_PRECONDITION"),
+        ("stranger", 0, "NOT_FOUND"),
+        ("m3", 0, "FAILED_PRECONDITION"),
         ("m2", 400_000, ""),
     ]
-    assert "has not consented" in replies[1].error
+    assert replies[1].error == "merchant 'stranger': no features reported by its platform"
+    assert "has not consented" in replies[2].error
 
 
-def test_score_without_consent_is_failed_precondition(channel):
+def test_score_without_consent_is_failed_precondition(operator):
     with pytest.raises(grpc.RpcError) as info:
-        bank_pb2_grpc.ScoringServiceStub(channel).Score(
-            bank_pb2.ScoreRequest(merchant_id="stranger", rows=rows_to_proto(ROWS)), timeout=10
-        )
+        bank_pb2_grpc.ScoringServiceStub(operator).Score(bank_pb2.ScoreRequest(merchant_id="m3"), timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert info.value.details() == "merchant 'stranger' has not consented (or has withdrawn consent) to credit scoring"
+    assert info.value.details() == "merchant 'm3' has not consented (or has withdrawn consent) to credit scoring"
 
 
-def test_unknown_model_version_is_not_found(channel):
+def test_unknown_model_version_is_not_found(operator):
     with pytest.raises(grpc.RpcError) as info:
-        bank_pb2_grpc.ScoringServiceStub(channel).Score(
-            bank_pb2.ScoreRequest(merchant_id="m1", model_version="v7", rows=rows_to_proto(ROWS)), timeout=10
+        bank_pb2_grpc.ScoringServiceStub(operator).Score(
+            bank_pb2.ScoreRequest(merchant_id="m1", model_version="v7"), timeout=10
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_credit_line_over_grpc(channel, bank_db, tmp_path):
-    stub = bank_pb2_grpc.CreditServiceStub(channel)
-    opened = stub.Open(bank_pb2.OpenRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=10)
+def test_credit_line_over_grpc(operator, bank_db, tmp_path):
+    stub = bank_pb2_grpc.CreditServiceStub(operator)
+    opened = stub.Open(bank_pb2.OpenRequest(merchant_id="m1"), timeout=10)
     assert (opened.limit_fen, opened.available_fen, opened.model_version) == (400_000, 400_000, "v1")
     stub.Draw(bank_pb2.MoneyRequest(account_id=opened.account_id, amount_fen=300_000), timeout=10)
     with pytest.raises(grpc.RpcError) as over:
@@ -112,64 +122,56 @@ def test_credit_line_over_grpc(channel, bank_db, tmp_path):
     assert [e.kind for e in book.entries(opened.account_id)] == ["open", "draw", "repay"]
 
 
-def test_accrue_over_grpc_posts_yesterdays_interest(channel, bank_db, tmp_path):
+def test_accrue_over_grpc_posts_yesterdays_interest(operator, bank_db, tmp_path):
     book = CreditBook(bank_db, registry=Registry(bank_db, tmp_path / "store"))
     yesterday = datetime.now(UTC) - timedelta(days=1)
     line = book.open("m1", ROWS, now=yesterday)
     book.draw(line.account_id, 365_000, now=yesterday)
-    reply = bank_pb2_grpc.CreditServiceStub(channel).Accrue(bank_pb2.AccrueRequest(), timeout=10)
+    reply = bank_pb2_grpc.CreditServiceStub(operator).Accrue(bank_pb2.AccrueRequest(), timeout=10)
     assert (reply.accounts, reply.interest_fen) == (1, 90)  # 365,000 fen at 9 % for one day
 
 
-def test_mutual_tls_accepts_the_bank_ca_and_rejects_plaintext(bank_db, tmp_path):
-    pki = make_pki(tmp_path / "pki")
-    server = build_server(
-        f"127.0.0.1:{free_port()}",
-        bank_db,
-        TlsFiles(pki["server_cert"], pki["server_key"], pki["ca"]),
-        model_dir_root=tmp_path / "store",
+def test_a_platform_reports_features_that_scoring_then_uses(platform, operator, bank_db):
+    richer = merchant_rows([10_000.0, 20_000.0, 30_000.0])
+    ack = platform.ReportFeatures(
+        platform_pb2.FeatureReport(
+            merchants=[platform_pb2.MerchantFeatures(merchant_id="m1", rows=rows_to_proto(richer))]
+        ),
+        timeout=10,
     )
-    server.start()
-    address = f"127.0.0.1:{server.bound_port}"
-    try:
-        with connect(address, ClientTls(pki["ca"], pki["client_cert"], pki["client_key"])) as chan:
-            reply = bank_pb2_grpc.ScoringServiceStub(chan).Score(
-                bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=10
-            )
-            assert reply.limit_fen == 400_000
-        with grpc.insecure_channel(address) as chan, pytest.raises(grpc.RpcError) as plain:
-            bank_pb2_grpc.ScoringServiceStub(chan).Score(
-                bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=5
-            )
-        assert plain.value.code() == grpc.StatusCode.UNAVAILABLE
-        with connect(address, ClientTls(pki["ca"])) as chan, pytest.raises(grpc.RpcError) as no_cert:
-            bank_pb2_grpc.ScoringServiceStub(chan).Score(
-                bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=5
-            )
-        assert no_cert.value.code() == grpc.StatusCode.UNAVAILABLE
-    finally:
-        server.stop(grace=None)
+    assert (ack.received, ack.changed) == (1, 1)
+    scored = bank_pb2_grpc.ScoringServiceStub(operator).Score(bank_pb2.ScoreRequest(merchant_id="m1"), timeout=10)
+    assert scored.turnover_fen == 2_000_000  # mean of the latest three months, in fen
+    again = platform.ReportFeatures(
+        platform_pb2.FeatureReport(
+            merchants=[platform_pb2.MerchantFeatures(merchant_id="m1", rows=rows_to_proto(richer))]
+        ),
+        timeout=10,
+    )
+    assert (again.received, again.changed) == (1, 0)
 
 
-def test_server_hosts_the_alert_service_when_present(bank_db, tmp_path):
-    pytest.importorskip("server.alerts")
-    server = build_server("127.0.0.1:0", bank_db, model_dir_root=tmp_path / "store")
-    assert "AlertService" in server.services
-    server.stop(grace=None)
-
-
-def test_a_malformed_merchant_fails_alone_in_a_batch(channel):
-    bad = [dict(row, amount="lots") for row in ROWS]
-    missing = [{k: v for k, v in row.items() if k != "avg_rating"} for row in ROWS]
-    request = bank_pb2.ScoreBatchRequest(
-        requests=[
-            bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(bad)),
-            bank_pb2.ScoreRequest(merchant_id="m2", rows=rows_to_proto(missing)),
-            bank_pb2.ScoreRequest(merchant_id="m2", rows=rows_to_proto(ROWS)),
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        (1e300, "merchant 'm1', row 3: feature 'amount' is 1e+300; expected 0 to 1e+12"),
+        (-1e6, "merchant 'm1', row 3: feature 'amount' is -1e+06; expected 0 to 1e+12"),
+        (float("inf"), "merchant 'm1', row 3: feature 'amount' is inf; expected a finite number"),
+        (float("nan"), "merchant 'm1', row 3: feature 'amount' is nan; expected a finite number"),
+    ],
+)
+def test_an_implausible_value_refuses_the_whole_report_naming_the_field(platform, bank_db, amount, expected):
+    before = FeatureStore(bank_db).rows_of("m1")
+    rows = merchant_rows([5000.0, 5000.0, amount])
+    report = platform_pb2.FeatureReport(
+        merchants=[
+            platform_pb2.MerchantFeatures(merchant_id="m2", rows=rows_to_proto(merchant_rows([9.0, 9.0, 9.0]))),
+            platform_pb2.MerchantFeatures(merchant_id="m1", rows=rows_to_proto(rows)),
         ]
     )
-    replies = bank_pb2_grpc.ScoringServiceStub(channel).ScoreBatch(request, timeout=10).replies
-    assert [r.error_code for r in replies] == ["INVALID_ARGUMENT", "INVALID_ARGUMENT", ""]
-    assert replies[0].error == "merchant 'm1': feature 'amount' is 'lots'; expected a number"
-    assert replies[1].error.startswith("merchant 'm2': feature 'avg_rating' missing")
-    assert replies[2].limit_fen == 400_000
+    with pytest.raises(grpc.RpcError) as info:
+        platform.ReportFeatures(report, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == expected
+    assert FeatureStore(bank_db).rows_of("m1") == before
+    assert FeatureStore(bank_db).rows_of("m2") == before  # m2 came first and was not stored either

@@ -26,6 +26,13 @@ def test_amounts_convert_to_fen_half_up():
     assert to_fen(0.005, 100) == 1
 
 
+def test_an_amount_too_large_for_fen_is_a_one_line_refusal_not_a_decimal_error():
+    with pytest.raises(BankError, match=r"^amount 1e\+300 is too large to be a month's turnover$"):
+        to_fen(1e300, 100)
+    with pytest.raises(BankError, match="not a finite number"):
+        to_fen(float("inf"), 100)
+
+
 @pytest.mark.parametrize(
     ("pd", "band"),
     [(0.0, "A"), (0.02, "A"), (0.0201, "B"), (0.05, "B"), (0.051, "decline"), (1.0, "decline")],

@@ -11,17 +11,11 @@ import time
 import grpc
 
 from proto import bank_pb2, bank_pb2_grpc
-from server.credit.promotion import promote
-from server.grpc_app import rows_to_proto
-from server.registry import Registry
-from tests.bank.conftest import merchant_rows
+from proto.channel import connect
 from tests.conftest import free_port
-from tests.consent_helpers import report_consent
-
-ROWS = merchant_rows([1000.0, 2000.0, 3000.0])
 
 
-def _serve(url: str, store, port: int, data_dir) -> subprocess.Popen:
+def _serve(url: str, store, port: int, data_dir, certs) -> subprocess.Popen:
     env = {**os.environ, "YINQI_DATA_DIR": str(data_dir)}
     cmd = [
         sys.executable,
@@ -35,12 +29,14 @@ def _serve(url: str, store, port: int, data_dir) -> subprocess.Popen:
         url,
         "--models-dir",
         str(store),
+        "--certs",
+        str(certs),
     ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _ready(port: int, deadline: float = 60.0) -> grpc.Channel:
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+def _ready(port: int, tls, deadline: float = 60.0) -> grpc.Channel:
+    channel = connect(f"127.0.0.1:{port}", tls)
     grpc.channel_ready_future(channel).result(timeout=deadline)
     return channel
 
@@ -50,33 +46,28 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def test_accounts_and_registry_survive_a_bank_restart(tmp_path, make_model):
-    url = f"sqlite:///{tmp_path / 'bank.db'}"
-    store = tmp_path / "store"
-    registry = Registry(url, store)
-    registry.register(make_model(0.03), anchor=False)
-    promote(registry, "v1")
-    report_consent(url, ["m1"])
+def test_accounts_and_registry_survive_a_bank_restart(tmp_path, bank_db, pki):
+    url, store = bank_db, tmp_path / "store"
     port = free_port()
 
-    proc = _serve(url, store, port, tmp_path / "data")
+    proc = _serve(url, store, port, tmp_path / "data", pki.directory)
     try:
-        with _ready(port) as channel:
+        with _ready(port, pki.tls("ops")) as channel:
             credit = bank_pb2_grpc.CreditServiceStub(channel)
-            opened = credit.Open(bank_pb2.OpenRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=30)
+            opened = credit.Open(bank_pb2.OpenRequest(merchant_id="m1"), timeout=30)
             credit.Draw(bank_pb2.MoneyRequest(account_id=opened.account_id, amount_fen=123_456), timeout=30)
     finally:
         _stop(proc)
 
     started = time.monotonic()
-    proc = _serve(url, store, port, tmp_path / "data")
+    proc = _serve(url, store, port, tmp_path / "data", pki.directory)
     try:
-        with _ready(port) as channel:
+        with _ready(port, pki.tls("ops")) as channel:
             shown = bank_pb2_grpc.CreditServiceStub(channel).Get(
                 bank_pb2.AccountRequest(account_id=opened.account_id), timeout=30
             )
             scored = bank_pb2_grpc.ScoringServiceStub(channel).Score(
-                bank_pb2.ScoreRequest(merchant_id="m1", rows=rows_to_proto(ROWS)), timeout=30
+                bank_pb2.ScoreRequest(merchant_id="m1"), timeout=30
             )
     finally:
         _stop(proc)

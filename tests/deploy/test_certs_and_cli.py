@@ -11,7 +11,7 @@ import pytest
 def test_certs_chain_to_the_ca_and_name_loopback_and_extra_hosts(tmp_path: Path) -> None:
     from cryptography import x509
 
-    from server.deploy.tls import make_certs
+    from server.security.ca import make_certs
 
     certs = make_certs(tmp_path, hosts=["bank.example.com", "10.0.0.5"])
 
@@ -69,8 +69,9 @@ def test_cli_keygen_refuses_to_overwrite_and_bank_commands_need_a_running_bank(t
 def test_bank_up_requires_a_choice_between_tls_and_insecure(tmp_path: Path) -> None:
     from server.deploy import bank
     from server.deploy.errors import DeployError
+    from server.security.ca import CertError
 
-    with pytest.raises(DeployError, match="--certs DIR .* or --insecure"):
+    with pytest.raises(DeployError, match=r"--certs DIR .* or --insecure"):
         bank.up(data_dir=tmp_path)
-    with pytest.raises(DeployError, match="missing ca.crt, server.pem, server.key"):
+    with pytest.raises(CertError, match=r"missing ca\.crt, server\.pem, server\.key \(run `yinqi bank certs init"):
         bank.up(certs=tmp_path / "nothing", data_dir=tmp_path)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.deployment]
 @pytest.fixture()
 def bank(tmp_path: Path):  # type: ignore[no-untyped-def]
     from server.deploy import bank as bank_ops
-    from server.deploy.tls import make_certs
+    from server.security.ca import make_certs
 
     make_certs(tmp_path / "certs")
     state = bank_ops.up(port=free_port(), certs=tmp_path / "certs", services_port=None, data_dir=tmp_path / "bank")
@@ -74,5 +74,5 @@ def test_register_rejects_a_file_that_is_not_an_ec_public_key(bank, tmp_path: Pa
 
     bogus = tmp_path / "bogus.pub"
     bogus.write_text("not a key\n")
-    with pytest.raises(DeployError, match="bogus.pub: not an OpenSSH public key"):
+    with pytest.raises(DeployError, match=r"bogus\.pub: not an OpenSSH public key"):
         bank_ops.register(bogus, data_dir=tmp_path / "bank")

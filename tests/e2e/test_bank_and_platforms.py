@@ -1,11 +1,14 @@
 """End to end, as organisations would run it: the bank and four platforms as separate
 deployments, every step through the `yinqi` CLI in its own process with its own data dir.
 
-The bank: `bank certs`, `bank up --certs` (TLS + SuperNode authentication + the bank's gRPC
-services), `bank register` per platform key, `bank train` (DP-SGD + SecAgg+), `anchor flush`,
-`audit model`, scoring and a credit line over gRPC (TLS), `bank down`/`bank up` with its state
-intact, and finally `bank down` leaving no process. Each platform: `client keygen`,
-`client consent grant` in its own books, `client up` next to its private data. The fourth
+The bank: `bank certs init` and `bank certs issue` (a certificate per platform and one for its
+operator), `bank up --certs` (SuperLink on loopback behind the Fleet gate, TLS + SuperNode
+authentication, the bank's gRPC services with mutual TLS and roles, periodic anchoring),
+`bank register` per platform key, `bank train` (DP-SGD + SecAgg+), `audit model` once the
+services' flusher anchored the model, scoring and a credit line over gRPC as the operator,
+`bank down`/`bank up` with its state intact, and finally `bank down` leaving no process. Each
+platform: `client keygen`, `client consent grant` in its own books, `client consent report
+--features` with its platform certificate, `client up` next to its private data. The fourth
 platform's lifetime ε budget is smaller than one round needs: it is refused in every round while
 the other three train.
 
@@ -163,6 +166,11 @@ class Deployment:
     def ca(self) -> Path:
         return self.certs / "ca.crt"
 
+    def party(self, name: str) -> tuple[str, ...]:
+        """`--ca/--cert/--key` of a party's certificate from the bank's CA."""
+        return ("--ca", str(self.ca), "--cert", str(self.certs / "clients" / f"{name}.crt"),
+                "--key", str(self.certs / "clients" / f"{name}.key"))  # fmt: skip
+
     @property
     def flwr_home(self) -> Path:
         return self.bank_home / "bank" / "flwr-home"
@@ -183,6 +191,8 @@ class Deployment:
             str(self.port),
             "--services-port",
             str(self.services_port),
+            "--anchor-every",
+            "1",
         )
 
     def online(self) -> dict[str, str]:
@@ -217,12 +227,11 @@ class Deployment:
             p.terminate()
         if impatient:
             for p in self.platforms:
-                poll(
-                    f"{p.name} to start stopping",
-                    lambda: p.proc.poll() is not None or children(p) < alive[p.name],
-                    30,
-                    interval=0.02,
-                )
+
+                def stopping(p: Platform = p) -> bool:
+                    return p.proc is not None and (p.proc.poll() is not None or children(p) < alive[p.name])
+
+                poll(f"{p.name} to start stopping", stopping, 30, interval=0.02)
                 if p.proc.poll() is None:
                     p.proc.send_signal(signal.SIGTERM)
         for p in self.platforms:
@@ -272,10 +281,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
     bank_env = _env(bank_home, YINQI_CREDIT_POLICY=str(policy))
     dep = Deployment(root, bank_env, bank_home, root / "certs", free_port(), free_port())
     try:
-        dep.bank("bank", "certs", "--out", str(dep.certs))
-        assert {"ca.crt", "server.pem", "server.key"} <= {p.name for p in dep.certs.iterdir()}
+        dep.bank("bank", "certs", "init", "--out", str(dep.certs))
+        assert {"ca.crt", "server.pem", "server.key", "crl.pem"} <= {p.name for p in dep.certs.iterdir()}
+        for name, role in [("ops", "operator"), *((p, "platform") for p in PLATFORMS)]:
+            dep.bank("bank", "certs", "issue", name, "--role", role, "--certs", str(dep.certs))
         dep.bank_up()
-        for name, data in zip(PLATFORMS, files):
+        for name, data in zip(PLATFORMS, files, strict=True):
             home = root / f"{name}-org"
             env = _env(home)
             key = home / "node"
@@ -386,12 +397,19 @@ def test_model_is_registered_with_its_provenance(deployment: Deployment, trained
     assert v1["sha256"] and v1["status"] in ("candidate", "promoted")
 
 
-def test_anchored_model_hash_verifies_and_tampering_is_detected(deployment: Deployment, trained) -> None:  # type: ignore[no-untyped-def]
-    before = deployment.bank("audit", "model", "v1", ok=False)
-    assert before.returncode == 2 and "run `yinqi anchor flush`" in before.stderr
-    proofs = deployment.bank_json("anchor", "flush")
-    assert len(proofs) == 1
-    verified = deployment.bank_json("audit", "model", "v1")
+def test_the_services_anchor_the_model_and_tampering_is_detected(deployment: Deployment, trained) -> None:  # type: ignore[no-untyped-def]
+    # `bank up` runs the services with a periodic flusher: the model's hash reaches the chain
+    # without anyone running `yinqi anchor flush`.
+    verified = poll(
+        "the services' flusher to anchor v1",
+        lambda: (
+            json.loads(out.stdout)
+            if (out := deployment.bank("audit", "model", "v1", "--json", ok=False)).returncode == 0
+            else None
+        ),
+        60,
+        interval=1.0,
+    )
     [v1] = deployment.bank_json("bank", "models")
     assert verified["files_match"] is True and verified["sha256"] == v1["sha256"]
     assert verified["kind"] == "model" and verified["ref"] == "v1"
@@ -432,31 +450,22 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
     p1 = deployment.platforms[0]
     merchants = sorted(pd.read_csv(p1.data, usecols=["merchant_id"])["merchant_id"].unique())
     consenting, refusing = merchants[:6], merchants[-1]
-    # Platform 1 records consent in its own books and reports it to the bank over gRPC + TLS.
+    # Platform 1 records consent in its own books and reports it, with the consenting merchants'
+    # features, over mutual TLS with its platform certificate.
     granted = yinqi_json(p1.env, "client", "consent", "grant", *consenting, "--note", "e2e test")
     assert sorted(r["merchant_id"] for r in granted) == consenting
     reported = yinqi_json(
-        p1.env,
-        "client",
-        "consent",
-        "report",
-        "--bank",
-        deployment.services,
-        "--ca",
-        str(deployment.ca),
-        "--platform",
-        p1.name,
-    )
-    assert reported == {"received": len(consenting), "stored": len(consenting)}
+        p1.env, "client", "consent", "report", "--bank", deployment.services, *deployment.party(p1.name),
+        "--features", str(p1.data),
+    )  # fmt: skip
+    assert {k: reported[k] for k in ("received", "stored")} == {"received": len(consenting), "stored": len(consenting)}
+    assert reported["features"]["merchants"] == len(consenting)
 
-    remote = ("--bank", deployment.services, "--ca", str(deployment.ca))
-    features = str(p1.data)
-    # Scored with v1 over gRPC + TLS; take the first consenting merchant the policy lends to.
+    remote = ("--bank", deployment.services, *deployment.party("ops"))
+    # Scored with v1 over gRPC as the bank's operator; take the first consenting merchant the policy lends to.
     chosen, scored = None, None
     for merchant in consenting:
-        scored = deployment.bank_json(
-            "bank", "score", "--model", "v1", "--merchant", merchant, "--features", features, *remote
-        )
+        scored = deployment.bank_json("bank", "score", "--model", "v1", "--merchant", merchant, *remote)
         assert scored["model_version"] == "v1" and 0.0 <= scored["default_probability"] <= 1.0
         if scored["limit_fen"] >= 200:
             chosen = merchant
@@ -464,18 +473,22 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
     assert chosen is not None, f"no consenting merchant got a limit (last: {scored})"
     assert scored["band"] == "P" and scored["limit_fen"] % 10000 == 0
 
-    refused = deployment.bank(
-        "bank", "score", "--model", "v1", "--merchant", refusing, "--features", features, *remote, ok=False
-    )
+    refused = deployment.bank("bank", "score", "--model", "v1", "--merchant", refusing, *remote, ok=False)
     assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: merchant '{refusing}': no features reported by its platform "
+        "(the platform sends them with `yinqi client consent report --features FILE`)"
+    )
+    as_platform = deployment.bank(
+        "bank", "score", "--merchant", chosen, "--bank", deployment.services, *deployment.party(p1.name), ok=False
+    )
+    assert as_platform.returncode == 2
     assert (
-        refused.stderr.strip()
-        == f"error: merchant '{refusing}' has not consented (or has withdrawn consent) to credit scoring"
+        as_platform.stderr.strip()
+        == f"error: {p1.name} (platform) may not call ScoringService/Score; it is open to operator"
     )
 
-    line = deployment.bank_json(
-        "bank", "credit", "open", "--model", "v1", "--merchant", chosen, "--features", features, *remote
-    )
+    line = deployment.bank_json("bank", "credit", "open", "--model", "v1", "--merchant", chosen, *remote)
     account, limit = line["account_id"], line["limit_fen"]
     assert limit == scored["limit_fen"] and line["principal_fen"] == 0 and _available(line) == limit
     draw = limit // 2
@@ -504,6 +517,14 @@ def test_credit_line_through_the_banks_services_and_survives_a_restart(deploymen
     assert_no_leftovers(deployment.flwr_home)
     deployment.bank_up()
     assert deployment.bank_json("bank", "models") == [v1_before]
+    calls = deployment.bank_json("bank", "calls", "--limit", "0")
+    assert {(c["caller"], c["method"], c["status"]) for c in calls} >= {
+        ("ops", "CreditService/Open", "OK"),
+        ("ops", "CreditService/Draw", "OK"),
+        ("ops", "CreditService/Draw", "FAILED_PRECONDITION"),
+        (p1.name, "PlatformService/ReportFeatures", "OK"),
+        (p1.name, "ScoringService/Score", "PERMISSION_DENIED"),
+    }
     assert deployment.bank_json("bank", "credit", "show", account, *remote) == {k: after[k] for k in repaid}
     # `bank status` may still say "online" from the old SuperLink's records for a few seconds,
     # so wait for each SuperNode to say it got through to the new one, then for the status.

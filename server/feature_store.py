@@ -1,0 +1,140 @@
+"""The features the bank scores on: each merchant's latest rows, as its own platform reported them.
+
+A platform sends its consented merchants' recent feature rows over
+`PlatformService.ReportFeatures` with its platform certificate; the bank checks every value
+(`server.scoring.canonical_rows`: finite, plausible, bounded), claims the merchants for that
+platform (`server.merchants`), and keeps one record per merchant: the rows, their sha256, who
+reported them and when. Scoring and opening a credit line read these rows; a caller never
+supplies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import JSON, Engine, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from federation.clock import utcnow
+from federation.storage import UtcDateTime, session_scope
+from server.credit.errors import BankError
+from server.db import BankBase, bank_engine
+from server.merchants import claim
+from server.scoring import Row, canonical_rows, inputs_hash
+
+MAX_MERCHANTS = 20_000  # per report
+
+
+class ReportedFeatures(BankBase):
+    """A merchant's latest feature rows and the platform that reported them."""
+
+    __tablename__ = "bank_reported_features"
+
+    merchant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(128), index=True)
+    rows: Mapped[list[Row]] = mapped_column(JSON)
+    rows_sha256: Mapped[str] = mapped_column(String(64))
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class FeatureStore:
+    """Reported feature rows on the bank's database."""
+
+    def __init__(self, engine: Engine | str | None = None) -> None:
+        self.engine = bank_engine(engine)
+
+    def report(self, platform: str, merchants: Mapping[str, Sequence[Row]]) -> int:
+        """Store `platform`'s rows per merchant; returns how many merchants' rows changed.
+
+        Everything is checked before anything is stored: one bad value, or one merchant another
+        platform owns, refuses the whole report.
+        """
+        if not merchants:
+            raise BankError("a feature report needs at least one merchant")
+        if len(merchants) > MAX_MERCHANTS:
+            raise BankError(f"a feature report of {len(merchants)} merchants; send at most {MAX_MERCHANTS} at once")
+        clean = {}
+        for merchant_id, rows in merchants.items():
+            merchant = str(merchant_id).strip()
+            rows_clean = canonical_rows(merchant, rows)
+            clean[merchant] = (rows_clean, inputs_hash(merchant, rows_clean))
+        for attempt in range(2):
+            try:
+                return self._store(platform, clean)
+            except IntegrityError:  # a concurrent first report claimed one of these merchants
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store(self, platform: str, clean: dict[str, tuple[tuple[Row, ...], str]]) -> int:
+        changed = 0
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            claim(session, platform, clean)
+            stored = {
+                r.merchant_id: r
+                for r in session.scalars(
+                    select(ReportedFeatures).where(ReportedFeatures.merchant_id.in_(list(clean))).with_for_update()
+                )
+            }
+            for merchant, (rows, digest) in clean.items():
+                row = stored.get(merchant)
+                if row is None:
+                    session.add(
+                        ReportedFeatures(
+                            merchant_id=merchant,
+                            platform=platform,
+                            rows=list(rows),
+                            rows_sha256=digest,
+                            reported_at=now,
+                        )
+                    )
+                elif row.rows_sha256 != digest:
+                    row.rows, row.rows_sha256, row.reported_at = list(rows), digest, now
+                else:
+                    continue
+                changed += 1
+        return changed
+
+    def rows(self, merchant_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """merchant id -> its reported rows, for the ids that have a report."""
+        wanted = sorted({str(m) for m in merchant_ids})
+        found: dict[str, list[Row]] = {}
+        with session_scope(self.engine) as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                for merchant, rows in session.execute(
+                    select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
+                        ReportedFeatures.merchant_id.in_(chunk)
+                    )
+                ):
+                    found[merchant] = list(rows)
+        return found
+
+    def reported(self, merchant_ids: Sequence[str]) -> dict[str, str]:
+        """merchant id -> when its rows were last reported (ISO 8601 UTC)."""
+        wanted = sorted({str(m) for m in merchant_ids})
+        found: dict[str, str] = {}
+        with session_scope(self.engine) as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                for merchant, at in session.execute(
+                    select(ReportedFeatures.merchant_id, ReportedFeatures.reported_at).where(
+                        ReportedFeatures.merchant_id.in_(chunk)
+                    )
+                ):
+                    found[merchant] = at.isoformat(timespec="seconds")
+        return found
+
+    def rows_of(self, merchant_id: str) -> list[Row]:
+        """The merchant's reported rows; NOT_FOUND when its platform has not reported any."""
+        rows = self.rows([merchant_id]).get(str(merchant_id))
+        if rows is None:
+            raise BankError(
+                f"merchant '{merchant_id}': no features reported by its platform "
+                "(the platform sends them with `yinqi client consent report --features FILE`)",
+                "not_found",
+            )
+        return rows
