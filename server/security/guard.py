@@ -103,60 +103,110 @@ class Guard(grpc.ServerInterceptor):
             return None
         method: str = handler_call_details.method
         rule = self.policy.get(method)
-        if rule is None or handler.unary_unary is None:
-            short = short_method(method)
-            message = f"{short} is not open to any caller"
+        if rule is not None and handler.unary_unary is not None:
+            return _same_kind(handler, self._guarded(method, rule, handler.unary_unary))
+        if rule is not None and handler.stream_stream is not None:
+            return _same_kind(handler, self._guarded_stream(method, rule, handler.stream_stream))
+        short = short_method(method)
+        message = f"{short} is not open to any caller"
 
-            def closed(_request: Any, context: grpc.ServicerContext) -> Any:
-                who: Identity | None
-                try:
-                    who = INSECURE if self.insecure else caller_identity(context.auth_context(), self.revocations)
-                except AuthError as exc:
-                    who = exc.identity
-                self._log_refusal(who, short, None, "PERMISSION_DENIED", message, context.peer())
-                context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        def closed(_request: Any, context: grpc.ServicerContext) -> Any:
+            who: Identity | None
+            try:
+                who = INSECURE if self.insecure else caller_identity(context.auth_context(), self.revocations)
+            except AuthError as exc:
+                who = exc.identity
+            self._log_refusal(who, short, None, "PERMISSION_DENIED", message, context.peer())
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
 
-            return _same_kind(handler, closed)
-        return _same_kind(handler, self._guarded(method, rule, handler.unary_unary))
+        return _same_kind(handler, closed)
 
     # -- the checks around one handler -----------------------------------------------------
+    def _admit(
+        self, short: str, rule: Rule, request: Any, context: grpc.ServicerContext
+    ) -> tuple[Identity, int | None]:
+        """Who calls, refused (the call aborts) unless their role may; the call log's record id."""
+        peer = context.peer()
+        try:
+            who = INSECURE if self.insecure else caller_identity(context.auth_context(), self.revocations)
+        except AuthError as exc:
+            self._log_refusal(exc.identity, short, request, "UNAUTHENTICATED", str(exc), peer)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if not who.may(rule.roles):
+            message = f"{who.name} ({who.role}) may not call {short}; it is open to {', '.join(sorted(rule.roles))}"
+            self._log_refusal(who, short, request, "PERMISSION_DENIED", message, peer)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        call_id = None
+        if rule.changes_state and self.call_log is not None:
+            call_id = self.call_log.start(who, short, summarize(request) if request is not None else "(stream)", peer)
+        return who, call_id
+
+    def _outcome(self, short: str, who: Identity, exc: Exception, context: grpc.ServicerContext) -> tuple[str, str]:
+        """Abort the call for `exc` (raised by the handler); returns (status, detail) for the log."""
+        if isinstance(exc, YinqiError):
+            code = status_of(exc)
+            context.abort(code, str(exc))
+        code = context.code()  # set when the handler aborted the call itself
+        if code is not None and code != grpc.StatusCode.OK:
+            raw = context.details() or b""
+            return code.name, raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        log.exception("%s failed for %s", short, who)
+        detail = f"internal error in {short} ({type(exc).__name__}); the bank's log has the details"
+        context.abort(grpc.StatusCode.INTERNAL, detail)
+        return "INTERNAL", detail  # pragma: no cover - abort raises
+
     def _guarded(self, method: str, rule: Rule, inner: Callable[..., Any]) -> Callable[..., Any]:
         short = short_method(method)
 
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-            peer = context.peer()
-            try:
-                who = INSECURE if self.insecure else caller_identity(context.auth_context(), self.revocations)
-            except AuthError as exc:
-                self._log_refusal(exc.identity, short, request, "UNAUTHENTICATED", str(exc), peer)
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-            if not who.may(rule.roles):
-                message = f"{who.name} ({who.role}) may not call {short}; it is open to {', '.join(sorted(rule.roles))}"
-                self._log_refusal(who, short, request, "PERMISSION_DENIED", message, peer)
-                context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
-            call_id = None
-            if rule.changes_state and self.call_log is not None:
-                call_id = self.call_log.start(who, short, summarize(request), peer)
+            who, call_id = self._admit(short, rule, request, context)
             token = _CALLER.set(who)
             status, detail = "OK", ""
             try:
                 return inner(request, context)
             except YinqiError as exc:
-                code = status_of(exc)
-                status, detail = code.name, str(exc)
-                context.abort(code, detail)
+                status, detail = status_of(exc).name, str(exc)
+                self._outcome(short, who, exc, context)
             except Exception as exc:
-                code = context.code()  # set when the handler aborted the call itself
-                if code is not None and code != grpc.StatusCode.OK:
-                    raw = context.details() or b""
-                    status, detail = code.name, raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-                    raise
-                log.exception("%s failed for %s", short, who)
-                status = "INTERNAL"
-                detail = f"internal error in {short} ({type(exc).__name__}); the bank's log has the details"
-                context.abort(grpc.StatusCode.INTERNAL, detail)
+                status, detail = self._outcome(short, who, exc, context)
+                raise
             finally:
                 _CALLER.reset(token)
+                if call_id is not None:
+                    self._finish(call_id, status, detail)
+
+        return behaviour
+
+    def _guarded_stream(self, method: str, rule: Rule, inner: Callable[..., Any]) -> Callable[..., Any]:
+        """The same checks for a bidirectional stream (e.g. PSI): admitted before the first
+        message is read, recorded once for the whole stream."""
+        short = short_method(method)
+
+        def behaviour(requests: Any, context: grpc.ServicerContext) -> Any:
+            who, call_id = self._admit(short, rule, None, context)
+            status, detail = "OK", ""
+            try:
+                token = _CALLER.set(who)
+                try:
+                    replies = iter(inner(requests, context))
+                finally:
+                    _CALLER.reset(token)
+                while True:
+                    token = _CALLER.set(who)
+                    try:
+                        reply = next(replies)
+                    except StopIteration:
+                        return
+                    finally:
+                        _CALLER.reset(token)
+                    yield reply
+            except YinqiError as exc:
+                status, detail = status_of(exc).name, str(exc)
+                self._outcome(short, who, exc, context)
+            except Exception as exc:
+                status, detail = self._outcome(short, who, exc, context)
+                raise
+            finally:
                 if call_id is not None:
                     self._finish(call_id, status, detail)
 

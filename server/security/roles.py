@@ -60,6 +60,8 @@ POLICY: dict[str, Rule] = {
     # what platforms tell the bank about their own merchants
     "/yinqi.platform.PlatformService/ReportConsent": _rule(PLATFORM, changes_state=True),
     "/yinqi.platform.PlatformService/ReportFeatures": _rule(PLATFORM, changes_state=True),
+    # vertical FL: a platform aligns its merchant ids with the bank's by private set intersection
+    "/yinqi.vertical.PsiService/Intersect": _rule(PLATFORM, changes_state=True),
     # equipment alerts: delivered by IoT monitors, read by operators and auditors
     "/yinqi.alerts.AlertService/Deliver": _rule(IOT_MONITOR, changes_state=True),
     "/yinqi.alerts.AlertService/List": _rule(OPERATOR, AUDITOR, changes_state=False),

@@ -162,12 +162,15 @@ def test_broker_mosquitto_stops_its_mosquitto_on_sigterm(tmp_path) -> None:
 def test_alerts_reach_a_bank_that_requires_mutual_tls_and_not_without_a_client_certificate(tmp_path, store) -> None:
     from iot.outbox import Deliverer
     from proto.channel import ClientTls
-    from server.grpc_app import TlsFiles, build_server
-    from tests.bank.tls import make_pki
+    from server.grpc_app import build_server
+    from server.security.ca import CertificateAuthority
 
-    pki = make_pki(tmp_path / "pki")
+    authority = CertificateAuthority.create(tmp_path / "pki")
+    monitor_cert = authority.issue("monitor-1", "iot-monitor")
+    cert = Path(monitor_cert.cert)
+    pki = {"ca": authority.server.ca, "client_cert": cert, "client_key": cert.with_suffix(".key")}
     bank_db = f"sqlite:///{tmp_path / 'bank.db'}"
-    server = build_server("127.0.0.1:0", bank_db, tls=TlsFiles(pki["server_cert"], pki["server_key"], pki["ca"]))
+    server = build_server("127.0.0.1:0", bank_db, tls=authority.server)
     server.start()
     address = f"127.0.0.1:{server.bound_port}"  # type: ignore[attr-defined]
     monitor = Monitor(store, Rules(), clock=FakeClock(T0))
@@ -184,9 +187,10 @@ def test_alerts_reach_a_bank_that_requires_mutual_tls_and_not_without_a_client_c
         ).start()
         assert deliverer.drain(15)
         deliverer.stop()
+        operator = Path(authority.issue("ops-1", "operator").cert)  # a monitor only delivers; operators read
         listed = subprocess.run(
             [sys.executable, "-m", "yinqi", "iot", "alerts", "--bank", address, "--json",
-             "--ca", str(pki["ca"]), "--cert", str(pki["client_cert"]), "--key", str(pki["client_key"])],
+             "--ca", str(pki["ca"]), "--cert", str(operator), "--key", str(operator.with_suffix(".key"))],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     finally:

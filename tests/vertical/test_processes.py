@@ -65,7 +65,7 @@ def test_psi_training_and_scoring_as_separate_processes_over_tls(pki: Pki, tmp_p
     from clients.node.keys import make_node_key
     from federation.vertical.config import PlatformNodeConfig, VerticalConfig
     from server.deploy.superlink import TlsPaths
-    from server.deploy.tls import make_certs
+    from server.security.ca import make_certs
     from yinqi.harness.vertical import deploy_vertical
 
     bank_db, platform_db = f"sqlite:///{tmp_path / 'bank.db'}", f"sqlite:///{tmp_path / 'platform.db'}"

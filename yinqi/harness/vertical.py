@@ -22,6 +22,21 @@ CLIENTAPP = "clients.vertical.app:app"
 CLIENT_PRELOAD = ("clients.vertical.app", "clients.vertical.party", "federation.vertical.steps", "torch")
 
 
+def platform_node_config(node: PlatformNodeConfig) -> dict[str, Any]:
+    """The platform's node config as its own SuperNode would have it: its vertical settings plus
+    a privacy policy that approves the vertical ClientApp (a platform's default policy approves
+    only the horizontal one), with the app's identity pinned for the warm worker's check."""
+    from clients.node.approval import IDENTITIES_KEY, pinned_identities
+    from clients.policy import PrivacyPolicy
+
+    policy = PrivacyPolicy(components=(CLIENTAPP,), source="<harness: the vertical ClientApp approved>")
+    return {
+        **node.to_node_config(),
+        **policy.to_node_config(),
+        IDENTITIES_KEY: json.dumps(pinned_identities(policy), sort_keys=True),
+    }
+
+
 def _report(cfg: VerticalConfig) -> dict[str, Any]:
     return dict(json.loads((cfg.out / "report.json").read_text()))
 
@@ -78,7 +93,7 @@ def deploy_vertical(
                     raise DeployError("a TLS deployment needs the platform's node key")
                 with fed.control() as control:
                     control.register(Path(str(key) + ".pub"), node.platform_name)
-            fed.start_node(node.platform_name, node.to_node_config(), key=key if tls is not None else None)
+            fed.start_node(node.platform_name, platform_node_config(node), key=key if tls is not None else None)
             fed.wait_nodes(1)
             run_config = run_config_for(
                 _Flat(cfg),
