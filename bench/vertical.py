@@ -45,7 +45,7 @@ def psi_run(workdir: Path, n: int, overlap: float, pki: Any) -> dict[str, Any]:
 
     from clients.vertical.psi_client import run_psi
     from clients.vertical.store import SessionBook
-    from proto.channel import ClientTls, connect
+    from proto.channel import connect, listen
     from server.vertical.psi_service import register
     from server.vertical.store import PsiStore
 
@@ -57,15 +57,10 @@ def psi_run(workdir: Path, n: int, overlap: float, pki: Any) -> dict[str, Any]:
         futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_receive_message_length", 8 << 20)]
     )
     register(server, store, lambda: bank, workers=2)
-    credentials = grpc.ssl_server_credentials(
-        [(pki["server"].key.read_bytes(), pki["server"].cert.read_bytes())],
-        root_certificates=pki["ca"].read_bytes(),
-        require_client_auth=True,
-    )
-    port = server.add_secure_port("127.0.0.1:0", credentials)
+    port = listen(server, "127.0.0.1:0", pki["server"])
     server.start()
     try:
-        channel = connect(f"127.0.0.1:{port}", ClientTls(pki["ca"], pki["client"].cert, pki["client"].key))
+        channel = connect(f"127.0.0.1:{port}", pki["client"])
         started, cpu = time.perf_counter(), time.process_time()
         outcome = run_psi(
             channel,
@@ -220,18 +215,20 @@ def main() -> None:
     parser.add_argument("--psi-only", action="store_true", help="only the PSI part")
     parser.add_argument("--json", type=Path, help="also write the measurements as JSON here")
     args = parser.parse_args()
+    from proto.channel import ClientTls, ServerTls
+    from server.security.ca import CertificateAuthority
     from yinqi.harness.federated import quiet_flower
-    from yinqi.harness.pki import Authority
 
     quiet_flower()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="yinqi-bench-vertical-") as tmp:
         work = Path(tmp)
-        authority = Authority(work / "pki")
+        authority = CertificateAuthority.create(work / "certs")  # the bank's CA, as `yinqi bank certs init`
+        platform = authority.issue("platform-a", "platform")
+        bank = authority.server
         pki = {
-            "ca": authority.ca,
-            "server": authority.issue("bank", "bank", None, server=True),
-            "client": authority.issue("p", "platform-a", "platform"),
+            "server": ServerTls(bank.cert, bank.key, bank.ca),
+            "client": ClientTls(bank.ca, Path(platform.cert), platform.key),
         }
         started = time.perf_counter()
         rows = [] if args.psi_only else quality(work / "quality", args.merchants, args.epochs, args.feature_epsilon)

@@ -1,9 +1,11 @@
-"""The one way yinqi's programs reach a gRPC service: a channel, and calls with one-line errors.
+"""The one way yinqi's programs reach a gRPC service: a channel, and calls with one-line errors;
+and the one way a service listens with mutual TLS.
 
 The CLI, the IoT monitor's delivery outbox and a platform's node all connect through
 `connect()` and call through `call()`. TLS is the default: a channel is plaintext only when
 the caller says `insecure=True`. With a client certificate and key the channel speaks mutual
-TLS, which the bank's services require of every caller.
+TLS, which the bank's services require of every caller. A service (the bank's PSI, a
+platform's embedding service) listens through `listen()` with its certificate from the bank's CA.
 """
 
 from __future__ import annotations
@@ -52,13 +54,45 @@ class ClientTls:
         if (self.cert is None) != (self.key is None):
             raise YinqiError("a client certificate needs its key and a key its certificate (--cert and --key together)")
         return grpc.ssl_channel_credentials(
-            root_certificates=_read(self.ca, "CA certificate"),
-            private_key=_read(self.key, "client key") if self.key else None,
-            certificate_chain=_read(self.cert, "client certificate") if self.cert else None,
+            root_certificates=read_pem(self.ca, "CA certificate"),
+            private_key=read_pem(self.key, "client key") if self.key else None,
+            certificate_chain=read_pem(self.cert, "client certificate") if self.cert else None,
         )
 
 
-def _read(path: Path, what: str) -> bytes:
+@dataclass(frozen=True)
+class ServerTls:
+    """A service's certificate and key, and the CA its callers' client certificates must chain
+    to (mutual TLS: a caller without such a certificate fails the handshake)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(read_pem(self.key, "server key"), read_pem(self.cert, "server certificate"))],
+            root_certificates=read_pem(self.ca, "CA certificate"),
+            require_client_auth=True,
+        )
+
+
+def listen(server: grpc.Server, address: str, tls: ServerTls | None, *, insecure: bool = False) -> int:
+    """Bind `server` to `address` (port 0: any free one): mutual TLS with `tls`, plaintext only
+    with `insecure=True`. Returns the port; a one-line `YinqiError` when it cannot listen."""
+    if tls is not None:
+        port = server.add_secure_port(address, tls.credentials())
+    elif insecure:
+        port = server.add_insecure_port(address)
+    else:
+        raise YinqiError("give --ca, --cert and --key (mutual TLS), or --insecure for a plaintext loopback service")
+    if port == 0:
+        raise YinqiError(f"cannot listen on {address} (address in use or not local?)")
+    return int(port)
+
+
+def read_pem(path: Path, what: str) -> bytes:
+    """A PEM file's bytes; a one-line `YinqiError` naming the file when it cannot be read."""
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:

@@ -52,21 +52,29 @@ def certs_issue(
     name: str = typer.Argument(..., help="The party's name (a platform's name, an operator, a monitor, an auditor)."),
     role: str = typer.Option(..., "--role", help="platform, operator, iot-monitor or auditor."),
     certs_dir: Path = typer.Option(..., "--certs", help=CERTS_HELP),
+    server_host: list[str] = typer.Option(
+        [],
+        "--server-host",
+        help="Issue a service certificate instead (serverAuth) for a party that serves others, e.g. a platform's "
+        "embedding service, valid for this host name or IP (repeatable).",
+    ),
     out: Path | None = typer.Option(
-        None, "--out", help="Directory for NAME.crt and NAME.key (default: CERTS/clients)."
+        None, "--out", help="Directory for NAME.crt and NAME.key (default: CERTS/clients, CERTS/servers)."
     ),
     days: int = typer.Option(365, help="Validity in days (never beyond the CA's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Issue a client certificate naming a party and its role (never overwrites a file)."""
+    """Issue a client certificate naming a party and its role, or with --server-host its service
+    certificate (never overwrites a file)."""
     from server.security.ca import CertificateAuthority
 
-    issued = CertificateAuthority(certs_dir).issue(name, role, out, days)
+    issued = CertificateAuthority(certs_dir).issue(name, role, out, days, server_hosts=server_host or None)
     if as_json:
         print(json.dumps(issued.to_dict()))
         return
+    what = f"service certificate for {', '.join(issued.hosts)}" if issued.hosts else "client certificate"
     console.print(
-        f"issued {issued.role} certificate for {issued.name}: {issued.cert} (key beside it, 0600), "
+        f"issued {issued.role} {what} of {issued.name}: {issued.cert} (key beside it, 0600), "
         f"serial {issued.serial}, valid until {issued.not_after[:10]}"
     )
 
@@ -94,16 +102,17 @@ def certs_list(
     certs_dir: Path = typer.Option(..., "--certs", help=CERTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Every client certificate the CA issued, with its role, expiry and revocation."""
+    """Every certificate the CA issued to a party, with its role, use, expiry and revocation."""
     from server.security.ca import CertificateAuthority
 
     issued = CertificateAuthority(certs_dir).issued()
     if as_json:
         print(json.dumps([i.to_dict() for i in issued]))
         return
-    table = Table("party", "role", "serial", "valid until", "revoked")
+    table = Table("party", "role", "use", "serial", "valid until", "revoked")
     for i in issued:
-        table.add_row(i.name, i.role, i.serial, i.not_after[:10], (i.revoked_at or "")[:19])
+        use = f"server: {', '.join(i.hosts)}" if i.usage == "server" else i.usage
+        table.add_row(i.name, i.role, use, i.serial, i.not_after[:10], (i.revoked_at or "")[:19])
     console.print(table)
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from federation.errors import YinqiError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from proto.channel import ClientTls
+    from proto.channel import ClientTls, ServerTls
 
 console = Console(stderr=True)
 psi_app = typer.Typer(
@@ -50,16 +50,29 @@ def _emit(value: dict[str, Any], as_json: bool, lines: list[str]) -> None:
             console.print(line, highlight=False)
 
 
-def _client_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool) -> ClientTls | None:
-    from proto.channel import ClientTls
-
+def _tls_files(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool) -> tuple[Path, Path, Path] | None:
+    """(ca, cert, key) for mutual TLS, or None with --insecure; one line when they do not fit."""
     if insecure:
         if ca or cert or key:
             raise YinqiError("--insecure and --ca/--cert/--key exclude each other")
         return None
     if ca is None or cert is None or key is None:
         raise YinqiError("give --ca, --cert and --key (mutual TLS), or --insecure for a plaintext loopback service")
-    return ClientTls(ca, cert, key)
+    return ca, cert, key
+
+
+def _client_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool) -> ClientTls | None:
+    from proto.channel import ClientTls
+
+    files = _tls_files(ca, cert, key, insecure)
+    return None if files is None else ClientTls(*files)
+
+
+def _server_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool) -> ServerTls | None:
+    from proto.channel import ServerTls
+
+    files = _tls_files(ca, cert, key, insecure)
+    return None if files is None else ServerTls(files[1], files[2], files[0])
 
 
 def _wait_forever(server: Any, what: str) -> None:
@@ -155,7 +168,9 @@ def psi_serve(
     address: str = typer.Option("127.0.0.1:50061", "--address", help="HOST:PORT to listen on."),
     bank_db: str | None = typer.Option(None, "--bank-db", help="The bank's database (PSI results)."),
     ca: Path | None = typer.Option(None, "--ca", help="CA that platforms' client certificates chain to."),
-    cert: Path | None = typer.Option(None, "--cert", help="The bank's server certificate."),
+    cert: Path | None = typer.Option(
+        None, "--cert", help="The bank's server certificate (server.pem of `yinqi bank certs init`)."
+    ),
     key: Path | None = typer.Option(None, "--key", help="The bank's server key."),
     insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     port_file: Path | None = typer.Option(None, "--port-file", help="Write the bound port here once listening."),
@@ -167,6 +182,7 @@ def psi_serve(
 
     from federation.psi.protocol import clean_ids
     from federation.vertical.data import load_mapping, load_party
+    from proto.channel import listen
     from server.vertical.psi_service import register as register_psi
     from server.vertical.store import PsiStore
 
@@ -176,28 +192,11 @@ def psi_serve(
     bank_ids()  # a bad file is refused now, not at the first run
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     register_psi(server, PsiStore(bank_db), bank_ids, insecure=insecure)
-    port = _bind(server, address, ca, cert, key, insecure)
+    port = listen(server, address, _server_tls(ca, cert, key, insecure), insecure=insecure)
     if port_file:
         port_file.write_text(str(port))
     server.start()
     _wait_forever(server, f"PSI service on {address.rsplit(':', 1)[0]}:{port}")
-
-
-def _bind(server: Any, address: str, ca: Path | None, cert: Path | None, key: Path | None, insecure: bool) -> int:
-    import grpc
-
-    if insecure:
-        port = server.add_insecure_port(address)
-    else:
-        if ca is None or cert is None or key is None:
-            raise YinqiError("give --ca, --cert and --key (mutual TLS), or --insecure on loopback")
-        credentials = grpc.ssl_server_credentials(
-            [(key.read_bytes(), cert.read_bytes())], root_certificates=ca.read_bytes(), require_client_auth=True
-        )
-        port = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise YinqiError(f"cannot listen on {address} (address in use?)")
-    return int(port)
 
 
 @psi_app.command("show")
@@ -361,23 +360,23 @@ def vertical_serve(
     name: str = typer.Option("platform", "--name", help="This platform's name (in replies and logs)."),
     address: str = typer.Option("127.0.0.1:50062", "--address", help="HOST:PORT to listen on."),
     ca: Path | None = typer.Option(None, "--ca", help="CA the bank's client certificate chains to."),
-    cert: Path | None = typer.Option(None, "--cert", help="This platform's server certificate."),
-    key: Path | None = typer.Option(None, "--key", help="This platform's server key."),
+    cert: Path | None = typer.Option(
+        None,
+        "--cert",
+        help="This platform's service certificate (`yinqi bank certs issue NAME --role platform --server-host HOST`).",
+    ),
+    key: Path | None = typer.Option(None, "--key", help="This platform's service key."),
     insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     port_file: Path | None = typer.Option(None, "--port-file", help="Write the bound port here once listening."),
 ) -> None:
     """Platform: answer the bank's scoring requests with consented merchants' embeddings."""
     import logging
 
-    from clients.vertical.embedding_service import EmbeddingService, ServerTls, build_embedding_server
+    from clients.vertical.embedding_service import EmbeddingService, build_embedding_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls = _server_tls(ca, cert, key, insecure)
     service = EmbeddingService(model_dir, data, consent_db, mapping=mapping, platform=name, insecure=insecure)
-    tls = None
-    if not insecure:
-        if ca is None or cert is None or key is None:
-            raise YinqiError("give --ca, --cert and --key (mutual TLS), or --insecure on loopback")
-        tls = ServerTls(cert, key, ca)
     server = build_embedding_server(address, service, tls)
     if port_file:
         port_file.write_text(str(server.bound_port))

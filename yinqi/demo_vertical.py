@@ -5,6 +5,7 @@ consented merchant scored through the platform's embedding service (another refu
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,31 +26,35 @@ def run(workdir: Path, console: Console) -> None:
     import grpc
 
     from clients.consent import ConsentBook
-    from clients.vertical.embedding_service import EmbeddingService, ServerTls, build_embedding_server
+    from clients.vertical.embedding_service import EmbeddingService, build_embedding_server
     from clients.vertical.psi_client import run_psi
     from clients.vertical.store import SessionBook
     from federation.errors import YinqiError
     from federation.synth import generate_vertical
     from federation.vertical.config import PlatformNodeConfig, VerticalConfig
     from federation.vertical.data import load_party
-    from proto.channel import ClientTls, connect
+    from proto.channel import ClientTls, ServerTls, connect, listen
     from server.registry import Registry
+    from server.security.ca import CertificateAuthority
     from server.vertical.psi_service import register as register_psi
     from server.vertical.registry import register_vertical
     from server.vertical.scoring import VerticalScorer
     from server.vertical.store import PsiStore
-    from yinqi.harness.pki import Authority
     from yinqi.harness.vertical import simulate_vertical
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = generate_vertical(workdir / "data", MERCHANTS, MERCHANTS, shared=0.7, seed=11)
     bank_db, platform_db = f"sqlite:///{workdir / 'bank.db'}", f"sqlite:///{workdir / 'platform.db'}"
-    ca = Authority(workdir / "pki")
-    bank_server, platform_server = (
-        ca.issue("bank-server", "bank", None, server=True),
-        ca.issue("platform-server", "shop-a", None, server=True),
-    )
-    platform_client, bank_client = ca.issue("shop-a", "shop-a", "platform"), ca.issue("bank-ops", "bank-ops", "bank")
+    # The bank's CA (`yinqi bank certs`): its own server certificate, shop-a's client certificate
+    # and its service certificate, and the certificate of the bank's operator who scores.
+    shutil.rmtree(workdir / "certs", ignore_errors=True)  # a fresh CA each demo run
+    ca = CertificateAuthority.create(workdir / "certs")
+    shop, ops = ca.issue("shop-a", "platform"), ca.issue("bank-ops", "operator")
+    shop_service = ca.issue("shop-a", "platform", server_hosts=["127.0.0.1"])
+    bank_tls = ServerTls(ca.server.cert, ca.server.key, ca.server.ca)
+    platform_tls = ClientTls(ca.server.ca, Path(shop.cert), shop.key)
+    platform_service = ServerTls(Path(shop_service.cert), shop_service.key, ca.server.ca)
+    operator_tls = ClientTls(ca.server.ca, Path(ops.cert), ops.key)
     console.print(
         f"bank: {data.bank_merchants} merchants with labels; platform shop-a: {data.platform_merchants} merchants"
     )
@@ -59,16 +64,11 @@ def run(workdir: Path, console: Console) -> None:
     platform = load_party(data.platform_file, labelled=False)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     register_psi(server, PsiStore(bank_db), lambda: bank.ids)
-    credentials = grpc.ssl_server_credentials(
-        [(bank_server.key.read_bytes(), bank_server.cert.read_bytes())],
-        root_certificates=ca.ca.read_bytes(),
-        require_client_auth=True,
-    )
-    port = server.add_secure_port("127.0.0.1:0", credentials)
+    port = listen(server, "127.0.0.1:0", bank_tls)
     server.start()
     try:
         outcome = run_psi(
-            connect(f"127.0.0.1:{port}", ClientTls(ca.ca, platform_client.cert, platform_client.key)),
+            connect(f"127.0.0.1:{port}", platform_tls),
             platform.ids,
             bank=f"127.0.0.1:{port}",
             book=SessionBook(platform_db),
@@ -135,13 +135,11 @@ def run(workdir: Path, console: Console) -> None:
     service = EmbeddingService(
         workdir / "bottom" / outcome.session_id, data.platform_file, consent_db, platform="shop-a"
     )
-    embedding = build_embedding_server(
-        "127.0.0.1:0", service, ServerTls(platform_server.cert, platform_server.key, ca.ca)
-    )
+    embedding = build_embedding_server("127.0.0.1:0", service, platform_service)
     embedding.start()
     logging.getLogger("yinqi.vertical.embedding").setLevel(logging.ERROR)  # the refusal is shown below
     try:
-        channel = connect(f"127.0.0.1:{embedding.bound_port}", ClientTls(ca.ca, bank_client.cert, bank_client.key))
+        channel = connect(f"127.0.0.1:{embedding.bound_port}", operator_tls)
         scorer = VerticalScorer(registry, version.version, data.bank_file)
         score = scorer.score(shared[0], channel)
         console.print(

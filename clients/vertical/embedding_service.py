@@ -1,9 +1,10 @@
 """The platform's embedding service: the bank asks for one merchant's embedding to score it.
 
-The platform answers only when (1) the caller's mutual-TLS certificate has the role `bank` or
-`operator`, (2) the merchant's consent is in force in the platform's own consent book, (3) the
-bank names the bottom model its top half was trained with (the platform serves only that
-model), and (4) the merchant is in the platform's current file. Otherwise the call is refused
+The platform answers only when (1) the caller's mutual-TLS client certificate, from the bank's
+CA, has the role `operator` (`federation.identity`: the bank's operators score), (2) the
+merchant's consent is in force in the platform's own consent book, (3) the bank names the
+bottom model its top half was trained with (the platform serves only that model), and (4) the
+merchant is in the platform's current file. Otherwise the call is refused
 with a one-line reason and nothing is released. Every answered or refused call is logged with
 the caller's identity.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -20,28 +20,22 @@ import numpy as np
 
 from clients.consent import ConsentBook
 from federation.errors import YinqiError
+from federation.identity import OPERATOR, Identity, IdentityError, peer_identity
 from federation.vertical.data import load_mapping, load_party
-from federation.vertical.identity import Identity, IdentityError, identity_from_pem
 from federation.vertical.model import embed, load_half
 from proto import vertical_pb2, vertical_pb2_grpc
+from proto.channel import ServerTls, listen
+
+__all__ = ["EmbeddingRefused", "EmbeddingService", "ServerTls", "build_embedding_server"]
 
 log = logging.getLogger("yinqi.vertical.embedding")
-ALLOWED_ROLES = {"bank", "operator"}
+ALLOWED_ROLES = {OPERATOR}  # the bank's operators score merchants
 
 
 class EmbeddingRefused(YinqiError):
     def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class ServerTls:
-    """The platform's server certificate and key, and the CA its callers' certificates chain to."""
-
-    cert: Path
-    key: Path
-    ca: Path
 
 
 class EmbeddingService(vertical_pb2_grpc.EmbeddingServiceServicer):
@@ -64,12 +58,9 @@ class EmbeddingService(vertical_pb2_grpc.EmbeddingServiceServicer):
         self.clip = float(self.half.meta.get("embedding_clip", 1.0))
 
     def caller(self, context: grpc.ServicerContext) -> Identity:
-        pem = context.auth_context().get("x509_pem_cert")
-        if pem:
-            return identity_from_pem(pem[0])
-        if self.insecure:
-            return Identity("loopback caller", frozenset({"bank"}))
-        raise IdentityError("no client certificate: the embedding service requires mutual TLS")
+        if self.insecure and not context.auth_context().get("x509_pem_cert"):
+            return Identity("loopback caller", OPERATOR)
+        return peer_identity(context.auth_context())
 
     def Embed(self, request: vertical_pb2.EmbedRequest, context: grpc.ServicerContext) -> vertical_pb2.EmbedReply:
         who = "?"
@@ -118,23 +109,12 @@ class EmbeddingService(vertical_pb2_grpc.EmbeddingServiceServicer):
 def build_embedding_server(
     address: str, service: EmbeddingService, tls: ServerTls | None, *, max_workers: int = 4
 ) -> grpc.Server:
-    """A bound, not yet started server; `server.bound_port` holds the port (0 = any)."""
+    """A bound, not yet started server; `server.bound_port` holds the port (0 = any).
+
+    `tls` is the platform's service certificate from the bank's CA (`yinqi bank certs issue NAME
+    --role platform --server-host HOST`) and that CA; plaintext only for an insecure service.
+    """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     vertical_pb2_grpc.add_EmbeddingServiceServicer_to_server(service, server)
-    if tls is None:
-        if not service.insecure:
-            raise YinqiError(
-                "no TLS files for the embedding service; give --cert/--key/--ca, or --insecure on loopback"
-            )
-        port = server.add_insecure_port(address)
-    else:
-        credentials = grpc.ssl_server_credentials(
-            [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
-            root_certificates=Path(tls.ca).read_bytes(),
-            require_client_auth=True,
-        )
-        port = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise YinqiError(f"cannot listen on {address} (address in use?)")
-    server.bound_port = port
+    server.bound_port = listen(server, address, tls, insecure=service.insecure)
     return server

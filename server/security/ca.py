@@ -6,13 +6,17 @@ Layout of a CA directory (`bank certs init --out DIR`):
     ca.crt, ca.key          the CA (EC P-384); ca.key stays on the bank's machine, mode 0600
     server.pem, server.key  the bank's server certificate (SANs: 127.0.0.1, localhost, --host ...)
     crl.pem                 the certificate revocation list, signed by the CA, re-written on revoke
-    issued.json             every client certificate issued: serial, name, role, expiry, revocation
+    issued.json             every certificate issued: serial, name, role, use, hosts, expiry, revocation
     clients/NAME.crt|.key   client certificates `bank certs issue` wrote (default place)
+    servers/NAME.crt|.key   service certificates `bank certs issue --server-host` wrote (default place)
 
 A client certificate names its party in the subject's common name and its role in the
-organisational unit (`server.security.roles.ROLES`), with the clientAuth key usage. One name
-has one role: issuing it again under another role is refused, so a name always means one party.
-Production banks may bring their own PKI: the services read only these file names.
+organisational unit (`federation.identity.ROLES`), with the clientAuth key usage. A party that
+serves others (a platform's embedding service, `yinqi vertical serve`) gets a *service*
+certificate from the same CA: still CN=party and OU=role, but the serverAuth key usage and the
+host names its callers dial as subject alternative names, so it can never pass as a caller.
+One name has one role: issuing it again under another role is refused, so a name always means
+one party. Production banks may bring their own PKI: the services read only these file names.
 """
 
 from __future__ import annotations
@@ -23,21 +27,27 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from federation.clock import utcnow
 from federation.errors import YinqiError
-from server.security.roles import ROLES
+from federation.identity import ROLES, serial_hex
+
+__all__ = ["CertError", "CertSet", "CertificateAuthority", "Issued", "make_certs", "serial_hex"]
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
-CRL_FILE, INDEX_FILE, CLIENTS_DIR = "crl.pem", "issued.json", "clients"
+CRL_FILE, INDEX_FILE, CLIENTS_DIR, SERVERS_DIR = "crl.pem", "issued.json", "clients", "servers"
+CLIENT, SERVER = "client", "server"  # what an issued certificate is for
 ORGANISATION = "yinqi"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+HOST_PATTERN = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 class CertError(YinqiError):
@@ -71,7 +81,7 @@ class CertSet:
 
 @dataclass(frozen=True)
 class Issued:
-    """One client certificate in the CA's index."""
+    """One certificate in the CA's index: a party's client certificate, or its service one."""
 
     serial: str  # hex, as `openssl x509 -serial` prints it (upper case)
     name: str
@@ -81,13 +91,16 @@ class Issued:
     cert: str  # where it was written
     revoked_at: str | None = None
     reason: str = ""
+    usage: str = CLIENT  # client (clientAuth) or server (serverAuth, with `hosts` as SANs)
+    hosts: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> Path:
+        """The private key, written beside the certificate (mode 0600)."""
+        return Path(self.cert).with_suffix(".key")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def serial_hex(serial: int) -> str:
-    return format(serial, "X")
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -129,16 +142,72 @@ def _private_pem(key: Any) -> bytes:
     )
 
 
+def _hosts(hosts: Sequence[str], option: str) -> list[str]:
+    """Host names and IP addresses for a certificate's SANs, checked, duplicates dropped."""
+    checked: list[str] = []
+    for host in hosts:
+        text = str(host).strip()
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            if not HOST_PATTERN.match(text):
+                raise CertError(
+                    f"{option} {host!r}: expected an IP address or a DNS name such as shop-a.example"
+                ) from None
+        checked.append(text)
+    return list(dict.fromkeys(checked))
+
+
 def _san(hosts: list[str]) -> Any:
     from cryptography import x509
 
     names: list[x509.GeneralName] = []
-    for host in dict.fromkeys(["127.0.0.1", "localhost", *hosts]):
+    for host in hosts:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
     return x509.SubjectAlternativeName(names)
+
+
+def _subject(common_name: str, role: str | None = None) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION)]
+    if role is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
+
+
+def _leaf(ca_cert: Any, ca_key: Any, subject: Any, key: Any, not_after: dt.datetime, hosts: list[str] | None) -> Any:
+    """A certificate the CA signs: a server's (serverAuth, SANs `hosts`) or, with `hosts=None`,
+    a client's (clientAuth, no SANs)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(utcnow() - dt.timedelta(minutes=5))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    if hosts is None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    else:
+        builder = builder.add_extension(_san(hosts), critical=False).add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+    )
+    return builder.sign(ca_key, hashes.SHA384())
 
 
 def _days(days: int) -> int:
@@ -170,9 +239,9 @@ class CertificateAuthority:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
         days = _days(days)
+        server_hosts = _hosts(["127.0.0.1", "localhost", *(hosts or [])], "--host")
         directory = Path(directory)
         existing = [n for n in (CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY) if (directory / n).exists()]
         if existing:
@@ -183,12 +252,7 @@ class CertificateAuthority:
         directory.mkdir(parents=True, exist_ok=True)
         now = utcnow()
         ca_key = ec.generate_private_key(ec.SECP384R1())
-        ca_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
-                x509.NameAttribute(NameOID.COMMON_NAME, "yinqi bank CA"),
-            ]
-        )
+        ca_name = _subject("yinqi bank CA")
         ca_cert = (
             x509.CertificateBuilder()
             .subject_name(ca_name)
@@ -216,26 +280,8 @@ class CertificateAuthority:
             .sign(ca_key, hashes.SHA384())
         )
         server_key = ec.generate_private_key(ec.SECP384R1())
-        server_cert = (
-            x509.CertificateBuilder()
-            .subject_name(
-                x509.Name(
-                    [
-                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
-                        x509.NameAttribute(NameOID.COMMON_NAME, "yinqi bank"),
-                    ]
-                )
-            )
-            .issuer_name(ca_name)
-            .public_key(server_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(_san(list(hosts or [])), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA384())
+        server_cert = _leaf(
+            ca_cert, ca_key, _subject("yinqi bank"), server_key, now + dt.timedelta(days=days), server_hosts
         )
         _write_private(directory / CA_KEY, _private_pem(ca_key))  # first: a concurrent create loses here
         _write_new(directory / CA_CERT, _pem(ca_cert))
@@ -271,7 +317,7 @@ class CertificateAuthority:
         return cert, key
 
     def issued(self) -> list[Issued]:
-        """Every client certificate this CA issued, oldest first."""
+        """Every certificate this CA issued to a party (client and service ones), oldest first."""
         path = self.directory / INDEX_FILE
         if not path.is_file():
             return []
@@ -309,12 +355,23 @@ class CertificateAuthority:
         _write_replacing(self.crl_path, _pem(builder.sign(ca_key, hashes.SHA384())))
 
     # -- issuing and revoking ------------------------------------------------------------
-    def issue(self, name: str, role: str, out: Path | None = None, days: int = 365) -> Issued:
-        """A client certificate and key for party `name` in `role` (files NAME.crt, NAME.key)."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
+    def issue(
+        self,
+        name: str,
+        role: str,
+        out: Path | None = None,
+        days: int = 365,
+        *,
+        server_hosts: Sequence[str] | None = None,
+    ) -> Issued:
+        """A certificate and key for party `name` in `role` (files NAME.crt, NAME.key).
+
+        Without `server_hosts`: a client certificate (clientAuth), by default in CERTS/clients.
+        With `server_hosts` (at least one host name or IP its callers dial): a service
+        certificate for a party that serves others, e.g. a platform's embedding service
+        (serverAuth, those hosts as SANs, still CN=name and OU=role), by default in CERTS/servers.
+        """
         from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
         days = _days(days)
         if not NAME_PATTERN.match(name or ""):
@@ -323,7 +380,11 @@ class CertificateAuthority:
             )
         if role not in ROLES:
             raise CertError(f"role {role!r}: expected one of {', '.join(ROLES)}")
-        out = Path(out) if out is not None else self.directory / CLIENTS_DIR
+        hosts = None if server_hosts is None else _hosts(server_hosts, "--server-host")
+        if hosts is not None and not hosts:
+            raise CertError("a service certificate needs at least one --server-host (the name its callers dial)")
+        default_dir = CLIENTS_DIR if hosts is None else SERVERS_DIR
+        out = Path(out) if out is not None else self.directory / default_dir
         with self._locked():
             entries = self.issued()
             other = next((e for e in entries if e.name == name and e.role != role), None)
@@ -339,27 +400,8 @@ class CertificateAuthority:
             ca_cert, ca_key = self._load()
             now = utcnow()
             key = ec.generate_private_key(ec.SECP384R1())
-            cert = (
-                x509.CertificateBuilder()
-                .subject_name(
-                    x509.Name(
-                        [
-                            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
-                            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
-                            x509.NameAttribute(NameOID.COMMON_NAME, name),
-                        ]
-                    )
-                )
-                .issuer_name(ca_cert.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5))
-                .not_valid_after(min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-                .sign(ca_key, hashes.SHA384())
-            )
+            not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
+            cert = _leaf(ca_cert, ca_key, _subject(name, role), key, not_after, hosts)
             out.mkdir(parents=True, exist_ok=True)
             _write_private(key_path, _private_pem(key))
             _write_new(cert_path, _pem(cert))
@@ -370,6 +412,8 @@ class CertificateAuthority:
                 not_after=cert.not_valid_after_utc.isoformat(),
                 issued_at=now.isoformat(timespec="seconds"),
                 cert=str(cert_path),
+                usage=CLIENT if hosts is None else SERVER,
+                hosts=hosts or [],
             )
             self._write_index([*entries, entry])
         return entry

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from federation.errors import YinqiError
-from server.security.ca import serial_hex
-from server.security.roles import ROLES, Identity
+from federation.identity import Identity, IdentityError, serial_hex
+from federation.identity import identity_of as _identity_of
 
 
-class AuthError(YinqiError):
+class AuthError(IdentityError):
     """A caller the bank cannot accept (no usable identity, revoked certificate).
 
     `identity` is who the certificate names when it could be read (a revoked one), else None.
@@ -30,30 +28,12 @@ class AuthError(YinqiError):
         self.identity = identity
 
 
-@lru_cache(maxsize=4096)
 def identity_of(pem: bytes) -> Identity:
-    """The party, role and serial a client certificate names (parsed once per certificate)."""
-    from cryptography import x509
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+    """The party, role and serial a client certificate names (`federation.identity.identity_of`)."""
     try:
-        cert = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise AuthError(f"unreadable client certificate ({exc})") from None
-    serial = serial_hex(cert.serial_number)
-    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    roles = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
-    try:
-        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        usages = x509.ExtendedKeyUsage([])
-    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
-        raise AuthError(f"certificate serial {serial} is not a client certificate (no clientAuth key usage)")
-    if len(names) != 1 or len(roles) != 1 or roles[0] not in ROLES:
-        raise AuthError(
-            f"certificate serial {serial} names no yinqi party and role (expected CN=<party>, OU=one of {', '.join(ROLES)})"
-        )
-    return Identity(str(names[0]), str(roles[0]), serial)
+        return _identity_of(pem)
+    except IdentityError as exc:
+        raise AuthError(str(exc)) from None
 
 
 class RevocationList:

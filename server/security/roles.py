@@ -1,7 +1,8 @@
 """The parties that call the bank's services, and which role may call which RPC.
 
 A caller's identity is its client certificate (issued by `yinqi bank certs issue`): the
-subject's common name is the party's name, its organisational unit the role. `POLICY` names,
+subject's common name is the party's name, its organisational unit the role; the role names
+are `federation.identity`'s, which a platform's services use too. `POLICY` names,
 for every RPC the bank serves, the roles allowed to call it and whether it changes state (then
 every call is written to the call log with the caller's identity). An RPC missing from the table
 is refused to everyone: a new service is closed until someone opens it here.
@@ -9,30 +10,23 @@ is refused to everyone: a new service is closed until someone opens it here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-PLATFORM, OPERATOR, IOT_MONITOR, AUDITOR = "platform", "operator", "iot-monitor", "auditor"
-ROLES = (PLATFORM, OPERATOR, IOT_MONITOR, AUDITOR)
-ANY_ROLE = "*"  # the identity of a plaintext (--insecure) caller: loopback tests only
+from federation.identity import ANY_ROLE, AUDITOR, INSECURE, IOT_MONITOR, OPERATOR, PLATFORM, ROLES, Identity
 
-
-@dataclass(frozen=True)
-class Identity:
-    """Who is calling: a party's name, its role and its certificate's serial (hex)."""
-
-    name: str
-    role: str
-    serial: str = ""
-
-    def may(self, roles: Iterable[str]) -> bool:
-        return self.role == ANY_ROLE or self.role in set(roles)
-
-    def __str__(self) -> str:
-        return f"{self.name} ({'insecure, every role' if self.role == ANY_ROLE else self.role})"
-
-
-INSECURE = Identity("insecure-caller", ANY_ROLE)
+__all__ = [
+    "ANY_ROLE",
+    "AUDITOR",
+    "INSECURE",
+    "IOT_MONITOR",
+    "OPERATOR",
+    "PLATFORM",
+    "POLICY",
+    "ROLES",
+    "Identity",
+    "Rule",
+    "short_method",
+]
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ so both parties (and both cores) work at once. Every value from the platform is 
 order, within the announced count, a valid Ristretto255 element. Only after the whole run
 checks out does the bank store the result (`PsiStore`); a refused run stores nothing.
 
-Callers need mutual TLS with a certificate whose role is `platform`; its common name is the
-platform's name. On a plaintext service (`insecure=True`, loopback only) the name in the
+Callers need mutual TLS with a client certificate from the bank's CA whose role is `platform`
+(`federation.identity`); its common name is the platform's name. On a plaintext service (`insecure=True`, loopback only) the name in the
 first frame is taken instead.
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from federation.errors import YinqiError
+from federation.identity import PLATFORM, Identity, IdentityError, peer_identity
 from federation.psi.protocol import MAX_IDS, POINT, PsiError, Receiver
-from federation.vertical.identity import Identity, IdentityError, identity_from_pem
 from proto import vertical_pb2, vertical_pb2_grpc
 from server.vertical.store import PsiStore, PsiStoreError
 
@@ -32,12 +32,9 @@ Kind = vertical_pb2.PsiPoints.Kind
 
 def caller_identity(context: grpc.ServicerContext, *, insecure: bool, claimed: str = "") -> Identity:
     """The caller from its verified client certificate (or the claimed name when plaintext)."""
-    pem = context.auth_context().get("x509_pem_cert")
-    if pem:
-        return identity_from_pem(pem[0])
-    if insecure:
-        return Identity(claimed.strip() or "platform", frozenset({"platform"}))
-    raise IdentityError("no client certificate: this service requires mutual TLS")
+    if insecure and not context.auth_context().get("x509_pem_cert"):
+        return Identity(claimed.strip() or "platform", PLATFORM)
+    return peer_identity(context.auth_context())
 
 
 class _Inbox:
@@ -127,7 +124,7 @@ class PsiService(vertical_pb2_grpc.PsiServiceServicer):
                 raise PsiError("a PSI run starts with a 'start' frame")
             start = first.start
             caller = caller_identity(context, insecure=self.insecure, claimed=start.platform)
-            caller.require({"platform"}, "run PSI with the bank")
+            caller.require({PLATFORM}, "run PSI with the bank")
             self._check_start(start)
             receiver = Receiver(self.bank_ids(), start.session_id, self.workers)
         except (YinqiError, IdentityError) as exc:

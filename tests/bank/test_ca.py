@@ -111,3 +111,61 @@ def test_the_server_certificate_and_a_foreign_subject_are_no_caller_identity(tmp
         identity_of(ca.server.cert.read_bytes())
     with pytest.raises(AuthError, match="no client certificate"):
         caller_identity({}, None)
+
+
+def test_a_service_certificate_for_a_platform_names_party_role_and_hosts_with_server_auth(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create(tmp_path / "certs")
+    client = ca.issue("shop-a", "platform")
+    service = ca.issue("shop-a", "platform", server_hosts=["shop-a.example", "10.0.0.7", "shop-a.example"])
+    assert Path(service.cert) == tmp_path / "certs" / "servers" / "shop-a.crt"
+    assert Path(client.cert) == tmp_path / "certs" / "clients" / "shop-a.crt"  # both live side by side
+    cert = _cert(Path(service.cert))
+    cert.verify_directly_issued_by(_cert(tmp_path / "certs" / "ca.crt"))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "shop-a"
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "platform"
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["shop-a.example"]
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+    assert stat.S_IMODE(service.key.stat().st_mode) == 0o600
+    with pytest.raises(AuthError, match="is not a client certificate"):  # it can never pass as a caller
+        identity_of(Path(service.cert).read_bytes())
+    assert [(i.usage, i.hosts) for i in ca.issued()] == [("client", []), ("server", ["shop-a.example", "10.0.0.7"])]
+    both = ca.revoke("shop-a", "platform left")
+    assert {r.serial for r in both} == {client.serial, service.serial}
+
+
+def test_a_service_certificate_needs_valid_hosts_and_keeps_the_partys_one_role(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create(tmp_path / "certs")
+    ca.issue("shop-a", "platform")
+    with pytest.raises(CertError, match="party 'shop-a' already has a platform certificate"):
+        ca.issue("shop-a", "operator", server_hosts=["shop-a.example"])
+    for bad in ("-shop.example", "shop a", "shop_a.example", "x" * 300):
+        with pytest.raises(CertError, match=r"--server-host .*: expected an IP address or a DNS name"):
+            ca.issue("shop-a", "platform", server_hosts=[bad])
+    with pytest.raises(CertError, match="needs at least one --server-host"):
+        ca.issue("shop-a", "platform", server_hosts=[])
+    assert not (tmp_path / "certs" / "servers").exists()  # nothing written for a refused request
+
+
+def test_certs_issue_server_host_on_the_command_line(tmp_path: Path) -> None:
+    certs = str(tmp_path / "certs")
+    assert runner.invoke(app, ["bank", "certs", "init", "--out", certs]).exit_code == 0
+    made = runner.invoke(
+        app,
+        ["bank", "certs", "issue", "shop-a", "--role", "platform", "--certs", certs,
+         "--server-host", "shop-a.example", "--server-host", "127.0.0.1", "--json"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    issued = json.loads(made.output)
+    assert (issued["usage"], issued["hosts"], issued["role"]) == ("server", ["shop-a.example", "127.0.0.1"], "platform")
+    bad = runner.invoke(
+        app, ["bank", "certs", "issue", "x", "--role", "platform", "--certs", certs, "--server-host", "a b"]
+    )
+    assert isinstance(bad.exception, CertError) and bad.exception.exit_code == 2  # one line, exit code 2
+    listed = runner.invoke(app, ["bank", "certs", "list", "--certs", certs, "--json"])
+    assert [(i["name"], i["usage"]) for i in json.loads(listed.output)] == [("shop-a", "server")]
+    table = runner.invoke(app, ["bank", "certs", "list", "--certs", certs])
+    assert "server:" in table.output and "shop-a" in table.output

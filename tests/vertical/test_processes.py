@@ -201,9 +201,9 @@ def test_psi_training_and_scoring_as_separate_processes_over_tls(pki: Pki, tmp_p
             "--ca",
             str(pki.ca),
             "--cert",
-            str(pki.bank.cert),
+            str(pki.operator.cert),
             "--key",
-            str(pki.bank.key),
+            str(pki.operator.key),
         ]
         scored = json.loads(_run(*score_args[:2], consented, *score_args[2:], "--json", env=env).stdout)
         assert 0 < scored["default_probability"] < 1 and scored["model_sha256"] == report["version_hash"]

@@ -131,6 +131,7 @@ def test_two_sessions_with_the_same_ids_share_no_value(psi_server, pki, tmp_path
     [
         ("auditor", None, "PERMISSION_DENIED"),
         ("no_role", None, "PERMISSION_DENIED"),
+        ("platform_server", None, "UNAVAILABLE"),  # a service certificate is no client: the handshake fails
         ("stranger", "stranger", "UNAVAILABLE"),
     ],
 )
@@ -232,12 +233,12 @@ def test_blinding_commutes_and_rejects_points_off_the_group() -> None:
 
 
 def test_the_banks_main_grpc_server_hosts_psi_for_its_configured_merchants(pki, tmp_path: Path, monkeypatch) -> None:
-    from server.grpc_app import TlsFiles, build_server
+    from server.grpc_app import build_server
+    from server.security.ca import CertSet
     from server.vertical.store import PsiStore
 
     url = f"sqlite:///{tmp_path / 'bank.db'}"
-    tls = TlsFiles(pki.bank_server.cert, pki.bank_server.key, pki.ca)
-    server = build_server("127.0.0.1:0", url, tls, tmp_path / "models")
+    server = build_server("127.0.0.1:0", url, CertSet.in_dir(pki.ca.parent), tmp_path / "models")
     assert "PsiService" in server.services
     server.start()
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clients.consent import ConsentBook
-from clients.vertical.embedding_service import EmbeddingService, ServerTls, build_embedding_server
+from clients.vertical.embedding_service import EmbeddingService, build_embedding_server
 from contracts.outbox import AnchorOutbox
 from federation.vertical.model import combined_digest
 from proto.channel import RemoteError, connect
@@ -43,9 +43,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Dep
     consented, unconsented = world.shared[0], world.shared[1]
     ConsentBook(consent_db).grant([consented])
     service = EmbeddingService(root / "bottom" / world.session, world.platform_file, consent_db, platform="platform-a")
-    server = build_embedding_server(
-        "127.0.0.1:0", service, ServerTls(pki.platform_server.cert, pki.platform_server.key, pki.ca)
-    )
+    server = build_embedding_server("127.0.0.1:0", service, pki.server(pki.platform_server))
     server.start()
     yield Deployed(world, registry, row.version, f"127.0.0.1:{server.bound_port}", consented, unconsented, report)
     server.stop(0)
@@ -53,7 +51,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Dep
 
 def test_a_consented_merchant_is_scored_with_both_registered_halves(deployed: Deployed, pki: Pki) -> None:
     scorer = VerticalScorer(deployed.registry, deployed.version, deployed.world.bank_file)
-    score = scorer.score(deployed.consented, connect(deployed.address, pki.client(pki.bank)))
+    score = scorer.score(deployed.consented, connect(deployed.address, pki.client(pki.operator)))
     assert 0.0 < score.default_probability < 1.0
     assert (score.top_sha256, score.bottom_sha256) == (deployed.report["top_sha256"], deployed.report["bottom_sha256"])
     assert (
@@ -65,16 +63,19 @@ def test_a_consented_merchant_is_scored_with_both_registered_halves(deployed: De
 def test_a_merchant_without_consent_cannot_be_scored(deployed: Deployed, pki: Pki) -> None:
     scorer = VerticalScorer(deployed.registry, deployed.version, deployed.world.bank_file)
     with pytest.raises(RemoteError, match=f"merchant '{deployed.unconsented}' has no consent in force") as refused:
-        scorer.score(deployed.unconsented, connect(deployed.address, pki.client(pki.bank)))
+        scorer.score(deployed.unconsented, connect(deployed.address, pki.client(pki.operator)))
     assert refused.value.code == "FAILED_PRECONDITION"
 
 
-def test_only_the_bank_may_ask_for_embeddings(deployed: Deployed, pki: Pki) -> None:
+def test_only_the_banks_operators_may_ask_for_embeddings(deployed: Deployed, pki: Pki) -> None:
     scorer = VerticalScorer(deployed.registry, deployed.version, deployed.world.bank_file)
     for who in (pki.platform, pki.auditor, pki.no_role):
         with pytest.raises(RemoteError) as refused:
             scorer.score(deployed.consented, connect(deployed.address, pki.client(who)))
         assert refused.value.code == "PERMISSION_DENIED"
+    with pytest.raises(RemoteError) as refused:  # a service certificate (serverAuth) is no client
+        scorer.score(deployed.consented, connect(deployed.address, pki.client(pki.platform_server)))
+    assert refused.value.code == "UNAVAILABLE" and "TLS handshake" in str(refused.value)
     with pytest.raises(RemoteError) as refused:
         scorer.score(deployed.consented, connect(deployed.address, pki.client(pki.stranger, pki.stranger_ca)))
     assert refused.value.code == "UNAVAILABLE"  # the TLS handshake fails: another CA
@@ -84,7 +85,7 @@ def test_the_platform_serves_only_the_registered_bottom_model(deployed: Deployed
     from proto import vertical_pb2, vertical_pb2_grpc
     from proto.channel import call
 
-    stub = vertical_pb2_grpc.EmbeddingServiceStub(connect(deployed.address, pki.client(pki.bank)))
+    stub = vertical_pb2_grpc.EmbeddingServiceStub(connect(deployed.address, pki.client(pki.operator)))
     with pytest.raises(RemoteError, match="this platform serves"):
         call(stub.Embed, vertical_pb2.EmbedRequest(merchant_id=deployed.consented, bottom_sha256="0" * 64))
     with pytest.raises(RemoteError, match="1-128 characters"):
