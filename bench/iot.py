@@ -263,7 +263,7 @@ def latency(broker: Mosquitto, workdir: Path, rate: float, seconds: float) -> di
         on_intake=lambda aid, state, dup: stored.setdefault((aid, state), time.perf_counter()),
     )
     store = IotStore(f"sqlite:///{workdir / 'latency.db'}")
-    deliverer = Deliverer(store, bank_address, insecure=True).start()  # an in-process loopback intake
+    deliverer = Deliverer(store, bank_address, insecure=True).start()  # the bank's AlertService, in process
     monitor = Monitor(store, bench_rules(), clock=EventClock(), on_events=deliverer.wake)
     client = MqttMonitor(monitor, broker.url, client_id="bench-latency", sweep_interval=0.5).start()
     wait(client.subscribed.is_set, 10, "the latency monitor")

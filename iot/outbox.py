@@ -3,6 +3,12 @@
 Events stay in `iot_outbox` until the bank acknowledges them; a bank outage delays alerts but
 loses none. The bank's intake is idempotent by alert id, so a retry after a lost
 acknowledgement is harmless (at-least-once delivery, exactly-once storage).
+
+A refusal that no retry can change (`PERMANENT` below: the bank finds the event invalid, or
+this monitor's certificate lacks the `iot-monitor` role) moves that event to the dead letters
+with the bank's reason, and delivery goes on with the next one; `yinqi iot deadletters
+--requeue` puts such events back once the cause is fixed. Anything else (the bank unreachable,
+a revoked certificate, a timeout) keeps the event queued and is retried with a backoff.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from iot.store import IotStore
 from proto.channel import ClientTls, connect
 
 log = logging.getLogger(__name__)
+
+PERMANENT = frozenset({"INVALID_ARGUMENT", "PERMISSION_DENIED"})  # gRPC codes a retry cannot change
 
 
 def to_proto(alert: Alert) -> Any:  # alerts_pb2.Alert
@@ -70,6 +78,7 @@ class Deliverer:
         self.delivered = 0
         self.duplicates = 0
         self.failures = 0
+        self.refused = 0  # events the bank refused for good, moved to the dead letters
         self.last_error: str | None = None
 
     def wake(self, *_: object) -> None:
@@ -97,6 +106,13 @@ class Deliverer:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _refused(self, seq: int, alert: Alert, code: str, details: str) -> None:
+        """The bank refused this event for good: dead-letter it with the reason, go on."""
+        reason = f"the bank refused the alert event ({code}): {details}"
+        if self.store.refuse(seq, reason):
+            self.refused += 1
+            log.error("alert %s (%s, %s) dead-lettered: %s", alert.id, alert.device_id, alert.state, reason)
+
     def _run(self) -> None:
         import grpc
 
@@ -118,8 +134,12 @@ class Deliverer:
                     try:
                         ack = stub.Deliver(to_proto(alert), timeout=self.timeout, wait_for_ready=False)
                     except grpc.RpcError as exc:
+                        code, details = exc.code().name, exc.details() or ""
+                        if code in PERMANENT:
+                            self._refused(seq, alert, code, details)
+                            continue
                         self.failures += 1
-                        self.last_error = f"{exc.code().name}: {exc.details()}"
+                        self.last_error = f"{code}: {details}"
                         self.store.mark_failed(seq, self.last_error)
                         log.info("bank unreachable at %s (%s); retry in %.1f s", self.target, self.last_error, backoff)
                         self._stop.wait(backoff)

@@ -1,9 +1,10 @@
 """The monitor's durable state: alerts, the delivery outbox, dead letters, devices, usage.
 
 All tables live on `iot.db.MonitorBase`, the monitor's own metadata (SQLite by default,
-PostgreSQL by URL). An alert
-event is written together with its outbox row in one transaction before the MQTT message that
-caused it is acknowledged.
+PostgreSQL by URL). An alert event is written together with its outbox row in one transaction
+before the MQTT message that caused it is acknowledged. Dead letters hold what the monitor could
+not pass on: telemetry it refused, and alert events the bank refused for good (topic
+`REFUSED_BY_BANK`), which move there from the outbox in one transaction and can be re-queued.
 """
 
 from __future__ import annotations
@@ -66,8 +67,12 @@ class OutboxRow(MonitorBase):
     duplicate: Mapped[int] = mapped_column(Integer, default=0)
 
 
+REFUSED_BY_BANK = "bank:AlertService/Deliver"  # the dead-letter topic of an alert event the bank refused
+
+
 class DeadLetterRow(MonitorBase):
-    """A telemetry message the monitor could not accept, kept with its reason."""
+    """A telemetry message the monitor could not accept, or an alert event the bank refused
+    (topic `REFUSED_BY_BANK`, payload the event's JSON), kept with its reason."""
 
     __tablename__ = "iot_dead_letters"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -212,11 +217,46 @@ class IotStore:
             row.attempts += 1
             row.last_error = error[:500]
 
-    def outbox_counts(self) -> dict[str, int]:
+    def refuse(self, seq: int, reason: str) -> bool:
+        """Move an event the bank refused for good from the outbox to the dead letters, in one
+        transaction; False when it is no longer pending (delivered or moved meanwhile)."""
         with session_scope(self.engine) as s:
-            total = s.scalar(select(func.count()).select_from(OutboxRow)) or 0
+            row = s.get(OutboxRow, seq)
+            if row is None or row.delivered_at is not None:
+                return False
+            device = json.loads(row.payload).get("device_id")
+            s.add(
+                DeadLetterRow(
+                    topic=REFUSED_BY_BANK,
+                    payload=row.payload.encode(),
+                    reason=reason[:512],
+                    device_id=str(device)[:128] if device is not None else None,
+                )
+            )
+            s.delete(row)
+            return True
+
+    def requeue_refused(self) -> int:
+        """Put every alert event the bank refused back into the outbox (once the cause is fixed,
+        e.g. the monitor's certificate); returns how many."""
+        with session_scope(self.engine) as s:
+            rows = s.scalars(select(DeadLetterRow).where(DeadLetterRow.topic == REFUSED_BY_BANK)).all()
+            for dead in sorted(rows, key=lambda r: r.id):
+                event = json.loads(dead.payload)
+                s.add(OutboxRow(alert_id=event["id"], state=event["state"], payload=dead.payload.decode(), attempts=0))
+                s.delete(dead)
+            return len(rows)
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Alert events ever queued (`total`): `pending`, `delivered`, or `refused` by the bank."""
+        with session_scope(self.engine) as s:
+            queued = s.scalar(select(func.count()).select_from(OutboxRow)) or 0
             pending = s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.delivered_at.is_(None))) or 0
-            return {"total": total, "pending": pending, "delivered": total - pending}
+            refused = (
+                s.scalar(select(func.count()).select_from(DeadLetterRow).where(DeadLetterRow.topic == REFUSED_BY_BANK))
+                or 0
+            )
+            return {"total": queued + refused, "pending": pending, "delivered": queued - pending, "refused": refused}
 
     # dead letters ------------------------------------------------------------------------
     def dead_letter(self, topic: str, payload: bytes, reason: str, device_id: str | None) -> None:

@@ -1,6 +1,10 @@
 """`yinqi iot ...`: simulate a fleet, run the monitor, list alerts and dead letters, rent,
 run a broker. Heavy imports (paho, grpc) stay inside the commands.
 
+The bank's side of alerts is the bank's own gRPC server (`yinqi bank serve`, or `bank up`):
+the monitor delivers to it with an `iot-monitor` certificate, and `iot alerts --bank` reads
+from it with an operator's or auditor's. There is no separate alert intake to run.
+
 Numbers and choices are parsed here, not by click, so that a bad one is one line naming the
 option and what was expected (exit code 2), like every other user mistake.
 """
@@ -84,13 +88,19 @@ def _store(db: str | None) -> Any:
     return IotStore(db or db_url("iot"))
 
 
-def _bank_tls(ca: Path | None, cert: Path | None, key: Path | None) -> Any:
+def _bank_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool) -> Any:
+    """The bank's CA and this party's client certificate (mutual TLS), or None with --insecure."""
     from proto.channel import ClientTls
 
-    if ca is None:
-        if cert is not None or key is not None:
-            raise IotError("--cert and --key need --ca (the CA that signed the bank's certificate)")
+    if insecure:
+        if ca or cert or key:
+            raise IotError("--insecure and --ca/--cert/--key exclude each other")
         return None
+    if ca is None or cert is None or key is None:
+        raise IotError(
+            "the bank's services require mutual TLS: give --ca (the bank's ca.crt), --cert and --key "
+            "(a certificate from `yinqi bank certs issue`), or --insecure for a plaintext loopback bank"
+        )
     return ClientTls(ca, cert, key)
 
 
@@ -195,10 +205,12 @@ def monitor(
         None, "--bank", help="The bank's AlertService, HOST:PORT; without it alerts stay queued."
     ),
     ca: Path | None = typer.Option(None, "--ca", help=f"CA certificate of {BANK_TLS}."),
-    cert: Path | None = typer.Option(None, "--cert", help=f"This monitor's client certificate for {BANK_TLS}."),
+    cert: Path | None = typer.Option(
+        None, "--cert", help=f"This monitor's client certificate (role iot-monitor) for {BANK_TLS}."
+    ),
     key: Path | None = typer.Option(None, "--key", help=f"This monitor's client key for {BANK_TLS}."),
     insecure: bool = typer.Option(
-        False, "--insecure", help="Deliver to the bank in plaintext (a loopback `iot intake` only)."
+        False, "--insecure", help="Deliver to the bank in plaintext (a loopback `bank serve --insecure` only)."
     ),
     rules: Path | None = typer.Option(None, "--rules", help="Rules TOML (default: the shipped iot/rules.toml)."),
     formats: Path | None = typer.Option(
@@ -226,6 +238,12 @@ def monitor(
     duration: str | None = typer.Option(
         None, "--duration", metavar="SECONDS", help="Stop after this many seconds (default: until Ctrl-C or SIGTERM)."
     ),
+    ready_file: Path | None = typer.Option(
+        None,
+        "--ready-file",
+        help="Write this file (JSON: pid, broker, client id) once subscribed, so telemetry published from then on "
+        "is taken; removed when the monitor stops. Scripts wait for it instead of sleeping.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the closing summary as JSON."),
 ) -> None:
     """Subscribe to device/+/data, apply the rules, raise and clear alerts, deliver them to the bank.
@@ -249,8 +267,9 @@ def monitor(
     vendor_formats = load_formats(formats)
     if bank is None and (ca or cert or key or insecure):
         raise IotError("--ca, --cert, --key and --insecure are for --bank; give --bank HOST:PORT too")
+    tls = _bank_tls(ca, cert, key, insecure) if bank else None
     store = _store(db)
-    deliverer = Deliverer(store, bank, tls=_bank_tls(ca, cert, key), insecure=insecure and ca is None) if bank else None
+    deliverer = Deliverer(store, bank, tls=tls, insecure=insecure) if bank else None
     core = Monitor(
         store,
         rule_set,
@@ -277,6 +296,8 @@ def monitor(
             if deliverer is not None:
                 deliverer.start()
             client.wait_connected(wait_s)
+            if ready_file is not None:
+                _write_ready(ready_file, client.address.url, client_id, bank)
             if not as_json:
                 console.print(
                     f"monitoring device/+/data on {client.address.url} as '{client_id}'"
@@ -284,6 +305,8 @@ def monitor(
                 )
             wait_for_stop(stop, seconds, client.stopped)
         finally:
+            if ready_file is not None:
+                ready_file.unlink(missing_ok=True)
             client.stop()  # drains: handled messages acknowledged, state flushed, lease released
             if deliverer is not None:
                 deliverer.drain(5.0)
@@ -299,7 +322,25 @@ def monitor(
         f"late {summary['late']}, dead letters {summary['dead_letters']}, alerts raised {summary['alerts_raised']}, "
         f"cleared {summary['alerts_cleared']}; outbox {summary['outbox']}"
         + (f"; last delivery error: {summary['last_error']}" if summary.get("last_error") else "")
+        + (
+            f"; {summary['outbox']['refused']} alert event(s) refused by the bank: see `yinqi iot deadletters`"
+            if summary["outbox"]["refused"]
+            else ""
+        )
     )
+
+
+def _write_ready(path: Path, broker: str, client_id: str, bank: str | None) -> None:
+    """Whole or absent: a waiting script never reads half of it."""
+    import os
+
+    state = {"pid": os.getpid(), "broker": broker, "client_id": client_id, "subscribed": "device/+/data", "bank": bank}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(state, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise IotError(f"--ready-file {path}: cannot write it ({exc.strerror})") from None
 
 
 def _summary(stats: Any, outbox: dict[str, int], deliverer: Any) -> dict[str, Any]:
@@ -308,6 +349,7 @@ def _summary(stats: Any, outbox: dict[str, int], deliverer: Any) -> dict[str, An
     summary["outbox"] = outbox
     if deliverer is not None:
         summary["delivered"] = deliverer.delivered
+        summary["refused"] = deliverer.refused
         summary["last_error"] = deliverer.last_error if outbox["pending"] else None
     return summary
 
@@ -318,9 +360,13 @@ def alerts(
         None, "--bank", help="Ask the bank's AlertService at HOST:PORT instead of the local store."
     ),
     ca: Path | None = typer.Option(None, "--ca", help=f"CA certificate of {BANK_TLS}."),
-    cert: Path | None = typer.Option(None, "--cert", help=f"Client certificate for {BANK_TLS}."),
+    cert: Path | None = typer.Option(
+        None, "--cert", help=f"Client certificate (role operator or auditor) for {BANK_TLS}."
+    ),
     key: Path | None = typer.Option(None, "--key", help=f"Client key for {BANK_TLS}."),
-    insecure: bool = typer.Option(False, "--insecure", help="Ask the bank in plaintext (a loopback intake only)."),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Ask the bank in plaintext (a loopback `bank serve --insecure` only)."
+    ),
     device: str = typer.Option("", "--device", help="Only this device."),
     state: str = typer.Option("", "--state", help="Only raised or cleared alerts."),
     limit: str = typer.Option("0", "--limit", metavar="N", help="At most this many (0: all)."),
@@ -331,11 +377,13 @@ def alerts(
     if state:
         choice(state, "--state", ("raised", "cleared"))
     most = whole(limit, "--limit", low=0)
+    if not bank and (ca or cert or key or insecure):
+        raise IotError("--ca, --cert, --key and --insecure are for --bank; give --bank HOST:PORT too")
     if bank:
         from proto import alerts_pb2, alerts_pb2_grpc
         from proto.channel import call, connect
 
-        with connect(bank, _bank_tls(ca, cert, key), insecure=insecure and ca is None) as channel:
+        with connect(bank, _bank_tls(ca, cert, key, insecure), insecure=insecure) as channel:
             reply = call(
                 alerts_pb2_grpc.AlertServiceStub(channel).List,
                 alerts_pb2.ListRequest(device_id=device, state=state, limit=most),
@@ -412,11 +460,10 @@ def rent(
     console.print(render_statement(st))
 
 
-def money(amount: int) -> str:
-    return f"{amount / 100:,.2f}"
-
-
 def render_statement(st: Any) -> Table:
+    """A rent statement as a table; amounts are integer minor units, shown by `federation.money`."""
+    from federation.money import yuan as money
+
     table = Table(title=f"rent {st.device_id} {st.month} ({st.currency}): {st.hours} working hours")
     for col in ("item", "hours", "rate / h", "amount"):
         table.add_column(col, justify="right" if col != "item" else "left")
@@ -432,10 +479,23 @@ def render_statement(st: Any) -> Table:
 def deadletters(
     limit: str = typer.Option("20", "--limit", metavar="N", help="Show the newest this many messages."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    requeue: bool = typer.Option(
+        False,
+        "--requeue",
+        help="Put the alert events the bank refused back into the delivery outbox (after fixing the cause, e.g. "
+        "the monitor's certificate); a running monitor delivers them.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (counts by reason and the newest messages)."),
 ) -> None:
-    """Messages the monitor refused, counted by reason, newest first."""
+    """Messages the monitor refused and alert events the bank refused, counted by reason, newest first."""
     store = _store(db)
+    if requeue:
+        moved = store.requeue_refused()
+        if as_json:
+            print(json.dumps({"requeued": moved}))
+        else:
+            console.print(f"requeued {moved} alert event(s) the bank had refused")
+        return
     counts = store.dead_letter_counts()
     rows = store.dead_letters(whole(limit, "--limit", low=0))
     if as_json:
@@ -504,45 +564,3 @@ def broker(
             wait_for_stop(stop, seconds)
         finally:
             server.stop()
-
-
-@iot_app.command("intake")
-def intake(
-    address: str = typer.Option("127.0.0.1:50061", "--address", help="HOST:PORT to serve the AlertService on."),
-    db: str | None = typer.Option(
-        None, "--db", help="The bank's database (default: YINQI_DB_URL, else bank.db in the data dir)."
-    ),
-    duration: str | None = typer.Option(
-        None, "--duration", metavar="SECONDS", help="Stop after this many seconds (default: until Ctrl-C or SIGTERM)."
-    ),
-) -> None:
-    """Serve only the bank's AlertService, in plaintext on a loopback address, for trying the
-    monitor on one machine (`--insecure` on its side). The bank's `bank up` serves the same
-    service with mutual TLS. Alerts go to the bank's database, where `anchor flush` finds them."""
-    import ipaddress
-
-    from federation.config import db_url
-    from server.alerts import serve
-
-    host, _, port = address.rpartition(":")
-    whole(port, "--address port", low=1, high=65535)
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise IotError(
-            f"--address {address}: the stand-alone intake is plaintext and listens on loopback only "
-            "(127.0.0.1:PORT); across machines the bank's `bank up --certs` serves AlertService with mutual TLS"
-        )
-    seconds = duration_of(duration)
-    with stop_signals() as stop:
-        try:
-            server = serve(address, db or db_url("bank"))
-        except OSError as exc:
-            raise IotError(f"--address {address}: {exc}") from None
-        try:
-            console.print(f"AlertService on {address} (plaintext, loopback); Ctrl-C or SIGTERM stops it")
-            wait_for_stop(stop, seconds)
-        finally:
-            server.stop(1)

@@ -105,7 +105,7 @@ def run(workdir: Path, console: Console) -> None:
     bank_address = f"127.0.0.1:{free_port()}"
     bank = serve(bank_address, f"sqlite:///{workdir / 'bank.db'}")
     store = IotStore(f"sqlite:///{workdir / 'iot.db'}")
-    deliverer = Deliverer(store, bank_address, insecure=True).start()  # an in-process loopback intake
+    deliverer = Deliverer(store, bank_address, insecure=True).start()  # the bank's AlertService, in process
     monitor = Monitor(store, load_rules(), clock=EventClock(), on_events=deliverer.wake)
     client = MqttMonitor(monitor, broker.url, client_id="demo-monitor", sweep_interval=0.05).start()
     try:

@@ -1,8 +1,9 @@
 """Alert intake at the bank: the gRPC `AlertService` and its storage.
 
 `register(grpc_server, engine)` adds the service to the bank's gRPC server (built with
-`server.grpc_app.build_server`, behind its guard); `serve(address, db_url)` starts a stand-alone,
-plaintext server with only this service (loopback tests, the demo, `yinqi iot intake`).
+`server.grpc_app.build_server`, behind its guard, run by `yinqi bank serve` / `bank up`), the
+one place the bank takes alerts. `serve(address, db_url)` starts an in-process, plaintext server
+with only this service for tests, benchmarks and the demo's one-process story.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def register(
 def serve(
     address: str, db_url: str, *, on_intake: Callable[[str, str, bool], None] | None = None, max_workers: int = 4
 ) -> grpc.Server:
-    """A started plaintext gRPC server with only the AlertService (loopback tests and demo).
+    """A started plaintext gRPC server with only the AlertService (in-process tests, bench, demo).
 
     Its calls are logged like the bank's (caller `insecure-caller`).
     """

@@ -1,10 +1,12 @@
 """The documented IoT → bank → anchor → audit flow ends with alert proofs verifying (issue 11).
 
 As docs/iot.md runs it on one machine, every step its own process in one data dir: a real
-Mosquitto broker, `yinqi iot intake` (the bank's AlertService), `yinqi iot monitor`,
-`yinqi iot simulate` with injected anomalies; then `yinqi anchor flush` anchors what the intake
-queued in the bank's database, and `yinqi audit verify PROOF --data RECORD` checks each alert
-event's proof on the chain, while a record changed by one byte is refused.
+Mosquitto broker, the bank's CA with an `iot-monitor` and an operator certificate, `yinqi bank
+serve --certs` (the bank's services, AlertService among them, mutual TLS and roles), `yinqi iot
+monitor` delivering with its certificate (waited for through `--ready-file`, not a sleep),
+`yinqi iot simulate` with injected anomalies; then `yinqi anchor flush` anchors what the bank
+queued in its database, and `yinqi audit verify PROOF --data RECORD` checks each alert event's
+proof on the chain, while a record changed by one byte is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from federation.waiting import wait_until
 from tests.conftest import free_port, require_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
@@ -62,24 +65,6 @@ def mosquitto(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def _wait_until_the_monitor_listens(env: dict[str, str], broker: str, monitor: subprocess.Popen, log: Path) -> None:
-    """Publish a canary the monitor must refuse until `iot deadletters` shows it: from then on the
-    monitor's subscription holds what `iot simulate` publishes (a message published before the
-    monitor's first subscription would be lost, as on any broker)."""
-    from paho.mqtt import publish
-
-    host, port = broker.removeprefix("mqtt://").rsplit(":", 1)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert monitor.poll() is None, log.read_text()
-        publish.single("device/canary/data", b'{"canary": true}', qos=1, hostname=host, port=int(port))
-        listed = _yinqi(env, "iot", "deadletters", "--json")
-        if listed.returncode == 0 and '"device/canary/data"' in listed.stdout:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"the monitor did not take a message within 90 s:\n{log.read_text()}")
-
-
 def test_alerts_from_the_monitor_are_anchored_and_their_proofs_verify(mosquitto: str, tmp_path: Path) -> None:
     from server.alerts.service import anchor_ref, canonical_alert
     from server.alerts.store import AlertStore, versions
@@ -87,18 +72,28 @@ def test_alerts_from_the_monitor_are_anchored_and_their_proofs_verify(mosquitto:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("YINQI_")}
     env.update(YINQI_DATA_DIR=str(tmp_path / "data"), COLUMNS="200", NO_COLOR="1")
+    certs = tmp_path / "certs"
+    for step in (
+        ("bank", "certs", "init", "--out", str(certs)),
+        ("bank", "certs", "issue", "monitor-1", "--role", "iot-monitor", "--certs", str(certs)),
+        ("bank", "certs", "issue", "ops", "--role", "operator", "--certs", str(certs)),
+    ):
+        assert _yinqi(env, *step).returncode == 0
+    monitor_tls = ["--ca", str(certs / "ca.crt"), "--cert", str(certs / "clients" / "monitor-1.crt"),
+                   "--key", str(certs / "clients" / "monitor-1.key")]  # fmt: skip
+    operator_tls = ["--ca", str(certs / "ca.crt"), "--cert", str(certs / "clients" / "ops.crt"),
+                    "--key", str(certs / "clients" / "ops.key")]  # fmt: skip
     bank = f"127.0.0.1:{free_port()}"
-    intake = _background(env, tmp_path / "intake.log", "iot", "intake", "--address", bank)
-    deadline = time.monotonic() + 60
-    while _yinqi(env, "iot", "alerts", "--bank", bank, "--json").returncode != 0:  # the intake answers
-        assert intake.poll() is None and time.monotonic() < deadline, (tmp_path / "intake.log").read_text()
-        time.sleep(0.3)
+    services = _background(env, tmp_path / "bank.log", "bank", "serve", "--certs", str(certs), "--address", bank)
+    ready = tmp_path / "monitor.ready"
     monitor = _background(
         env, tmp_path / "monitor.log",
-        "iot", "monitor", "--broker", mosquitto, "--bank", bank, "--clock", "event", "--sweep", "0.05",
+        "iot", "monitor", "--broker", mosquitto, "--bank", bank, *monitor_tls, "--clock", "event", "--sweep", "0.05",
+        "--ready-file", str(ready),
     )  # fmt: skip
     try:
-        _wait_until_the_monitor_listens(env, mosquitto, monitor, tmp_path / "monitor.log")
+        wait_until(lambda: ready.exists() or monitor.poll() is not None, timeout=90, what="the monitor's ready file")
+        assert monitor.poll() is None, (tmp_path / "monitor.log").read_text()
         simulated = _yinqi(
             env, "iot", "simulate", "--devices", "5", "--rate", "400", "--broker", mosquitto,
             "--ticks", "120", "--step-minutes", "60",
@@ -106,16 +101,23 @@ def test_alerts_from_the_monitor_are_anchored_and_their_proofs_verify(mosquitto:
         assert simulated.returncode == 0, simulated.stderr
         deadline, delivered = time.monotonic() + 120, []
         while time.monotonic() < deadline:
-            listed = _yinqi(env, "iot", "alerts", "--bank", bank, "--json")
+            listed = _yinqi(env, "iot", "alerts", "--bank", bank, *operator_tls, "--json")
             delivered = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
-            if len({a["rule"] for a in delivered}) >= 3:  # idle, geofence and fuel reached the bank
+            if len({a["rule"] for a in delivered if a["state"] == "cleared"}) >= 3:  # every rule raised and cleared
                 break
             assert monitor.poll() is None, (tmp_path / "monitor.log").read_text()
+            assert services.poll() is None, (tmp_path / "bank.log").read_text()
             time.sleep(0.5)
-        assert len({a["rule"] for a in delivered}) >= 3, (tmp_path / "monitor.log").read_text()
+        assert len({a["rule"] for a in delivered if a["state"] == "cleared"}) >= 3, (
+            tmp_path / "monitor.log"
+        ).read_text()
+        refused = _yinqi(env, "iot", "alerts", "--bank", bank, *monitor_tls)  # a monitor only delivers
+        assert refused.returncode == 2
+        assert "monitor-1 (iot-monitor) may not call AlertService/List" in refused.stderr
     finally:
         _stop(monitor)
-        _stop(intake)
+        _stop(services)
+    assert not ready.exists()
 
     db = f"sqlite:///{tmp_path / 'data' / 'bank.db'}"
     events = [v for row in AlertStore(bank_engine(db)).list() for v in versions(row)]

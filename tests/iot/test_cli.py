@@ -32,6 +32,22 @@ def test_rent_from_stored_telemetry(tmp_path) -> None:
     assert statement["fuel_l"] == 900.0
 
 
+def test_rent_amounts_are_shown_from_integer_fen_without_floats() -> None:
+    """2**53 + 1 fen is not a float: through one, the old formatting printed ...409.94, not .93."""
+    from rich.console import Console
+
+    from iot.pricing import Schedule, statement
+    from yinqi.cli_iot import render_statement
+
+    huge = 2**53 + 1  # 9,007,199,254,740,993 fen
+    plan = Schedule.model_validate({"base_fee": huge, "tiers": [{"rate_per_hour": 12_345}]})
+    console = Console(width=200, record=True)
+    console.print(render_statement(statement(plan, "exc-1", "2026-03", 2)))
+    text = console.export_text()
+    assert "90,071,992,547,409.93" in text  # the base fee, exact
+    assert "246.90" in text and "123.45" in text  # 2 h x 123.45
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'iot.db'}"
     bad_month = yinqi("iot", "rent", "--device", "x", "--month", "March", "--db", db)
@@ -72,7 +88,11 @@ def test_alerts_and_deadletters_as_json(tmp_path) -> None:
         (["monitor", "--duration", "-1"], "--duration '-1': expected a number at least 0"),
         (["monitor", "--broker", "http://x"], "broker 'http://x': expected mqtt://host:port"),
         (["monitor", "--insecure"], "--ca, --cert, --key and --insecure are for --bank"),
-        (["monitor", "--bank", "127.0.0.1:1"], "no TLS settings for 127.0.0.1:1"),
+        (["monitor", "--bank", "127.0.0.1:1"], "the bank's services require mutual TLS: give --ca"),
+        (["monitor", "--bank", "127.0.0.1:1", "--ca", "ca.crt"], "the bank's services require mutual TLS"),
+        (["monitor", "--bank", "127.0.0.1:1", "--insecure", "--ca", "ca.crt"], "--insecure and --ca/--cert/--key"),
+        (["alerts", "--ca", "ca.crt"], "--ca, --cert, --key and --insecure are for --bank"),
+        (["alerts", "--bank", "127.0.0.1:1", "--cert", "c.crt", "--key", "c.key"], "require mutual TLS"),
         (["simulate", "--rate", "-5"], "--rate '-5': expected a number greater than 0"),
         (["simulate", "--rate", "inf"], "--rate 'inf': expected a number greater than 0"),
         (["simulate", "--devices", "0"], "--devices '0': expected a whole number from 1 to 100000"),
@@ -83,7 +103,6 @@ def test_alerts_and_deadletters_as_json(tmp_path) -> None:
         (["alerts", "--limit", "-1"], "--limit '-1': expected a whole number from 0 up"),
         (["deadletters", "--limit", "x"], "--limit 'x': expected a whole number from 0 up"),
         (["broker", "--port", "70000"], "--port '70000': expected a whole number from 0 to 65535"),
-        (["intake", "--address", "0.0.0.0:50061"], "the stand-alone intake is plaintext and listens on loopback"),
     ],
 )
 def test_bad_choices_and_numbers_are_one_line_with_exit_code_2(

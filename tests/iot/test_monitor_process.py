@@ -85,6 +85,34 @@ def test_sigterm_drains_acknowledges_and_prints_the_summary(mosquitto, store, pu
     assert successor.stats["received"] == 1  # nothing redelivered
 
 
+def test_the_ready_file_appears_once_subscribed_so_the_first_message_after_it_is_taken(
+    mosquitto, store, publisher, tmp_path
+) -> None:
+    """A brand-new client id has no session at the broker: a message published before its
+    SUBSCRIBE is lost. A script that waits for --ready-file loses none."""
+    import json
+
+    ready = tmp_path / "monitor.ready"
+    proc = yinqi_process(
+        "iot", "monitor", "--broker", mosquitto.url, "--db", str(store.engine.url), "--client-id", "fresh-monitor",
+        "--clock", "event", "--ready-file", str(ready), "--json",
+    )  # fmt: skip
+    try:
+        wait_for(ready.exists, 30, "the monitor's ready file")
+        state = json.loads(ready.read_text())
+        assert (state["pid"], state["client_id"], state["subscribed"]) == (proc.pid, "fresh-monitor", "device/+/data")
+        publisher.reading(reading("exc-1", 0))  # at once: no sleep, no canary
+        wait_for(lambda: "exc-1" in store.devices(), 30, "the monitor to take the first reading")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["received"] == 1
+    assert not ready.exists()  # removed on the way out: a stopped monitor is not ready
+
+
 def test_a_second_monitor_with_the_same_client_id_is_refused(mosquitto, store) -> None:
     args = ("iot", "monitor", "--broker", mosquitto.url, "--db", str(store.engine.url), "--client-id", "twin")
     first = yinqi_process(*args)

@@ -140,7 +140,7 @@ def test_bank_down_then_up_every_alert_delivered_exactly_once(tmp_path, store, p
         publisher.reading(reading(d, 10))
     wait_for(lambda: monitor.stats["processed"] == 10, what="all readings processed")
     wait_for(lambda: deliverer.failures >= 2, what="delivery attempts against the absent bank")
-    assert store.outbox_counts() == {"total": 10, "pending": 10, "delivered": 0}
+    assert store.outbox_counts() == {"total": 10, "pending": 10, "delivered": 0, "refused": 0}
 
     intakes: list[tuple[str, str, bool]] = []
     server = serve(bank, f"sqlite:///{tmp_path / 'bank.db'}", on_intake=lambda *a: intakes.append(a))
