@@ -451,12 +451,13 @@ def limit_set(
     """The bank's admin sets a debtor's limit and terms (required before funding); applications
     within them are approved on chain."""
     from contracts import receivables as rv
+    from federation.money import rate
 
     chain = _open(rpc)
     rv.set_limit(chain, debtor, limit, max_tenor_days, advance_bps, discount_bps, sender=sender)
     console.print(
         f"limit for {debtor}: {limit:,} (remaining {rv.remaining_limit(chain, debtor):,}), "
-        f"≤ {max_tenor_days} d to due, advance {advance_bps / 100:.2f} %, discount {discount_bps / 100:.2f} %/yr"
+        f"≤ {max_tenor_days} d to due, advance {rate(advance_bps)}, discount {rate(discount_bps)}/yr"
     )
 
 

@@ -45,6 +45,7 @@ def _run(workdir: Path, data: Path, console: Console) -> None:
     from contracts.errors import ChainError
     from contracts.outbox import AnchorOutbox
     from contracts.roles import parties
+    from federation.money import rate, yuan
 
     shown: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -70,8 +71,8 @@ def _run(workdir: Path, data: Path, console: Console) -> None:
     shown.append(
         (
             "receivable recorded, then split (流转)",
-            f"#{rid} {_yuan(created['amount'])} → #{rid} {_yuan(parent_now.amount)} ({chain.name_of(parent_now.holder)}) "
-            f"+ #{child} {_yuan(child_now.amount)} ({chain.name_of(child_now.holder)})",
+            f"#{rid} {yuan(created['amount'])} → #{rid} {yuan(parent_now.amount)} ({chain.name_of(parent_now.holder)}) "
+            f"+ #{child} {yuan(child_now.amount)} ({chain.name_of(child_now.holder)})",
         )
     )
 
@@ -86,9 +87,9 @@ def _run(workdir: Path, data: Path, console: Console) -> None:
     shown.append(
         (
             "tier-2 supplier financed",
-            f"approved {'automatically' if auto else 'by the bank'} (limit {_yuan(terms[0])}, advance "
-            f"{terms[3] / 100:.2f} %, discount {terms[4] / 100:.2f} %/yr); advance {_yuan(advance)}, discount "
-            f"{_yuan(discount)}; create → funded {seconds} s of chain time (measured){comparison}",
+            f"approved {'automatically' if auto else 'by the bank'} (limit {yuan(terms[0])}, advance "
+            f"{rate(terms[3])}, discount {rate(terms[4])}/yr); advance {yuan(advance)}, discount "
+            f"{yuan(discount)}; create → funded {seconds} s of chain time (measured){comparison}",
         )
     )
     try:
@@ -157,9 +158,3 @@ def _run(workdir: Path, data: Path, console: Console) -> None:
         f"[dim]explore: YINQI_DATA_DIR={data} yinqi chain watch; yinqi audit verify {proof_path} "
         f"--registry {trust['registry']} --anchorer {trust['anchorers'][0]}[/]"
     )
-
-
-def _yuan(fen: int) -> str:
-    """Integer fen as yuan, without floats: 120000000 → '1,200,000.00'."""
-    whole, cents = divmod(int(fen), 100)
-    return f"{whole:,}.{cents:02d}"
