@@ -299,7 +299,8 @@ def audit_model(
 ) -> dict[str, Any]:
     """Check a registered model as an auditor would; raise (BankError / ChainError) if it fails.
 
-    1. re-hash the stored model files and compare with the registry's sha256;
+    1. re-hash the stored model files and compare with the registry's sha256 (a vertical
+       version: `server.vertical.registry.recheck_vertical`, the bank's half and the binding);
     2. fetch the anchor proof of (kind="model", ref=version) from the outbox;
     3. verify it on chain (`contracts.audit.verify_proof`), with the anchored record rebuilt
        from the registry's version and hash, so a proof for another hash cannot pass.
@@ -308,13 +309,19 @@ def audit_model(
 
     registry = Registry(engine)
     row = registry.get(version)
-    recomputed = load_model(row.path).version_hash
-    if recomputed != row.sha256:
-        raise BankError(
-            f"model {version}: the stored files at {row.path} hash to {recomputed}, the registry holds {row.sha256}: "
-            "the model changed after registration",
-            "refused",
-        )
+    checked: dict[str, Any] = {}
+    if (row.summary or {}).get("mode") == "vertical":
+        from server.vertical.registry import recheck_vertical  # it builds on this module
+
+        checked = recheck_vertical(row)
+    else:
+        recomputed = load_model(row.path).version_hash
+        if recomputed != row.sha256:
+            raise BankError(
+                f"model {version}: the stored files at {row.path} hash to {recomputed}, the registry holds "
+                f"{row.sha256}: the model changed after registration",
+                "refused",
+            )
     proof = AnchorOutbox(url_of(registry.engine)).proof_for("model", version)
     if proof is None:
         queued = (
@@ -322,4 +329,4 @@ def audit_model(
         )
         raise BankError(f"model {version}: hash {row.sha256[:12]}… is {queued}", "refused")
     verified = verify_proof(proof, rpc, chain=chain, data=anchor_record(row.version, row.sha256))
-    return {"version": version, "sha256": row.sha256, "files_match": True, **verified.as_dict()}
+    return {"version": version, "sha256": row.sha256, "files_match": True, **checked, **verified.as_dict()}

@@ -3,7 +3,7 @@ between the bank and a platform (docs/vertical.md).
 
 Bank: `psi serve` (its PSI service), `psi show`, `vertical train`, `vertical register`,
 `vertical score`. Platform: `psi run` (against the bank), `vertical serve` (its embedding
-service). `vertical synth` writes both halves of a synthetic data set. Heavy imports stay
+service), `vertical hash` (checks its half against the registered hash). `vertical synth` writes both halves of a synthetic data set. Heavy imports stay
 inside the commands.
 """
 
@@ -346,6 +346,33 @@ def vertical_register(
         row.to_dict() | {"summary": row.summary},
         as_json,
         [f"registered {row.version} ({row.sha256[:12]}…), anchor leaf {row.anchor_leaf}"],
+    )
+
+
+@vertical_app.command("hash")
+def vertical_hash(
+    model_dir: Path = typer.Argument(..., help="A model half: the platform's bottom half or the bank's top half."),
+    expect: str | None = typer.Option(
+        None,
+        "--expect",
+        help="The hash the registry holds for this half (`yinqi audit model VERSION --json`: bottom_sha256 or "
+        "top_sha256); exit code 2 when the files hash to anything else.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Re-hash a model half's files (weights and encoder): how a platform checks the bottom half
+    the bank registered and anchored, whose files only the platform holds."""
+    from federation.vertical.model import BOTTOM_FILE, HalfError, load_half
+
+    bottom = (model_dir / BOTTOM_FILE).is_file()
+    half = load_half(model_dir, bottom=bottom)  # refuses files that no longer hash to their meta.json
+    kind = "bottom" if bottom else "top"
+    if expect is not None and half.sha256 != expect.strip().lower():
+        raise HalfError(f"{model_dir}: the {kind} half hashes to {half.sha256}, expected {expect.strip()}")
+    _emit(
+        {"half": kind, "sha256": half.sha256, "expected": expect.strip().lower() if expect else None},
+        as_json,
+        [f"{kind} half {half.sha256}" + (" (matches --expect)" if expect is not None else "")],
     )
 
 

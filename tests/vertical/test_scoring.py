@@ -1,7 +1,9 @@
-"""Scoring with a vertical model: the platform answers only the bank, only for consented merchants."""
+"""Scoring with a vertical model: the platform answers only the bank's operators, only for consented
+merchants; and auditing a vertical version (`yinqi audit model`, `yinqi vertical hash`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +13,10 @@ import pytest
 from clients.consent import ConsentBook
 from clients.vertical.embedding_service import EmbeddingService, build_embedding_server
 from contracts.outbox import AnchorOutbox
+from federation.errors import YinqiError
 from federation.vertical.model import combined_digest
 from proto.channel import RemoteError, connect
+from server.credit.errors import BankError
 from server.registry import Registry, anchor_record
 from server.vertical.registry import register_vertical
 from server.vertical.scoring import VerticalScorer
@@ -121,3 +125,85 @@ def test_a_top_half_changed_after_training_is_refused(deployed: Deployed, tmp_pa
     )
     with pytest.raises(HalfError, match="changed after saving"):
         register_vertical(deployed.registry, copy)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """An in-memory embedded chain (its deployments file in a temp data dir)."""
+    from contracts.client import open_chain
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("YINQI_DATA_DIR", str(tmp_path_factory.mktemp("chain-data")))
+        yield open_chain(persist=False)
+
+
+def _anchored_copy(deployed: Deployed, tmp_path: Path, chain) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """The deployed top half registered in a registry of its own, its hash anchored."""
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    row = register_vertical(Registry(url, tmp_path / "store"), deployed.world.root / "top")
+    AnchorOutbox(url).flush(chain=chain, proof_dir=tmp_path / "proofs")
+    return url, row.version
+
+
+def test_audit_model_rehashes_what_the_bank_holds_of_a_vertical_version(
+    deployed: Deployed, tmp_path: Path, chain
+) -> None:
+    from server.registry import audit_model
+
+    url, version = _anchored_copy(deployed, tmp_path, chain)
+    result = audit_model(version, engine=url, chain=chain)
+    assert (result["mode"], result["files_match"], result["kind"], result["ref"]) == (
+        "vertical",
+        True,
+        "model",
+        version,
+    )
+    assert (result["top_sha256"], result["bottom_sha256"]) == (
+        deployed.report["top_sha256"],
+        deployed.report["bottom_sha256"],
+    )
+    assert result["sha256"] == deployed.report["version_hash"]  # the anchored binding of both halves
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda top: top / "encoder.json", "cannot be re-hashed"),  # files no longer match their meta.json
+        (lambda top: top / "meta.json", "the bottom hash in the top half's meta.json is"),  # another bottom half
+    ],
+)
+def test_audit_model_refuses_a_vertical_version_changed_after_registration(
+    deployed: Deployed, tmp_path: Path, chain, tamper, message: str
+) -> None:
+    from server.registry import audit_model
+
+    url, version = _anchored_copy(deployed, tmp_path, chain)
+    target = tamper(tmp_path / "store" / version)
+    if target.name == "meta.json":
+        meta = json.loads(target.read_text())
+        meta["bottom_sha256"] = "0" * 64
+        target.write_text(json.dumps(meta))
+    else:
+        target.write_text(target.read_text().replace("account_age_months", "account_age_month"))
+    with pytest.raises(BankError, match=message) as refused:
+        audit_model(version, engine=url, chain=chain)
+    assert "the model changed after registration" in str(refused.value)
+
+
+def test_a_platform_checks_its_bottom_half_against_the_registered_hash(deployed: Deployed, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from yinqi.cli import app
+
+    bottom = deployed.world.root / "bottom" / deployed.world.session
+    runner = CliRunner()
+    ok = runner.invoke(app, ["vertical", "hash", str(bottom), "--expect", deployed.report["bottom_sha256"], "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output) == {
+        "half": "bottom",
+        "sha256": deployed.report["bottom_sha256"],
+        "expected": deployed.report["bottom_sha256"],
+    }
+    wrong = runner.invoke(app, ["vertical", "hash", str(bottom), "--expect", "0" * 64])
+    assert isinstance(wrong.exception, YinqiError) and wrong.exception.exit_code == 2
+    assert f"the bottom half hashes to {deployed.report['bottom_sha256']}, expected {'0' * 64}" in str(wrong.exception)
