@@ -31,6 +31,8 @@ TABLE_MODULES = (
     "server.loanbook.freezes",
     "server.loanbook.applications",
     "server.loanbook.changes",
+    "server.loanbook.metrics",
+    "server.monitoring",
 )
 
 

@@ -1,5 +1,6 @@
 """`yinqi bank serve|models|register-model|promote|score|credit …|calls|merchants` and
-`yinqi audit model`: the bank's lending services from the shell.
+`yinqi audit model`: the bank's lending services from the shell (the loan book's commands —
+review, clock, metrics, applications, monitor — are in `yinqi.cli_loanbook`).
 
 The commands parse, call `server.client` (the bank's database, or a running bank over gRPC with
 `--bank HOST:PORT` and this caller's certificate) and print. Heavy imports (torch, grpc,
@@ -74,13 +75,31 @@ def _bank(
 
 
 def _print_json(value: Any) -> None:
-    console.print_json(json.dumps(value, default=str))
+    console.print_json(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def readable_table(title: str | None = None, columns: tuple[str, ...] = (), **options: Any) -> Table:
+    """A table whose cells wrap instead of being cut ("partici…") on a narrow or piped console."""
+    table = Table(title=title, **options)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def print_reasons(reasons: list[dict[str, Any]], title: str = "reasons") -> None:
+    """Reason codes, one per line, in English and Chinese."""
+    if not reasons:
+        return
+    table = readable_table(title, ("code", "reason", "原因"))
+    for r in reasons:
+        table.add_row(r["code"], r["text_en"], r["text_zh"])
+    console.print(table)
 
 
 def _print_account(info: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("field", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
     table.add_row("account", info["account_id"])
     table.add_row("merchant", info["merchant_id"])
     table.add_row("limit", f"{yuan(info['limit_fen'])} yuan")
@@ -91,7 +110,21 @@ def _print_account(info: dict[str, Any], title: str) -> None:
     table.add_row("band / PD", f"{info['band']} / {info['default_probability']:.4f}")
     table.add_row("model / decision", f"{info['model_version']} / #{info['decision_id']}")
     table.add_row("interest accrued through", info["accrued_through"])
+    table.add_row("days past due / tier", f"{info.get('days_past_due', 0)} / {info.get('tier', 'normal')}")
+    table.add_row("new draws", f"frozen: {info['frozen']}" if info.get("frozen") else "open")
     console.print(table)
+    if info.get("draws"):
+        draws = readable_table("draws owed", ("draw", "drawn", "due", "owed (yuan)", "days past due", "tier"))
+        for d in info["draws"]:
+            draws.add_row(
+                d["draw_id"],
+                d["drawn_on"],
+                d["due_on"],
+                yuan(d["principal_fen"]),
+                str(d["days_past_due"]),
+                d["tier"],
+            )
+        console.print(draws)
 
 
 # ----- the bank's services ------------------------------------------------------------------
@@ -169,7 +202,7 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
         "sha256",
         "created (UTC)",
     ):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for m in rows:
         table.add_row(
             m["version"],
@@ -220,7 +253,7 @@ def promote(
         return
     table = Table(title=f"{version} promoted: credit lines re-evaluated")
     for column in ("account", "merchant", "old limit (yuan)", "new limit (yuan)", "note"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for change in result["reevaluated"]:
         if "reason" in change:
             kept = yuan(change["kept"])
@@ -258,8 +291,9 @@ def score(
         _print_json(result)
         return
     table = Table(title=f"merchant {merchant} scored with {result['model_version']}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("field", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
+    table.add_row("outcome", f"{result['outcome']} (application #{result['application_id']})")
     table.add_row("default probability", f"{result['default_probability']:.4f}")
     table.add_row("band", result["band"])
     table.add_row("recent monthly turnover", f"{yuan(result['turnover_fen'])} yuan")
@@ -267,6 +301,7 @@ def score(
     table.add_row("rate", f"{rate(result['annual_rate_bp'])} a year")
     table.add_row("decision / inputs sha256", f"#{result['decision_id']} / {result['inputs_hash'][:16]}…")
     console.print(table)
+    print_reasons(result["reasons"])
 
 
 # ----- credit lines -------------------------------------------------------------------------
@@ -292,35 +327,74 @@ def credit_open(
     _print_json(info) if as_json else _print_account(info, "credit line opened")
 
 
-def _money_command(action: str) -> Any:
-    def command(
-        account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
-        amount_fen: Annotated[int, typer.Argument(help="Amount in fen (1 yuan = 100 fen).")],
-        db: Db = None,
-        models_dir: ModelsDir = None,
-        bank: Bank = None,
-        ca: Ca = None,
-        cert: Cert = None,
-        key: Key = None,
-        insecure: Insecure = False,
-        as_json: AsJson = False,
-    ) -> None:
-        client = _bank(db, models_dir, bank, ca, cert, key, insecure)
-        try:
-            info = getattr(client, action)(account, amount_fen)
-        finally:
-            client.close()
-        _print_json(info) if as_json else _print_account(info, f"{action} of {yuan(amount_fen)} yuan booked")
+@credit_app.command("draw")
+def credit_draw(
+    account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
+    amount_fen: Annotated[int, typer.Argument(help="Amount in fen (1 yuan = 100 fen).")],
+    term_days: Annotated[
+        int, typer.Option("--term-days", help="Days until the draw is due (0: the policy's default, 30).", min=0)
+    ] = 0,
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
+) -> None:
+    """Borrow AMOUNT_FEN against the line, due in --term-days (refused above the available limit,
+    on a frozen line, or while a draw is past due)."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        info = client.draw(account, amount_fen, term_days or None)
+    finally:
+        client.close()
+    _print_json(info) if as_json else _print_account(info, f"draw of {yuan(amount_fen)} yuan booked")
 
-    command.__doc__ = {
-        "draw": "Borrow AMOUNT_FEN against the line (refused above the available limit).",
-        "repay": "Pay back AMOUNT_FEN: accrued interest first, then principal.",
-    }[action]
-    return command
+
+@credit_app.command("repay")
+def credit_repay(
+    account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
+    amount_fen: Annotated[int, typer.Argument(help="Amount in fen (1 yuan = 100 fen).")],
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
+) -> None:
+    """Pay back AMOUNT_FEN: accrued interest first, then principal (the oldest due draw first)."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        info = client.repay(account, amount_fen)
+    finally:
+        client.close()
+    _print_json(info) if as_json else _print_account(info, f"repay of {yuan(amount_fen)} yuan booked")
 
 
-credit_app.command("draw")(_money_command("draw"))
-credit_app.command("repay")(_money_command("repay"))
+@credit_app.command("unfreeze")
+def credit_unfreeze(
+    account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
+) -> None:
+    """Lift a line's hold on new draws (a referred application a credit officer approved, or a
+    review's cut the bank decides to lift)."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        info = client.unfreeze(account)
+    finally:
+        client.close()
+    _print_json(info) if as_json else _print_account(info, "hold lifted: new draws open")
 
 
 @credit_app.command("show")
@@ -367,7 +441,7 @@ def credit_show(
             "model",
             "note",
         ):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for e in ledger:
             table.add_row(
                 e["at"][:19],
@@ -388,7 +462,7 @@ def _print_lines(lines: list[dict[str, Any]], as_json: bool) -> None:
         return
     table = Table(title="credit lines")
     for column in ("account", "merchant", "band", "limit", "drawn", "interest due", "available", "model"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for v in lines:
         table.add_row(
             v["account_id"],
@@ -454,7 +528,7 @@ def calls(
         return
     table = Table(title="calls to the bank's services (newest first)")
     for column in ("#", "time (UTC)", "caller", "role", "method", "request", "outcome"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for c in rows:
         outcome = c["status"] + (f": {c['detail']}" if c["detail"] else "")
         table.add_row(str(c["id"]), c["at"][:19], c["caller"], c["role"], c["method"], c["request"], outcome)
@@ -483,7 +557,7 @@ def merchants(db: Db = None, as_json: AsJson = False) -> None:
         return
     table = Table(title="merchants by platform")
     for column in ("merchant", "platform", "owned since (UTC)", "features reported (UTC)"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in rows:
         reported_at = r["features_reported_at"] or "-"
         table.add_row(r["merchant_id"], r["platform"], r["since"][:19], reported_at[:19])
@@ -531,5 +605,8 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     bank.add_typer(credit_app, name="credit")
     bank.command("calls")(calls)
     bank.command("merchants")(merchants)
+    from yinqi import cli_loanbook
+
+    cli_loanbook.register(root, groups)
 
     groups["audit"].command("model")(audit_model)

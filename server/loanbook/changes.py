@@ -101,3 +101,17 @@ def history(engine: Engine, account_id: str) -> list[dict[str, Any]]:
             }
             for r in rows
         ]
+
+
+class ReviewRun(BankBase):
+    """One run of the monthly review: when, by whom, with which model, and what it did."""
+
+    __tablename__ = "bank_review_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    review_month: Mapped[str] = mapped_column(String(7), index=True)
+    on: Mapped[date] = mapped_column(Date)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    model_version: Mapped[str] = mapped_column(String(32))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seconds: Mapped[float] = mapped_column(Float)

@@ -47,12 +47,15 @@ def all_frozen(session: Session) -> dict[str, LineFreeze]:
 
 
 def freeze(session: Session, account_id: str, kind: str, reason: str, since: date, at: datetime) -> None:
-    """Freeze (or re-freeze with a new reason) one line, in the caller's transaction."""
+    """Freeze one line, in the caller's transaction; a line frozen already for the same kind
+    keeps the day it was first frozen and takes the new reason."""
     existing = session.get(LineFreeze, account_id)
     if existing is None:
         session.add(LineFreeze(account_id=account_id, kind=kind, reason=reason[:512], since=since, at=at))
     else:
-        existing.kind, existing.reason, existing.since, existing.at = kind, reason[:512], since, at
+        if existing.kind != kind:
+            existing.kind, existing.since = kind, since
+        existing.reason, existing.at = reason[:512], at
 
 
 def lift(session: Session, account_ids: Sequence[str]) -> None:
