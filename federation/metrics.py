@@ -96,7 +96,9 @@ def quantile_groups(counts: np.ndarray, groups: int = 10) -> np.ndarray:
     group number (0, 1, ...; contiguous and non-decreasing): a bin goes to the group its
     population midpoint falls in, so each group holds about 1/`groups` of the population and an
     empty bin joins its neighbours. PSI over deciles of the expected population is the usual
-    practice; the fine bins of a sketch would leave most bins empty in a month's sample.
+    practice; the fine bins of a sketch would leave most bins empty in a month's sample. Bins
+    the training population left empty join their neighbour's group: a month's values there
+    count against that group's expected share instead of against zero.
     """
     c = np.asarray(counts, dtype=np.float64)
     if groups < 1 or c.ndim != 1 or len(c) == 0:
@@ -106,7 +108,11 @@ def quantile_groups(counts: np.ndarray, groups: int = 10) -> np.ndarray:
         return np.zeros(len(c), dtype=np.int64)
     midpoint = np.cumsum(c) - c / 2.0
     raw = np.minimum((midpoint / total * groups).astype(np.int64), groups - 1)
-    raw = np.maximum.accumulate(raw)  # empty bins at the start take the first group
+    # An empty bin joins the group of the nearest non-empty bin before it (the first one for
+    # empty bins at the start), so no group has an expected share of zero.
+    filled = np.flatnonzero(c > 0)
+    source = np.maximum.accumulate(np.where(c > 0, np.arange(len(c)), -1))
+    raw = raw[np.where(source >= 0, source, filled[0])]
     _, numbered = np.unique(raw, return_inverse=True)
     return numbered.astype(np.int64)
 
