@@ -34,6 +34,7 @@ from server.loanbook.applications import Application
 from server.loanbook.metrics import close_months
 
 MAX_DAYS = 3660  # one move of the clock: at most about ten years
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)  # business dates the bank accepts
 
 
 def latest_activity(session: Session) -> date | None:
@@ -53,7 +54,10 @@ def advance(book: CreditBook, days: int, who: str) -> dict[str, Any]:
     """Move the business date `days` forward, running the end of each day passed."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise BankError(f"--days {days!r}: expected a whole number of days from 1 to {MAX_DAYS}")
-    return _move(book, book.clock.today() + timedelta(days=days), who)
+    today = book.clock.today()
+    if today + timedelta(days=days) > LATEST:
+        raise BankError(f"--days {days}: the business date would pass {LATEST.isoformat()}")
+    return _move(book, today + timedelta(days=days), who)
 
 
 def set_date(book: CreditBook, day: date, who: str) -> dict[str, Any]:
@@ -63,6 +67,10 @@ def set_date(book: CreditBook, day: date, who: str) -> dict[str, Any]:
 
 
 def _move(book: CreditBook, to: date, who: str) -> dict[str, Any]:
+    if not EARLIEST <= to <= LATEST:
+        raise BankError(
+            f"business date {to.isoformat()}: expected a day from {EARLIEST.isoformat()} to {LATEST.isoformat()}"
+        )
     state = book.clock.state()
     today = state.today
     if (to - today).days > MAX_DAYS:
