@@ -47,7 +47,8 @@ STATE = (
     " (SELECT COUNT(*) || ':' || COALESCE(MAX(rows_sha256), '') FROM bank_reported_features),"
     " (SELECT COUNT(*) || ':' || COALESCE(SUM(deliveries), 0) FROM bank_alerts),"
     " (SELECT COUNT(*) FROM chain_anchor_leaves),"
-    " (SELECT COALESCE(MAX(today), '') FROM bank_clock), (SELECT COUNT(*) FROM bank_limit_changes),"
+    " (SELECT COUNT(*) || ':' || COALESCE(CAST(MAX(today) AS VARCHAR), '') FROM bank_clock),"
+    " (SELECT COUNT(*) FROM bank_limit_changes),"
     " (SELECT COUNT(*) FROM bank_line_freezes), (SELECT COUNT(*) FROM bank_model_monitoring),"
     " (SELECT COUNT(*) FROM bank_tier_changes), (SELECT COUNT(*) FROM bank_applications)"
 )
