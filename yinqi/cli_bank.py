@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from federation.money import rate, yuan
 
@@ -78,9 +79,18 @@ def _print_json(value: Any) -> None:
     console.print_json(json.dumps(value, default=str, ensure_ascii=False))
 
 
+class PlainTable(Table):
+    """A table whose cells are plain text: data (a merchant id, a category, a reason) is never
+    read as rich markup or an emoji code ("calibration:A:" stays as it is)."""
+
+    def add_row(self, *renderables: Any, **options: Any) -> None:
+        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **options)
+
+
 def readable_table(title: str | None = None, columns: tuple[str, ...] = (), **options: Any) -> Table:
-    """A table whose cells wrap instead of being cut ("partici…") on a narrow or piped console."""
-    table = Table(title=title, **options)
+    """A plain-text table whose cells wrap instead of being cut ("partici…") on a narrow or
+    piped console."""
+    table = PlainTable(title=Text(title) if title else None, **options)
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
@@ -97,7 +107,7 @@ def print_reasons(reasons: list[dict[str, Any]], title: str = "reasons") -> None
 
 
 def _print_account(info: dict[str, Any], title: str) -> None:
-    table = Table(title=title, show_header=False)
+    table = PlainTable(title=Text(title), show_header=False)
     table.add_column("field", style="bold", overflow="fold")
     table.add_column("value", overflow="fold")
     table.add_row("account", info["account_id"])
@@ -190,7 +200,7 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="model registry")
+    table = PlainTable(title="model registry")
     for column in (
         "version",
         "status",
@@ -251,7 +261,7 @@ def promote(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"{version} promoted: credit lines re-evaluated")
+    table = PlainTable(title=Text(f"{version} promoted: credit lines re-evaluated"))
     for column in ("account", "merchant", "old limit (yuan)", "new limit (yuan)", "note"):
         table.add_column(column, overflow="fold")
     for change in result["reevaluated"]:
@@ -290,7 +300,7 @@ def score(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"merchant {merchant} scored with {result['model_version']}", show_header=False)
+    table = PlainTable(title=Text(f"merchant {merchant} scored with {result['model_version']}"), show_header=False)
     table.add_column("field", style="bold", overflow="fold")
     table.add_column("value", overflow="fold")
     table.add_row("outcome", f"{result['outcome']} (application #{result['application_id']})")
@@ -430,7 +440,7 @@ def credit_show(
         return
     _print_account(info, "credit line")
     if ledger:
-        table = Table(title="ledger")
+        table = PlainTable(title="ledger")
         for column in (
             "time (UTC)",
             "kind",
@@ -460,7 +470,7 @@ def _print_lines(lines: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         _print_json(lines)
         return
-    table = Table(title="credit lines")
+    table = PlainTable(title="credit lines")
     for column in ("account", "merchant", "band", "limit", "drawn", "interest due", "available", "model"):
         table.add_column(column, overflow="fold")
     for v in lines:
@@ -526,7 +536,7 @@ def calls(
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="calls to the bank's services (newest first)")
+    table = PlainTable(title="calls to the bank's services (newest first)")
     for column in ("#", "time (UTC)", "caller", "role", "method", "request", "outcome"):
         table.add_column(column, overflow="fold")
     for c in rows:
@@ -555,7 +565,7 @@ def merchants(db: Db = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="merchants by platform")
+    table = PlainTable(title="merchants by platform")
     for column in ("merchant", "platform", "owned since (UTC)", "features reported (UTC)"):
         table.add_column(column, overflow="fold")
     for r in rows:
@@ -583,7 +593,7 @@ def audit_model(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"model {version}: verified", show_header=False)
+    table = PlainTable(title=Text(f"model {version}: verified"), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("sha256 (files = registry)", result["sha256"])

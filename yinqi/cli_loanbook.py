@@ -11,6 +11,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from federation.money import yuan
 from yinqi.cli_bank import (
@@ -89,6 +90,11 @@ def review(
     if as_json:
         _print_json(result)
         return
+    print_review(result)
+
+
+def print_review(result: dict[str, Any], out: Console = console) -> None:
+    """A review's summary, its first limit changes with their reasons, and its drift alerts."""
     rate = f"{result['reviewed'] / result['seconds']:,.0f} lines/s" if result["seconds"] > 0 else "-"
     summary = readable_table(
         f"review of {result['month']} on {result['on']} with {result['model_version']}",
@@ -107,22 +113,17 @@ def review(
         skipped,
         f"{result['seconds']:.2f} s ({rate})",
     )
-    console.print(summary)
+    out.print(summary)
     if result["examples"]:
-        changes = readable_table(
-            "limit changes (first ones)", ("account", "merchant", "change (yuan)", "band / PD", "reasons", "原因")
-        )
+        changes = readable_table("limit changes (the first ones) and why", ("line", "reasons / 原因"))
         for e in result["examples"]:
             changes.add_row(
-                e["account_id"],
-                e["merchant_id"],
-                f"{e['action']} {yuan(e['old_limit_fen'])} → {yuan(e['new_limit_fen'])}",
-                f"{e['band']} / {e['default_probability']:.3f}",
-                "\n".join(r["text_en"] for r in e["reasons"]),
-                "\n".join(r["text_zh"] for r in e["reasons"]),
+                f"{e['merchant_id']} ({e['account_id']})\n{e['action']} {yuan(e['old_limit_fen'])} → "
+                f"{yuan(e['new_limit_fen'])} yuan\nband {e['band']}, PD {e['default_probability']:.3f}",
+                "\n".join(f"{r['text_en']}\n  {r['text_zh']}" for r in e["reasons"]),
             )
-        console.print(changes)
-    _print_alerts(result["alerts"])
+        out.print(changes)
+    print_alerts(result["alerts"], out=out)
 
 
 # ----- clock --------------------------------------------------------------------------------
@@ -213,13 +214,13 @@ def _alert_text(a: dict[str, Any]) -> str:
     return f"{a['model_version']} {a['metric']}: PSI {value} > {detail.get('threshold', 0.25)} over {a['population']} merchants"
 
 
-def _print_alerts(alerts: list[dict[str, Any]], title: str = "model monitoring alerts") -> None:
+def print_alerts(alerts: list[dict[str, Any]], title: str = "model monitoring alerts", out: Console = console) -> None:
     if not alerts:
         return
     table = readable_table(title, ("month", "alert"))
     for a in alerts:
         table.add_row(a["month"], _alert_text(a))
-    console.print(table)
+    out.print(table)
 
 
 def metrics(
@@ -246,17 +247,22 @@ def metrics(
     if as_json:
         _print_json(result)
         return
+    print_metrics(result)
+
+
+def print_metrics(result: dict[str, Any], out: Console = console) -> None:
+    """The month-by-month tables: the three numbers first, balances by tier, flows, alerts."""
     rows = result["months"]
     source = "bank clock" if result["clock"] == "bank" else "wall clock"
     main = readable_table(
         f"loan book by month (business date {result['today']}, {source})",
         (
             "month",
-            "申请量\napplications",
-            "通过率\napproval rate",
-            "不良率\nNPL ratio",
-            "avg approved\nlimit (yuan)",
-            "utilisation",
+            "申请量\napplied",
+            "通过率\napproved",
+            "不良率\nNPL",
+            "avg limit\n(yuan)",
+            "utilised",
             "alerts",
         ),
     )
@@ -270,15 +276,17 @@ def metrics(
             _pct(m["utilisation"]),
             str(len(m["alerts"])),
         )
-    console.print(main)
-    tiers = readable_table("balances by tier at month end (yuan; the current month: today)", ("month", *[h for _, h in TIER_COLUMNS]))
+    out.print(main)
+    tiers = readable_table(
+        "balances by tier at month end (yuan; the current month: today)", ("month", *[h for _, h in TIER_COLUMNS])
+    )
     for m in rows:
         balances = m["balances_by_tier_fen"]
         tiers.add_row(m["month"], *[_money(balances[t]) if balances else "-" for t, _ in TIER_COLUMNS])
-    console.print(tiers)
+    out.print(tiers)
     flows = readable_table(
         "flows by month",
-        ("month", "approved / declined / referred", "reviews raised / cut / kept", "new draws (yuan)", "repaid (yuan)"),
+        ("month", "approved / declined / referred", "reviews: raised / cut / kept", "new draws: n, yuan", "repaid (yuan)"),
     )
     for m in rows:
         flows.add_row(
@@ -288,8 +296,8 @@ def metrics(
             f"{m['new_draws']}: {yuan(m['new_draws_fen'])}",
             yuan(m["repaid_fen"]),
         )
-    console.print(flows)
-    _print_alerts([a for m in rows for a in m["alerts"]])
+    out.print(flows)
+    print_alerts([a for m in rows for a in m["alerts"]], out=out)
 
 
 # ----- applications and monitoring ------------------------------------------------------------
@@ -371,7 +379,7 @@ def monitor(
         value = "-" if r["value"] is None else f"{r['value']:.4f}"
         table.add_row(r["model_version"], r["month"], r["metric"], value, str(r["population"]), r["level"])
     console.print(table)
-    _print_alerts([r for r in rows if r["alert"]])
+    print_alerts([r for r in rows if r["alert"]])
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
