@@ -96,6 +96,35 @@ def readable_table(title: str | None = None, columns: tuple[str, ...] = (), **op
     return table
 
 
+def print_wide(out: Console, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A table with a key column and many value columns: when it is wider than the console, it
+    is printed as several tables, each with the key column and as many whole columns as fit, so
+    no number is folded or cut on a narrow or piped console."""
+    from rich.cells import cell_len
+
+    def width(index: int) -> int:
+        cells = [*columns[index].split("\n"), *(row[index] for row in rows)]
+        return max(cell_len(c) for c in cells) + 3  # padding and border
+
+    parts: list[list[int]] = [[]]
+    used = width(0) + 1
+    for index in range(1, len(columns)):
+        need = width(index)
+        if parts[-1] and used + need > out.width:
+            parts.append([])
+            used = width(0) + 1
+        parts[-1].append(index)
+        used += need
+    for number, part in enumerate(parts, start=1):
+        suffix = f" ({number}/{len(parts)})" if len(parts) > 1 else ""
+        table = PlainTable(title=Text(title + suffix))
+        for index in (0, *part):
+            table.add_column(columns[index], overflow="fold", no_wrap=index != 0)
+        for row in rows:
+            table.add_row(*(row[i] for i in (0, *part)))
+        out.print(table)
+
+
 def print_reasons(reasons: list[dict[str, Any]], title: str = "reasons") -> None:
     """Reason codes, one per line, in English and Chinese."""
     if not reasons:
@@ -222,7 +251,7 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
             str(m["rounds"] or "-"),
             ", ".join(m["participants"]) or "-",
             ", ".join(f"{k} {v:.2f}" for k, v in m["epsilon"].items()) or "-",
-            m["sha256"][:12] + "…",
+            m["sha256"][:16],
             m["created_at"][:19],
         )
     console.print(table)
@@ -309,7 +338,7 @@ def score(
     table.add_row("recent monthly turnover", f"{yuan(result['turnover_fen'])} yuan")
     table.add_row("credit limit", f"{yuan(result['limit_fen'])} yuan")
     table.add_row("rate", f"{rate(result['annual_rate_bp'])} a year")
-    table.add_row("decision / inputs sha256", f"#{result['decision_id']} / {result['inputs_hash'][:16]}…")
+    table.add_row("decision / inputs sha256", f"#{result['decision_id']} / {result['inputs_hash']}")
     console.print(table)
     print_reasons(result["reasons"])
 

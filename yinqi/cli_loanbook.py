@@ -28,6 +28,7 @@ from yinqi.cli_bank import (
     _print_json,
     console,
     print_reasons,
+    print_wide,
     readable_table,
 )
 
@@ -254,49 +255,47 @@ def print_metrics(result: dict[str, Any], out: Console = console) -> None:
     """The month-by-month tables: the three numbers first, balances by tier, flows, alerts."""
     rows = result["months"]
     source = "bank clock" if result["clock"] == "bank" else "wall clock"
-    main = readable_table(
+    print_wide(
+        out,
         f"loan book by month (business date {result['today']}, {source})",
-        (
-            "month",
-            "申请量\napplied",
-            "通过率\napproved",
-            "不良率\nNPL",
-            "avg limit\n(yuan)",
-            "utilised",
-            "alerts",
-        ),
+        ("month", "申请量\napplied", "通过率\napproved", "不良率\nNPL", "avg limit\n(yuan)", "utilised", "alerts"),
+        [
+            [
+                m["month"],
+                str(m["applications"]),
+                _pct(m["approval_rate"]),
+                _pct(m["npl_ratio"], 2),
+                _money(m["average_approved_limit_fen"]),
+                _pct(m["utilisation"]),
+                str(len(m["alerts"])),
+            ]
+            for m in rows
+        ],
     )
-    for m in rows:
-        main.add_row(
-            m["month"],
-            str(m["applications"]),
-            _pct(m["approval_rate"]),
-            _pct(m["npl_ratio"], 2),
-            _money(m["average_approved_limit_fen"]),
-            _pct(m["utilisation"]),
-            str(len(m["alerts"])),
-        )
-    out.print(main)
-    tiers = readable_table(
-        "balances by tier at month end (yuan; the current month: today)", ("month", *[h for _, h in TIER_COLUMNS])
+    print_wide(
+        out,
+        "balances by tier at month end (yuan; the current month: today)",
+        ("month", *[h for _, h in TIER_COLUMNS]),
+        [
+            [m["month"], *[_money(m["balances_by_tier_fen"][t]) if m["balances_by_tier_fen"] else "-" for t, _ in TIER_COLUMNS]]
+            for m in rows
+        ],
     )
-    for m in rows:
-        balances = m["balances_by_tier_fen"]
-        tiers.add_row(m["month"], *[_money(balances[t]) if balances else "-" for t, _ in TIER_COLUMNS])
-    out.print(tiers)
-    flows = readable_table(
+    print_wide(
+        out,
         "flows by month",
-        ("month", "approved / declined / referred", "reviews: raised / cut / kept", "new draws: n, yuan", "repaid (yuan)"),
+        ("month", "approved / declined\n/ referred", "reviews: raised\n/ cut / kept", "new draws:\nn, yuan", "repaid\n(yuan)"),
+        [
+            [
+                m["month"],
+                f"{m['approved']} / {m['declined']} / {m['referred']}",
+                f"{m['reviews_raised']} / {m['reviews_cut']} / {m['reviews_kept']}",
+                f"{m['new_draws']}: {yuan(m['new_draws_fen'])}",
+                yuan(m["repaid_fen"]),
+            ]
+            for m in rows
+        ],
     )
-    for m in rows:
-        flows.add_row(
-            m["month"],
-            f"{m['approved']} / {m['declined']} / {m['referred']}",
-            f"{m['reviews_raised']} / {m['reviews_cut']} / {m['reviews_kept']}",
-            f"{m['new_draws']}: {yuan(m['new_draws_fen'])}",
-            yuan(m["repaid_fen"]),
-        )
-    out.print(flows)
     print_alerts([a for m in rows for a in m["alerts"]], out=out)
 
 
