@@ -50,8 +50,11 @@ class Row:
         return self.merchants / self.seconds if self.seconds > 0 else math.inf
 
 
-def fit_model(work: Path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
-    """A logistic model fitted centrally on synthetic features (sklearn), saved as a model dir."""
+def fit_model(work: Path, months: int = 3) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
+    """A logistic model fitted centrally on synthetic features (sklearn), saved as a model dir;
+    its report carries the training population's aggregates (what the federated agreement
+    records) so the review's monitoring has something to compare with. Returns each merchant's
+    latest `months` rows."""
     import numpy as np
     import pandas as pd
     import torch
@@ -73,11 +76,16 @@ def fit_model(work: Path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:
         model[0].weight.copy_(torch.as_tensor(clf.coef_, dtype=torch.float32))
         model[0].bias.copy_(torch.as_tensor(clf.intercept_, dtype=torch.float32))
     save_model(work / "model", model, encoder, {"architecture": "logistic", "trained": "central sklearn (bench)"})
-    write_report(work / "model", {"participants": ["bench"], "rounds": []})
+    scores = np.bincount(np.clip((clf.predict_proba(encoder.transform(frame))[:, 1] * 1000).astype(int), 0, 999))
+    agreement = {
+        "stats": compute_stats(frame).to_dict(),
+        "scores": {"bins": 1000, "counts": {str(i): int(c) for i, c in enumerate(scores) if c}},
+    }
+    write_report(work / "model", {"participants": ["bench"], "rounds": [], "agreement": agreement})
     merchants: dict[str, list[dict[str, Any]]] = {}
     for path in files:
         for merchant, rows in rows_from_frame(pd.read_csv(path)).items():
-            merchants[merchant] = rows[-3:]
+            merchants[merchant] = rows[-months:]
     return work / "model", merchants
 
 

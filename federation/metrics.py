@@ -4,9 +4,15 @@ Federated evaluation never moves scores: each platform bins its own scores per c
 equal-width bins on [0, 1]; the bank adds the platforms' counts and computes AUC and KS from the
 summed histograms. Ties inside a bin count one half, so with fine bins the federated AUC matches
 the exact one to within the bin width's effect.
+
+Model monitoring: the population stability index (PSI) between the training population's
+histogram and a month's, over groups of about equal training share (`quantile_groups`), and a
+calibration check of predicted PDs against observed defaults (`calibration_z`).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -81,3 +87,62 @@ def population_stability_index(expected: np.ndarray, actual: np.ndarray, eps: fl
     e = e / e.sum() + eps
     a = a / a.sum() + eps
     return float(((a - e) * np.log(a / e)).sum())
+
+
+def quantile_groups(counts: np.ndarray, groups: int = 10) -> np.ndarray:
+    """Merge ordered histogram bins into about `groups` groups of equal expected share.
+
+    `counts` is the expected (training) population over ordered bins. Returns, per bin, its
+    group number (0, 1, ...; contiguous and non-decreasing): a bin goes to the group its
+    population midpoint falls in, so each group holds about 1/`groups` of the population and an
+    empty bin joins its neighbours. PSI over deciles of the expected population is the usual
+    practice; the fine bins of a sketch would leave most bins empty in a month's sample. Bins
+    the training population left empty join their neighbour's group: a month's values there
+    count against that group's expected share instead of against zero.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if groups < 1 or c.ndim != 1 or len(c) == 0:
+        raise ValueError("quantile_groups needs a 1-d histogram and at least one group")
+    total = c.sum()
+    if total <= 0:
+        return np.zeros(len(c), dtype=np.int64)
+    midpoint = np.cumsum(c) - c / 2.0
+    raw = np.minimum((midpoint / total * groups).astype(np.int64), groups - 1)
+    # An empty bin joins the group of the nearest non-empty bin before it (the first one for
+    # empty bins at the start), so no group has an expected share of zero.
+    filled = np.flatnonzero(c > 0)
+    source = np.maximum.accumulate(np.where(c > 0, np.arange(len(c)), -1))
+    raw = raw[np.where(source >= 0, source, filled[0])]
+    _, numbered = np.unique(raw, return_inverse=True)
+    return numbered.astype(np.int64)
+
+
+def grouped_counts(counts: np.ndarray, group_of_bin: np.ndarray) -> np.ndarray:
+    """Sum bin counts into their groups (`quantile_groups`' numbering)."""
+    sums: np.ndarray = np.bincount(
+        np.asarray(group_of_bin, dtype=np.int64),
+        weights=np.asarray(counts, dtype=np.float64),
+        minlength=int(np.max(group_of_bin)) + 1 if len(group_of_bin) else 0,
+    )
+    return sums
+
+
+def calibration_z(predicted: np.ndarray, observed: np.ndarray) -> tuple[int, float, int, float]:
+    """(n, expected defaults, observed defaults, z) for PDs against 0/1 outcomes.
+
+    z = (observed - expected) / sqrt(sum p(1 - p)): how many standard deviations the observed
+    count of defaults lies from what the PDs predict, if the PDs were right and the outcomes
+    independent. |z| > 3 is a drift a bank acts on.
+    """
+    p = np.asarray(predicted, dtype=np.float64)
+    y = np.asarray(observed, dtype=np.float64)
+    if p.shape != y.shape:
+        raise ValueError("predicted and observed must have the same length")
+    expected = float(p.sum())
+    defaults = int(y.sum())
+    variance = float((p * (1.0 - p)).sum())
+    if variance <= 0.0:
+        z = 0.0 if abs(defaults - expected) < 1e-12 else math.copysign(math.inf, defaults - expected)
+    else:
+        z = (defaults - expected) / math.sqrt(variance)
+    return len(p), expected, defaults, float(z)

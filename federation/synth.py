@@ -5,10 +5,14 @@ inventory_turnover, category, default), non-IID across platforms: they differ in
 merchant category mix and in default rate. Defaults are driven by the merchant-month features
 (falling sales, poor ratings, slow inventory) plus unobserved noise, a few percent overall.
 A held-out `test.csv` holds merchants no platform trains on.
+
+`generate_book_year` makes a loan book's year: merchants whose business grows, shrinks or
+defaults month by month, with an optional downturn, for the lending demo and tests.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,3 +247,127 @@ def generate_vertical(
     bank[list(BANK_VERTICAL_COLUMNS)].sample(frac=1.0, random_state=seed).to_csv(bank_file, index=False)
     platform[list(PLATFORM_VERTICAL_COLUMNS)].sample(frac=1.0, random_state=seed + 1).to_csv(platform_file, index=False)
     return VerticalSummary(bank_file, platform_file, len(bank), len(platform), both, float(bank["default"].mean()))
+
+
+# -- the loan book: a year of months in which businesses grow, shrink or default ------------------
+PATHS = ("grow", "steady", "shrink", "default")
+PATH_SHARES = (0.25, 0.45, 0.2, 0.1)
+PATH_TREND = {"grow": 0.06, "steady": 0.0, "shrink": -0.09, "default": 0.0}  # log orders per month
+
+
+@dataclass(frozen=True)
+class BookYear:
+    """What `generate_book_year` made: each merchant's monthly features (as `yinqi features`
+    builds them from its transactions) over the history and the book's months, and the truth
+    the bank never sees: its path, the month it starts defaulting, its platform."""
+
+    features: pd.DataFrame  # merchant_id, month, the feature columns, default
+    months: list[str]  # the book's months, oldest first (the history comes before)
+    paths: dict[str, str]
+    default_month: dict[str, str]  # defaulting merchants -> first month they are in default
+    platform_of: dict[str, str]  # merchant -> "platform_<i>"
+    downturn_month: str | None
+
+
+def _book_months(
+    rng: np.random.Generator,
+    n: int,
+    total: int,
+    history: int,
+    paths: np.ndarray,
+    default_at: np.ndarray,
+    downturn_at: int | None,
+    downturn: float,
+    prefix: str,
+) -> pd.DataFrame:
+    """Merchant-months like `_merchant_months` (same latent profile), with a path per merchant
+    from the book's first month on: trend of orders, a collapse before a default, a downturn."""
+    category = rng.integers(0, len(CATEGORIES), n)  # one mix for every book: drift shows, not the mix
+    risk = rng.normal(0.0, 1.0, n)
+    base_orders = rng.lognormal(2.6, 0.5, n)
+    ticket = rng.lognormal(4.5, 0.6, n)
+    rating_mean = np.clip(4.4 - 0.35 * risk + rng.normal(0, 0.2, n), 1.5, 5.0)
+    turnover_mean = np.exp(1.8 - 0.35 * risk + rng.normal(0, 0.2, n))
+    t = np.arange(total)
+    book_t = np.clip(t - history, 0, None)[None, :]  # months since the book started (0 before)
+    trend = np.array([PATH_TREND[p] for p in paths])[:, None] * book_t
+    collapse = np.where(paths[:, None] == "default", np.clip(t[None, :] - (default_at[:, None] - 2), 0, None), 0)
+    log_level = trend - 0.45 * collapse + rng.normal(0, 0.2, (n, total))
+    if downturn_at is not None:
+        log_level = log_level + np.where(t[None, :] >= downturn_at, math.log(downturn), 0.0)
+    orders = rng.poisson(base_orders[:, None] * np.exp(log_level)) + 1
+    rating = np.clip(rating_mean[:, None] - 0.4 * collapse + rng.normal(0, 0.25, (n, total)), 1.0, 5.0)
+    turnover = turnover_mean[:, None] * np.exp(-0.3 * collapse + rng.normal(0, 0.15, (n, total)))
+    default = (paths[:, None] == "default") & (t[None, :] >= default_at[:, None])
+    return pd.DataFrame(
+        {
+            "merchant": np.repeat([f"{prefix}{i:05d}" for i in range(n)], total),
+            "month_index": np.tile(t, n),
+            "category": np.repeat(np.array(CATEGORIES)[category], total),
+            "orders": orders.ravel(),
+            "ticket": np.repeat(ticket, total),
+            "rating": rating.ravel(),
+            "turnover": turnover.ravel(),
+            "default": default.ravel().astype(np.int8),
+        }
+    )
+
+
+def generate_book_year(
+    merchants: int = 200,
+    platforms: int = 3,
+    months: int = 12,
+    history: int = 6,
+    start: str = "2026-01",
+    seed: int = 0,
+    downturn_month: int | None = 7,
+    downturn: float = 0.5,
+) -> BookYear:
+    """A year (`months`) of a loan book's merchants after `history` months of trade.
+
+    Each merchant follows a path from the book's first month: `grow` (+6 % orders a month),
+    `steady`, `shrink` (-9 % a month) or `default` (sales and ratings collapse from two months
+    before its default month, in default from then on; the default month lies between four
+    months before the book starts and its ninth month, so some applicants come with defaults
+    behind them). From the book's
+    month `downturn_month` (1-based; None: no downturn) every merchant's orders drop to
+    `downturn` of their level, so the applicants of the later months no longer look like the
+    population a model trained before it. Features come from generated transactions through
+    `federation.features.build_features`, as a platform would build them.
+    """
+    from federation.features import build_features
+
+    if merchants < platforms or platforms < 1 or months < 1 or history < 1:
+        raise ValueError("need at least one merchant per platform, one platform, one month and one month of history")
+    if downturn_month is not None and not 1 <= downturn_month <= months:
+        raise ValueError(f"downturn_month must lie within the book's {months} months")
+    rng = np.random.default_rng(seed)
+    first = pd.Timestamp(f"{start}-01") - pd.DateOffset(months=history)
+    total = history + months
+    book_months = [(pd.Timestamp(f"{start}-01") + pd.DateOffset(months=i)).strftime("%Y-%m") for i in range(months)]
+    sizes = np.full(platforms, merchants // platforms)
+    sizes[: merchants % platforms] += 1
+    frames, paths, default_month, platform_of = [], {}, {}, {}
+    for p, n in enumerate(sizes):
+        prefix = f"P{p + 1}B"
+        merchant_paths = rng.choice(np.array(PATHS), size=n, p=np.array(PATH_SHARES))
+        default_at = history + rng.integers(-min(4, history - 1), min(9, months - 1) + 1, n)
+        downturn_at = history + downturn_month - 1 if downturn_month is not None else None
+        months_frame = _book_months(rng, n, total, history, merchant_paths, default_at, downturn_at, downturn, prefix)
+        raw = _transactions(rng, months_frame, first)
+        frames.append(build_features(raw, f"platform_{p + 1} (synthetic book)"))
+        for i in range(n):
+            merchant = f"{prefix}{i:05d}"
+            paths[merchant] = str(merchant_paths[i])
+            platform_of[merchant] = f"platform_{p + 1}"
+            if merchant_paths[i] == "default":
+                default_month[merchant] = (first + pd.DateOffset(months=int(default_at[i]))).strftime("%Y-%m")
+    features = pd.concat(frames, ignore_index=True)
+    return BookYear(
+        features=features,
+        months=book_months,
+        paths=paths,
+        default_month=default_month,
+        platform_of=platform_of,
+        downturn_month=book_months[downturn_month - 1] if downturn_month is not None else None,
+    )

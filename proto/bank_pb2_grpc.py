@@ -382,3 +382,376 @@ class CreditService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class LoanBookServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Review = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/Review',
+                request_serializer=proto_dot_bank__pb2.ReviewRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.ReviewReply.FromString,
+                _registered_method=True)
+        self.Clock = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/Clock',
+                request_serializer=proto_dot_bank__pb2.ClockRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.ClockReply.FromString,
+                _registered_method=True)
+        self.AdvanceClock = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/AdvanceClock',
+                request_serializer=proto_dot_bank__pb2.AdvanceClockRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.ClockReply.FromString,
+                _registered_method=True)
+        self.SetClock = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/SetClock',
+                request_serializer=proto_dot_bank__pb2.SetClockRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.ClockReply.FromString,
+                _registered_method=True)
+        self.Metrics = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/Metrics',
+                request_serializer=proto_dot_bank__pb2.MetricsRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.MetricsReply.FromString,
+                _registered_method=True)
+        self.Applications = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/Applications',
+                request_serializer=proto_dot_bank__pb2.ApplicationsRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.ApplicationsReply.FromString,
+                _registered_method=True)
+        self.Monitor = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/Monitor',
+                request_serializer=proto_dot_bank__pb2.MonitorRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.MonitorReply.FromString,
+                _registered_method=True)
+        self.Unfreeze = channel.unary_unary(
+                '/yinqi.bank.LoanBookService/Unfreeze',
+                request_serializer=proto_dot_bank__pb2.UnfreezeRequest.SerializeToString,
+                response_deserializer=proto_dot_bank__pb2.Account.FromString,
+                _registered_method=True)
+
+
+class LoanBookServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Review(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Clock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdvanceClock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetClock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Metrics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Applications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Monitor(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unfreeze(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LoanBookServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Review': grpc.unary_unary_rpc_method_handler(
+                    servicer.Review,
+                    request_deserializer=proto_dot_bank__pb2.ReviewRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.ReviewReply.SerializeToString,
+            ),
+            'Clock': grpc.unary_unary_rpc_method_handler(
+                    servicer.Clock,
+                    request_deserializer=proto_dot_bank__pb2.ClockRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.ClockReply.SerializeToString,
+            ),
+            'AdvanceClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdvanceClock,
+                    request_deserializer=proto_dot_bank__pb2.AdvanceClockRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.ClockReply.SerializeToString,
+            ),
+            'SetClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetClock,
+                    request_deserializer=proto_dot_bank__pb2.SetClockRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.ClockReply.SerializeToString,
+            ),
+            'Metrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.Metrics,
+                    request_deserializer=proto_dot_bank__pb2.MetricsRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.MetricsReply.SerializeToString,
+            ),
+            'Applications': grpc.unary_unary_rpc_method_handler(
+                    servicer.Applications,
+                    request_deserializer=proto_dot_bank__pb2.ApplicationsRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.ApplicationsReply.SerializeToString,
+            ),
+            'Monitor': grpc.unary_unary_rpc_method_handler(
+                    servicer.Monitor,
+                    request_deserializer=proto_dot_bank__pb2.MonitorRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.MonitorReply.SerializeToString,
+            ),
+            'Unfreeze': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unfreeze,
+                    request_deserializer=proto_dot_bank__pb2.UnfreezeRequest.FromString,
+                    response_serializer=proto_dot_bank__pb2.Account.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'yinqi.bank.LoanBookService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('yinqi.bank.LoanBookService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class LoanBookService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Review(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/Review',
+            proto_dot_bank__pb2.ReviewRequest.SerializeToString,
+            proto_dot_bank__pb2.ReviewReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Clock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/Clock',
+            proto_dot_bank__pb2.ClockRequest.SerializeToString,
+            proto_dot_bank__pb2.ClockReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdvanceClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/AdvanceClock',
+            proto_dot_bank__pb2.AdvanceClockRequest.SerializeToString,
+            proto_dot_bank__pb2.ClockReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/SetClock',
+            proto_dot_bank__pb2.SetClockRequest.SerializeToString,
+            proto_dot_bank__pb2.ClockReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Metrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/Metrics',
+            proto_dot_bank__pb2.MetricsRequest.SerializeToString,
+            proto_dot_bank__pb2.MetricsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Applications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/Applications',
+            proto_dot_bank__pb2.ApplicationsRequest.SerializeToString,
+            proto_dot_bank__pb2.ApplicationsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Monitor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/Monitor',
+            proto_dot_bank__pb2.MonitorRequest.SerializeToString,
+            proto_dot_bank__pb2.MonitorReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unfreeze(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/yinqi.bank.LoanBookService/Unfreeze',
+            proto_dot_bank__pb2.UnfreezeRequest.SerializeToString,
+            proto_dot_bank__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -26,6 +26,13 @@ TABLE_MODULES = (
     "server.feature_store",
     "server.alerts.store",
     "server.security.calllog",
+    "server.loanbook.clock",
+    "server.loanbook.draws",
+    "server.loanbook.freezes",
+    "server.loanbook.applications",
+    "server.loanbook.changes",
+    "server.loanbook.metrics",
+    "server.monitoring",
 )
 
 

@@ -1,4 +1,5 @@
-"""The bank's gRPC server: ScoringService, CreditService, PlatformService and AlertService.
+"""The bank's gRPC server: ScoringService, CreditService, LoanBookService, PlatformService and
+AlertService.
 
 `build_server(...)` returns a bound, NOT yet started `grpc.Server` (call `.start()`); its port
 is in `server.bound_port` (useful with port 0). It speaks mutual TLS with the bank's CA
@@ -30,6 +31,9 @@ from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy
 from server.db import bank_engine
 from server.feature_store import FeatureStore
+from server.loanbook.book import LoanBook
+from server.loanbook.draws import DrawView
+from server.loanbook.service import LoanBookService, reasons_to_proto
 from server.merchants import check_owner
 from server.registry import Registry
 from server.scoring import Outcome, Row, Scorer
@@ -79,6 +83,22 @@ def outcome_to_proto(outcome: Outcome) -> bank_pb2.ScoreReply:
         annual_rate_bp=outcome.annual_rate_bp,
         inputs_hash=outcome.inputs_hash,
         decision_id=outcome.decision_id or 0,
+        outcome=outcome.outcome,
+        reasons=reasons_to_proto(outcome.reasons),
+        application_id=outcome.application_id or 0,
+    )
+
+
+def draw_to_proto(view: DrawView) -> bank_pb2.Draw:
+    return bank_pb2.Draw(
+        draw_id=view.draw_id,
+        amount_fen=view.amount_fen,
+        principal_fen=view.principal_fen,
+        drawn_on=view.drawn_on,
+        term_days=view.term_days,
+        due_on=view.due_on,
+        days_past_due=view.days_past_due,
+        tier=view.tier,
     )
 
 
@@ -97,6 +117,10 @@ def account_to_proto(view: AccountView) -> bank_pb2.Account:
         model_version=view.model_version,
         decision_id=view.decision_id,
         accrued_through=view.accrued_through,
+        frozen=view.frozen,
+        days_past_due=view.days_past_due,
+        tier=view.tier,
+        draws=[draw_to_proto(d) for d in view.draws],
     )
 
 
@@ -193,10 +217,12 @@ class CreditService(bank_pb2_grpc.CreditServiceServicer):
 
     def Draw(self, request: bank_pb2.MoneyRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
         account = text_field(request.account_id, "account_id", 32)
-        return account_to_proto(self.book.draw(account, request.amount_fen))
+        return account_to_proto(self.book.draw(account, request.amount_fen, request.term_days or None))
 
     def Repay(self, request: bank_pb2.MoneyRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
         account = text_field(request.account_id, "account_id", 32)
+        if request.term_days:
+            raise BankError("term_days is for draws; a repayment has no term")
         return account_to_proto(self.book.repay(account, request.amount_fen))
 
     def Get(self, request: bank_pb2.AccountRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
@@ -283,7 +309,8 @@ def build_server(
     policy: CreditPolicy | None = None,
     max_workers: int = 8,
 ) -> grpc.Server:
-    """A bound gRPC server (not started) hosting the Scoring, Credit, Platform and Alert services.
+    """A bound gRPC server (not started) hosting the Scoring, Credit, LoanBook, Platform and Alert
+    services.
 
     Parameters
     ----------
@@ -318,6 +345,7 @@ def build_server(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[guard])
     bank_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringService(scorer, features), server)
     bank_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(book, features), server)
+    bank_pb2_grpc.add_LoanBookServiceServicer_to_server(LoanBookService(LoanBook(book)), server)
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformService(ConsentRegistry(engine), features), server)
     register_alerts(server, engine)
     psi = register_psi_on_bank(server, engine, insecure=insecure)
@@ -333,7 +361,7 @@ def build_server(
     if port == 0:
         raise BankError(f"cannot listen on {address} (address in use or not local?)", "refused")
     server.bound_port = port
-    server.services = ("ScoringService", "CreditService", "PlatformService", "AlertService", psi)
+    server.services = ("ScoringService", "CreditService", "LoanBookService", "PlatformService", "AlertService", psi)
     server.engine = engine
     return server
 

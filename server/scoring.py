@@ -1,10 +1,12 @@
 """Scoring: a consented merchant's features + a named model version -> PD -> credit limit.
 
-`Scorer.evaluate` is the computation (consent check, model, policy), `Scorer.record` stores the
-outcome as a `Decision` (model version, inputs' sha256, the inputs themselves so a later model
-can re-score them). A request is the merchant's recent feature rows (one per month, oldest
-first, or ordered by a `month` field): the newest row is scored, the latest months' `amount`
-give the turnover.
+`Scorer.evaluate` is the computation (consent check, model, policy, each feature's contribution
+from the model itself, `federation.explain`), `Scorer.record` stores the outcome as a `Decision`
+(model version, inputs' sha256, the inputs themselves so a later model can re-score them).
+`Scorer.score`/`score_batch` also store each as an application with its outcome and reason
+codes (`server.loanbook.applications`). A request is the merchant's recent feature rows (one
+per month, oldest first, or ordered by a `month` field): the newest row is scored, the latest
+months' `amount` give the turnover.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,16 +25,43 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation import plausible
 from federation.clock import utcnow
+from federation.explain import attribute, reference_vector, top_features
 from federation.features import FEATURE_LABEL, ID_COLUMNS
+from federation.reasons import Reason, feature_reason
 from federation.storage import UtcDateTime, session_scope
 from server.consent import ConsentRegistry
 from server.credit.errors import BankError
-from server.credit.policy import CreditPolicy
+from server.credit.policy import CreditPolicy, LimitDecision
 from server.db import BankBase, bank_engine
+from server.loanbook.applications import Application
+from server.loanbook.clock import Clock, month_of
+from server.loanbook.decide import application_outcome
 from server.registry import Registry
 
 Row = dict[str, Any]
 ConsentCheck = Callable[[Sequence[str]], np.ndarray]
+MODEL_REASONS = 3  # features named per decision
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """What a model's reasons are worded against: the reference merchant (encoded), the
+    training population's numeric means (raw units) and the architecture."""
+
+    reference: np.ndarray
+    means: dict[str, float]
+    architecture: str
+
+    @classmethod
+    def of(cls, model: Any) -> Explainer:
+        agreement = model.report.get("agreement") if isinstance(model.report, dict) else None
+        stats = agreement.get("stats") if isinstance(agreement, dict) else None
+        categorical = stats.get("categorical") if isinstance(stats, dict) else None
+        return cls(
+            reference_vector(model.encoder, categorical if isinstance(categorical, dict) else None),
+            {column: float(mean) for column, (mean, _std) in model.encoder.numeric.items()},
+            str(model.meta.get("architecture", "logistic")),
+        )
 
 
 class Decision(BankBase):
@@ -42,7 +71,7 @@ class Decision(BankBase):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     merchant_id: Mapped[str] = mapped_column(String(128), index=True)
-    purpose: Mapped[str] = mapped_column(String(16))  # score | open | promotion
+    purpose: Mapped[str] = mapped_column(String(16))  # score | open | review | promotion
     account_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     model_version: Mapped[str] = mapped_column(String(32))
     model_sha256: Mapped[str] = mapped_column(String(64))
@@ -71,10 +100,15 @@ class Outcome:
     inputs_hash: str
     inputs: tuple[Row, ...]
     decision_id: int | None = None
+    outcome: str = ""  # approved | declined | referred (the application's outcome)
+    reasons: tuple[Reason, ...] = ()  # policy reasons, then the model's top features
+    contributions: dict[str, float] = field(default_factory=dict)  # log-odds per feature
+    application_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("inputs")
+        data["reasons"] = [r.to_dict() for r in self.reasons]
         return data
 
 
@@ -158,7 +192,9 @@ class Scorer:
         self.registry = registry or Registry(self.engine)
         self.policy = policy or CreditPolicy.load()
         self.consent = consent or ConsentRegistry(self.engine).consented
+        self.clock = Clock(self.engine)
         self._models: dict[str, Any] = {}
+        self._explainers: dict[str, Explainer] = {}
         self._lock = threading.Lock()
 
     def model(self, version: str | None) -> tuple[str, str, Any]:
@@ -177,23 +213,49 @@ class Scorer:
                         "refused",
                     )
                 cached = self._models[row.version] = loaded
+                self._explainers[row.version] = Explainer.of(loaded)
         return row.version, row.sha256, cached
 
+    def explainer(self, version: str | None) -> Explainer:
+        name, _, _ = self.model(version)
+        return self._explainers[name]
+
     def evaluate(
-        self, requests: Sequence[tuple[str, Sequence[Row]]], version: str | None = None
+        self,
+        requests: Sequence[tuple[str, Sequence[Row]]],
+        version: str | None = None,
+        *,
+        explain: bool = True,
+        checked: bool = False,
+        consented: bool = False,
     ) -> list[Outcome | BankError]:
-        """Score many merchants with one model; per merchant an `Outcome` or the reason why not."""
+        """Score many merchants with one model; per merchant an `Outcome` or the reason why not.
+
+        Every outcome carries each feature's contribution (log-odds against the reference
+        merchant, `federation.explain`); with `explain` also its outcome and reason codes in
+        words. `checked`: the rows come from the bank's feature store, already checked and in
+        canonical form. `consented`: the caller checked consent already (a review does, in bulk).
+        """
         import pandas as pd
 
+        from federation.model import predict_proba_array
+
         name, sha256, model = self.model(version)
+        explainer = self._explainers[name]
         prepared: list[tuple[str, tuple[Row, ...]] | BankError] = []
         for merchant_id, rows in requests:
+            if checked:
+                prepared.append((str(merchant_id), tuple(rows)))
+                continue
             try:
                 prepared.append((str(merchant_id), canonical_rows(str(merchant_id), rows)))
             except BankError as exc:
                 prepared.append(exc)
         ids = [p[0] for p in prepared if not isinstance(p, BankError)]
-        mask = iter(np.asarray(self.consent(ids), dtype=bool)) if ids else iter(())
+        if consented:
+            mask = iter(np.ones(len(ids), dtype=bool))
+        else:
+            mask = iter(np.asarray(self.consent(ids), dtype=bool)) if ids else iter(())
         results: list[Outcome | BankError] = [None] * len(prepared)  # type: ignore[list-item]
         scorable: list[tuple[int, str, tuple[Row, ...]]] = []
         for i, item in enumerate(prepared):
@@ -226,8 +288,11 @@ class Scorer:
                 frame_rows.append({c: newest[c] for c in columns})
         scorable = ready
         if scorable:
-            pds = model.predict_proba(pd.DataFrame(frame_rows, columns=columns), file="<score request>")
-            for (i, merchant_id, rows), pd_value in zip(scorable, pds, strict=True):
+            x = model.encoder.transform(pd.DataFrame(frame_rows, columns=columns), file="<score request>")
+            pds = predict_proba_array(model.model, x)
+            attribution = attribute(model.model, explainer.architecture, model.encoder, x, explainer.reference)
+            top = top_features(attribution.values, MODEL_REASONS) if explain else None
+            for k, ((i, merchant_id, rows), pd_value) in enumerate(zip(scorable, pds, strict=True)):
                 try:
                     amounts = [float(r["amount"]) for r in rows if "amount" in r]
                     if len(amounts) != len(rows):
@@ -238,6 +303,11 @@ class Scorer:
                 except (BankError, ValueError, TypeError) as exc:
                     results[i] = exc if isinstance(exc, BankError) else BankError(f"merchant '{merchant_id}': {exc}")
                     continue
+                contributions = attribution.row(k)
+                outcome, reasons = "", ()
+                if top is not None:
+                    outcome, policy_reasons = application_outcome(limit, self.policy)
+                    reasons = policy_reasons + self.model_reasons(rows, contributions, explainer, top[k])
                 results[i] = Outcome(
                     merchant_id=merchant_id,
                     model_version=name,
@@ -249,8 +319,24 @@ class Scorer:
                     annual_rate_bp=limit.annual_rate_bp,
                     inputs_hash=inputs_hash(merchant_id, rows),
                     inputs=rows,
+                    outcome=outcome,
+                    reasons=reasons,
+                    contributions=contributions,
                 )
         return results
+
+    @staticmethod
+    def model_reasons(
+        rows: Sequence[Row], contributions: dict[str, float], explainer: Explainer, chosen: Sequence[int]
+    ) -> tuple[Reason, ...]:
+        """The chosen features (indices into `contributions`' order) as worded reasons."""
+        names = list(contributions)
+        return tuple(
+            feature_reason(names[j], contributions[names[j]], rows, explainer.means) for j in chosen if j >= 0
+        )
+
+    def limit_of(self, outcome: Outcome) -> LimitDecision:
+        return LimitDecision(outcome.band, outcome.pd, outcome.turnover_fen, outcome.limit_fen, outcome.annual_rate_bp)
 
     @staticmethod
     def _row(outcome: Outcome, purpose: str, account_id: str | None, now: datetime) -> Decision:
@@ -298,22 +384,64 @@ class Scorer:
         session.flush()
         return [replace(o, decision_id=row.id) for o, row in zip(outcomes, rows, strict=True)]
 
-    def score(self, merchant_id: str, rows: Sequence[Row], version: str | None = None) -> Outcome:
-        """Score one merchant and store the decision; `BankError` (nothing stored) if refused."""
+    @staticmethod
+    def record_applications(
+        session: Session,
+        outcomes: Sequence[Outcome],
+        purpose: str,
+        now: datetime,
+        account_id: str | None = None,
+    ) -> list[Outcome]:
+        """Store each (already recorded) decision as an application; returns them with its id."""
+        rows = [
+            Application(
+                merchant_id=o.merchant_id,
+                month=month_of(now.date()),
+                applied_at=now,
+                purpose=purpose,
+                outcome=o.outcome,
+                decision_id=o.decision_id,
+                account_id=account_id,
+                model_version=o.model_version,
+                model_sha256=o.model_sha256,
+                inputs_hash=o.inputs_hash,
+                pd=o.pd,
+                band=o.band,
+                limit_fen=o.limit_fen,
+                annual_rate_bp=o.annual_rate_bp,
+                reasons=[r.to_dict() for r in o.reasons],
+                contributions=o.contributions,
+            )
+            for o in outcomes
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [replace(o, application_id=row.id) for o, row in zip(outcomes, rows, strict=True)]
+
+    def score(
+        self, merchant_id: str, rows: Sequence[Row], version: str | None = None, *, now: datetime | None = None
+    ) -> Outcome:
+        """Score one merchant and store the decision and the application; `BankError` (nothing
+        stored) if refused."""
         result = self.evaluate([(merchant_id, rows)], version)[0]
         if isinstance(result, BankError):
             raise result
+        now = now or self.clock.now()
         with session_scope(self.engine) as session:
-            return self.record(session, result, "score")
+            recorded = self.record(session, result, "score", now=now)
+            return self.record_applications(session, [recorded], "score", now)[0]
 
     def score_batch(
-        self, requests: Sequence[tuple[str, Sequence[Row]]], version: str | None = None
+        self, requests: Sequence[tuple[str, Sequence[Row]]], version: str | None = None, *, now: datetime | None = None
     ) -> list[Outcome | BankError]:
-        """Score many merchants; decisions of the scored ones stored in one transaction."""
+        """Score many merchants; decisions and applications of the scored ones stored in one
+        transaction."""
         results = self.evaluate(requests, version)
         scored = [r for r in results if not isinstance(r, BankError)]
+        now = now or self.clock.now()
         with session_scope(self.engine) as session:
-            stored = iter(self.record_many(session, scored, "score") if scored else [])
+            recorded = self.record_many(session, scored, "score", now=now) if scored else []
+            stored = iter(self.record_applications(session, recorded, "score", now) if recorded else [])
         return [r if isinstance(r, BankError) else next(stored) for r in results]
 
 

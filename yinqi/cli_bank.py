@@ -1,5 +1,6 @@
 """`yinqi bank serve|models|register-model|promote|score|credit …|calls|merchants` and
-`yinqi audit model`: the bank's lending services from the shell.
+`yinqi audit model`: the bank's lending services from the shell (the loan book's commands —
+review, clock, metrics, applications, monitor — are in `yinqi.cli_loanbook`).
 
 The commands parse, call `server.client` (the bank's database, or a running bank over gRPC with
 `--bank HOST:PORT` and this caller's certificate) and print. Heavy imports (torch, grpc,
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from federation.money import rate, yuan
 
@@ -74,13 +76,69 @@ def _bank(
 
 
 def _print_json(value: Any) -> None:
-    console.print_json(json.dumps(value, default=str))
+    console.print_json(json.dumps(value, default=str, ensure_ascii=False))
+
+
+class PlainTable(Table):
+    """A table whose cells are plain text: data (a merchant id, a category, a reason) is never
+    read as rich markup or an emoji code ("calibration:A:" stays as it is)."""
+
+    def add_row(self, *renderables: Any, **options: Any) -> None:
+        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **options)
+
+
+def readable_table(title: str | None = None, columns: tuple[str, ...] = (), **options: Any) -> Table:
+    """A plain-text table whose cells wrap instead of being cut ("partici…") on a narrow or
+    piped console."""
+    table = PlainTable(title=Text(title) if title else None, **options)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def print_wide(out: Console, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A table with a key column and many value columns: when it is wider than the console, it
+    is printed as several tables, each with the key column and as many whole columns as fit, so
+    no number is folded or cut on a narrow or piped console."""
+    from rich.cells import cell_len
+
+    def width(index: int) -> int:
+        cells = [*columns[index].split("\n"), *(row[index] for row in rows)]
+        return max(cell_len(c) for c in cells) + 3  # padding and border
+
+    parts: list[list[int]] = [[]]
+    used = width(0) + 1
+    for index in range(1, len(columns)):
+        need = width(index)
+        if parts[-1] and used + need > out.width:
+            parts.append([])
+            used = width(0) + 1
+        parts[-1].append(index)
+        used += need
+    for number, part in enumerate(parts, start=1):
+        suffix = f" ({number}/{len(parts)})" if len(parts) > 1 else ""
+        table = PlainTable(title=Text(title + suffix))
+        for index in (0, *part):
+            table.add_column(columns[index], overflow="fold", no_wrap=index != 0)
+        for row in rows:
+            table.add_row(*(row[i] for i in (0, *part)))
+        out.print(table)
+
+
+def print_reasons(reasons: list[dict[str, Any]], title: str = "reasons") -> None:
+    """Reason codes, one per line, in English and Chinese."""
+    if not reasons:
+        return
+    table = readable_table(title, ("code", "reason", "原因"))
+    for r in reasons:
+        table.add_row(r["code"], r["text_en"], r["text_zh"])
+    console.print(table)
 
 
 def _print_account(info: dict[str, Any], title: str) -> None:
-    table = Table(title=title, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = PlainTable(title=Text(title), show_header=False)
+    table.add_column("field", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
     table.add_row("account", info["account_id"])
     table.add_row("merchant", info["merchant_id"])
     table.add_row("limit", f"{yuan(info['limit_fen'])} yuan")
@@ -91,7 +149,21 @@ def _print_account(info: dict[str, Any], title: str) -> None:
     table.add_row("band / PD", f"{info['band']} / {info['default_probability']:.4f}")
     table.add_row("model / decision", f"{info['model_version']} / #{info['decision_id']}")
     table.add_row("interest accrued through", info["accrued_through"])
+    table.add_row("days past due / tier", f"{info.get('days_past_due', 0)} / {info.get('tier', 'normal')}")
+    table.add_row("new draws", f"frozen: {info['frozen']}" if info.get("frozen") else "open")
     console.print(table)
+    if info.get("draws"):
+        draws = readable_table("draws owed", ("draw", "drawn", "due", "owed (yuan)", "days past due", "tier"))
+        for d in info["draws"]:
+            draws.add_row(
+                d["draw_id"],
+                d["drawn_on"],
+                d["due_on"],
+                yuan(d["principal_fen"]),
+                str(d["days_past_due"]),
+                d["tier"],
+            )
+        console.print(draws)
 
 
 # ----- the bank's services ------------------------------------------------------------------
@@ -157,7 +229,7 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="model registry")
+    table = PlainTable(title="model registry")
     for column in (
         "version",
         "status",
@@ -169,7 +241,7 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
         "sha256",
         "created (UTC)",
     ):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for m in rows:
         table.add_row(
             m["version"],
@@ -179,7 +251,7 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
             str(m["rounds"] or "-"),
             ", ".join(m["participants"]) or "-",
             ", ".join(f"{k} {v:.2f}" for k, v in m["epsilon"].items()) or "-",
-            m["sha256"][:12] + "…",
+            m["sha256"][:16],
             m["created_at"][:19],
         )
     console.print(table)
@@ -218,9 +290,9 @@ def promote(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"{version} promoted: credit lines re-evaluated")
+    table = PlainTable(title=Text(f"{version} promoted: credit lines re-evaluated"))
     for column in ("account", "merchant", "old limit (yuan)", "new limit (yuan)", "note"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for change in result["reevaluated"]:
         if "reason" in change:
             kept = yuan(change["kept"])
@@ -257,16 +329,18 @@ def score(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"merchant {merchant} scored with {result['model_version']}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = PlainTable(title=Text(f"merchant {merchant} scored with {result['model_version']}"), show_header=False)
+    table.add_column("field", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
+    table.add_row("outcome", f"{result['outcome']} (application #{result['application_id']})")
     table.add_row("default probability", f"{result['default_probability']:.4f}")
     table.add_row("band", result["band"])
     table.add_row("recent monthly turnover", f"{yuan(result['turnover_fen'])} yuan")
     table.add_row("credit limit", f"{yuan(result['limit_fen'])} yuan")
     table.add_row("rate", f"{rate(result['annual_rate_bp'])} a year")
-    table.add_row("decision / inputs sha256", f"#{result['decision_id']} / {result['inputs_hash'][:16]}…")
+    table.add_row("decision / inputs sha256", f"#{result['decision_id']} / {result['inputs_hash']}")
     console.print(table)
+    print_reasons(result["reasons"])
 
 
 # ----- credit lines -------------------------------------------------------------------------
@@ -292,35 +366,74 @@ def credit_open(
     _print_json(info) if as_json else _print_account(info, "credit line opened")
 
 
-def _money_command(action: str) -> Any:
-    def command(
-        account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
-        amount_fen: Annotated[int, typer.Argument(help="Amount in fen (1 yuan = 100 fen).")],
-        db: Db = None,
-        models_dir: ModelsDir = None,
-        bank: Bank = None,
-        ca: Ca = None,
-        cert: Cert = None,
-        key: Key = None,
-        insecure: Insecure = False,
-        as_json: AsJson = False,
-    ) -> None:
-        client = _bank(db, models_dir, bank, ca, cert, key, insecure)
-        try:
-            info = getattr(client, action)(account, amount_fen)
-        finally:
-            client.close()
-        _print_json(info) if as_json else _print_account(info, f"{action} of {yuan(amount_fen)} yuan booked")
+@credit_app.command("draw")
+def credit_draw(
+    account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
+    amount_fen: Annotated[int, typer.Argument(help="Amount in fen (1 yuan = 100 fen).")],
+    term_days: Annotated[
+        int, typer.Option("--term-days", help="Days until the draw is due (0: the policy's default, 30).", min=0)
+    ] = 0,
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
+) -> None:
+    """Borrow AMOUNT_FEN against the line, due in --term-days (refused above the available limit,
+    on a frozen line, or while a draw is past due)."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        info = client.draw(account, amount_fen, term_days or None)
+    finally:
+        client.close()
+    _print_json(info) if as_json else _print_account(info, f"draw of {yuan(amount_fen)} yuan booked")
 
-    command.__doc__ = {
-        "draw": "Borrow AMOUNT_FEN against the line (refused above the available limit).",
-        "repay": "Pay back AMOUNT_FEN: accrued interest first, then principal.",
-    }[action]
-    return command
+
+@credit_app.command("repay")
+def credit_repay(
+    account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
+    amount_fen: Annotated[int, typer.Argument(help="Amount in fen (1 yuan = 100 fen).")],
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
+) -> None:
+    """Pay back AMOUNT_FEN: accrued interest first, then principal (the oldest due draw first)."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        info = client.repay(account, amount_fen)
+    finally:
+        client.close()
+    _print_json(info) if as_json else _print_account(info, f"repay of {yuan(amount_fen)} yuan booked")
 
 
-credit_app.command("draw")(_money_command("draw"))
-credit_app.command("repay")(_money_command("repay"))
+@credit_app.command("unfreeze")
+def credit_unfreeze(
+    account: Annotated[str, typer.Argument(help="The credit account id (CL-…).")],
+    db: Db = None,
+    models_dir: ModelsDir = None,
+    bank: Bank = None,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    insecure: Insecure = False,
+    as_json: AsJson = False,
+) -> None:
+    """Lift a line's hold on new draws (a referred application a credit officer approved, or a
+    review's cut the bank decides to lift)."""
+    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    try:
+        info = client.unfreeze(account)
+    finally:
+        client.close()
+    _print_json(info) if as_json else _print_account(info, "hold lifted: new draws open")
 
 
 @credit_app.command("show")
@@ -356,7 +469,7 @@ def credit_show(
         return
     _print_account(info, "credit line")
     if ledger:
-        table = Table(title="ledger")
+        table = PlainTable(title="ledger")
         for column in (
             "time (UTC)",
             "kind",
@@ -367,7 +480,7 @@ def credit_show(
             "model",
             "note",
         ):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for e in ledger:
             table.add_row(
                 e["at"][:19],
@@ -386,9 +499,9 @@ def _print_lines(lines: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         _print_json(lines)
         return
-    table = Table(title="credit lines")
+    table = PlainTable(title="credit lines")
     for column in ("account", "merchant", "band", "limit", "drawn", "interest due", "available", "model"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for v in lines:
         table.add_row(
             v["account_id"],
@@ -452,9 +565,9 @@ def calls(
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="calls to the bank's services (newest first)")
+    table = PlainTable(title="calls to the bank's services (newest first)")
     for column in ("#", "time (UTC)", "caller", "role", "method", "request", "outcome"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for c in rows:
         outcome = c["status"] + (f": {c['detail']}" if c["detail"] else "")
         table.add_row(str(c["id"]), c["at"][:19], c["caller"], c["role"], c["method"], c["request"], outcome)
@@ -481,9 +594,9 @@ def merchants(db: Db = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="merchants by platform")
+    table = PlainTable(title="merchants by platform")
     for column in ("merchant", "platform", "owned since (UTC)", "features reported (UTC)"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in rows:
         reported_at = r["features_reported_at"] or "-"
         table.add_row(r["merchant_id"], r["platform"], r["since"][:19], reported_at[:19])
@@ -509,7 +622,7 @@ def audit_model(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"model {version}: verified", show_header=False)
+    table = PlainTable(title=Text(f"model {version}: verified"), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("sha256 (files = registry)", result["sha256"])
@@ -531,5 +644,8 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     bank.add_typer(credit_app, name="credit")
     bank.command("calls")(calls)
     bank.command("merchants")(merchants)
+    from yinqi import cli_loanbook
+
+    cli_loanbook.register(root, groups)
 
     groups["audit"].command("model")(audit_model)

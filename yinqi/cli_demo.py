@@ -16,7 +16,7 @@ def demo(
         Path("out/demo"), "--workdir", help="Where the demo writes its data, models and proofs."
     ),
     only: str = typer.Option(
-        "", "--only", help="Comma-separated parts to run (fl, chain, iot, vertical); default: all."
+        "", "--only", help="Comma-separated parts to run (fl, credit, chain, iot, vertical); default: all."
     ),
 ) -> None:
     """Run every capability end to end on embedded defaults (simulation, in-process EVM,

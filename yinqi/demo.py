@@ -13,7 +13,7 @@ from rich.console import Console
 
 from federation.errors import YinqiError
 
-PARTS = ("fl", "chain", "iot", "vertical")
+PARTS = ("fl", "credit", "chain", "iot", "vertical")
 
 
 def run_demo(workdir: Path, parts: list[str] | None = None) -> None:

@@ -2,9 +2,12 @@
 
 Money is integer fen. The limit caps the principal; interest is simple interest on the
 end-of-day principal of each calendar day (UTC), posted to a separate interest balance, and a
-repayment pays interest first, then principal. Every change is a ledger `Entry` carrying the
-model version and the decision that set the limit in force. Every request runs in one
-transaction: a refused request (draw over the limit, unknown account, ...) changes nothing.
+repayment pays interest first, then principal, which goes to the line's draws oldest due first
+(`server.loanbook.draws`: each draw has a term, a due date, days past due and a tier). Every
+change is a ledger `Entry` carrying the model version and the decision that set the limit in
+force. Days are the bank's business dates (`server.loanbook.clock`). Every request runs in one
+transaction: a refused request (draw over the limit, unknown account, frozen line, ...) changes
+nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from typing import Any
 from sqlalchemy import BigInteger, Date, Engine, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.clock import utcnow
 from federation.storage import UtcDateTime, session_scope, write_transaction
 from server.credit.errors import BankError
 from server.credit.interest import accrue_day
 from server.credit.policy import CreditPolicy
+from server.credit.rules import Classification
 from server.db import BankBase, bank_engine
+from server.loanbook import draws as draw_book
+from server.loanbook import freezes
+from server.loanbook.changes import LimitChange
+from server.loanbook.clock import Clock
+from server.loanbook.decide import REFERRED
 
 
 class Account(BankBase):
@@ -84,9 +92,21 @@ class AccountView:
     model_version: str
     decision_id: int
     accrued_through: str
+    frozen: str = ""  # why new draws are frozen ("" when they are not)
+    days_past_due: int = 0  # of its most overdue draw
+    tier: str = "normal"  # the worst tier of the draws it owes
+    draws: tuple[draw_book.DrawView, ...] = ()  # the draws it still owes
 
     @classmethod
-    def of(cls, a: Account) -> AccountView:
+    def of(
+        cls,
+        a: Account,
+        today: date | None = None,
+        owing: Sequence[draw_book.Draw] = (),
+        freeze: freezes.LineFreeze | None = None,
+        rules: Classification | None = None,
+    ) -> AccountView:
+        views = tuple(draw_book.view(d, today, rules or Classification()) for d in owing) if today else ()
         return cls(
             account_id=a.id,
             merchant_id=a.merchant_id,
@@ -101,10 +121,16 @@ class AccountView:
             model_version=a.model_version,
             decision_id=a.decision_id,
             accrued_through=a.accrued_through.isoformat(),
+            frozen=freezes.describe(freeze),
+            days_past_due=max((v.days_past_due for v in views), default=0),
+            tier=draw_book.worst(v.tier for v in views),
+            draws=views,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["draws"] = [d.to_dict() for d in self.draws]
+        return data
 
 
 @dataclass(frozen=True)
@@ -153,6 +179,7 @@ class CreditBook:
         self._scorer = scorer
         self._registry = registry
         self._policy = policy
+        self.clock = Clock(self.engine)
 
     @property
     def scorer(self) -> Any:
@@ -161,6 +188,18 @@ class CreditBook:
 
             self._scorer = Scorer(self.engine, registry=self._registry, policy=self._policy)
         return self._scorer
+
+    @property
+    def policy(self) -> CreditPolicy:
+        policy: CreditPolicy = self.scorer.policy
+        return policy
+
+    def _view(self, session: Session, account: Account, today: date | None = None) -> AccountView:
+        """The line with its owed draws and freeze, as of the business date."""
+        today = today or self.clock.today()
+        owing = draw_book.owing(session, [account.id])
+        freeze = freezes.frozen(session, [account.id]).get(account.id)
+        return AccountView.of(account, today, owing, freeze, self.policy.classification)
 
     # -- helpers -------------------------------------------------------------------------
     @staticmethod
@@ -203,18 +242,25 @@ class CreditBook:
             account = session.get(Account, account_id)
             if account is None:
                 raise BankError(f"credit account '{account_id}' not found", "not_found")
-            return AccountView.of(account)
+            return self._view(session, account)
 
     def for_merchant(self, merchant_id: str) -> AccountView:
         with session_scope(self.engine) as session:
             account = session.scalars(select(Account).where(Account.merchant_id == merchant_id)).first()
             if account is None:
                 raise BankError(f"merchant '{merchant_id}' has no credit account", "not_found")
-            return AccountView.of(account)
+            return self._view(session, account)
 
     def list(self) -> list[AccountView]:
+        today = self.clock.today()
+        rules = self.policy.classification
         with session_scope(self.engine) as session:
-            return [AccountView.of(a) for a in session.scalars(select(Account).order_by(Account.opened_at, Account.id))]
+            accounts = list(session.scalars(select(Account).order_by(Account.opened_at, Account.id)))
+            owing: dict[str, builtins.list[draw_book.Draw]] = {}
+            for d in draw_book.owing(session):
+                owing.setdefault(d.account_id, []).append(d)
+            frozen = freezes.all_frozen(session)
+            return [AccountView.of(a, today, owing.get(a.id, ()), frozen.get(a.id), rules) for a in accounts]
 
     def entries(self, account_id: str) -> builtins.list[EntryView]:
         self.get(account_id)
@@ -244,17 +290,22 @@ class CreditBook:
         *,
         now: datetime | None = None,
     ) -> AccountView:
-        """Score the merchant and open a line with the policy's limit (0 when declined)."""
+        """Score the merchant and open a line with the policy's limit (0 when declined).
+
+        The opening is an application (outcome and reasons stored); a referred one opens with
+        its draws frozen until an operator lifts the hold (`unfreeze`).
+        """
         outcome = self.scorer.evaluate([(merchant_id, rows)], version)[0]
         if isinstance(outcome, BankError):
             raise outcome
-        now = now or utcnow()
+        now = now or self.clock.now()
         with write_transaction(self.engine) as session:
             existing = session.scalars(select(Account.id).where(Account.merchant_id == outcome.merchant_id)).first()
             if existing is not None:
                 raise BankError(f"merchant '{outcome.merchant_id}' already has credit account '{existing}'", "refused")
             account_id = "CL-" + uuid.uuid4().hex[:10]
             decision = self.scorer.record(session, outcome, "open", account_id, now)
+            decision = self.scorer.record_applications(session, [decision], "open", now, account_id)[0]
             account = Account(
                 id=account_id,
                 merchant_id=outcome.merchant_id,
@@ -274,16 +325,68 @@ class CreditBook:
             )
             session.add(account)
             session.flush()
-            self._entry(session, account, "open", 0, now, f"band {outcome.band}, PD {outcome.pd:.4f}")
-            return AccountView.of(account)
+            self._entry(
+                session, account, "open", 0, now, f"band {outcome.band}, PD {outcome.pd:.4f}, {decision.outcome}"
+            )
+            session.add(
+                LimitChange(
+                    account_id=account_id,
+                    merchant_id=outcome.merchant_id,
+                    kind="open",
+                    review_month=None,
+                    on=now.date(),
+                    at=now,
+                    action="open",
+                    old_limit_fen=0,
+                    target_limit_fen=outcome.limit_fen,
+                    new_limit_fen=outcome.limit_fen,
+                    principal_fen=0,
+                    frozen=decision.outcome == REFERRED,
+                    decision_id=decision.decision_id,
+                    model_version=outcome.model_version,
+                    pd=outcome.pd,
+                    band=outcome.band,
+                    turnover_fen=outcome.turnover_fen,
+                    reasons=[r.to_dict() for r in decision.reasons],
+                    contributions=outcome.contributions,
+                )
+            )
+            if decision.outcome == REFERRED:
+                freezes.freeze(session, account_id, "referred", decision.reasons[0].text_en, now.date(), now)
+            session.flush()
+            return self._view(session, account, now.date())
 
-    def draw(self, account_id: str, amount_fen: int, *, now: datetime | None = None) -> AccountView:
-        """Borrow `amount_fen` against the line; refused if it would exceed the limit."""
+    def draw(
+        self, account_id: str, amount_fen: int, term_days: int | None = None, *, now: datetime | None = None
+    ) -> AccountView:
+        """Borrow `amount_fen` against the line, due in `term_days` (default: the policy's).
+
+        Refused if it would exceed the limit, if the line is frozen (a review cut it, or its
+        application was referred), or while one of its draws is past due.
+        """
         amount = _amount(amount_fen, "draw")
-        now = now or utcnow()
+        terms = self.policy.draw
+        term = terms.default_term_days if term_days is None or term_days == 0 else term_days
+        if isinstance(term, bool) or not isinstance(term, int) or not 1 <= term <= terms.max_term_days:
+            raise BankError(f"draw term {term_days!r} days: expected 1 to {terms.max_term_days} (0: the policy's default)")
+        now = now or self.clock.now()
         with write_transaction(self.engine) as session:
             account = self._locked(session, account_id)
             self._check_time(account, now)
+            freeze = freezes.frozen(session, [account.id]).get(account.id)
+            if freeze is not None:
+                raise BankError(
+                    f"credit account '{account_id}': new draws are frozen ({freezes.describe(freeze)})", "refused"
+                )
+            overdue = max(
+                (draw_book.days_past_due(d.due_on, d.settled_on, now.date()) for d in draw_book.owing(session, [account.id])),
+                default=0,
+            )
+            if overdue > 0:
+                raise BankError(
+                    f"credit account '{account_id}': a draw is {overdue} days past due; repay it before drawing again",
+                    "refused",
+                )
             available = max(account.limit_fen - account.principal_fen, 0)
             if amount > available:
                 raise BankError(
@@ -292,13 +395,15 @@ class CreditBook:
                     "refused",
                 )
             account.principal_fen += amount
-            self._entry(session, account, "draw", amount, now)
-            return AccountView.of(account)
+            draw = draw_book.add(session, account.id, account.merchant_id, amount, term, now.date())
+            self._entry(session, account, "draw", amount, now, f"{draw.id}, {term} days, due {draw.due_on}")
+            session.flush()
+            return self._view(session, account, now.date())
 
     def repay(self, account_id: str, amount_fen: int, *, now: datetime | None = None) -> AccountView:
         """Pay back `amount_fen`: accrued interest first, then principal; no overpayment."""
         amount = _amount(amount_fen, "repay")
-        now = now or utcnow()
+        now = now or self.clock.now()
         with write_transaction(self.engine) as session:
             account = self._locked(session, account_id)
             self._check_time(account, now)
@@ -312,10 +417,31 @@ class CreditBook:
             to_interest = min(amount, account.interest_fen)
             account.interest_fen -= to_interest
             account.principal_fen -= amount - to_interest
+            paid = draw_book.allocate(session, account.id, amount - to_interest, now.date())
+            to_draws = "".join(f", {draw} {part}" for draw, part in paid)
             self._entry(
-                session, account, "repay", amount, now, f"interest {to_interest}, principal {amount - to_interest}"
+                session,
+                account,
+                "repay",
+                amount,
+                now,
+                f"interest {to_interest}, principal {amount - to_interest}{to_draws}"[:256],
             )
-            return AccountView.of(account)
+            session.flush()
+            return self._view(session, account, now.date())
+
+    def unfreeze(self, account_id: str, *, now: datetime | None = None) -> AccountView:
+        """Lift a line's freeze (an operator's decision, e.g. on a referred application)."""
+        now = now or self.clock.now()
+        with write_transaction(self.engine) as session:
+            account = self._locked(session, account_id)
+            freeze = freezes.frozen(session, [account.id]).get(account.id)
+            if freeze is None:
+                raise BankError(f"credit account '{account_id}' is not frozen", "refused")
+            freezes.lift(session, [account.id])
+            self._entry(session, account, "unfreeze", 0, now, f"lifted: {freezes.describe(freeze)}"[:256])
+            session.flush()
+            return self._view(session, account, now.date())
 
     def accrue(
         self, through: date | None = None, account_id: str | None = None, *, now: datetime | None = None
@@ -325,7 +451,7 @@ class CreditBook:
         Each day's interest is on that day's end-of-day principal, read from the ledger, so a
         late run posts exactly what daily runs would have. Running it twice posts nothing new.
         """
-        now = now or utcnow()
+        now = now or self.clock.now()
         through = through or (now.date() - timedelta(days=1))
         if through >= now.date():
             raise BankError(
@@ -410,6 +536,29 @@ class CreditBook:
                 )
                 continue
             decision = self.scorer.record(session, outcome, "promotion", account_id, now)
+            session.add(
+                LimitChange(
+                    account_id=account_id,
+                    merchant_id=account.merchant_id,
+                    kind="promotion",
+                    review_month=None,
+                    on=self.clock.today(),
+                    at=now,
+                    action="raise" if outcome.limit_fen > account.limit_fen else "cut" if outcome.limit_fen < account.limit_fen else "keep",
+                    old_limit_fen=account.limit_fen,
+                    target_limit_fen=outcome.limit_fen,
+                    new_limit_fen=outcome.limit_fen,
+                    principal_fen=account.principal_fen,
+                    frozen=False,
+                    decision_id=decision.decision_id,
+                    model_version=outcome.model_version,
+                    pd=outcome.pd,
+                    band=outcome.band,
+                    turnover_fen=outcome.turnover_fen,
+                    reasons=[r.to_dict() for r in outcome.reasons],
+                    contributions=outcome.contributions,
+                )
+            )
             old = account.limit_fen
             account.limit_fen = outcome.limit_fen
             account.annual_rate_bp = outcome.annual_rate_bp

@@ -19,6 +19,7 @@ from typing import Any
 
 from federation.config import setting
 from server.credit.errors import BankError
+from server.credit.rules import Classification, DrawTerms, MonitoringRules, ReferralRules, ReviewRules, section
 
 DEFAULT_POLICY = "default_policy.toml"
 
@@ -56,7 +57,8 @@ def to_fen(amount: float, unit_fen: int) -> int:
 
 @dataclass(frozen=True)
 class CreditPolicy:
-    """PD bands and the turnover rule; see `default_policy.toml` for every knob."""
+    """PD bands and the turnover rule, and the loan book's rules (review, referral, draw terms,
+    classification, monitoring); see `default_policy.toml` for every knob."""
 
     bands: tuple[Band, ...]
     turnover_months: int = 3
@@ -64,6 +66,11 @@ class CreditPolicy:
     limit_step_fen: int = 10000
     max_limit_fen: int = 100_000_000
     source: str = "<built-in>"
+    review: ReviewRules = ReviewRules()
+    referral: ReferralRules = ReferralRules()
+    draw: DrawTerms = DrawTerms()
+    classification: Classification = Classification()
+    monitoring: MonitoringRules = MonitoringRules()
 
     def __post_init__(self) -> None:
         where = self.source
@@ -127,7 +134,16 @@ class CreditPolicy:
             raise BankError(f"{source}: every [[band]] needs {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
             raise BankError(f"{source}: {exc}") from None
-        return cls(bands=bands, source=source, **knobs)
+        return cls(
+            bands=bands,
+            source=source,
+            review=section(data, "review", ReviewRules, source),
+            referral=section(data, "referral", ReferralRules, source),
+            draw=section(data, "draw", DrawTerms, source),
+            classification=section(data, "classification", Classification, source),
+            monitoring=section(data, "monitoring", MonitoringRules, source),
+            **knobs,
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> CreditPolicy:

@@ -36,6 +36,7 @@ class Agreement:
     refused: dict[str, str] = field(default_factory=dict)  # platform -> reason
     rows: dict[str, int] = field(default_factory=dict)
     node_names: dict[int, str] = field(default_factory=dict)
+    stats: LocalStats | None = None  # the accepted platforms' merged aggregates (the training population)
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
@@ -122,4 +123,5 @@ def agree(replies: dict[int, dict], max_categories: int = 50) -> Agreement:
         out.refused[name] = reason
     merged = merge_stats([parsed[nid][1] for nid in out.accepted])
     out.encoder = Encoder.from_stats(merged, max_categories=max_categories)
+    out.stats = merged
     return out

@@ -162,6 +162,8 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
     agreement = agree(collect_stats(grid, node_ids), cfg.max_categories)
     report.refused = dict(agreement.refused)
     report.rows = dict(agreement.rows)
+    if agreement.stats is not None:
+        report.agreement["stats"] = agreement.stats.to_dict()
     report.participants = sorted(agreement.accepted.values())
     if len(agreement.accepted) < cfg.min_clients or agreement.encoder is None:
         reasons = (

@@ -69,6 +69,10 @@ class Report:
     seconds: float = 0.0
     version_hash: str = ""
     model_dir: str = ""
+    # The training population as aggregates (no rows), for model monitoring at the bank:
+    # "stats" = the platforms' merged feature sketches from the preprocessing agreement,
+    # "scores" = the last round's federated score histogram ({"bins": N, "counts": {bin: n}}).
+    agreement: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -246,6 +246,11 @@ class _Bank:
         if pos is not None and neg is not None:
             auc, ks = auc_ks_from_histograms(pos, neg)
             record.federated_auc, record.federated_ks = auc, ks
+            both = pos + neg  # the latest round's scores of the training population, for monitoring
+            self.recorder.report.agreement["scores"] = {
+                "bins": len(both),
+                "counts": {str(i): int(c) for i, c in enumerate(both) if c},
+            }
             record.federated_loss = loss_sum / max(n, 1)
             out = {"auc": auc, "ks": ks}
         record.seconds = time.perf_counter() - self.recorder.started.get(server_round, time.perf_counter())

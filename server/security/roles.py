@@ -51,6 +51,16 @@ POLICY: dict[str, Rule] = {
     "/yinqi.bank.CreditService/Accrue": _rule(OPERATOR, changes_state=True),
     # reading a line: operators and auditors any line, a platform only its own merchants' lines
     "/yinqi.bank.CreditService/Get": _rule(OPERATOR, AUDITOR, PLATFORM, changes_state=False),
+    # the loan book: operators review, move the bank's clock, lift holds and refresh monitoring;
+    # operators and auditors read the clock, the metrics and the applications
+    "/yinqi.bank.LoanBookService/Review": _rule(OPERATOR, changes_state=True),
+    "/yinqi.bank.LoanBookService/AdvanceClock": _rule(OPERATOR, changes_state=True),
+    "/yinqi.bank.LoanBookService/SetClock": _rule(OPERATOR, changes_state=True),
+    "/yinqi.bank.LoanBookService/Unfreeze": _rule(OPERATOR, changes_state=True),
+    "/yinqi.bank.LoanBookService/Monitor": _rule(OPERATOR, changes_state=True),
+    "/yinqi.bank.LoanBookService/Clock": _rule(OPERATOR, AUDITOR, changes_state=False),
+    "/yinqi.bank.LoanBookService/Metrics": _rule(OPERATOR, AUDITOR, changes_state=False),
+    "/yinqi.bank.LoanBookService/Applications": _rule(OPERATOR, AUDITOR, changes_state=False),
     # what platforms tell the bank about their own merchants
     "/yinqi.platform.PlatformService/ReportConsent": _rule(PLATFORM, changes_state=True),
     "/yinqi.platform.PlatformService/ReportFeatures": _rule(PLATFORM, changes_state=True),

@@ -42,6 +42,7 @@ def attacks(channel: grpc.Channel, account: str) -> dict[str, Callable[[], Any]]
     credit = bank_pb2_grpc.CreditServiceStub(channel)
     platform = platform_pb2_grpc.PlatformServiceStub(channel)
     alerts = alerts_pb2_grpc.AlertServiceStub(channel)
+    loans = bank_pb2_grpc.LoanBookServiceStub(channel)
     fake_alert = alerts_pb2.Alert(
         id="f" * 32,
         device_id="x" * 100_000,
@@ -88,6 +89,14 @@ def attacks(channel: grpc.Channel, account: str) -> dict[str, Callable[[], Any]]
             platform_pb2.FeatureReport(merchants=[platform_pb2.MerchantFeatures(merchant_id="m9", rows=rows(-1e6))]),
             timeout=10,
         ),
+        # the loan book (issue 13): re-set every limit, move the bank's clock (interest, days past
+        # due, tiers), lift a hold, read the book
+        "review": lambda: loans.Review(bank_pb2.ReviewRequest(month="2026-03"), timeout=30),
+        "advance_clock": lambda: loans.AdvanceClock(bank_pb2.AdvanceClockRequest(days=1), timeout=30),
+        "set_clock": lambda: loans.SetClock(bank_pb2.SetClockRequest(date="2026-01-01"), timeout=30),
+        "unfreeze": lambda: loans.Unfreeze(bank_pb2.UnfreezeRequest(account_id=account), timeout=10),
+        "read_metrics": lambda: loans.Metrics(bank_pb2.MetricsRequest(), timeout=10),
+        "read_clock": lambda: loans.Clock(bank_pb2.ClockRequest(), timeout=10),
     }
 
 

@@ -1,6 +1,6 @@
 """Property-based fuzz of the bank's gRPC request handlers (issue 11), through a real server.
 
-Hypothesis builds requests for all eleven RPCs from hostile values: empty, huge and control
+Hypothesis builds requests for every RPC of the bank's services from hostile values: empty, huge and control
 character text, NaN, ±inf, 1e300, -1e6, extreme int64, unknown feature names, valid-looking ids
 mixed in so some calls succeed. For every call:
 
@@ -46,7 +46,11 @@ STATE = (
     " (SELECT COUNT(*) FROM bank_consent_events), (SELECT COUNT(*) FROM bank_merchant_owners),"
     " (SELECT COUNT(*) || ':' || COALESCE(MAX(rows_sha256), '') FROM bank_reported_features),"
     " (SELECT COUNT(*) || ':' || COALESCE(SUM(deliveries), 0) FROM bank_alerts),"
-    " (SELECT COUNT(*) FROM chain_anchor_leaves)"
+    " (SELECT COUNT(*) FROM chain_anchor_leaves),"
+    " (SELECT COUNT(*) || ':' || COALESCE(CAST(MAX(today) AS VARCHAR), '') FROM bank_clock),"
+    " (SELECT COUNT(*) FROM bank_limit_changes),"
+    " (SELECT COUNT(*) FROM bank_line_freezes), (SELECT COUNT(*) FROM bank_model_monitoring),"
+    " (SELECT COUNT(*) FROM bank_tier_changes), (SELECT COUNT(*) FROM bank_applications)"
 )
 
 texts = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=80)
@@ -132,6 +136,41 @@ def calls(account: str) -> st.SearchStrategy[tuple[str, Any]]:
         ),
         st.tuples(st.just("Deliver"), alert | valid_alert),
         st.tuples(
+            st.just("Review"),
+            st.builds(bank_pb2.ReviewRequest, month=st.sampled_from(["2026-03", "2026-13", ""]) | texts, model_version=versions),
+        ),
+        st.tuples(st.just("Clock"), st.just(bank_pb2.ClockRequest())),
+        st.tuples(
+            st.just("AdvanceClock"),
+            st.builds(bank_pb2.AdvanceClockRequest, days=st.sampled_from([0, 1, 31, -5, 3661]) | st.integers(-(2**31), 2**31 - 1)),
+        ),
+        st.tuples(
+            st.just("SetClock"),
+            st.builds(
+                bank_pb2.SetClockRequest,
+                date=st.sampled_from(["2026-01-01", "2099-12-31", "9999-12-31", "0001-01-01", "2026-02-30"]) | texts,
+            ),
+        ),
+        st.tuples(
+            st.just("Metrics"),
+            st.builds(bank_pb2.MetricsRequest, month=st.sampled_from(["", "2026-03", "2999-12"]) | texts, months=st.integers(-(2**31), 2**31 - 1)),
+        ),
+        st.tuples(
+            st.just("Applications"),
+            st.builds(
+                bank_pb2.ApplicationsRequest,
+                month=st.sampled_from(["", "2026-03"]) | texts,
+                merchant_id=ids,
+                outcome=st.sampled_from(["", "approved", "nope"]) | texts,
+                limit=st.integers(-(2**31), 2**31 - 1),
+            ),
+        ),
+        st.tuples(
+            st.just("Monitor"),
+            st.builds(bank_pb2.MonitorRequest, month=st.sampled_from(["", "2026-03"]) | texts, model_version=versions, refresh=st.booleans()),
+        ),
+        st.tuples(st.just("Unfreeze"), st.builds(bank_pb2.UnfreezeRequest, account_id=accounts)),
+        st.tuples(
             st.just("List"),
             st.builds(
                 alerts_pb2.ListRequest,
@@ -160,6 +199,10 @@ class Bank:
                 for n in ("ReportConsent", "ReportFeatures")
             },
             **{n: getattr(alerts_pb2_grpc.AlertServiceStub(self.channel), n) for n in ("Deliver", "List")},
+            **{
+                n: getattr(bank_pb2_grpc.LoanBookServiceStub(self.channel), n)
+                for n in ("Review", "Clock", "AdvanceClock", "SetClock", "Metrics", "Applications", "Monitor", "Unfreeze")
+            },
         }
 
     def state(self) -> tuple[Any, ...]:
@@ -214,4 +257,4 @@ def test_no_request_yields_a_traceback_a_hang_or_an_unrecorded_change(bank: Bank
             assert bank.completed_calls() == logged + 1, f"{name} changed the bank's state without a call record"
 
     check()
-    assert len(seen) == 11, seen  # every RPC was exercised
+    assert len(seen) == 19, seen  # every RPC was exercised

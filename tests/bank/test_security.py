@@ -5,7 +5,8 @@ made and its certificates issued and revoked with `yinqi bank certs …`. Each c
 `python -m tests.bank.attacker` with only the credentials it holds; it tries every attack of the
 issue (invented features, a line at the maximum, a 1,000,000.00 draw, reading an account,
 listing alerts, a fake alert with a 100 KB device id and a non-date, reporting for another
-platform) on all eleven RPCs. An outsider with only `ca.crt`, another CA's certificate and a
+platform; reviewing limits, moving the bank's clock, lifting a hold, reading the book) on the
+RPCs. An outsider with only `ca.crt`, another CA's certificate and a
 plaintext caller get no further than the TLS handshake; a revoked certificate is refused with
 UNAUTHENTICATED, a wrong role with PERMISSION_DENIED; none of it changes anything; the right
 roles succeed; the call log names who did what.
@@ -49,6 +50,12 @@ ALL = (
     "report_consent",
     "report_features",
     "report_implausible",
+    "review",
+    "advance_clock",
+    "set_clock",
+    "unfreeze",
+    "read_metrics",
+    "read_clock",
 )
 DENIED = "PERMISSION_DENIED"
 
@@ -202,7 +209,16 @@ def test_wrong_roles_are_refused_and_change_nothing(bank: Bank) -> None:
     fake = bank.attack(*bank.party("monitor-1"))["fake_alert"]["details"]
     assert fake == f"alert {'f' * 32}: device_id of 100000 characters; expected 1-128 printable ones"
     auditor = bank.codes(*bank.party("auditor-1"))
-    assert auditor == {**dict.fromkeys(ALL, DENIED), "read_account": "OK", "list_alerts": "OK"}
+    assert auditor == {
+        **dict.fromkeys(ALL, DENIED),
+        "read_account": "OK",
+        "list_alerts": "OK",
+        "read_metrics": "OK",
+        "read_clock": "OK",
+    }
+    assert bank.attack(*bank.party("auditor-1"))["advance_clock"]["details"] == (
+        "auditor-1 (auditor) may not call LoanBookService/AdvanceClock; it is open to operator"
+    )
     assert bank.snapshot() == before
 
 
@@ -219,6 +235,12 @@ def test_the_right_roles_succeed_and_the_call_log_names_who_did_what(bank: Bank)
         "accrue": "OK",
         "read_account": "OK",
         "list_alerts": "OK",
+        "review": "OK",
+        "advance_clock": "OK",
+        "set_clock": "FAILED_PRECONDITION",  # the books hold records dated after it
+        "unfreeze": "FAILED_PRECONDITION",  # the line is not frozen
+        "read_metrics": "OK",
+        "read_clock": "OK",
     }
     assert ops["draw_million"]["details"].startswith(f"credit account '{bank.account}': draw of 100000000 fen exceeds")
     own = bank.codes(*bank.party("platform-1"))
@@ -242,6 +264,8 @@ def test_the_right_roles_succeed_and_the_call_log_names_who_did_what(bank: Bank)
     assert ("ops", "operator", "CreditService/Open", "OK") in did  # the fixture's line
     assert ("ops", "operator", "ScoringService/Score", "OK") in did
     assert ("ops", "operator", "CreditService/Draw", "FAILED_PRECONDITION") in did
+    assert ("ops", "operator", "LoanBookService/AdvanceClock", "OK") in did
+    assert ("auditor-1", "auditor", "LoanBookService/Review", DENIED) in did
     assert ("platform-1", "platform", "PlatformService/ReportFeatures", "OK") in did
     assert ("platform-2", "platform", "CreditService/Draw", DENIED) in did
     assert ("monitor-1", "iot-monitor", "AlertService/Deliver", "OK") in did

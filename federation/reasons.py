@@ -1,0 +1,168 @@
+"""Reason codes in words a merchant understands, in English and Chinese.
+
+A `Reason` names what moved a credit decision: a model feature (with the log-odds it added,
+`federation.explain`) or a rule of the lending policy. The feature texts are built from the
+merchant's own feature rows (oldest first, as `yinqi features` builds them) and the training
+population's averages, e.g. "turnover fell 35 % over 3 months" / "近3个月营业额下降35%".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from federation.money import yuan
+
+FEATURE_CODES = {
+    "amount": "TURNOVER",
+    "growth": "SALES_GROWTH",
+    "avg_rating": "RATING",
+    "inventory_turnover": "INVENTORY_TURNOVER",
+    "count": "ORDERS",
+    "past_defaults": "PAST_DEFAULTS",
+    "first_month": "NEW_MERCHANT",
+    "category": "CATEGORY",
+}
+TREND_MONTHS = 3  # "turnover fell 35 % over 3 months": the newest month against 3 months before
+TREND_SHOWN = 0.10  # a turnover change smaller than this is described by its level instead
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason behind a decision.
+
+    `contribution` is the log-odds the feature added to the default score against the reference
+    merchant (positive: riskier); 0 for a policy rule, whose `feature` is empty.
+    """
+
+    code: str
+    text_en: str
+    text_zh: str
+    feature: str = ""
+    contribution: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reason:
+        return cls(
+            code=str(data["code"]),
+            text_en=str(data["text_en"]),
+            text_zh=str(data["text_zh"]),
+            feature=str(data.get("feature", "")),
+            contribution=float(data.get("contribution", 0.0)),
+        )
+
+
+def code_of(feature: str) -> str:
+    return FEATURE_CODES.get(feature, "FEATURE_" + "".join(c if c.isalnum() else "_" for c in feature.upper()))
+
+
+def _pct(fraction: float) -> str:
+    return f"{abs(fraction) * 100:.0f}"
+
+
+def _fen(amount: float) -> int:
+    return int(round(float(amount) * 100))
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def turnover_trend(rows: Sequence[Mapping[str, Any]]) -> tuple[float, int] | None:
+    """(change of the newest month's amount against TREND_MONTHS months before, months), or None."""
+    amounts = [_number(r.get("amount")) for r in rows]
+    if len(amounts) < 2 or amounts[-1] is None:
+        return None
+    back = max(0, len(amounts) - 1 - TREND_MONTHS)
+    old = amounts[back]
+    if old is None or old <= 0:
+        return None
+    return amounts[-1] / old - 1.0, len(amounts) - 1 - back
+
+
+def _describe(feature: str, rows: Sequence[Mapping[str, Any]], mean: float | None) -> tuple[str, str]:
+    """(English, Chinese) facts about `feature` for this merchant, without a direction."""
+    newest = rows[-1] if rows else {}
+    raw = newest.get(feature)
+    value = _number(raw)
+    if feature == "category" or value is None:
+        if feature == "category":
+            return f"business category '{raw}'", f"经营类目「{raw}」"
+        return f"{feature} = {raw}", f"{feature} = {raw}"
+    above = mean is not None and value >= mean
+    if feature == "amount":
+        trend = turnover_trend(rows)
+        if trend is not None and abs(trend[0]) >= TREND_SHOWN:
+            change, months = trend
+            en_way, zh_way = ("fell", "下降") if change < 0 else ("rose", "上升")
+            unit = "month" if months == 1 else "months"
+            return (
+                f"turnover {en_way} {_pct(change)} % over {months} {unit}",
+                f"近{months}个月营业额{zh_way}{_pct(change)}%",
+            )
+        if mean is None:
+            return f"monthly turnover {yuan(_fen(value))} yuan", f"月营业额{yuan(_fen(value))}元"
+        return (
+            f"monthly turnover {yuan(_fen(value))} yuan, {'above' if above else 'below'} the average "
+            f"merchant's {yuan(_fen(mean))} yuan",
+            f"月营业额{yuan(_fen(value))}元，{'高于' if above else '低于'}商户平均水平{yuan(_fen(mean))}元",
+        )
+    if feature == "growth":
+        if abs(value) < 0.005:
+            return "sales flat on the previous month", "销售额环比持平"
+        en_way, zh_way = ("fell", "下降") if value < 0 else ("rose", "增长")
+        return f"sales {en_way} {_pct(value)} % on the previous month", f"销售额环比{zh_way}{_pct(value)}%"
+    if feature == "past_defaults":
+        if value <= 0:
+            return "no earlier month in default", "此前无违约记录"
+        unit = "month" if value == 1 else "months"
+        return f"{value:.0f} earlier {unit} in default", f"此前有{value:.0f}个月处于违约"
+    if feature == "first_month":
+        if value >= 0.5:
+            return "no trading history before this month", "本月之前无交易记录"
+        return "trades with a history of earlier months", "有此前月份的交易记录"
+    if feature == "avg_rating":
+        if mean is not None:
+            return (
+                f"average customer rating {value:.1f} of 5, {'above' if above else 'below'} the average {mean:.1f}",
+                f"客户平均评分{value:.1f}分（满分5分），{'高于' if above else '低于'}平均{mean:.1f}分",
+            )
+        return f"average customer rating {value:.1f} of 5", f"客户平均评分{value:.1f}分（满分5分）"
+    if feature == "inventory_turnover":
+        if mean is not None:
+            return (
+                f"inventory turns over {value:.1f} times a month, {'faster' if above else 'slower'} than the "
+                f"average {mean:.1f}",
+                f"存货月周转{value:.1f}次，{'快于' if above else '慢于'}平均{mean:.1f}次",
+            )
+        return f"inventory turns over {value:.1f} times a month", f"存货月周转{value:.1f}次"
+    if feature == "count":
+        if mean is not None:
+            return (
+                f"{value:.0f} orders in the month, {'more' if above else 'fewer'} than the average {mean:.0f}",
+                f"当月订单{value:.0f}笔，{'多于' if above else '少于'}平均{mean:.0f}笔",
+            )
+        return f"{value:.0f} orders in the month", f"当月订单{value:.0f}笔"
+    return f"{feature} = {value:g}", f"{feature} = {value:g}"
+
+
+def feature_reason(
+    feature: str,
+    contribution: float,
+    rows: Sequence[Mapping[str, Any]],
+    means: Mapping[str, float] | None = None,
+) -> Reason:
+    """The reason for a feature that added `contribution` log-odds, worded from the rows."""
+    en, zh = _describe(feature, rows, (means or {}).get(feature))
+    if contribution > 0:
+        en, zh = f"{en} (raises the risk)", f"{zh}（推高风险）"
+    elif contribution < 0:
+        en, zh = f"{en} (lowers the risk)", f"{zh}（降低风险）"
+    return Reason(code_of(feature), en, zh, feature, float(contribution))

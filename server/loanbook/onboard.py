@@ -1,0 +1,206 @@
+"""Opening many credit lines at once (a batch of onboarded merchants): what `CreditBook.open`
+does for one — score, application with reasons, line, ledger entry, limit record, hold for a
+referral — for thousands, with bulk inserts, a chunk per transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from federation.storage import write_transaction
+from server.credit.accounts import Account, AccountView, CreditBook, Entry
+from server.credit.errors import BankError
+from server.loanbook import freezes
+from server.loanbook.applications import Application
+from server.loanbook.changes import LimitChange
+from server.loanbook.clock import month_of
+from server.loanbook.decide import REFERRED
+from server.scoring import Decision, Outcome, Row
+
+CHUNK = 10_000
+
+
+def open_many(
+    book: CreditBook,
+    requests: Sequence[tuple[str, Sequence[Row]]],
+    version: str | None = None,
+    *,
+    now: datetime | None = None,
+    chunk: int = CHUNK,
+) -> list[AccountView | BankError]:
+    """Open a line for each (merchant, rows); per merchant its line or why not (no consent,
+    bad rows, a line already open)."""
+    results: list[AccountView | BankError] = list(book.scorer.evaluate(requests, version))  # type: ignore[arg-type]
+    now = now or book.clock.now()
+    scored = [(i, r) for i, r in enumerate(results) if isinstance(r, Outcome)]
+    for start in range(0, len(scored), max(chunk, 1)):
+        part = scored[start : start + chunk]
+        with write_transaction(book.engine) as session:
+            merchants = [o.merchant_id for _, o in part]
+            query = select(Account.merchant_id, Account.id).where(Account.merchant_id.in_(merchants))
+            existing = dict(session.execute(query).tuples().all())
+            fresh: list[tuple[int, Outcome, str]] = []
+            taken: set[str] = set()
+            for i, outcome in part:
+                if outcome.merchant_id in existing:
+                    results[i] = BankError(
+                        f"merchant '{outcome.merchant_id}' already has credit account '{existing[outcome.merchant_id]}'",
+                        "refused",
+                    )
+                elif outcome.merchant_id in taken:
+                    results[i] = BankError(f"merchant '{outcome.merchant_id}' appears twice in one batch")
+                else:
+                    taken.add(outcome.merchant_id)
+                    fresh.append((i, outcome, "CL-" + uuid.uuid4().hex[:10]))
+            if fresh:
+                decisions = _store(session, fresh, now)
+                for (i, outcome, account), decision in zip(fresh, decisions, strict=True):
+                    results[i] = _view(outcome, account, decision, now)
+    return results
+
+
+def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -> list[int]:
+    """Decisions, applications, lines, ledger entries, limit records and holds; the decision ids."""
+    decision_ids = list(
+        session.scalars(
+            insert(Decision).returning(Decision.id, sort_by_parameter_order=True),
+            [
+                {
+                    "merchant_id": o.merchant_id,
+                    "purpose": "open",
+                    "account_id": account,
+                    "model_version": o.model_version,
+                    "model_sha256": o.model_sha256,
+                    "inputs_hash": o.inputs_hash,
+                    "inputs": list(o.inputs),
+                    "pd": o.pd,
+                    "band": o.band,
+                    "turnover_fen": o.turnover_fen,
+                    "limit_fen": o.limit_fen,
+                    "annual_rate_bp": o.annual_rate_bp,
+                    "created_at": now,
+                }
+                for _, o, account in fresh
+            ],
+        )
+    )
+    reasons = {account: [r.to_dict() for r in o.reasons] for _, o, account in fresh}
+    session.execute(
+        insert(Application),
+        [
+            {
+                "merchant_id": o.merchant_id,
+                "month": month_of(now.date()),
+                "applied_at": now,
+                "purpose": "open",
+                "outcome": o.outcome,
+                "decision_id": decision,
+                "account_id": account,
+                "model_version": o.model_version,
+                "model_sha256": o.model_sha256,
+                "inputs_hash": o.inputs_hash,
+                "pd": o.pd,
+                "band": o.band,
+                "limit_fen": o.limit_fen,
+                "annual_rate_bp": o.annual_rate_bp,
+                "reasons": reasons[account],
+                "contributions": o.contributions,
+            }
+            for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
+        ],
+    )
+    session.execute(
+        insert(Account),
+        [
+            {
+                "id": account,
+                "merchant_id": o.merchant_id,
+                "status": "open",
+                "limit_fen": o.limit_fen,
+                "principal_fen": 0,
+                "interest_fen": 0,
+                "interest_remainder": 0,
+                "annual_rate_bp": o.annual_rate_bp,
+                "band": o.band,
+                "pd": o.pd,
+                "model_version": o.model_version,
+                "decision_id": decision,
+                "opened_at": now,
+                "accrued_through": now.date() - timedelta(days=1),
+                "updated_at": now,
+            }
+            for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
+        ],
+    )
+    session.execute(
+        insert(Entry),
+        [
+            {
+                "account_id": account,
+                "kind": "open",
+                "amount_fen": 0,
+                "principal_after": 0,
+                "interest_after": 0,
+                "limit_after": o.limit_fen,
+                "model_version": o.model_version,
+                "decision_id": decision,
+                "at": now,
+                "note": f"band {o.band}, PD {o.pd:.4f}, {o.outcome}",
+            }
+            for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
+        ],
+    )
+    session.execute(
+        insert(LimitChange),
+        [
+            {
+                "account_id": account,
+                "merchant_id": o.merchant_id,
+                "kind": "open",
+                "review_month": None,
+                "on": now.date(),
+                "at": now,
+                "action": "open",
+                "old_limit_fen": 0,
+                "target_limit_fen": o.limit_fen,
+                "new_limit_fen": o.limit_fen,
+                "principal_fen": 0,
+                "frozen": o.outcome == REFERRED,
+                "decision_id": decision,
+                "model_version": o.model_version,
+                "pd": o.pd,
+                "band": o.band,
+                "turnover_fen": o.turnover_fen,
+                "reasons": reasons[account],
+                "contributions": o.contributions,
+            }
+            for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
+        ],
+    )
+    for _, o, account in fresh:
+        if o.outcome == REFERRED:
+            freezes.freeze(session, account, "referred", o.reasons[0].text_en, now.date(), now)
+    return decision_ids
+
+
+def _view(o: Outcome, account: str, decision: int, now: datetime) -> AccountView:
+    return AccountView(
+        account_id=account,
+        merchant_id=o.merchant_id,
+        status="open",
+        limit_fen=o.limit_fen,
+        principal_fen=0,
+        interest_fen=0,
+        available_fen=o.limit_fen,
+        annual_rate_bp=o.annual_rate_bp,
+        band=o.band,
+        pd=o.pd,
+        model_version=o.model_version,
+        decision_id=decision,
+        accrued_through=(now.date() - timedelta(days=1)).isoformat(),
+        frozen=f"referred since {now.date().isoformat()}: {o.reasons[0].text_en}" if o.outcome == REFERRED else "",
+    )

@@ -1,0 +1,375 @@
+"""The monthly review: limits that follow each month's data.
+
+`review(book, "2026-03")` takes every open line whose merchant's consent is in force, the
+merchant's rows through 2026-03 as its platform reported them (`server.feature_store`: sent over
+`PlatformService.ReportFeatures` with the platform's certificate), re-scores them with the
+promoted model (or a named one), and moves each limit within the review rules
+(`server.loanbook.decide.review_limit`): raised at most so far per review, never cut below what
+is drawn, a cut freezes new draws, no raise while a draw is past due. Every reviewed line gets a
+`LimitChange` with its reason codes (what moved since the line's last decision: turnover, risk
+band, the features whose contributions changed most) and a `Decision` with the inputs' sha256;
+a changed limit also gets a ledger entry.
+
+A line is reviewed once per month: a second run, or a run resumed after a crash, reviews only
+the lines not reviewed yet. Lines are written in chunks, each chunk in one transaction. A line
+whose merchant withdrew consent, or whose platform has not reported that month, keeps its limit
+and is counted as skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, insert, select, update
+
+from federation.explain import top_features
+from federation.reasons import TREND_MONTHS, Reason
+from federation.storage import session_scope, write_transaction
+from server.consent import ReportedConsent
+from server.credit.accounts import Account, CreditBook, Entry
+from server.credit.errors import BankError
+from server.feature_store import ReportedFeatures
+from server.loanbook import draws as draw_book
+from server.loanbook import freezes, wording
+from server.loanbook.changes import LimitChange, Previous, ReviewRun, latest, reviewed
+from server.loanbook.clock import month_of
+from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep, review_limit
+from server.scoring import Decision, Outcome, Row
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+CHUNK = 10_000  # lines per transaction
+EXAMPLES = 20  # changed lines echoed in the result
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ReviewResult:
+    """What a review run did."""
+
+    month: str
+    on: str
+    model_version: str
+    lines: int = 0  # open lines
+    already: int = 0  # reviewed for this month by an earlier run
+    reviewed: int = 0
+    raised: int = 0
+    cut: int = 0
+    kept: int = 0
+    frozen: int = 0  # lines whose new draws this run froze
+    unfrozen: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason code -> lines
+    seconds: float = 0.0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_month(month: str) -> str:
+    if not isinstance(month, str) or not MONTH.match(month):
+        raise BankError(f"month {str(month)[:20]!r}: expected YYYY-MM, e.g. 2026-03")
+    return month
+
+
+def consent_in_force(engine: Engine) -> dict[str, bool]:
+    """merchant id -> whether its latest reported consent event is a grant (one pass)."""
+    latest_event: dict[str, bool] = {}
+    with session_scope(engine) as session:
+        query = select(ReportedConsent.merchant_id, ReportedConsent.granted).order_by(
+            ReportedConsent.at, ReportedConsent.id
+        )
+        for merchant, granted in session.execute(query):
+            latest_event[merchant] = bool(granted)
+    return latest_event
+
+
+def reported_rows(engine: Engine, merchants: Sequence[str]) -> dict[str, list[Row]]:
+    """merchant id -> its reported rows, read in one pass for many merchants."""
+    wanted = set(merchants)
+    found: dict[str, list[Row]] = {}
+    with session_scope(engine) as session:
+        if len(wanted) > 5_000:
+            query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows)
+            found = {m: list(rows) for m, rows in session.execute(query) if m in wanted}
+        else:
+            ids = sorted(wanted)
+            for start in range(0, len(ids), 500):
+                query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
+                    ReportedFeatures.merchant_id.in_(ids[start : start + 500])
+                )
+                found.update((m, list(rows)) for m, rows in session.execute(query))
+    return found
+
+
+def rows_through(rows: Sequence[Row], month: str, keep: int) -> tuple[list[Row], str]:
+    """The latest `keep` rows up to `month`, and the latest month reported at all."""
+    dated = [r for r in rows if isinstance(r.get("month"), str)]
+    latest_month = str(dated[-1]["month"]) if dated else ""
+    upto = [r for r in dated if str(r["month"]) <= month]
+    return upto[-keep:], latest_month
+
+
+def review_reasons(
+    step: ReviewStep,
+    outcome: Outcome,
+    previous: Previous | None,
+    book: CreditBook,
+    contributions_now: np.ndarray,
+    features: Sequence[str],
+) -> tuple[Reason, ...]:
+    """Why a limit moved: turnover and band since the last decision, the model's features
+    whose contributions moved most that way, then the policy's rules."""
+    policy = book.policy
+    if step.action == KEEP:
+        return step.reasons
+    found: list[Reason] = []
+    if previous is not None and previous.turnover_fen is not None:
+        old, new = previous.turnover_fen, outcome.turnover_fen
+        if old != new and abs(new - old) * 100 >= max(old, 1) * policy.review.min_change_pct:
+            found.append(wording.turnover_moved(old, new, policy.turnover_months))
+    if previous is not None and previous.band and previous.band != outcome.band and previous.pd is not None:
+        found.append(wording.band_moved(previous.band, outcome.band, previous.pd, outcome.pd))
+    moved = contributions_now.copy()
+    if previous is not None and set(previous.contributions) == set(features):
+        moved = moved - np.array([previous.contributions[f] for f in features])
+    sign = 1 if step.action == CUT else -1
+    chosen = top_features(moved.reshape(1, -1), 3, sign)[0]
+    explainer = book.scorer.explainer(outcome.model_version)
+    found.extend(book.scorer.model_reasons(outcome.inputs, outcome.contributions, explainer, chosen))
+    return (*found, *step.reasons)
+
+
+def review(
+    book: CreditBook,
+    month: str,
+    version: str | None = None,
+    *,
+    now: datetime | None = None,
+    chunk: int = CHUNK,
+    progress: Progress | None = None,
+    monitor: bool = True,
+) -> ReviewResult:
+    """Review every open line for `month` (YYYY-MM); see the module docstring."""
+    started = time.perf_counter()
+    month = check_month(month)
+    now = now or book.clock.now()
+    today = now.date()
+    if month > month_of(today):
+        raise BankError(
+            f"month {month} has not begun on the bank's clock (business date {today.isoformat()})", "refused"
+        )
+    scorer, policy, engine = book.scorer, book.policy, book.engine
+    name, _, _ = scorer.model(version)
+    result = ReviewResult(month, today.isoformat(), name)
+    with session_scope(engine) as session:
+        accounts = list(session.execute(select(Account.id, Account.merchant_id).where(Account.status == "open")))
+        done = reviewed(session, month)
+        previous = latest(session)
+    result.lines = len(accounts)
+    todo = sorted((a, m) for a, m in accounts if a not in done)
+    result.already = len(accounts) - len(todo)
+    consent = consent_in_force(engine)
+    reported = reported_rows(engine, [m for _, m in todo])
+    keep = max(policy.turnover_months, TREND_MONTHS + 1)
+    skipped: Counter[str] = Counter()
+    for start in range(0, len(todo), max(chunk, 1)):
+        part = todo[start : start + chunk]
+        requests: list[tuple[str, str, list[Row]]] = []
+        for account, merchant in part:
+            if not consent.get(merchant, False):
+                skipped["NO_CONSENT"] += 1
+                continue
+            rows, _latest = rows_through(reported.get(merchant, []), month, keep)
+            if not rows or rows[-1].get("month") != month:
+                skipped["NO_FEATURES"] += 1
+                continue
+            requests.append((account, merchant, rows))
+        outcomes = scorer.evaluate([(m, r) for _, m, r in requests], name, explain=False, checked=True, consented=True)
+        scored = []
+        for (account, _merchant, _rows), outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, BankError):
+                skipped["NOT_SCORED"] += 1
+            else:
+                scored.append((account, outcome))
+        if scored:
+            _write(book, scored, previous, month, now, result)
+        if progress is not None:
+            progress(min(start + chunk, len(todo)), len(todo))
+    result.skipped = dict(sorted(skipped.items()))
+    if monitor and result.reviewed:
+        from server.monitoring import refresh
+
+        result.alerts = [a.to_dict() for a in refresh(engine, book.scorer, name, month_of(today)) if a.alert]
+    result.seconds = time.perf_counter() - started
+    with session_scope(engine) as session:
+        counts = {k: v for k, v in result.to_dict().items() if k not in ("examples", "alerts", "seconds")}
+        session.add(
+            ReviewRun(review_month=month, on=today, at=now, model_version=name, counts=counts, seconds=result.seconds)
+        )
+    return result
+
+
+def _write(
+    book: CreditBook,
+    scored: list[tuple[str, Outcome]],
+    previous: dict[str, Previous],
+    month: str,
+    now: datetime,
+    result: ReviewResult,
+) -> None:
+    """Decide and store one chunk of reviewed lines in one transaction."""
+    policy, today = book.policy, now.date()
+    ids = [account for account, _ in scored]
+    with write_transaction(book.engine) as session:
+        state = {
+            row.id: row
+            for row in session.execute(
+                select(Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen)
+                .where(Account.id.in_(ids))
+                .with_for_update()
+            )
+        }
+        if reviewed(session, month) & set(ids):  # another run got here first: leave it to that run
+            raise BankError(f"another review of {month} is running; try again when it has finished", "refused")
+        overdue: dict[str, int] = {}
+        for draw in draw_book.owing(session, ids):
+            dpd = draw_book.days_past_due(draw.due_on, draw.settled_on, today)
+            overdue[draw.account_id] = max(overdue.get(draw.account_id, 0), dpd)
+        frozen = freezes.frozen(session, ids)
+        decision_ids = list(
+            session.scalars(
+                insert(Decision).returning(Decision.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "merchant_id": o.merchant_id,
+                        "purpose": "review",
+                        "account_id": account,
+                        "model_version": o.model_version,
+                        "model_sha256": o.model_sha256,
+                        "inputs_hash": o.inputs_hash,
+                        "inputs": list(o.inputs),
+                        "pd": o.pd,
+                        "band": o.band,
+                        "turnover_fen": o.turnover_fen,
+                        "limit_fen": o.limit_fen,
+                        "annual_rate_bp": o.annual_rate_bp,
+                        "created_at": now,
+                    }
+                    for account, o in scored
+                ],
+            )
+        )
+        features = list(scored[0][1].contributions)
+        account_updates, entries, changes, to_freeze, to_lift = [], [], [], [], []
+        for (account, o), decision_id in zip(scored, decision_ids, strict=True):
+            current = state[account]
+            freeze = frozen.get(account)
+            step = review_limit(
+                current.limit_fen,
+                current.principal_fen,
+                o.limit_fen,
+                overdue.get(account, 0),
+                freeze.kind if freeze else None,
+                policy,
+            )
+            contributions = np.array([o.contributions[f] for f in features])
+            reasons = review_reasons(step, o, previous.get(account), book, contributions, features)
+            account_updates.append(
+                {
+                    "id": account,
+                    "limit_fen": step.new_limit_fen,
+                    "annual_rate_bp": o.annual_rate_bp,
+                    "band": o.band,
+                    "pd": o.pd,
+                    "model_version": o.model_version,
+                    "decision_id": decision_id,
+                    "updated_at": now,
+                }
+            )
+            if step.freeze:
+                to_freeze.append((account, reasons))
+            if step.unfreeze:
+                to_lift.append(account)
+            still_frozen = step.freeze or (freeze is not None and not step.unfreeze)
+            if step.new_limit_fen != current.limit_fen or step.freeze or step.unfreeze:
+                entries.append(
+                    {
+                        "account_id": account,
+                        "kind": "limit",
+                        "amount_fen": step.new_limit_fen - current.limit_fen,
+                        "principal_after": current.principal_fen,
+                        "interest_after": current.interest_fen,
+                        "limit_after": step.new_limit_fen,
+                        "model_version": o.model_version,
+                        "decision_id": decision_id,
+                        "at": now,
+                        "note": (
+                            f"review {month}: {step.action} {current.limit_fen} -> {step.new_limit_fen}"
+                            + ("; draws frozen" if step.freeze else "; freeze lifted" if step.unfreeze else "")
+                        )[:256],
+                    }
+                )
+            changes.append(
+                {
+                    "account_id": account,
+                    "merchant_id": o.merchant_id,
+                    "kind": "review",
+                    "review_month": month,
+                    "on": today,
+                    "at": now,
+                    "action": step.action,
+                    "old_limit_fen": current.limit_fen,
+                    "target_limit_fen": o.limit_fen,
+                    "new_limit_fen": step.new_limit_fen,
+                    "principal_fen": current.principal_fen,
+                    "frozen": still_frozen,
+                    "decision_id": decision_id,
+                    "model_version": o.model_version,
+                    "pd": o.pd,
+                    "band": o.band,
+                    "turnover_fen": o.turnover_fen,
+                    "reasons": [r.to_dict() for r in reasons],
+                    "contributions": o.contributions,
+                }
+            )
+            result.reviewed += 1
+            if step.action == RAISE:
+                result.raised += 1
+            elif step.action == CUT:
+                result.cut += 1
+            else:
+                result.kept += 1
+            if step.action != KEEP and len(result.examples) < EXAMPLES:
+                result.examples.append(
+                    {
+                        "account_id": account,
+                        "merchant_id": o.merchant_id,
+                        "action": step.action,
+                        "old_limit_fen": current.limit_fen,
+                        "new_limit_fen": step.new_limit_fen,
+                        "band": o.band,
+                        "pd": o.pd,
+                        "reasons": [r.to_dict() for r in reasons],
+                    }
+                )
+        session.execute(update(Account), account_updates)
+        if entries:
+            session.execute(insert(Entry), entries)
+        session.execute(insert(LimitChange), changes)
+        for account, reasons in to_freeze:
+            existing = frozen.get(account)
+            if existing is None or existing.kind == "cut":
+                text = "; ".join(r.text_en for r in reasons[:2])
+                freezes.freeze(session, account, "cut", f"review {month} cut the limit: {text}", today, now)
+                result.frozen += existing is None
+        lifted = [a for a in to_lift if a in frozen and frozen[a].kind == "cut"]
+        freezes.lift(session, lifted)
+        result.unfrozen += len(lifted)

@@ -1,0 +1,370 @@
+"""Model monitoring: does this month's population still look like the one the model learned from,
+and do its PDs come true?
+
+- **Stability.** For a model version and a month of the bank's clock: the PSI of the score and
+  of every feature between the training population and the merchants the version scored that
+  month (applications and reviewed lines, each merchant once, its latest decision). The training
+  population is the federated run's aggregates in the model's `report.json` (`agreement`: the
+  platforms' merged feature sketches and the last round's score histogram; no rows). Bins are
+  groups of about equal training share (`federation.metrics.quantile_groups`).
+- **Calibration.** Once outcomes exist: for the version's decisions on credit lines whose
+  outcome window (`horizon_months`) has passed, predicted PD against observed default (a draw of
+  the merchant reached the `default_tier` within the window), per band and overall, as a z-score.
+
+Each result is a stored row (`bank_model_monitoring`, one per version, month and metric); an
+alert is a row whose PSI exceeds `psi_alert` (with at least `min_population` merchants) or whose
+|z| exceeds `calibration_z` (with at least `calibration_min` outcomes). `yinqi bank metrics`
+shows the month's alerts; `yinqi bank monitor` shows every row.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import JSON, Boolean, Engine, Float, Integer, String, UniqueConstraint, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from federation.clock import utcnow
+from federation.metrics import calibration_z, grouped_counts, population_stability_index, quantile_groups
+from federation.preprocess import bin_of
+from federation.storage import UtcDateTime, session_scope
+from server.credit.rules import MonitoringRules
+from server.db import BankBase
+from server.loanbook import draws as draw_book
+
+SCORE_BINS = 1000  # the federated evaluation's score histogram: equal bins on [0, 1]
+SCORED = ("score", "open", "review")  # decisions that are the month's population
+NEW_VALUE = "(not seen in training)"
+
+
+class MonitorRecord(BankBase):
+    """One monitoring result: a model version, a month, a metric."""
+
+    __tablename__ = "bank_model_monitoring"
+    __table_args__ = (UniqueConstraint("model_version", "month", "metric", name="uq_bank_monitoring"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(32), index=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    metric: Mapped[str] = mapped_column(String(96))  # psi:score | psi:<feature> | calibration:<band|all>
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    population: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16))  # stable | watch | alert | too few | n/a | ok
+    alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True)
+class MonitorRow:
+    model_version: str
+    month: str
+    metric: str
+    value: float | None
+    population: int
+    level: str
+    alert: bool
+    detail: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, r: MonitorRecord) -> MonitorRow:
+        return cls(r.model_version, r.month, r.metric, r.value, r.population, r.level, r.alert, dict(r.detail or {}))
+
+
+# -- the training population from a run report -----------------------------------------------
+@dataclass(frozen=True)
+class TrainingPopulation:
+    """What the federated run's report says about the population it trained on."""
+
+    rows: int
+    numeric: dict[str, dict[int, float]]  # column -> sketch bin -> count
+    categorical: dict[str, dict[str, int]]
+    scores: np.ndarray | None  # counts over SCORE_BINS equal bins of [0, 1]
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> TrainingPopulation | None:
+        agreement = report.get("agreement") if isinstance(report, dict) else None
+        stats = agreement.get("stats") if isinstance(agreement, dict) else None
+        if not isinstance(stats, dict):
+            return None
+        try:
+            numeric = {
+                str(c): {int(b): float(m[0]) for b, m in bins.items()} for c, bins in stats.get("numeric", {}).items()
+            }
+            categorical = {
+                str(c): {str(v): int(n) for v, n in counts.items()} for c, counts in stats.get("categorical", {}).items()
+            }
+            scores = None
+            raw = agreement.get("scores") if isinstance(agreement, dict) else None
+            if isinstance(raw, dict) and int(raw.get("bins", 0)) == SCORE_BINS:
+                scores = np.zeros(SCORE_BINS)
+                for index, count in raw.get("counts", {}).items():
+                    scores[int(index)] += float(count)
+            return cls(int(stats.get("rows", 0)), numeric, categorical, scores)
+        except (TypeError, ValueError, IndexError, AttributeError):
+            return None
+
+
+# -- PSI of one metric -----------------------------------------------------------------------
+def psi_numeric(training: dict[int, float], values: np.ndarray, groups: int) -> tuple[float, list[float], list[float]]:
+    """PSI of a numeric feature: training sketch bins merged into `groups` equal-share groups;
+    the month's values go to the group of their sketch bin (beyond the ends: the end groups)."""
+    order = np.array(sorted(training), dtype=np.int64)
+    counts = np.array([training[int(b)] for b in order])
+    group_of_bin = quantile_groups(counts, groups)
+    expected = grouped_counts(counts, group_of_bin)
+    position = np.clip(np.searchsorted(order, bin_of(np.asarray(values, dtype=np.float64)), side="right") - 1, 0, None)
+    actual = np.bincount(group_of_bin[position], minlength=len(expected)).astype(np.float64)
+    return population_stability_index(expected, actual), _shares(expected), _shares(actual)
+
+
+def psi_categorical(training: dict[str, int], values: list[str]) -> tuple[float, list[float], list[float]]:
+    """PSI over the categories seen in training, plus one bucket for values it never saw."""
+    names = sorted(training)
+    index = {name: i for i, name in enumerate(names)}
+    expected = np.array([float(training[n]) for n in names] + [0.0])
+    actual = np.zeros(len(names) + 1)
+    for value in values:
+        actual[index.get(str(value), len(names))] += 1
+    if actual[-1] == 0:
+        expected, actual = expected[:-1], actual[:-1]
+    return population_stability_index(expected, actual), _shares(expected), _shares(actual)
+
+
+def psi_scores(training: np.ndarray, pds: np.ndarray, groups: int) -> tuple[float, list[float], list[float]]:
+    group_of_bin = quantile_groups(training, groups)
+    expected = grouped_counts(training, group_of_bin)
+    bins = np.clip((np.asarray(pds, dtype=np.float64) * SCORE_BINS).astype(np.int64), 0, SCORE_BINS - 1)
+    actual = np.bincount(group_of_bin[bins], minlength=len(expected)).astype(np.float64)
+    return population_stability_index(expected, actual), _shares(expected), _shares(actual)
+
+
+def _shares(counts: np.ndarray) -> list[float]:
+    total = float(np.sum(counts))
+    return [round(float(c) / total, 6) if total else 0.0 for c in counts]
+
+
+def psi_level(value: float, population: int, rules: MonitoringRules) -> str:
+    if population < rules.min_population:
+        return "too few"
+    if value > rules.psi_alert:
+        return "alert"
+    return "watch" if value > rules.psi_watch else "stable"
+
+
+# -- the month's population ------------------------------------------------------------------
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    year, number = int(month[:4]), int(month[5:7])
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def scored_population(session: Session, version: str, month: str) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """(newest feature row, PD) of each merchant `version` scored in `month`, its latest decision."""
+    from server.scoring import Decision
+
+    start, end = month_bounds(month)
+    query = (
+        select(Decision.merchant_id, Decision.inputs, Decision.pd)
+        .where(
+            Decision.model_version == version,
+            Decision.purpose.in_(SCORED),
+            Decision.created_at >= start,
+            Decision.created_at < end,
+        )
+        .order_by(Decision.id)
+    )
+    latest: dict[str, tuple[dict[str, Any], float]] = {}
+    for merchant, inputs, pd in session.execute(query):
+        if inputs:
+            latest[merchant] = (inputs[-1], float(pd))
+    rows = [row for row, _ in latest.values()]
+    return rows, np.array([p for _, p in latest.values()], dtype=np.float64)
+
+
+def stability(
+    version: str, month: str, training: TrainingPopulation, rows: list[dict[str, Any]], pds: np.ndarray, rules: MonitoringRules
+) -> list[MonitorRow]:
+    """PSI of the score and of each feature the training population describes."""
+    n = len(rows)
+    found = []
+    if training.scores is not None and training.scores.sum() > 0 and n:
+        value, expected, actual = psi_scores(training.scores, pds, rules.groups)
+        level = psi_level(value, n, rules)
+        detail = {"expected_share": expected, "actual_share": actual, "threshold": rules.psi_alert}
+        found.append(MonitorRow(version, month, "psi:score", value, n, level, level == "alert", detail))
+    for column, bins in sorted(training.numeric.items()):
+        values = np.array([float(r[column]) for r in rows if isinstance(r.get(column), (int, float))])
+        if not len(values) or not bins:
+            continue
+        value, expected, actual = psi_numeric(bins, values, rules.groups)
+        level = psi_level(value, len(values), rules)
+        detail = {"expected_share": expected, "actual_share": actual, "threshold": rules.psi_alert}
+        found.append(MonitorRow(version, month, f"psi:{column}", value, len(values), level, level == "alert", detail))
+    for column, counts in sorted(training.categorical.items()):
+        texts = [str(r[column]) for r in rows if column in r]
+        if not texts or not counts:
+            continue
+        value, expected, actual = psi_categorical(counts, texts)
+        level = psi_level(value, len(texts), rules)
+        detail = {"expected_share": expected, "actual_share": actual, "threshold": rules.psi_alert}
+        found.append(MonitorRow(version, month, f"psi:{column}", value, len(texts), level, level == "alert", detail))
+    return found
+
+
+# -- calibration -----------------------------------------------------------------------------
+def add_months(day: date, months: int) -> date:
+    total = day.month - 1 + months
+    year, month = day.year + total // 12, total % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def calibration(session: Session, version: str, month: str, today: date, rules: MonitoringRules, classification: Any) -> list[MonitorRow]:
+    """Predicted PD against observed default, per band and overall, for `version`'s decisions on
+    credit lines whose outcome window has ended by `today`.
+
+    One observation per merchant and month (its first decision that month); a merchant already
+    in default at the decision, or owing nothing during the window, is left out.
+    """
+    from server.scoring import Decision
+
+    cutoff = datetime.combine(add_months(today, -rules.horizon_months), datetime.min.time(), UTC)
+    query = (
+        select(Decision.merchant_id, Decision.pd, Decision.band, Decision.created_at)
+        .where(
+            Decision.model_version == version,
+            Decision.purpose.in_(("open", "review")),
+            Decision.created_at <= cutoff,
+        )
+        .order_by(Decision.id)
+    )
+    first: dict[tuple[str, str], tuple[float, str, date]] = {}
+    for merchant, pd, band, at in session.execute(query):
+        first.setdefault((merchant, at.strftime("%Y-%m")), (float(pd), band, at.date()))
+    if not first:
+        return []
+    merchants = sorted({m for m, _ in first})
+    draws: dict[str, list[Any]] = {}
+    for start in range(0, len(merchants), 500):
+        chunk = merchants[start : start + 500]
+        for d in session.scalars(select(draw_book.Draw).where(draw_book.Draw.merchant_id.in_(chunk))):
+            draws.setdefault(d.merchant_id, []).append(d)
+    by_band: dict[str, list[tuple[float, int]]] = {}
+    for (merchant, _), (pd, band, decided) in first.items():
+        end = add_months(decided, rules.horizon_months)
+        owed = [d for d in draws.get(merchant, []) if d.drawn_on <= end and (d.settled_on is None or d.settled_on > decided)]
+        if not owed:
+            continue
+        days = [draw_book.reached(d.due_on, d.settled_on, rules.default_tier, classification) for d in owed]
+        if any(day is not None and day <= decided for day in days):
+            continue  # already in default when decided
+        defaulted = int(any(day is not None and decided < day <= end for day in days))
+        by_band.setdefault(band, []).append((pd, defaulted))
+    found = []
+    everything = [x for items in by_band.values() for x in items]
+    for band, items in [*sorted(by_band.items()), ("all", everything)]:
+        if not items:
+            continue
+        p = np.array([pd for pd, _ in items])
+        y = np.array([d for _, d in items])
+        n, expected, defaults, z = calibration_z(p, y)
+        enough = n >= rules.calibration_min
+        alert = enough and abs(z) > rules.calibration_z
+        level = "too few" if not enough else "alert" if alert else "ok"
+        detail = {
+            "predicted_pd": float(p.mean()),
+            "observed_rate": float(y.mean()),
+            "expected_defaults": expected,
+            "defaults": defaults,
+            "threshold_z": rules.calibration_z,
+            "horizon_months": rules.horizon_months,
+        }
+        found.append(MonitorRow(version, month, f"calibration:{band}", z, n, level, alert, detail))
+    return found
+
+
+# -- storing and reading ---------------------------------------------------------------------
+def refresh(engine: Engine, scorer: Any, version: str, month: str, today: date | None = None) -> list[MonitorRow]:
+    """Compute and store `version`'s monitoring for `month` (replacing earlier results)."""
+    rules = scorer.policy.monitoring
+    name, _, model = scorer.model(version)
+    today = today or scorer.clock.today()
+    training = TrainingPopulation.from_report(model.report)
+    with session_scope(engine) as session:
+        rows, pds = scored_population(session, name, month)
+        if training is None:
+            found = [
+                MonitorRow(
+                    name,
+                    month,
+                    "psi:score",
+                    None,
+                    len(rows),
+                    "n/a",
+                    False,
+                    {"why": f"model {name}'s report.json has no training-population aggregates (agreement)"},
+                )
+            ]
+        else:
+            found = stability(name, month, training, rows, pds, rules)
+        found += calibration(session, name, month, today, rules, scorer.policy.classification)
+        session.execute(delete(MonitorRecord).where(MonitorRecord.model_version == name, MonitorRecord.month == month))
+        now = utcnow()
+        session.add_all(
+            MonitorRecord(
+                model_version=r.model_version,
+                month=r.month,
+                metric=r.metric,
+                value=r.value,
+                population=r.population,
+                level=r.level,
+                alert=r.alert,
+                detail=r.detail,
+                computed_at=now,
+            )
+            for r in found
+        )
+    return found
+
+
+def versions_scoring(engine: Engine, month: str) -> list[str]:
+    """Model versions with decisions in `month`."""
+    from server.scoring import Decision
+
+    start, end = month_bounds(month)
+    with session_scope(engine) as session:
+        query = (
+            select(Decision.model_version)
+            .where(Decision.created_at >= start, Decision.created_at < end, Decision.purpose.in_(SCORED))
+            .distinct()
+        )
+        return sorted(session.scalars(query))
+
+
+def stored_in(
+    session: Session, month: str | None = None, version: str | None = None, alerts_only: bool = False
+) -> list[MonitorRow]:
+    """The stored results (in the caller's session), by month, version and metric."""
+    query = select(MonitorRecord).order_by(MonitorRecord.month, MonitorRecord.model_version, MonitorRecord.metric)
+    if month:
+        query = query.where(MonitorRecord.month == month)
+    if version:
+        query = query.where(MonitorRecord.model_version == version)
+    if alerts_only:
+        query = query.where(MonitorRecord.alert.is_(True))
+    return [MonitorRow.of(r) for r in session.scalars(query)]
+
+
+def stored(
+    engine: Engine, month: str | None = None, version: str | None = None, alerts_only: bool = False
+) -> list[MonitorRow]:
+    with session_scope(engine) as session:
+        return stored_in(session, month, version, alerts_only)

@@ -1,0 +1,158 @@
+"""Model monitoring: PSI between the training population (the federated run's aggregates, no
+rows) and a month's scored merchants, calibration of PDs against observed defaults, alerts
+stored and shown in the metrics. Hand-computed values first."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from federation.metrics import calibration_z, grouped_counts, population_stability_index, quantile_groups
+from federation.model import write_report
+from federation.preprocess import compute_stats
+from server.credit.accounts import CreditBook
+from server.credit.promotion import promote
+from server.loanbook import eod
+from server.loanbook.metrics import metrics
+from server.monitoring import TrainingPopulation, psi_categorical, psi_numeric, refresh, stored
+from server.registry import Registry
+from server.scoring import Scorer
+from tests.bank.conftest import FEATURES
+from tests.bank.test_review import rows
+from tests.consent_helpers import report_consent
+
+
+def test_psi_by_hand() -> None:
+    # expected 50 / 50, actual 25 / 75: (0.25 - 0.5) ln(0.25 / 0.5) + (0.75 - 0.5) ln(0.75 / 0.5)
+    # = 0.25 ln 2 + 0.25 ln 1.5 = 0.173287 + 0.101366 = 0.274653
+    assert population_stability_index(np.array([50, 50]), np.array([25, 75])) == pytest.approx(0.274653, abs=1e-5)
+    value, expected, actual = psi_categorical({"a": 50, "b": 50}, ["a"] * 25 + ["b"] * 75)
+    assert (round(value, 5), expected, actual) == (0.27465, [0.5, 0.5], [0.25, 0.75])
+    same, _, _ = psi_categorical({"a": 50, "b": 50}, ["a", "b"] * 40)
+    assert same == pytest.approx(0.0, abs=1e-9)
+
+
+def test_training_bins_merge_into_groups_of_equal_share() -> None:
+    # midpoints of the cumulative share: 5 %, 10 %, 25 %, 50 %, 80 % -> quartiles 0, 0, 1, 2, 3
+    groups = quantile_groups(np.array([10, 0, 30, 20, 40]), 4)
+    assert groups.tolist() == [0, 0, 1, 2, 3]
+    assert grouped_counts(np.array([10, 0, 30, 20, 40]), groups).tolist() == [10, 30, 20, 40]
+
+
+def test_a_numeric_feature_is_binned_on_the_training_sketch() -> None:
+    rng = np.random.default_rng(0)
+    training = compute_stats(pd.DataFrame({"amount": rng.uniform(500, 1500, 2000)}))
+    bins = {b: m[0] for b, m in training.numeric["amount"].items()}
+    same, _, _ = psi_numeric(bins, rng.uniform(500, 1500, 2000), 10)
+    shifted, expected, actual = psi_numeric(bins, rng.uniform(3000, 5000, 500), 10)
+    assert same < 0.02
+    # every applicant falls in the top group; the sketch's bins are about 13 % wide at these
+    # values, so 500-1,500 spans 9 of them and the top one held 1 % of the training rows
+    assert len(expected) == 9 and actual[-1] == 1.0 and expected[-1] == 0.01
+    assert shifted > 10  # groups left empty weigh in at ln(share / 1e-6) each
+
+
+def test_calibration_z_by_hand() -> None:
+    # PD 0.2 for five merchants, two defaulted: expected 1.0, variance 5 x 0.2 x 0.8 = 0.8,
+    # z = (2 - 1) / sqrt(0.8) = 1.1180
+    n, expected, defaults, z = calibration_z(np.full(5, 0.2), np.array([1, 1, 0, 0, 0]))
+    assert (n, expected, defaults) == (5, pytest.approx(1.0), 2)
+    assert z == pytest.approx(1 / math.sqrt(0.8))
+
+
+def training_report(seed: int = 0) -> dict:
+    """A run report's aggregates of 2,000 training rows shaped like the test model's features,
+    every score in bin 30 (PD 0.03, what the test model gives everyone)."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "category": rng.choice(["food", "toys", "books"], n),
+            "amount": rng.uniform(500, 1500, n),
+            "count": rng.integers(5, 16, n).astype(float),
+            "avg_rating": rng.uniform(3.5, 5.0, n),
+            "inventory_turnover": rng.uniform(1.0, 4.0, n),
+            "growth": rng.uniform(-0.1, 0.1, n),
+            "first_month": np.zeros(n),
+            "past_defaults": np.zeros(n),
+        }
+    )
+    return {"agreement": {"stats": compute_stats(frame).to_dict(), "scores": {"bins": 1000, "counts": {"30": n}}}}
+
+
+def test_the_training_population_comes_from_the_run_reports_aggregates() -> None:
+    population = TrainingPopulation.from_report(training_report())
+    assert population is not None and population.rows == 2000
+    assert set(population.numeric) == set(FEATURES.columns) - {"category"}
+    assert population.scores is not None and population.scores[30] == 2000
+    assert TrainingPopulation.from_report({"rounds": []}) is None
+
+
+@pytest.fixture
+def bank(db_url, make_model, tmp_path):
+    registry = Registry(db_url, tmp_path / "store")
+    model_dir = make_model(0.03)
+    write_report(model_dir, training_report())
+    registry.register(model_dir, anchor=False)
+    promote(registry, "v1")
+    book = CreditBook(db_url, registry=registry)
+    eod.set_date(book, date(2026, 1, 1), "test")
+    return book
+
+
+def test_a_shifted_month_raises_a_stored_psi_alert_shown_in_the_metrics(bank) -> None:
+    scorer = Scorer(bank.engine, registry=bank.scorer.registry, consent=lambda ids: np.ones(len(ids), dtype=bool))
+    rng = np.random.default_rng(1)
+    requests = []
+    for i in range(150):  # amounts 3,000-5,000 yuan: far above the 500-1,500 the model learned on
+        merchant_rows = rows([float(rng.uniform(3000, 5000))] * 3)
+        for row in merchant_rows:
+            row.update(category=str(rng.choice(["food", "toys", "books"])), count=float(rng.integers(5, 16)))
+        requests.append((f"m{i}", merchant_rows))
+    scorer.score_batch(requests)
+    found = {r.metric: r for r in refresh(bank.engine, bank.scorer, "v1", "2026-01")}
+    assert found["psi:amount"].alert and found["psi:amount"].level == "alert"
+    assert found["psi:amount"].population == 150
+    assert found["psi:score"].value == pytest.approx(0.0, abs=1e-9) and not found["psi:score"].alert
+    assert not found["psi:count"].alert and not found["psi:category"].alert
+    assert [r.metric for r in stored(bank.engine, "2026-01", alerts_only=True)] == ["psi:amount", "psi:avg_rating", "psi:growth", "psi:inventory_turnover"]
+    january = metrics(bank.engine, bank.policy.classification)["months"][-1]
+    assert [a["metric"] for a in january["alerts"]] == [
+        "psi:amount",
+        "psi:avg_rating",
+        "psi:growth",
+        "psi:inventory_turnover",
+    ]
+
+
+def test_too_few_merchants_are_reported_but_not_alerted(bank) -> None:
+    scorer = Scorer(bank.engine, registry=bank.scorer.registry, consent=lambda ids: np.ones(len(ids), dtype=bool))
+    scorer.score_batch([(f"m{i}", rows([9000.0] * 3)) for i in range(20)])
+    found = {r.metric: r for r in refresh(bank.engine, bank.scorer, "v1", "2026-01")}
+    assert found["psi:amount"].value > 1 and found["psi:amount"].level == "too few"
+    assert not any(r.alert for r in found.values())
+
+
+def test_calibration_alerts_when_observed_defaults_run_far_above_the_pds(bank) -> None:
+    merchants = [f"m{i:02d}" for i in range(40)]
+    report_consent(bank.engine, merchants)
+    lines = {m: bank.open(m, rows([1000.0, 2000.0, 3000.0])) for m in merchants}
+    for line in lines.values():
+        bank.draw(line.account_id, 100_000, 30)  # due 2026-01-31
+    eod.set_date(bank, date(2026, 1, 31), "test")
+    for m in merchants[10:]:  # 30 repay on the due day; 10 never do (substandard from 2026-05-02)
+        owed = bank.get(lines[m].account_id)
+        bank.repay(owed.account_id, owed.interest_fen + owed.principal_fen)
+    eod.set_date(bank, date(2026, 8, 1), "test")  # January's decisions: 6-month window over
+    found = {r.metric: r for r in refresh(bank.engine, bank.scorer, "v1", "2026-08")}
+    overall = found["calibration:all"]
+    # 40 lines at PD 0.03: expected 1.2 defaults, variance 40 x 0.03 x 0.97 = 1.164;
+    # observed 10: z = (10 - 1.2) / sqrt(1.164) = 8.1565
+    assert (overall.population, overall.detail["defaults"]) == (40, 10)
+    assert overall.detail["observed_rate"] == 0.25
+    assert overall.value == pytest.approx((10 - 40 * 0.03) / math.sqrt(40 * 0.03 * 0.97), rel=1e-5)
+    assert overall.alert and found["calibration:B"].alert

@@ -1,0 +1,185 @@
+"""Limits that follow the data: monthly reviews raise and cut limits within the policy's rules,
+with reason codes, on SQLite and PostgreSQL. Hand-computed with a model whose PD is 3 % for
+every merchant (band B: limit = 2 x the mean of the latest 3 months' turnover, 9 % a year)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from federation.storage import session_scope
+from server.credit.accounts import CreditBook, Entry
+from server.credit.errors import BankError
+from server.credit.promotion import promote
+from server.feature_store import FeatureStore
+from server.loanbook import changes, eod
+from server.loanbook.review import review
+from server.registry import Registry
+from server.scoring import Decision
+from tests.consent_helpers import report_consent
+
+
+def rows(amounts: list[float], first: str = "2026-01") -> list[dict]:
+    """One row per month from `first`, with the given monthly turnover (yuan)."""
+    year, month = int(first[:4]), int(first[5:])
+    out = []
+    for i, amount in enumerate(amounts):
+        y, m = year + (month - 1 + i) // 12, (month - 1 + i) % 12 + 1
+        out.append(
+            {
+                "month": f"{y}-{m:02d}",
+                "category": "food",
+                "amount": amount,
+                "count": 10,
+                "avg_rating": 4.5,
+                "inventory_turnover": 2.0,
+                "growth": 0.0,
+                "first_month": int(i == 0),
+                "past_defaults": 0,
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def book(db_url, make_model, tmp_path):
+    registry = Registry(db_url, tmp_path / "store")
+    registry.register(make_model(0.03), anchor=False)
+    promote(registry, "v1")
+    report_consent(db_url, ["m1", "m2", "m3"])
+    book = CreditBook(db_url, registry=registry)
+    eod.set_date(book, date(2026, 4, 1), "test")
+    return book
+
+
+def report(book: CreditBook, merchant: str, month_rows: list[dict]) -> None:
+    FeatureStore(book.engine).report("platform-1", {merchant: month_rows})
+
+
+def test_limit_goes_up_then_down_then_up_again_across_reviews(book) -> None:
+    # Jan-Mar 1,000 / 2,000 / 3,000 yuan: turnover 200,000 fen -> limit 400,000
+    report(book, "m1", rows([1000, 2000, 3000]))
+    line = book.open("m1", rows([1000, 2000, 3000]))
+    assert line.limit_fen == 400_000
+
+    # April 5,000 -> Feb-Apr 2,000 / 3,000 / 5,000: turnover 333,333 -> policy 660,000 (666,666
+    # floored to the 10,000 step); a review raises at most 50 %: 400,000 x 1.5 = 600,000
+    report(book, "m1", rows([1000, 2000, 3000, 5000]))
+    eod.advance(book, 30, "test")  # 2026-05-01
+    april = review(book, "2026-04")
+    assert (april.reviewed, april.raised, april.cut, april.kept) == (1, 1, 0, 0)
+    assert book.get(line.account_id).limit_fen == 600_000
+    assert [r["code"] for r in april.examples[0]["reasons"]] == ["TURNOVER_UP", "RAISE_CAPPED"]
+    assert april.examples[0]["reasons"][0]["text_en"] == (
+        "average monthly turnover over 3 months rose from 2,000.00 to 3,333.33 yuan"
+    )
+
+    # The merchant draws 250,000 (30 days) and repays it on the due day.
+    drawn = book.draw(line.account_id, 250_000, 30)
+    assert drawn.draws[0].due_on == "2026-05-31"
+    eod.advance(book, 30, "test")  # 2026-05-31: interest accrued for May 1..30
+    owed = book.get(line.account_id)
+    book.repay(line.account_id, owed.interest_fen + owed.principal_fen)
+    book.draw(line.account_id, 250_000, 60)  # and draws again, due 2026-07-30
+
+    # May 600 yuan -> Mar-May 3,000 / 5,000 / 600: turnover 286,666 -> policy 570,000: less
+    # than 10 % below 600,000: kept
+    report(book, "m1", rows([1000, 2000, 3000, 5000, 600]))
+    eod.advance(book, 1, "test")  # 2026-06-01
+    may = review(book, "2026-05")
+    assert (may.raised, may.cut, may.kept) == (0, 0, 1)
+
+    # June 100 yuan -> Apr-Jun 5,000 / 600 / 100: turnover 190,000 -> policy 380,000; a cut, but
+    # never below the 250,000 drawn; new draws freeze
+    report(book, "m1", rows([1000, 2000, 3000, 5000, 600, 100]))
+    eod.advance(book, 30, "test")  # 2026-07-01
+    june = review(book, "2026-06")
+    assert (june.cut, june.frozen) == (1, 1)
+    cut = book.get(line.account_id)
+    assert (cut.limit_fen, cut.principal_fen, cut.available_fen) == (380_000, 250_000, 130_000)
+    assert cut.frozen.startswith("cut since 2026-07-01: review 2026-06 cut the limit")
+    assert [r["code"] for r in june.examples[0]["reasons"]] == ["TURNOVER_DOWN", "DRAWS_FROZEN"]
+    with pytest.raises(BankError, match="new draws are frozen"):
+        book.draw(line.account_id, 1)
+
+    # July 100 yuan -> May-Jul 600 / 100 / 100: turnover 26,666 -> policy 50,000; cut, but held
+    # at the 150,000 still owed after a partial repayment on the due day
+    report(book, "m1", rows([1000, 2000, 3000, 5000, 600, 100, 100]))
+    eod.advance(book, 29, "test")  # 2026-07-30, the draw's due day
+    owed = book.get(line.account_id)
+    book.repay(line.account_id, owed.interest_fen + 100_000)
+    eod.advance(book, 2, "test")  # 2026-08-01: 150,000 is 2 days past due
+    july = review(book, "2026-07")
+    held = book.get(line.account_id)
+    assert (july.cut, july.frozen, held.limit_fen, held.available_fen) == (1, 0, 150_000, 0)
+    assert (held.days_past_due, held.tier) == (2, "special_mention")
+    assert held.frozen.startswith("cut since 2026-07-01: review 2026-07 cut the limit")
+    assert [r["code"] for r in july.examples[0]["reasons"]] == ["TURNOVER_DOWN", "CUT_HELD_AT_DRAWN", "DRAWS_FROZEN"]
+
+
+def test_a_cut_is_held_at_what_is_drawn_and_a_later_raise_lifts_the_freeze(book) -> None:
+    report(book, "m1", rows([3000, 3000, 3000]))
+    line = book.open("m1", rows([3000, 3000, 3000]))  # turnover 300,000 -> limit 600,000
+    book.draw(line.account_id, 500_000, 90)  # due 2026-06-30
+    report(book, "m1", rows([3000, 3000, 3000, 300]))  # Feb-Apr: turnover 210,000 -> policy 420,000
+    eod.advance(book, 30, "test")
+    cut = review(book, "2026-04")
+    after = book.get(line.account_id)
+    assert (cut.cut, after.limit_fen, after.available_fen) == (1, 500_000, 0)
+    reasons = [r["code"] for r in cut.examples[0]["reasons"]]
+    assert reasons == ["TURNOVER_DOWN", "CUT_HELD_AT_DRAWN", "DRAWS_FROZEN"]
+    assert cut.examples[0]["reasons"][1]["text_zh"] == "额度不低于已支用的5,000.00元（政策额度4,200.00元）"
+
+    book.repay(line.account_id, book.get(line.account_id).interest_fen + 400_000)  # 100,000 owed
+    report(book, "m1", rows([3000, 3000, 3000, 300, 6000]))  # Mar-May: 310,000 -> policy 620,000
+    eod.advance(book, 31, "test")
+    raised = review(book, "2026-05")
+    after = book.get(line.account_id)
+    # 500,000 x 1.5 = 750,000 > 620,000: raised to the policy's 620,000, freeze lifted
+    assert (raised.raised, raised.unfrozen, after.limit_fen, after.frozen) == (1, 1, 620_000, "")
+    book.draw(line.account_id, 10_000)
+
+
+def test_no_raise_while_a_draw_is_past_due(book) -> None:
+    report(book, "m1", rows([1000, 1000, 1000]))
+    line = book.open("m1", rows([1000, 1000, 1000]))  # limit 200,000
+    book.draw(line.account_id, 100_000, 10)  # due 2026-04-11, never repaid
+    report(book, "m1", rows([1000, 1000, 1000, 9000]))
+    eod.advance(book, 30, "test")
+    result = review(book, "2026-04")
+    assert (result.kept, book.get(line.account_id).limit_fen) == (1, 200_000)
+    with session_scope(book.engine) as session:
+        stored = session.scalars(select(changes.LimitChange).where(changes.LimitChange.kind == "review")).one()
+        assert [r["code"] for r in stored.reasons] == ["OVERDUE_NO_RAISE"]
+        assert stored.reasons[0]["text_en"] == "no raise while a draw is 20 days past due"
+
+
+def test_every_reviewed_line_is_stored_once_per_month_and_lines_without_data_are_skipped(book) -> None:
+    for merchant in ("m1", "m2", "m3"):
+        report(book, merchant, rows([1000, 2000, 3000]))
+        book.open(merchant, rows([1000, 2000, 3000]))
+    report(book, "m1", rows([1000, 2000, 3000, 9000]))  # April reported for m1 only
+    report_consent(book.engine, ["m3"], granted=False)  # m3 withdrew consent
+    eod.advance(book, 30, "test")
+    first = review(book, "2026-04")
+    assert (first.lines, first.reviewed, first.skipped) == (3, 1, {"NO_CONSENT": 1, "NO_FEATURES": 1})
+    report(book, "m2", rows([1000, 2000, 3000, 1200]))  # late; policy 410,000: within 10 % of 400,000
+    second = review(book, "2026-04")
+    assert (second.already, second.reviewed, second.kept, second.skipped) == (1, 1, 1, {"NO_CONSENT": 1})
+    third = review(book, "2026-04")
+    assert (third.already, third.reviewed) == (2, 0)
+    with session_scope(book.engine) as session:
+        reviews = session.scalar(select(func.count()).select_from(changes.LimitChange).where(changes.LimitChange.kind == "review"))
+        decisions = session.scalar(select(func.count()).select_from(Decision).where(Decision.purpose == "review"))
+        limit_entries = session.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "limit"))
+        runs = session.scalar(select(func.count()).select_from(changes.ReviewRun))
+    assert (reviews, decisions, limit_entries, runs) == (2, 2, 1, 3)
+
+
+def test_a_review_of_a_month_the_clock_has_not_reached_is_refused(book) -> None:
+    with pytest.raises(BankError, match="month 2026-05 has not begun on the bank's clock"):
+        review(book, "2026-05")
+    with pytest.raises(BankError, match="expected YYYY-MM"):
+        review(book, "2026-13")
