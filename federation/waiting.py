@@ -21,6 +21,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on (or holds) `host:port`: a plain bind fails.
+
+    gRPC servers bind with SO_REUSEPORT, so a second server on a taken port would start
+    and share it silently; checking first turns that into a clear refusal."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def wait_until(
     condition: Callable[[], T | None],
     *,

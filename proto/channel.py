@@ -10,7 +10,8 @@ platform's embedding service) listens through `listen()` with its certificate fr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,15 +78,25 @@ class ServerTls:
         )
 
 
+def new_server(max_workers: int = 8, interceptors: Sequence[grpc.ServerInterceptor] = ()) -> grpc.Server:
+    """A gRPC server that owns its port: without SO_REUSEPORT (gRPC's default), so a second
+    service on a port already taken fails to listen instead of sharing it with a stale one."""
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=list(interceptors),
+        options=[("grpc.so_reuseport", 0)],
+    )
+
+
 def listen(server: grpc.Server, address: str, tls: ServerTls | None, *, insecure: bool = False) -> int:
     """Bind `server` to `address` (port 0: any free one): mutual TLS with `tls`, plaintext only
     with `insecure=True`. Returns the port; a one-line `YinqiError` when it cannot listen."""
-    if tls is not None:
-        port = server.add_secure_port(address, tls.credentials())
-    elif insecure:
-        port = server.add_insecure_port(address)
-    else:
+    if tls is None and not insecure:
         raise YinqiError("give --ca, --cert and --key (mutual TLS), or --insecure for a plaintext loopback service")
+    try:
+        port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
+    except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
+        port = 0
     if port == 0:
         raise YinqiError(f"cannot listen on {address} (address in use or not local?)")
     return int(port)

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent import futures
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from federation.errors import YinqiError
 from proto import bank_pb2, bank_pb2_grpc, platform_pb2, platform_pb2_grpc
+from proto.channel import ServerTls, listen, new_server
 from server.alerts import register as register_alerts
 from server.consent import ConsentEventIn, ConsentRegistry
 from server.credit.accounts import AccountView, CreditBook
@@ -342,32 +343,19 @@ def build_server(
     features = FeatureStore(engine)
     revocations = RevocationList(tls.crl, tls.ca) if tls is not None else None
     guard = Guard(CallLog(engine), revocations, insecure=insecure)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[guard])
+    server = new_server(max_workers, [guard])
     bank_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringService(scorer, features), server)
     bank_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(book, features), server)
     bank_pb2_grpc.add_LoanBookServiceServicer_to_server(LoanBookService(LoanBook(book)), server)
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformService(ConsentRegistry(engine), features), server)
     register_alerts(server, engine)
     psi = register_psi_on_bank(server, engine, insecure=insecure)
-    if tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        credentials = grpc.ssl_server_credentials(
-            [(_read(tls.key, "server key"), _read(tls.cert, "server certificate"))],
-            root_certificates=_read(tls.ca, "CA certificate"),
-            require_client_auth=True,
-        )
-        port = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise BankError(f"cannot listen on {address} (address in use or not local?)", "refused")
+    server_tls = None if tls is None else ServerTls(tls.cert, tls.key, tls.ca)
+    try:
+        port = listen(server, address, server_tls, insecure=tls is None)
+    except YinqiError as exc:  # an unreadable certificate file, or a port already taken
+        raise BankError(str(exc), "refused") from None
     server.bound_port = port
     server.services = ("ScoringService", "CreditService", "LoanBookService", "PlatformService", "AlertService", psi)
     server.engine = engine
     return server
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise BankError(f"{path}: cannot read the bank's {what} ({exc.strerror})", "refused") from None

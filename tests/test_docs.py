@@ -87,6 +87,13 @@ def _kill_session(pid: int) -> None:
         pass
 
 
+def _stop_detached_bank(cwd: Path, env: dict[str, str]) -> None:
+    """`yinqi bank up` detaches from the page's session: a page that failed before its
+    `yinqi bank down` would leave the bank holding its ports for the next run."""
+    if (cwd / ".yinqi" / "bank" / "deploy.json").exists():
+        subprocess.run(["yinqi", "bank", "down"], cwd=cwd, env=env, capture_output=True, timeout=120, check=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_every_shell_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
@@ -114,6 +121,7 @@ def test_every_shell_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
         pytest.fail(f"{page.name}: did not finish within 900 s\n{output[-4000:]}")
     finally:
         _kill_session(proc.pid)
+        _stop_detached_bank(tmp_path, env)
     assert proc.returncode == 0, f"{page.name}:\n{output[-6000:]}"
 
 

@@ -176,13 +176,10 @@ def psi_serve(
     port_file: Path | None = typer.Option(None, "--port-file", help="Write the bound port here once listening."),
 ) -> None:
     """Bank: serve PSI to platforms (mutual TLS; a caller needs a `platform` certificate)."""
-    from concurrent import futures
-
-    import grpc
 
     from federation.psi.protocol import clean_ids
     from federation.vertical.data import load_mapping, load_party
-    from proto.channel import listen
+    from proto.channel import listen, new_server
     from server.vertical.psi_service import register as register_psi
     from server.vertical.store import PsiStore
 
@@ -190,7 +187,7 @@ def psi_serve(
         return clean_ids(load_party(data, load_mapping(mapping), labelled=False, ignore_label=True).ids, str(data))
 
     bank_ids()  # a bad file is refused now, not at the first run
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server = new_server(8)
     register_psi(server, PsiStore(bank_db), bank_ids, insecure=insecure)
     port = listen(server, address, _server_tls(ca, cert, key, insecure), insecure=insecure)
     if port_file:

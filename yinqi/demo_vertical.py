@@ -21,9 +21,6 @@ EPOCHS = 8
 
 
 def run(workdir: Path, console: Console) -> None:
-    from concurrent import futures
-
-    import grpc
 
     from clients.consent import ConsentBook
     from clients.vertical.embedding_service import EmbeddingService, build_embedding_server
@@ -33,7 +30,7 @@ def run(workdir: Path, console: Console) -> None:
     from federation.synth import generate_vertical
     from federation.vertical.config import PlatformNodeConfig, VerticalConfig
     from federation.vertical.data import load_party
-    from proto.channel import ClientTls, ServerTls, connect, listen
+    from proto.channel import ClientTls, ServerTls, connect, listen, new_server
     from server.registry import Registry
     from server.security.ca import CertificateAuthority
     from server.vertical.psi_service import register as register_psi
@@ -62,7 +59,7 @@ def run(workdir: Path, console: Console) -> None:
     # 1. PSI over mutual TLS: the bank learns the shared merchants, the platform only the count.
     bank = load_party(data.bank_file, labelled=True)
     platform = load_party(data.platform_file, labelled=False)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = new_server(4)
     register_psi(server, PsiStore(bank_db), lambda: bank.ids)
     port = listen(server, "127.0.0.1:0", bank_tls)
     server.start()

@@ -12,7 +12,6 @@ the caller's identity.
 from __future__ import annotations
 
 import logging
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -24,7 +23,7 @@ from federation.identity import OPERATOR, Identity, IdentityError, peer_identity
 from federation.vertical.data import load_mapping, load_party
 from federation.vertical.model import embed, load_half
 from proto import vertical_pb2, vertical_pb2_grpc
-from proto.channel import ServerTls, listen
+from proto.channel import ServerTls, listen, new_server
 
 __all__ = ["EmbeddingRefused", "EmbeddingService", "ServerTls", "build_embedding_server"]
 
@@ -114,7 +113,7 @@ def build_embedding_server(
     `tls` is the platform's service certificate from the bank's CA (`yinqi bank certs issue NAME
     --role platform --server-host HOST`) and that CA; plaintext only for an insecure service.
     """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    server = new_server(max_workers)
     vertical_pb2_grpc.add_EmbeddingServiceServicer_to_server(service, server)
     server.bound_port = listen(server, address, tls, insecure=service.insecure)
     return server

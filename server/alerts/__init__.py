@@ -9,13 +9,13 @@ with only this service for tests, benchmarks and the demo's one-process story.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent import futures
 
 import grpc
 from sqlalchemy.engine import Engine
 
 from federation.storage import url_of
 from proto import alerts_pb2_grpc
+from proto.channel import new_server
 from server.alerts.service import AlertService
 from server.alerts.store import AlertStore
 from server.db import bank_engine
@@ -49,9 +49,7 @@ def serve(
     Its calls are logged like the bank's (caller `insecure-caller`).
     """
     engine = bank_engine(db_url)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[Guard(CallLog(engine), insecure=True)]
-    )
+    server = new_server(max_workers, [Guard(CallLog(engine), insecure=True)])
     server.alert_service = register(server, engine, on_intake=on_intake)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen on {address}")

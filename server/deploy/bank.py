@@ -29,7 +29,7 @@ from typing import Any
 
 from federation.flower import base_env
 from federation.processes import Proc, log_tail, pid_alive, stop_tree
-from federation.waiting import free_port
+from federation.waiting import free_port, port_taken
 from server.deploy.control import Control
 from server.deploy.errors import DeployError
 from server.deploy.fleetgate import REFUSED, gate_argv
@@ -96,6 +96,12 @@ def up(
         )
     if insecure == (certs is not None):
         raise DeployError("give --certs DIR (TLS + node authentication) or --insecure (loopback tests only)")
+    for what, wanted in (("--port", port), ("--services-port", services_port)):
+        if wanted and port_taken(host, wanted):
+            raise DeployError(
+                f"{host}:{wanted} ({what}) is already in use: another bank (run `yinqi bank down` with its "
+                f"data dir) or another program holds it; choose another {what}"
+            )
     tls = None
     if certs is not None:
         found = CertSet.in_dir(certs)

@@ -75,3 +75,35 @@ def test_bank_up_requires_a_choice_between_tls_and_insecure(tmp_path: Path) -> N
         bank.up(data_dir=tmp_path)
     with pytest.raises(CertError, match=r"missing ca\.crt, server\.pem, server\.key \(run `yinqi bank certs init"):
         bank.up(certs=tmp_path / "nothing", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("which", ["port", "services_port"])
+def test_bank_up_refuses_a_port_something_else_holds_and_starts_nothing(tmp_path: Path, which: str) -> None:
+    """A stale bank left on the port would otherwise answer for the new one (gRPC shares ports)."""
+    import socket
+
+    from federation.waiting import free_port
+    from server.deploy import bank
+    from server.deploy.errors import DeployError
+
+    ports = {"port": free_port(), "services_port": free_port()}
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports[which]))
+        holder.listen()
+        flag = "--port" if which == "port" else "--services-port"
+        with pytest.raises(DeployError, match=rf"127\.0\.0\.1:{ports[which]} \({flag}\) is already in use"):
+            bank.up(insecure=True, data_dir=tmp_path, **ports)
+    assert not (tmp_path / "bank").exists() or not any((tmp_path / "bank").iterdir())
+
+
+def test_a_second_grpc_service_cannot_share_a_taken_port() -> None:
+    from federation.errors import YinqiError
+    from proto.channel import listen, new_server
+
+    first = new_server(1)
+    port = listen(first, "127.0.0.1:0", None, insecure=True)
+    try:
+        with pytest.raises(YinqiError, match=rf"cannot listen on 127\.0\.0\.1:{port}"):
+            listen(new_server(1), f"127.0.0.1:{port}", None, insecure=True)
+    finally:
+        first.stop(None)
