@@ -96,7 +96,8 @@ def _central_evaluator(
 
 
 def _checked(fit_workflow: Callable[[Grid, Context], None], recorder: RunRecorder) -> Callable[[Grid, Context], None]:
-    """Run one fit round; a round that aggregated nothing is an error, never a silent no-op."""
+    """Run one fit round; a round that aggregated nothing is an error, never a silent no-op (a
+    round whose aggregate the bank's checks refused is on record with its reason)."""
     import numpy as np
 
     from server.fl.errors import FederationError
@@ -114,7 +115,7 @@ def _checked(fit_workflow: Callable[[Grid, Context], None], recorder: RunRecorde
             raise FederationError(
                 f"round {server_round}: aggregation failed ({type(exc).__name__}: {exc}); the model was NOT updated"
             ) from exc
-        if not recorder.aggregated(server_round):
+        if not recorder.aggregated(server_round) and not recorder.round(server_round).rejected:
             record = recorder.round(server_round)
             why = (
                 "; ".join([f"{k}: {v}" for k, v in record.refused.items()] + record.dropped)
@@ -212,7 +213,9 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
         evaluate_fn=_central_evaluator(cfg, encoder, recorder),
         bound=cfg.update_bound,
         secagg=cfg.secagg,
-        guard=Guard(exclude_after=cfg.exclude_after, min_clients=cfg.min_clients),
+        # Leaving one platform out must keep a round within the platforms' policies: by default
+        # each wants 2 others in a SecAgg+ round, so probing needs 3 left.
+        guard=Guard(exclude_after=cfg.exclude_after, min_clients=max(cfg.min_clients, 3 if cfg.secagg else 1)),
         validation_loss=_validation_loss(cfg, encoder),
     )
     legacy = LegacyContext(
