@@ -83,3 +83,22 @@ def perfect_scores() -> ClientApp:
         return Message(evaluateres_to_recorddict(res), reply_to=msg)
 
     return app
+
+
+def under_reporting(factor: float) -> ClientApp:
+    """Trains honestly but reports its ε multiplied by `factor` (a buggy or lying accountant)."""
+    from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitres
+
+    app = ClientApp()
+    app.query()(honest.query)
+    app.evaluate()(honest.evaluate)
+
+    @app.train(mods=[honest.secaggplus_when_requested])
+    def train(msg: Message, context: Context) -> Message:
+        reply = honest.train(msg, context)
+        fitres = recorddict_to_fitres(reply.content, keep_input=True)
+        if "epsilon" in fitres.metrics:
+            fitres.metrics = {**fitres.metrics, "epsilon": float(fitres.metrics["epsilon"]) * factor}
+        return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+
+    return app
