@@ -94,8 +94,10 @@ def weak_guarantee(epsilon: float | None) -> str | None:
     )
 
 
+@lru_cache(maxsize=256)
 def calibrate_noise(epsilon: float, delta: float, sample_rate: float, total_steps: int) -> float:
-    """The noise multiplier whose composed ε over `total_steps` DP-SGD steps is ≤ `epsilon`."""
+    """The noise multiplier whose composed ε over `total_steps` DP-SGD steps is ≤ `epsilon`
+    (cached: the same budget and plan always give the same noise)."""
     from opacus.accountants.utils import get_noise_multiplier
 
     check_budget(epsilon, delta)
@@ -193,6 +195,12 @@ def cross_check(history: History, delta: float, reported: float | None = None, w
     return check
 
 
+@lru_cache(maxsize=256)
+def _check_plan(noise: float, sample_rate: float, steps: int, delta: float) -> AccountantCheck:
+    """Both accountants on a planned run (cached: a plan is checked once per process)."""
+    return cross_check([(noise, sample_rate, steps)], delta, who=f"the planned run (σ={noise:.4g}, q={sample_rate:g})")
+
+
 @dataclass
 class PrivacyState:
     """A platform's DP-SGD state for one run, carried across rounds (JSON in `context.state`).
@@ -228,10 +236,8 @@ class PrivacyState:
     ) -> PrivacyState:
         """One noise multiplier for rounds x steps-per-round steps, checked by both accountants."""
         noise = calibrate_noise(epsilon, delta, sample_rate, steps_per_round * rounds)
-        state = cls(epsilon, delta, noise, sample_rate, steps_per_round, rounds, max_grad_norm, unit=unit, units=units)
-        planned = [(noise, sample_rate, steps_per_round * rounds)]
-        cross_check(planned, delta, who=f"the planned run (σ={noise:.4g}, q={sample_rate:g})")
-        return state
+        _check_plan(noise, sample_rate, steps_per_round * rounds, delta)
+        return cls(epsilon, delta, noise, sample_rate, steps_per_round, rounds, max_grad_norm, unit=unit, units=units)
 
     @property
     def spent(self) -> float:
