@@ -78,9 +78,15 @@ def load_units(
     """Read and encode the auditor's files; a merchant in both is refused by name."""
     from federation.preprocess import load_labeled
 
-    xs, ys, rows_unit, member, platform, defaulted, names = [], [], [], [], [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    rows_unit: list[np.ndarray] = []
+    member: list[bool] = []
+    platform: list[int] = []
+    defaulted: list[bool] = []
+    names: list[str] = []
     where: dict[bool, dict[str, str]] = {True: {}, False: {}}  # unit id -> file, members / not
-    unit_kinds = set()
+    unit_kinds: set[str] = set()
     for is_member, paths in ((True, members), (False, non_members)):
         for index, path in enumerate(paths):
             table = load_labeled(
@@ -182,7 +188,11 @@ def train_like(
     dp = math.isfinite(epsilon)
     request = PlanRequest(
         dp=dp,
-        **{k: (int(v) if k in ("local_steps", "local_epochs", "batch_size") else v) for k, v in recipe.plan.items() if v is not None},
+        **{
+            k: (int(v) if k in ("local_steps", "local_epochs", "batch_size") else v)
+            for k, v in recipe.plan.items()
+            if v is not None
+        },
     )
     n_features = data.x.shape[1]
     model = build_model(n_features, recipe.architecture, recipe.hidden, recipe.seed)
@@ -256,9 +266,12 @@ def lira_scores(target: np.ndarray, shadows: np.ndarray, inside: np.ndarray) -> 
     out_mean = np.nanmean(np.where(~inside, shadows, np.nan), axis=0)
     in_std = float(np.nanstd(np.where(inside, shadows - in_mean, np.nan))) + 1e-6
     out_std = float(np.nanstd(np.where(~inside, shadows - out_mean, np.nan))) + 1e-6
-    scores: np.ndarray = ((target - out_mean) / out_std) ** 2 / 2 + math.log(out_std) - (
-        (target - in_mean) / in_std
-    ) ** 2 / 2 - math.log(in_std)
+    scores: np.ndarray = (
+        ((target - out_mean) / out_std) ** 2 / 2
+        + math.log(out_std)
+        - ((target - in_mean) / in_std) ** 2 / 2
+        - math.log(in_std)
+    )
     return scores
 
 
@@ -300,12 +313,14 @@ class LevelResult:
     lira: AttackResult
     subgroups: dict[str, float] = field(default_factory=dict)  # LiRA AUC within groups of units
     most_exposed: list[dict[str, Any]] = field(default_factory=list)
+    tpr_bound: float = 1.0  # the most TPR at 1 % FPR that (ε, δ)-DP allows any attack
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "epsilon": None if math.isinf(self.epsilon) else self.epsilon,
             "epsilon_label": epsilon_label(self.epsilon),
             "source": self.source,
+            "dp_tpr_bound_at_1pct_fpr": self.tpr_bound,
             "loss_attack": self.loss.to_dict(),
             "lira": self.lira.to_dict(),
             "subgroups": self.subgroups,
@@ -360,6 +375,42 @@ def _platforms(units: np.ndarray, count: int, rng: np.random.Generator) -> list[
     return [np.sort(part) for part in np.array_split(shuffled, count)]
 
 
+MAX_SHADOWS = 64
+
+
+def parse_epsilon(text: str) -> float:
+    """A comparison ε from the command line: a finite positive number, or `inf` (no DP)."""
+    value = text.strip().lower()
+    if value in ("inf", "infinity", "∞", "none", "no-dp"):
+        return INFINITY
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if math.isnan(number) or number <= 0:
+        raise AuditError(f"--compare {text!r}: expected a positive number or 'inf' (no DP)")
+    return number
+
+
+def dp_tpr_bound(epsilon: float, delta: float, fpr: float = FPR_TARGET) -> float:
+    """The highest true-positive rate any attack can reach at `fpr` against an (ε, δ)-DP
+    mechanism (Kairouz et al., 2015: TPR ≤ e^ε FPR + δ): what the audit's numbers sit under."""
+    if math.isinf(epsilon):
+        return 1.0
+    return min(1.0, math.exp(min(epsilon, 700.0)) * fpr + delta)
+
+
+def _check_request(members: list[Path], non_members: list[Path], shadows: int) -> None:
+    """Refuse, in one line, what would make the audit meaningless."""
+    if not members or not non_members:
+        raise AuditError("an audit needs members and non-members (--members and --non-members files)")
+    if shadows < 2 or shadows % 2 or shadows > MAX_SHADOWS:
+        raise AuditError(f"--shadows {shadows}: expected an even number of shadow models from 2 to {MAX_SHADOWS}")
+    both = sorted({str(Path(p).resolve()) for p in members} & {str(Path(p).resolve()) for p in non_members})
+    if both:
+        raise AuditError(f"{both[0]} is given as --members and as --non-members: a file is one or the other")
+
+
 def audit_model(
     model_dir: str | Path,
     members: list[Path],
@@ -377,8 +428,8 @@ def audit_model(
 
     started = time.perf_counter()
     say = progress or (lambda _message: None)
-    if shadows < 2 or shadows % 2:
-        raise AuditError(f"--shadows {shadows}: expected an even number of shadow models, at least 2")
+    members, non_members = [Path(p) for p in members], [Path(p) for p in non_members]
+    _check_request(members, non_members, shadows)
     model = load_model(model_dir)
     model.require_consistent()
     recipe = Recipe.of(model)
@@ -414,6 +465,7 @@ def audit_model(
                 lira=evaluate_attack(data.member, scores),
                 subgroups=_subgroups(data, scores),
                 most_exposed=_most_exposed(data, scores),
+                tpr_bound=dp_tpr_bound(epsilon, recipe.delta),
             )
         )
     return AuditReport(
@@ -466,13 +518,13 @@ def plot_roc(report: AuditReport, path: str | Path) -> Path:
 
     path = Path(path)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    for level in report.levels:
+    for colour, level in enumerate(report.levels):
         for attack, style in ((level.lira, "-"), (level.loss, "--")):
             name = "LiRA" if attack is level.lira else "loss"
             fpr, tpr = (np.asarray(v) for v in attack.roc)
             label = f"ε={epsilon_label(level.epsilon)} {name} (AUC {attack.auc:.3f})"
-            axes[0].plot(fpr, tpr, style, label=label)
-            axes[1].loglog(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), style, label=label)
+            axes[0].plot(fpr, tpr, style, color=f"C{colour}", label=label)
+            axes[1].loglog(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), style, color=f"C{colour}", label=label)
     for ax, title in zip(axes, ("ROC", "ROC, log scale (low false-positive rates)"), strict=True):
         ax.plot([1e-4, 1], [1e-4, 1], ":", color="grey", linewidth=1)
         ax.set_xlabel("false-positive rate")

@@ -124,12 +124,12 @@ def train_dp_units(
                     chunk_loss.backward()
                     total_loss += float(chunk_loss.detach()) / len(chosen)
                     for summed, p in zip(per_unit, params, strict=True):
-                        summed.index_add_(0, owner, p.grad_sample)
+                        summed.index_add_(0, owner, p.grad_sample)  # type: ignore[attr-defined]  # Opacus' per-row gradients
                 module.zero_grad(set_to_none=True)
             else:  # no unit sampled: the step is noise alone, as the accountant assumes
                 per_unit = [torch.zeros((0, *p.shape), dtype=p.dtype) for p in params]
             for p, grads in zip(params, per_unit, strict=True):
-                p.grad_sample = grads
+                p.grad_sample = grads  # type: ignore[attr-defined]  # what DPOptimizer clips
             optimizer.step()
             if settings.proximal_mu > 0:  # FedProx: decoupled, depends on public weights only
                 with torch.no_grad():

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 # DP-SGD over privacy units (merchants).
 DP_LOCAL_STEPS = 5
@@ -47,7 +47,7 @@ PLAIN_MOMENTUM = 0.9
 # Both.
 DEFAULT_ROUNDS = 10
 UPDATE_BOUND = 5.0
-SERVER_STRATEGY = "fedavg"
+SERVER_STRATEGY: Final = "fedavg"  # Final: its type is the literal, as FederationConfig.strategy wants
 
 
 @dataclass(frozen=True)
