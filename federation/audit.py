@@ -159,7 +159,9 @@ class Recipe:
             key: number(key.replace("_", "-"))
             for key in ("local_steps", "local_epochs", "batch_size", "lr", "momentum", "max_grad_norm")
         }
-        dp = bool(meta.get("dp", settings.get("dp", False)))
+        # A central yardstick's settings carry the run's DP flags, but it trained without DP.
+        central = meta.get("mode") == "central"
+        dp = not central and bool(meta.get("dp", settings.get("dp", False)))
         return cls(
             architecture=str(meta.get("architecture", "logistic")),
             hidden=int(meta.get("hidden", 16)),

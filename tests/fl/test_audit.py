@@ -170,3 +170,16 @@ def test_attack_scoring_and_the_dp_bound() -> None:
     assert scores[0] > 0 > scores[1]
     assert dp_tpr_bound(1.0, 1e-5) == pytest.approx(np.e * 0.01 + 1e-5)
     assert dp_tpr_bound(8.0, 1e-5) == 1.0 and dp_tpr_bound(float("inf"), 1e-5) == 1.0
+
+
+def test_a_central_yardstick_is_audited_as_a_model_without_dp(overfit, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Its report carries the run's DP settings, but it trained without DP: audited at ε = ∞."""
+    from federation.audit import audit_model
+    from server.fl.config import FederationConfig
+    from yinqi.harness.central import train_central
+
+    _model, members, non_members = overfit
+    train_central(FederationConfig(clients=members, out=tmp_path / "central", rounds=1), random_forest=False)
+    audit = audit_model(tmp_path / "central", members, [non_members], compare=[], shadows=2)
+    assert [level.epsilon for level in audit.levels] == [float("inf")]
+    assert audit.recipe["dp"] is False
