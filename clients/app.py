@@ -5,11 +5,14 @@ Three handlers, all speaking the legacy record layout that Flower 1.42's SecAgg+
 
 - `query`: the platform's aggregate statistics for the federated preprocessing agreement, or a
   refusal naming the file/column/row when its data is unusable.
-- `train`: local training from the global weights, DP-SGD with the run's budget split over all
-  rounds (accountant history kept in `context.state`), noise from OS entropy, ε recorded in the
-  privacy ledger; past the budget the round is refused (weight 0, reason in the metrics) and the
-  others go on. A loss or weights that are not finite are never sent: the reply says the local
-  training diverged, and the bank stops the run.
+- `train`: local training from the global weights, DP-SGD over privacy units (merchants by
+  default: all of a merchant's rows sampled and clipped together) with the run's budget split
+  over all rounds (accountant history kept in `context.state`), noise from OS entropy, ε and the
+  unit recorded in the privacy ledger; past the budget the round is refused (weight 0, reason in
+  the metrics) and the others go on. The reply is the round's *update* (new minus global
+  weights), clipped to the run's L2 bound, weighted by the platform's unit count. A loss or
+  update that is not finite is never sent: the reply says the local training diverged, and the
+  bank stops the run.
 - `evaluate`: per-class score histograms of the platform's own rows, never scores or rows.
 
 Every handler first holds the bank's run to the platform's own policy (`clients.policy`, from
@@ -41,7 +44,10 @@ from federation.adapters import flwr as adapter
 from federation.errors import DataError, YinqiError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from federation.plan import LocalPlan
+    from federation.preprocess import LabeledTable
     from federation.privacy import PrivacyState
+    from federation.units import PrivacyUnits
 
 STATE_RECORD = "yinqi"
 SECAGG_CONFIGS_KEY = adapter.secagg_configs_key()
@@ -146,7 +152,9 @@ def query(msg: Message, context: Context) -> Message:
         platform = settings.platform
         cfg = _config(context)
         _hold_to_policy(context, settings, cfg, "statistics")
-        table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
+        table = load_platform_table(
+            settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db, unit_column=cfg.unit_column
+        )
         stats = local_stats(table)
         return _reply(msg, {"platform": platform, "stats": json.dumps(stats.to_dict())})
     except YinqiError as exc:
@@ -160,7 +168,9 @@ def secaggplus_when_requested(msg: Message, ctxt: Context, call_next: Callable[[
     return call_next(msg, ctxt)
 
 
-def _privacy_state(context: Context, cfg: ClientRunConfig, rows: int) -> PrivacyState:
+def _privacy_state(context: Context, cfg: ClientRunConfig, plan: LocalPlan, units: PrivacyUnits) -> PrivacyState:
+    """The run's DP state: planned (noise calibrated, both accountants checked) in the first
+    round, then carried in `context.state`, so a later round cannot change what was planned."""
     from federation.privacy import PrivacyState
 
     record = context.state.config_records.get(STATE_RECORD)
@@ -169,18 +179,20 @@ def _privacy_state(context: Context, cfg: ClientRunConfig, rows: int) -> Privacy
     return PrivacyState.plan(
         epsilon=cfg.epsilon,
         delta=cfg.delta,
-        rows=rows,
-        batch_size=cfg.batch_size,
-        local_epochs=cfg.local_epochs,
+        sample_rate=plan.sample_rate,
+        steps_per_round=plan.steps,
         rounds=cfg.rounds,
-        max_grad_norm=cfg.max_grad_norm,
+        max_grad_norm=float(plan.max_grad_norm or 0.0),
+        unit=units.name,
+        units=units.count,
     )
 
 
 def _local_model(
     context: Context, settings: NodeSettings, config: Any, parameters: Any
-) -> tuple[ClientRunConfig, Any, Any, Any]:
-    """The platform's own rows, encoded as agreed, and the model set to the received weights.
+) -> tuple[ClientRunConfig, Any, Any, Any, LabeledTable]:
+    """The platform's own rows, encoded as agreed, the model set to the received weights, and
+    the table (for its privacy units).
 
     Shared by training and evaluation; raises `YinqiError` (a refusal) for unusable data.
     """
@@ -193,14 +205,16 @@ def _local_model(
 
     cfg = _config(context)
     encoder = Encoder.from_dict(json.loads(str(config["encoder"])))
-    table = load_platform_table(settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db)
+    table = load_platform_table(
+        settings.data_path, cfg.label, cfg.positive, consent_db=settings.consent_db, unit_column=cfg.unit_column
+    )
     x, y = encode(table, encoder)
     model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
     weights = parameters_to_ndarrays(parameters)
     if not all(np.isfinite(w).all() for w in weights):
         raise PolicyRefusal(f"platform {settings.platform}: the global model the bank sent has non-finite weights")
     set_weights(model, weights)
-    return cfg, x, y, model
+    return cfg, x, y, model, table
 
 
 @app.train(mods=[secaggplus_when_requested])
@@ -221,8 +235,17 @@ def train(msg: Message, context: Context) -> Message:
         fitres = _train_round(context, settings, cfg, fitins, server_round)
     except YinqiError as exc:
         # Refused: weight 0, so the round goes on with the other platforms.
-        fitres = FitRes(Status(Code.OK, "refused"), fitins.parameters, 0, {"platform": platform, "refused": str(exc)})
+        zero = _zero_update(fitins.parameters)  # weight 0 and no update: adds nothing to the sum
+        fitres = FitRes(Status(Code.OK, "refused"), zero, 0, {"platform": platform, "refused": str(exc)})
     return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+
+
+def _zero_update(parameters: Any) -> Any:
+    """An update of zeros shaped like the global weights (a refusal's reply under SecAgg+)."""
+    import numpy as np
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+    return ndarrays_to_parameters([np.zeros_like(w) for w in parameters_to_ndarrays(parameters)])
 
 
 def _hold_round_to_policy(
@@ -244,34 +267,37 @@ def _hold_round_to_policy(
 
 
 def _train_round(context: Context, settings: NodeSettings, cfg: ClientRunConfig, fitins: Any, server_round: int) -> Any:
-    """Train on the platform's rows; the FitRes to send (a `diverged` one when not finite)."""
+    """Train on the platform's rows; the FitRes to send: the clipped update, weighted by the
+    unit count (a `diverged` one, with no update, when training stopped being finite)."""
     import math
 
     import numpy as np
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
     from clients.ledger import PrivacyLedger
-    from clients.train import LocalTraining, train_local
+    from clients.train import LocalTraining, train_local, train_private
     from federation.model import get_weights
+    from federation.plan import local_plan
     from federation.privacy import NoiseSource
 
     platform = settings.platform
-    cfg, x, y, model = _local_model(context, settings, fitins.config, fitins.parameters)
+    cfg, x, y, model, table = _local_model(context, settings, fitins.config, fitins.parameters)
+    units = table.privacy_units()
+    plan = local_plan(cfg.plan_request(), units.count)
+    start = get_weights(model)
     noise = NoiseSource(cfg.seed * 1_000_003 + settings.index * 1009 + server_round if cfg.reproducible_noise else None)
     local = LocalTraining(
-        epochs=cfg.local_epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
+        epochs=plan.epochs,
+        batch_size=plan.batch_size or 1,
+        lr=plan.lr,
+        momentum=plan.momentum,
         proximal_mu=float(fitins.config.get("proximal_mu", 0.0)),
         seed=cfg.seed * 1_000_003 + settings.index * 1009 + server_round,
         noise=noise,
     )
-    metrics: dict[str, Any] = {}
-    privacy = None
-    projected = 0.0
+    metrics: dict[str, Any] = {"unit": units.name, "units": units.count, "rows": len(x), "lr": plan.lr}
     if cfg.dp:
-        privacy = _privacy_state(context, cfg, len(x))
+        privacy = _privacy_state(context, cfg, plan, units)
         steps_before = privacy.steps_taken
         projected = privacy.projected()
         # A platform's lifetime budget (its policy, or the node's epsilon-budget) spans runs;
@@ -285,12 +311,13 @@ def _train_round(context: Context, settings: NodeSettings, cfg: ClientRunConfig,
         except YinqiError as exc:
             record_refusal(settings.node_config, context.run_id, f"round {server_round}", str(exc))
             raise
-    outcome = train_local(model, x, y, local, privacy)
-    if privacy is not None:
+        outcome = train_private(model, x, y, units, local, privacy)
         # RDP composes additively in steps: after exactly the planned steps, ε is the
         # projection already computed (saves one accountant evaluation per round).
         spent = projected if privacy.steps_taken == steps_before + privacy.steps_per_round else privacy.spent
-        PrivacyLedger(settings.ledger_db).record(platform, str(context.run_id), server_round, spent, cfg.delta)
+        PrivacyLedger(settings.ledger_db).record(
+            platform, str(context.run_id), server_round, spent, cfg.delta, unit=units.name
+        )
         context.state.config_records[STATE_RECORD] = ConfigRecord({"privacy": privacy.to_json()})
         metrics.update(
             {
@@ -299,31 +326,40 @@ def _train_round(context: Context, settings: NodeSettings, cfg: ClientRunConfig,
                 "sample-rate": privacy.sample_rate,
                 "dp-steps": privacy.steps_taken,
                 "dp-noise": noise.kind,
+                "max-grad-norm": privacy.max_grad_norm,
             }
         )
-    weights = get_weights(model)
-    if not math.isfinite(outcome.loss) or not all(np.isfinite(w).all() for w in weights):
+    else:
+        outcome = train_local(model, x, y, local)
+    update = [new - old for new, old in zip(get_weights(model), start, strict=True)]
+    if not math.isfinite(outcome.loss) or not all(np.isfinite(u).all() for u in update):
         what = f"loss {outcome.loss:g}" if not math.isfinite(outcome.loss) else "non-finite weights"
         reason = f"platform {platform}, round {server_round}: local training diverged ({what}); its update was not sent"
         record_refusal(settings.node_config, context.run_id, f"round {server_round}", reason)
         return FitRes(
-            Status(Code.OK, "diverged"), fitins.parameters, 0, {"platform": platform, "diverged": reason, **metrics}
+            Status(Code.OK, "diverged"),
+            _zero_update(fitins.parameters),
+            0,
+            {"platform": platform, "diverged": reason, **metrics},
         )
-    clamped = 0
-    if cfg.secagg:
-        # SecAgg+ clips to +-clipping_range before quantising; clip here and say so.
-        clamped = int(sum(int((np.abs(w) > cfg.secagg_clip).sum()) for w in weights))
-        weights = [np.clip(w, -cfg.secagg_clip, cfg.secagg_clip) for w in weights]
+    # The update's L2 norm is bounded (post-processing of the DP output, so no privacy cost):
+    # with SecAgg+ the bank sees only the sum, and this bound is what keeps any one platform's
+    # part of it small. SecAgg+'s clipping range is the same bound.
+    norm = math.sqrt(sum(float(np.square(u, dtype=np.float64).sum()) for u in update))
+    clipped = norm > cfg.update_bound
+    if clipped:
+        update = [u * np.float32(cfg.update_bound / norm) for u in update]
     metrics.update(
         {
             "platform": platform,
             "loss": outcome.loss,
             "train-seconds": outcome.seconds,
             "steps": outcome.steps,
-            "clamped": clamped,
+            "update-clipped": int(clipped),
         }
     )
-    return FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(weights), outcome.examples, metrics)
+    weight = units.count if cfg.dp else len(x)
+    return FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(update), weight, metrics)
 
 
 @app.evaluate()
@@ -342,7 +378,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         settings = node_settings(context)
         platform = settings.platform
         _hold_to_policy(context, settings, _config(context), f"evaluation {int(evalins.config.get('round', 0))}")
-        _, x, y, model = _local_model(context, settings, evalins.config, evalins.parameters)
+        _, x, y, model, _ = _local_model(context, settings, evalins.config, evalins.parameters)
         p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
         loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
         pos, neg = score_histograms(y.astype(np.int64), p, bins=int(evalins.config.get("bins", 1000)))

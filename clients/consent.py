@@ -152,4 +152,7 @@ def consented_table(table: Any, db_url: str | None) -> Any:
         raise ConsentError(
             f"{table.source}: no merchant in this file has consent in force; nothing to train or score on"
         )
-    return LabeledTable(frame=frame, y=table.y[mask], ids=ids, source=table.source)
+    unit_ids = table.unit_ids[mask].reset_index(drop=True) if table.unit_ids is not None else None  # unit kept
+    return LabeledTable(
+        frame=frame, y=table.y[mask], ids=ids, source=table.source, unit_ids=unit_ids, unit_column=table.unit_column
+    )

@@ -15,6 +15,7 @@ import numpy as np
 
 from federation.errors import DataError
 from federation.preprocess import Encoder, LabeledTable, LocalStats, compute_stats, load_labeled
+from federation.units import DEFAULT_UNIT_COLUMN
 
 
 def parse_positive(value: object | None) -> object | None:
@@ -25,12 +26,16 @@ def parse_positive(value: object | None) -> object | None:
 
 
 @lru_cache(maxsize=64)
-def _load_cached(path: str, mtime: float, label: str, positive: object | None) -> LabeledTable:
-    return load_labeled(path, label=label, positive=positive)
+def _load_cached(path: str, mtime: float, label: str, positive: object | None, unit_column: str) -> LabeledTable:
+    return load_labeled(path, label=label, positive=positive, unit_column=unit_column)
 
 
 def load_platform_table(
-    path: str | Path, label: str = "default", positive: object | None = None, consent_db: str | None = None
+    path: str | Path,
+    label: str = "default",
+    positive: object | None = None,
+    consent_db: str | None = None,
+    unit_column: str = DEFAULT_UNIT_COLUMN,
 ) -> LabeledTable:
     """The platform's labeled feature table (DataError naming file/column/row when unusable).
 
@@ -40,7 +45,7 @@ def load_platform_table(
     path = str(path)
     if not os.path.isfile(path):
         raise DataError("file not found", file=path)
-    table = _load_cached(path, os.path.getmtime(path), label, parse_positive(positive))
+    table = _load_cached(path, os.path.getmtime(path), label, parse_positive(positive), unit_column)
     if consent_db:
         from clients.consent import consented_table
 
@@ -50,7 +55,7 @@ def load_platform_table(
 
 def local_stats(table: LabeledTable) -> LocalStats:
     """The aggregates this platform contributes to the federated preprocessing agreement."""
-    return compute_stats(table.frame, source=Path(table.source).name)
+    return compute_stats(table.frame, source=Path(table.source).name, units=table.privacy_units())
 
 
 def encode(table: LabeledTable, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,13 @@
 """A platform's privacy ledger: the ε it has spent, per run and round, and its lifetime budget.
 
 Every round a platform trains with DP-SGD is recorded (platform, run id, round, composed ε of
-the run so far). Within one run ε composes through the accountant, so a run's cost is its
-largest recorded ε; across runs the costs add up (basic sequential composition). Before
-training, the ClientApp asks `check_budget`; past the budget it refuses the round.
+the run so far, δ, and the privacy unit the ε is about: `merchant_id`, or `row`). Within one run
+ε composes through the accountant, so a run's cost is its largest recorded ε; across runs the
+costs add up (basic sequential composition). Before training, the ClientApp asks
+`check_budget`; past the budget it refuses the round.
+
+Entries written before the unit was recorded were row-level (merchant-month) guarantees: a
+ledger from then gets the column with the value `row` when first opened.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Float, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import Engine, Float, Integer, String, UniqueConstraint, func, inspect, select, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clients.db import PlatformBase, platform_engine
@@ -36,6 +41,7 @@ class PrivacyLedgerEntry(PlatformBase):
     round: Mapped[int] = mapped_column(Integer)
     epsilon: Mapped[float] = mapped_column(Float)
     delta: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(64), default="row", server_default="row")
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -55,9 +61,10 @@ class PrivacyLedger:
 
     def __init__(self, url: str) -> None:
         self.engine = platform_engine(url)
+        _add_unit_column(self.engine)
 
-    def record(self, platform: str, run_id: str, round_: int, epsilon: float, delta: float) -> None:
-        """Store the run's composed ε after `round_` (idempotent for a repeated round)."""
+    def record(self, platform: str, run_id: str, round_: int, epsilon: float, delta: float, unit: str = "row") -> None:
+        """Store the run's composed ε after `round_` about `unit` (idempotent for a repeated round)."""
         with session_scope(self.engine) as session:
             existing = session.scalar(
                 select(PrivacyLedgerEntry).where(
@@ -68,10 +75,12 @@ class PrivacyLedger:
             )
             if existing is None:
                 session.add(
-                    PrivacyLedgerEntry(platform=platform, run_id=run_id, round=round_, epsilon=epsilon, delta=delta)
+                    PrivacyLedgerEntry(
+                        platform=platform, run_id=run_id, round=round_, epsilon=epsilon, delta=delta, unit=unit
+                    )
                 )
             else:
-                existing.epsilon, existing.delta = epsilon, delta
+                existing.epsilon, existing.delta, existing.unit = epsilon, delta, unit
 
     def summary(self, platform: str, run_id: str) -> LedgerSummary:
         """ε spent by `platform` in other runs (summed) and in this run (composed so far)."""
@@ -106,3 +115,24 @@ class PrivacyLedger:
                 f"{projected_run_epsilon:.3f}); refusing to train"
             )
         return summary
+
+
+_migrated: set[int] = set()
+
+
+def _add_unit_column(engine: Engine) -> None:
+    """A ledger created before the unit was recorded gets the column; its entries were row-level."""
+    if id(engine) in _migrated:
+        return
+    columns = {c["name"] for c in inspect(engine).get_columns(PrivacyLedgerEntry.__tablename__)}
+    if "unit" not in columns:
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    text("ALTER TABLE privacy_ledger ADD COLUMN unit VARCHAR(64) NOT NULL DEFAULT 'row'")
+                )
+        except (OperationalError, ProgrammingError):  # another process added it first
+            columns = {c["name"] for c in inspect(engine).get_columns(PrivacyLedgerEntry.__tablename__)}
+            if "unit" not in columns:
+                raise
+    _migrated.add(id(engine))

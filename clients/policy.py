@@ -13,6 +13,7 @@ before any of its code is loaded (`clients.node.approval`).
     max_delta = 1e-5
     lifetime_epsilon = 30.0      # ε over all runs (the privacy ledger adds them up)
     allow_seeded_noise = false   # refuse runs that ask for reproducible (seeded) DP noise
+    allow_row_level = false      # refuse runs whose ε protects a row, not a whole merchant
 
     [aggregation]
     secagg_required = true       # refuse rounds whose updates are not SecAgg+-masked
@@ -46,6 +47,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
         "max_delta": "max_delta",
         "lifetime_epsilon": "lifetime_epsilon",
         "allow_seeded_noise": "allow_seeded_noise",
+        "allow_row_level": "allow_row_level",
     },
     "aggregation": {"secagg_required": "require_secagg", "min_other_platforms": "min_other_platforms"},
     "apps": {"components": "components", "fab_hashes": "fab_hashes"},
@@ -65,6 +67,7 @@ class PrivacyPolicy:
     max_delta: float = 1e-5
     lifetime_epsilon: float | None = 30.0
     allow_seeded_noise: bool = False
+    allow_row_level: bool = False
     require_secagg: bool = True
     min_other_platforms: int = 2
     components: tuple[str, ...] = (DEFAULT_COMPONENT,)
@@ -97,7 +100,7 @@ class PrivacyPolicy:
             raise PolicyError(
                 f"{where}: min_other_platforms must be a whole number >= 0, got {self.min_other_platforms!r}"
             )
-        for name in ("require_dp", "allow_seeded_noise", "require_secagg"):
+        for name in ("require_dp", "allow_seeded_noise", "allow_row_level", "require_secagg"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{where}: {name} must be true or false, got {getattr(self, name)!r}")
         for ref in self.components:
@@ -142,7 +145,8 @@ class PrivacyPolicy:
         return [
             f"DP-SGD {'required' if self.require_dp else 'optional'}; ε per run ≤ {self.max_epsilon:g}, "
             f"δ ≤ {self.max_delta:g}; lifetime ε ≤ {lifetime}; "
-            f"{'seeded noise allowed' if self.allow_seeded_noise else 'OS-entropy noise only'}",
+            f"{'seeded noise allowed' if self.allow_seeded_noise else 'OS-entropy noise only'}; "
+            f"{'row-level DP allowed' if self.allow_row_level else 'ε per merchant (no row-level DP)'}",
             f"SecAgg+ {'required' if self.require_secagg else 'optional'}; "
             f"at least {self.min_other_platforms} other platform(s) per round",
             f"approved ClientApps: {', '.join(self.components) or '-'}"
@@ -199,6 +203,11 @@ def run_refusal(policy: PrivacyPolicy, platform: str, run: ClientRunConfig) -> s
         return f"{prefix} allows at most ε={policy.max_epsilon:g} per run; the run asks for ε={run.epsilon:g}"
     if run.dp and run.delta > policy.max_delta:
         return f"{prefix} allows at most δ={policy.max_delta:g}; the run asks for δ={run.delta:g}"
+    if run.dp and run.unit_column == "row" and not policy.allow_row_level:
+        return (
+            f"{prefix} protects whole merchants; the run asks for row-level DP (--unit-column row), "
+            "whose ε protects one row only"
+        )
     if run.dp and run.reproducible_noise and not policy.allow_seeded_noise:
         return f"{prefix} draws DP noise from OS entropy only; the run asks for seeded, reproducible noise"
     if policy.require_secagg and not run.secagg:

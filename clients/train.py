@@ -1,4 +1,5 @@
-"""Local training on a platform's own rows: plain SGD or Opacus DP-SGD, with FedProx's
+"""Local training on a platform's own rows: plain SGD over rows, or DP-SGD over privacy units
+(`federation.dpsgd`: each merchant's rows sampled and clipped together), with FedProx's
 proximal term (Li et al., 2020, "Federated Optimization in Heterogeneous Networks").
 
 The proximal term mu/2 * ||w - w_global||^2 is applied as a separate, decoupled step after each
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from federation.privacy import NoiseSource, PrivacyState, make_private
+from federation.privacy import NoiseSource, PrivacyState
+from federation.units import PrivacyUnits
 
 
 @dataclass
@@ -46,10 +48,8 @@ def train_local(
     x: np.ndarray,
     y: np.ndarray,
     settings: LocalTraining,
-    privacy: PrivacyState | None = None,
 ) -> TrainOutcome:
-    """Train `model` in place for `settings.epochs` epochs; with `privacy`, DP-SGD whose
-    accountant history is extended in `privacy.history`."""
+    """Train `model` in place for `settings.epochs` epochs of plain SGD over rows (no DP)."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -60,11 +60,7 @@ def train_local(
     generator = torch.Generator().manual_seed(settings.seed)
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, generator=generator)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    module = model
-    accountant = None
     model.train()
-    if privacy is not None:
-        module, optimizer, loader, accountant = make_private(model, optimizer, loader, privacy, settings.noise)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     params = list(model.parameters())
     total_loss, batches, steps = 0.0, 0, 0
@@ -72,11 +68,10 @@ def train_local(
     for _ in range(settings.epochs):
         for xb, yb in loader:
             optimizer.zero_grad(set_to_none=True)
-            if len(xb):
-                loss = loss_fn(module(xb).reshape(-1), yb)
-                loss.backward()
-                total_loss += float(loss.detach())
-                batches += 1
+            loss = loss_fn(model(xb).reshape(-1), yb)
+            loss.backward()
+            total_loss += float(loss.detach())
+            batches += 1
             optimizer.step()
             steps += 1
             if settings.proximal_mu > 0:
@@ -84,9 +79,6 @@ def train_local(
                     for p, g in zip(params, global_params, strict=True):
                         p.sub_(settings.lr * settings.proximal_mu * (p - g))
     loop_seconds = time.perf_counter() - loop_started
-    if privacy is not None and accountant is not None:
-        privacy.history = [tuple(h) for h in accountant.history]
-        module.cleanup()  # remove Opacus' hooks and attributes from the caller's model
     model.eval()
     return TrainOutcome(
         loss=total_loss / max(batches, 1),
@@ -94,4 +86,43 @@ def train_local(
         seconds=time.perf_counter() - started,
         examples=len(x),
         loop_seconds=loop_seconds,
+    )
+
+
+def train_private(
+    model,  # torch.nn.Module, already holding the global weights
+    x: np.ndarray,
+    y: np.ndarray,
+    units: PrivacyUnits,
+    settings: LocalTraining,
+    privacy: PrivacyState,
+) -> TrainOutcome:
+    """One round of DP-SGD over `units` (the plan's steps, sample rate and clipping norm, the
+    run's noise multiplier); the steps are added to `privacy.history`."""
+    from federation.dpsgd import DPStepSettings, train_dp_units
+
+    started = time.perf_counter()
+    outcome = train_dp_units(
+        model,
+        x,
+        y,
+        units,
+        DPStepSettings(
+            steps=privacy.steps_per_round,
+            sample_rate=privacy.sample_rate,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            max_grad_norm=privacy.max_grad_norm,
+            noise_multiplier=privacy.noise_multiplier,
+            proximal_mu=settings.proximal_mu,
+        ),
+        settings.noise,
+    )
+    privacy.record_round(outcome.steps)
+    return TrainOutcome(
+        loss=outcome.loss,
+        steps=outcome.steps,
+        seconds=time.perf_counter() - started,
+        examples=len(x),
+        loop_seconds=outcome.loop_seconds,
     )

@@ -43,11 +43,13 @@ def score_file(model_dir: str | Path, data: str | Path, out: str | Path) -> Batc
     scoring = load_model(model_dir)
     scoring.require_consistent()
     label = str(scoring.meta.get("label", "default"))
+    unit = str(scoring.meta.get("unit_column", "merchant_id"))  # the privacy unit's id is never a feature
+    id_columns = ID_COLUMNS if unit in ID_COLUMNS or unit == "row" else (*ID_COLUMNS, unit)
     raw = read_table(data)
-    frame, _ = features_of(raw, str(data), drop=(label,))
+    frame, _ = features_of(raw, str(data), id_columns=id_columns, drop=(label,))
     clipped = scoring.encoder.outside(frame)
     probabilities = scoring.predict_proba(frame, file=str(data))
-    ids = [c for c in ID_COLUMNS if c in raw.columns]
+    ids = [c for c in id_columns if c in raw.columns]
     result = raw[ids].copy() if ids else pd.DataFrame(index=raw.index)
     result["default_probability"] = probabilities
     out = Path(out)

@@ -22,18 +22,27 @@ import pandas as pd
 from federation.errors import DataError
 from federation.features import FEATURE_LABEL, ID_COLUMNS
 from federation.schema import binary_label, first_bad_row, read_table, refuse_implausible, shown
+from federation.units import DEFAULT_UNIT_COLUMN, ROW_UNIT, PrivacyUnits
 
 OTHER = "__other__"
 
 
 @dataclass
 class LabeledTable:
-    """One platform's training table: feature columns, 0/1 labels and the optional id column."""
+    """One platform's training table: feature columns, 0/1 labels, the optional id column, and
+    the values of the privacy-unit column (`merchant_id` unless configured) when present."""
 
     frame: pd.DataFrame
     y: np.ndarray
     ids: pd.Series | None
     source: str
+    unit_ids: pd.Series | None = None
+    unit_column: str = DEFAULT_UNIT_COLUMN
+
+    def privacy_units(self) -> PrivacyUnits:
+        """Which unit each row belongs to (each row its own unit when the column is absent or
+        the run opted into row-level DP)."""
+        return PrivacyUnits.of(self.unit_ids, len(self.y), self.unit_column)
 
 
 def _split_ids(frame: pd.DataFrame, id_columns: tuple[str, ...]) -> tuple[pd.DataFrame, pd.Series | None]:
@@ -90,8 +99,12 @@ def load_labeled(
     id_columns: tuple[str, ...] = ID_COLUMNS,
     *,
     require_both_classes: bool = True,
+    unit_column: str = DEFAULT_UNIT_COLUMN,
 ) -> LabeledTable:
-    """A training table: checks the label, maps it to 0/1 and validates every feature value."""
+    """A training table: checks the label, maps it to 0/1 and validates every feature value.
+
+    The privacy-unit column (`unit_column`) is an id, never a feature; its values are kept in
+    `unit_ids` (an empty one is refused with its row: it would make an unnamed unit)."""
     file = str(path)
     frame = read_table(path)
     if label not in frame.columns:
@@ -101,8 +114,32 @@ def load_labeled(
         only = "positive" if y[0] == 1 else "negative"
         raise DataError(f"every row is {only}; a training file needs both classes", file=file, column=label)
     _refuse_repeated_merchant_months(frame, file)
-    features, ids = _split_ids(frame.drop(columns=[label]), tuple(c for c in id_columns if c != label))
-    return LabeledTable(frame=_check_feature_values(features, file), y=y, ids=ids, source=file)
+    unit_ids = None
+    if unit_column != ROW_UNIT and unit_column in frame.columns and unit_column != label:
+        unit_ids = _unit_values(frame[unit_column], file, unit_column)
+    drop = tuple(c for c in (*id_columns, unit_column) if c != label)
+    features, ids = _split_ids(frame.drop(columns=[label]), drop)
+    return LabeledTable(
+        frame=_check_feature_values(features, file),
+        y=y,
+        ids=ids,
+        source=file,
+        unit_ids=unit_ids,
+        unit_column=unit_column,
+    )
+
+
+def _unit_values(series: pd.Series, file: str, column: str) -> pd.Series:
+    """The unit ids as text; an empty one would be a unit without a name."""
+    blank = series.isna() | (series.astype(str).str.strip() == "")
+    if blank.any():
+        raise DataError(
+            "empty privacy-unit id; every row must name its unit (or train with each row as its own unit)",
+            file=file,
+            column=column,
+            row=first_bad_row(blank),
+        )
+    return series.astype(str).str.strip()
 
 
 def _refuse_repeated_merchant_months(frame: pd.DataFrame, file: str) -> None:
@@ -151,9 +188,14 @@ class LocalStats:
 
     `numeric`: column -> {sketch bin: [count, sum, sum of squares]} of the values in that bin,
     from which the bank finds agreed quantiles and the exact moments of the clipped column.
+    `units` is how many privacy units (merchants) the rows belong to and `unit` what a unit is
+    (`merchant_id`, or `row`): shared like the row count, so the bank can state the unit, size
+    SecAgg+'s weights and show each platform's plan.
     """
 
     rows: int = 0
+    units: int = 0
+    unit: str = ROW_UNIT
     numeric: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     categorical: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> value -> count
     sources: list[str] = field(default_factory=list)
@@ -161,6 +203,8 @@ class LocalStats:
     def to_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
+            "units": self.units,
+            "unit": self.unit,
             "numeric": {c: {str(b): m for b, m in bins.items()} for c, bins in self.numeric.items()},
             "categorical": self.categorical,
             "sources": self.sources,
@@ -172,6 +216,8 @@ class LocalStats:
         try:
             stats = cls(
                 rows=int(data["rows"]),
+                units=int(data.get("units", data["rows"])),
+                unit=str(data.get("unit", ROW_UNIT)),
                 numeric={
                     str(c): {int(b): [float(x) for x in m] for b, m in bins.items()}
                     for c, bins in data["numeric"].items()
@@ -208,11 +254,14 @@ class LocalStats:
         for column, counts in self.categorical.items():
             if any(c < 1 for c in counts.values()) or sum(counts.values()) != self.rows:
                 raise DataError(f"{who} sent value counts for column '{column}' that do not add up to its rows")
+        if not 1 <= self.units <= self.rows:
+            raise DataError(f"{who} sent {self.units} privacy units for {self.rows} rows (expected 1 to {self.rows})")
 
 
-def compute_stats(frame: pd.DataFrame, source: str = "") -> LocalStats:
+def compute_stats(frame: pd.DataFrame, source: str = "", units: PrivacyUnits | None = None) -> LocalStats:
     """The aggregates one platform shares for the preprocessing agreement."""
-    stats = LocalStats(rows=len(frame), sources=[source] if source else [])
+    units = units or PrivacyUnits.per_row(len(frame))
+    stats = LocalStats(rows=len(frame), units=units.count, unit=units.name, sources=[source] if source else [])
     for column in frame.columns:
         series = frame[column]
         if pd.api.types.is_numeric_dtype(series):
@@ -243,6 +292,8 @@ def merge_stats(parts: list[LocalStats]) -> LocalStats:
                 f"categorical={sorted(reference.categorical)}; all platforms must share one schema"
             )
         merged.rows += part.rows
+        merged.units += part.units
+        merged.unit = part.unit if merged.unit in (ROW_UNIT, part.unit) else "mixed"
         merged.sources.extend(part.sources)
         for column, bins in part.numeric.items():
             acc = merged.numeric.setdefault(column, {})

@@ -124,6 +124,10 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     participants = sorted(str(p) for p in participants_raw) if isinstance(participants_raw, (list, tuple)) else []
     dropped = sorted({str(d) for r in rounds_list for d in r.get("dropped", []) or []})
     extra = {k: report[k] for k in ("refused", "engine", "mode", "settings", "test") if report.get(k)}
+    # What the ε is about, both accountants, a weak-guarantee mark and exclusions (issue 12).
+    for key in ("privacy_unit", "accounting", "weak_guarantee", "excluded"):
+        if report.get(key):
+            extra[key] = report[key]
     joined = report.get("participants")
     if trained and isinstance(joined, (list, tuple)) and sorted(map(str, joined)) != trained:
         extra["joined"] = sorted(map(str, joined))

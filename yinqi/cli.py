@@ -34,7 +34,9 @@ app = typer.Typer(
 GROUPS: dict[str, typer.Typer] = {
     "bank": typer.Typer(help="The bank's side: SuperLink, services, federated runs.", no_args_is_help=True),
     "client": typer.Typer(help="A platform's side: its SuperNode, consent and privacy ledger.", no_args_is_help=True),
-    "audit": typer.Typer(help="Verify anchored proofs from the chain alone.", no_args_is_help=True),
+    "audit": typer.Typer(
+        help="Verify anchored proofs from the chain alone; audit a model's privacy.", no_args_is_help=True
+    ),
 }
 for _name, _group in GROUPS.items():
     app.add_typer(_group, name=_name)
@@ -43,6 +45,7 @@ for _name, _group in GROUPS.items():
 AREAS = (
     "cli_data",
     "cli_fl",
+    "cli_audit_privacy",
     "cli_deploy",
     "cli_platform",
     "cli_chain",

@@ -26,6 +26,8 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 class Strategy(StrEnum):
     fedavg = "fedavg"
     fedprox = "fedprox"
+    fedavgm = "fedavgm"
+    fedadam = "fedadam"
 
 
 class Architecture(StrEnum):
@@ -51,18 +53,50 @@ def train(
         None, "--positive", help="Label value meaning 'default' (e.g. bad); omit when the label is 0/1."
     ),
     rounds: int = typer.Option(10, "--rounds", min=1, help="Federated rounds."),
-    epsilon: float = typer.Option(8.0, "--epsilon", help="Each platform's total DP budget ε for the whole run."),
+    epsilon: float = typer.Option(
+        8.0, "--epsilon", help="Each platform's total DP budget ε for the whole run, per privacy unit (finite, > 0)."
+    ),
     delta: float = typer.Option(1e-5, "--delta", help="DP δ for the whole run."),
     no_dp: bool = typer.Option(False, "--no-dp", help="Train without differential privacy."),
     no_secagg: bool = typer.Option(False, "--no-secagg", help="Aggregate in the clear instead of with SecAgg+."),
-    strategy: Strategy = typer.Option(Strategy.fedavg, "--strategy", help="Aggregation strategy."),
-    mu: float = typer.Option(0.01, "--mu", help="FedProx proximal strength."),
-    local_epochs: int = typer.Option(2, "--local-epochs", min=1, help="Local epochs per round."),
-    batch_size: int = typer.Option(
-        128, "--batch-size", min=1, help="Local batch size (expected size under DP's Poisson sampling)."
+    unit_column: str = typer.Option(
+        "merchant_id",
+        "--unit-column",
+        help="The privacy unit: the id column whose rows are sampled and clipped together; 'row' opts into row-level DP.",
     ),
-    lr: float = typer.Option(0.1, "--lr", help="Local SGD learning rate."),
-    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="DP-SGD per-example clipping norm."),
+    strategy: Strategy = typer.Option(Strategy.fedavg, "--strategy", help="Aggregation strategy (server step)."),
+    mu: float = typer.Option(0.01, "--mu", help="FedProx proximal strength."),
+    local_steps: int = typer.Option(
+        None, "--local-steps", min=1, help="DP-SGD steps per round (default: the plan's, 5 full-batch steps)."
+    ),
+    local_epochs: int = typer.Option(
+        None,
+        "--local-epochs",
+        min=1,
+        help="Local epochs per round (default: 2 without DP; under DP see --local-steps).",
+    ),
+    batch_size: int = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help="Without DP: rows per batch (default 128). With DP: expected units per Poisson batch (default: all, full batch).",
+    ),
+    lr: float = typer.Option(
+        None, "--lr", help="Local learning rate (default: 1 / clipping norm with DP, 0.1 without)."
+    ),
+    momentum: float = typer.Option(None, "--momentum", help="Local momentum (default: 0 with DP, 0.9 without)."),
+    max_grad_norm: float = typer.Option(
+        None, "--max-grad-norm", help="DP-SGD clipping norm per privacy unit (default 0.05)."
+    ),
+    update_bound: float = typer.Option(
+        5.0, "--update-bound", help="L2 bound on each platform's round update, and SecAgg+'s clipping range."
+    ),
+    validation: Path = typer.Option(
+        None, "--validation", help="The bank's own labeled file: a round's aggregate must not make its loss worse."
+    ),
+    exclude_after: int = typer.Option(
+        2, "--exclude-after", min=1, help="Exclude a platform failing the bank's checks this many times in a row."
+    ),
     model: Architecture = typer.Option(Architecture.logistic, "--model", help="Model architecture."),
     seed: int = typer.Option(0, "--seed", help="Seed for initial weights and shuffling (DP noise: OS entropy)."),
     reproducible_noise: bool = typer.Option(
@@ -106,10 +140,13 @@ def train(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Train a credit model across platforms: federated (DP-SGD + SecAgg+ by default) or central."""
+    """Train a credit model across platforms: federated (DP-SGD over merchants + SecAgg+ by default) or central."""
     from clients.policy import load_policy
+    from federation.privacy import check_budget
     from server.fl.config import FederationConfig
 
+    if not no_dp:
+        check_budget(epsilon, delta)
     cfg = FederationConfig(
         clients=client,
         label=label,
@@ -119,12 +156,18 @@ def train(
         delta=delta,
         dp=not no_dp,
         secagg=not no_secagg,
+        unit_column=unit_column,
         strategy=strategy.value,
         mu=mu,
+        local_steps=local_steps,
         local_epochs=local_epochs,
         batch_size=batch_size,
         lr=lr,
+        momentum=momentum,
         max_grad_norm=max_grad_norm,
+        update_bound=update_bound,
+        validation=validation,
+        exclude_after=exclude_after,
         architecture=model.value,
         seed=seed,
         reproducible_noise=reproducible_noise,
@@ -186,17 +229,45 @@ def _print_report(report: Report) -> None:
             _fmt(r.test_ks),
         )
     console.print(table)
+    if report.weak_guarantee:
+        console.print(f"weak guarantee: {report.weak_guarantee}", markup=False, soft_wrap=True)
+    for name, reason in report.excluded.items():
+        console.print(f"excluded by the bank: {name}: {reason}", markup=False, soft_wrap=True)
+    if report.plan:
+        console.print(
+            f"plan: {report.plan.get('summary')}, {report.plan.get('rounds')} rounds, "
+            f"server {report.plan.get('server')}, update bound {report.plan.get('update_bound')}",
+            markup=False,
+            soft_wrap=True,
+        )
     for name in report.platforms:
         eps = report.epsilon.get(name)
         noise = report.dp_noise.get(name)
+        unit = report.privacy_unit.get(name, {})
+        per = f"per {unit.get('unit')} ({unit.get('units')} units)" if unit else ""
+        prv = report.accounting.get(name, {}).get("prv")
+        check = f", PRV accountant {prv:.3f}" if isinstance(prv, float) else ""
         state = (
             f"refused: {report.refused[name]}"
             if name in report.refused
-            else f"ε spent {eps:.3f} (DP noise: {noise or '-'})"
+            else f"excluded: {report.excluded[name]}"
+            if name in report.excluded
+            else f"ε spent {eps:.3f} {per}{check} (DP noise: {noise or '-'})"
             if eps is not None
             else "no DP"
         )
-        console.print(f"  {name}: {state}")
+        console.print(f"  {name}: {state}", markup=False, soft_wrap=True)
+        if unit.get("unit") == "row" and eps is not None:
+            why = (
+                "the run opted into row-level DP"
+                if report.settings.get("unit-column") == "row"
+                else f"its file has no '{report.settings.get('unit-column')}' column"
+            )
+            console.print(
+                f"    {name}: each row is its own privacy unit ({why}): ε protects one row",
+                markup=False,
+                soft_wrap=True,
+            )
     console.print(f"model written to {report.model_dir} (version {report.version_hash[:12]}) in {report.seconds:.1f} s")
 
 

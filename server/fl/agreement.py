@@ -35,6 +35,8 @@ class Agreement:
     accepted: dict[int, str] = field(default_factory=dict)  # node id -> platform
     refused: dict[str, str] = field(default_factory=dict)  # platform -> reason
     rows: dict[str, int] = field(default_factory=dict)
+    units: dict[str, int] = field(default_factory=dict)  # platform -> privacy units (merchants)
+    unit: dict[str, str] = field(default_factory=dict)  # platform -> what a unit is ("merchant_id", "row")
     node_names: dict[int, str] = field(default_factory=dict)
     stats: LocalStats | None = None  # the accepted platforms' merged aggregates (the training population)
 
@@ -107,6 +109,8 @@ def agree(replies: dict[int, dict], max_categories: int = 50) -> Agreement:
         if (numeric, categorical) == majority:
             out.accepted[nid] = name
             out.rows[name] = stats.rows
+            out.units[name] = stats.units
+            out.unit[name] = stats.unit
             continue
         wrong_kind = sorted((set(numeric) & set(majority[1])) | (set(categorical) & set(majority[0])))
         missing = sorted((set(majority[0]) | set(majority[1])) - set(numeric) - set(categorical))

@@ -41,6 +41,28 @@ def secagg_shape(n_clients: int) -> tuple[float, float]:
     return 5 / n_clients, 0.6
 
 
+def _validation_loss(cfg: FederationConfig, encoder: Encoder) -> Callable[[list[Any]], float] | None:
+    """The bank's loss on its own labeled validation file (if any), for checking aggregates."""
+    if cfg.validation is None:
+        return None
+    import numpy as np
+
+    from federation.model import build_model, predict_proba_array, set_weights
+    from federation.preprocess import load_labeled
+
+    table = load_labeled(cfg.validation, label=cfg.label, positive=cfg.positive, unit_column=cfg.unit_column)
+    x = encoder.transform(table.frame, file=str(cfg.validation))
+    y = table.y.astype(np.float64)
+    model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
+
+    def loss(weights: list[Any]) -> float:
+        set_weights(model, weights)
+        p = np.clip(predict_proba_array(model, x), 1e-7, 1 - 1e-7)
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+    return loss
+
+
 def _central_evaluator(
     cfg: FederationConfig, encoder: Encoder, recorder: RunRecorder
 ) -> Callable[[int, list[Any], dict[str, Any]], tuple[float, dict[str, Any]]] | None:
@@ -53,7 +75,7 @@ def _central_evaluator(
     from federation.model import build_model, predict_proba_array, set_weights
     from federation.preprocess import load_labeled
 
-    table = load_labeled(cfg.test, label=cfg.label, positive=cfg.positive)
+    table = load_labeled(cfg.test, label=cfg.label, positive=cfg.positive, unit_column=cfg.unit_column)
     x = encoder.transform(table.frame, file=str(cfg.test))
     y = table.y.astype(np.int64)
     model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
@@ -74,7 +96,8 @@ def _central_evaluator(
 
 
 def _checked(fit_workflow: Callable[[Grid, Context], None], recorder: RunRecorder) -> Callable[[Grid, Context], None]:
-    """Run one fit round; a round that aggregated nothing is an error, never a silent no-op."""
+    """Run one fit round; a round that aggregated nothing is an error, never a silent no-op (a
+    round whose aggregate the bank's checks refused is on record with its reason)."""
     import numpy as np
 
     from server.fl.errors import FederationError
@@ -92,7 +115,7 @@ def _checked(fit_workflow: Callable[[Grid, Context], None], recorder: RunRecorde
             raise FederationError(
                 f"round {server_round}: aggregation failed ({type(exc).__name__}: {exc}); the model was NOT updated"
             ) from exc
-        if not recorder.aggregated(server_round):
+        if not recorder.aggregated(server_round) and not recorder.round(server_round).rejected:
             record = recorder.round(server_round)
             why = (
                 "; ".join([f"{k}: {v}" for k, v in record.refused.items()] + record.dropped)
@@ -155,6 +178,7 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
     from federation.model import build_model, get_weights, save_model, set_weights
     from server.fl.agreement import agree, collect_stats, wait_for_nodes
     from server.fl.errors import FederationError
+    from server.fl.guard import Guard
     from server.fl.strategy import AcceptedClientManager, RunRecorder, encoder_to_json, make_strategy
 
     # 1. Preprocessing agreement from aggregates.
@@ -176,6 +200,7 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
         log.warning("platform %s refused: %s", name, reason)
     encoder = agreement.encoder
     n_ok = len(agreement.accepted)
+    _describe_privacy(cfg, agreement, report)
 
     # 2. Strategy, SecAgg+ and the rounds.
     initial_model = build_model(encoder.n_features, cfg.architecture, cfg.hidden, cfg.seed)
@@ -188,6 +213,12 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
         initial=get_weights(initial_model),
         mu=cfg.mu,
         evaluate_fn=_central_evaluator(cfg, encoder, recorder),
+        bound=cfg.update_bound,
+        secagg=cfg.secagg,
+        # Leaving one platform out must keep a round within the platforms' policies: by default
+        # each wants 2 others in a SecAgg+ round, so probing needs 3 left.
+        guard=Guard(exclude_after=cfg.exclude_after, min_clients=max(cfg.min_clients, 3 if cfg.secagg else 1)),
+        validation_loss=_validation_loss(cfg, encoder),
     )
     legacy = LegacyContext(
         context=context,
@@ -197,11 +228,14 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
     )
     if cfg.secagg:
         shares, threshold = secagg_shape(n_ok)
+        # A platform's weight is its unit count (rows without DP); SecAgg+'s clipping range is
+        # the update norm bound, set deliberately: no platform's part of the sum can exceed it.
+        weights = agreement.units if cfg.dp else agreement.rows
         fit = SecAggPlusWorkflow(
             num_shares=shares,
             reconstruction_threshold=threshold,
-            max_weight=float(max(agreement.rows.values()) + 1),
-            clipping_range=cfg.secagg_clip,
+            max_weight=float(max(weights.values()) + 1),
+            clipping_range=cfg.update_bound,
         )
     else:
         fit = adapter.plain_fit_workflow()
@@ -218,6 +252,8 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
         "federated_auc": last.federated_auc if last else None,
         "federated_ks": last.federated_ks if last else None,
     }
+    if cfg.dp:
+        _cross_check_accounting(report, cfg.delta)
     report.seconds = time.perf_counter() - started
     report.model_dir = str(cfg.out)
     report.settings["dp-noise"] = report.noise_summary
@@ -233,11 +269,71 @@ def _run_rounds(grid: Grid, context: Context, cfg: FederationConfig, report: Rep
         "secagg": cfg.secagg,
         "epsilon_spent": report.epsilon,
         "dp_noise": report.noise_summary,
+        "privacy_unit": report.unit_summary if cfg.dp else None,
+        "unit_column": cfg.unit_column,
+        "weak_guarantee": report.weak_guarantee,
         "participants": report.participants,
     }
     report.version_hash = save_model(cfg.out, final, encoder, meta)
     report.status = "ok"
     report.write(cfg.out / "report.json")
+
+
+def _describe_privacy(cfg: FederationConfig, agreement: Any, report: Report) -> None:
+    """The report says, before any round, what ε is about and how each platform will train."""
+    from federation.plan import describe
+    from federation.privacy import weak_guarantee
+
+    for name in sorted(agreement.accepted.values()):
+        report.privacy_unit[name] = {
+            "unit": agreement.unit.get(name, "row"),
+            "units": agreement.units.get(name, agreement.rows.get(name, 0)),
+            "rows": agreement.rows.get(name, 0),
+        }
+    units = {name: int(v["units"]) for name, v in report.privacy_unit.items()}
+    report.plan = {
+        **describe(cfg.plan_request(), units, report.unit_summary or "row"),
+        "rounds": cfg.rounds,
+        "server": cfg.strategy,
+        "update_bound": cfg.update_bound,
+        "secagg_clipping_range": cfg.update_bound if cfg.secagg else None,
+        "shared_by_platforms": "row and unit counts, per-column sketches and value counts (the agreement); "
+        "score histograms each round",
+    }
+    report.settings["privacy-unit"] = report.unit_summary if cfg.dp else None
+    if cfg.dp:
+        rowlevel = sorted(n for n, v in report.privacy_unit.items() if v["unit"] == "row")
+        if rowlevel and cfg.unit_column != "row":
+            log.warning(
+                "platforms %s have no '%s' column: each of their rows is its own privacy unit",
+                ", ".join(rowlevel),
+                cfg.unit_column,
+            )
+        report.weak_guarantee = weak_guarantee(cfg.epsilon)
+        if report.weak_guarantee:
+            log.warning("%s", report.weak_guarantee)
+            report.settings["weak-guarantee"] = True
+
+
+def _cross_check_accounting(report: Report, delta: float) -> None:
+    """Each platform's reported ε against an independent accountant (Opacus' PRV) on the same
+    noise, sampling and steps; a reported ε below it stops the run loudly (no model)."""
+    from federation.privacy import AccountingMismatch, cross_check
+    from server.fl.errors import FederationError
+
+    for name in sorted(report.epsilon):
+        last = next(
+            (c for r in reversed(report.rounds) for c in r.clients if c.platform == name and c.dp_steps),
+            None,
+        )
+        if last is None or last.noise_multiplier is None or last.sample_rate is None or last.dp_steps is None:
+            continue
+        history = [(last.noise_multiplier, last.sample_rate, last.dp_steps)]
+        try:
+            check = cross_check(history, delta, reported=report.epsilon[name], who=f"platform {name}")
+        except AccountingMismatch as exc:
+            raise FederationError(f"privacy accounting: {exc}; no model is written") from None
+        report.accounting[name] = {**check.to_dict(), "unit": report.privacy_unit.get(name, {}).get("unit")}
 
 
 @app.main()

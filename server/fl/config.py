@@ -14,8 +14,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from federation.errors import ConfigError
+from federation.plan import DEFAULT_ROUNDS, SERVER_STRATEGY, UPDATE_BOUND, PlanRequest
+from federation.units import DEFAULT_UNIT_COLUMN, check_unit_column
 
 LIST_SEPARATOR = "|"
+_OPTIONAL = (
+    "positive",
+    "test",
+    "validation",
+    "ledger_db",
+    "epsilon_budget",
+    "consent_db",
+    "local_steps",
+    "local_epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "max_grad_norm",
+)
 
 
 class FederationConfig(BaseModel):
@@ -27,18 +43,36 @@ class FederationConfig(BaseModel):
     platform_names: list[str] = Field(default_factory=list, description="platform names (default: file stems)")
     label: str = "default"
     positive: str | None = None
-    rounds: int = Field(default=10, ge=1)
+    rounds: int = Field(default=DEFAULT_ROUNDS, ge=1, le=10_000)
     epsilon: float = Field(default=8.0, gt=0)
     delta: float = Field(default=1e-5, gt=0, lt=1)
     dp: bool = True
     secagg: bool = True
-    strategy: Literal["fedavg", "fedprox"] = "fedavg"
+    unit_column: str = Field(
+        default=DEFAULT_UNIT_COLUMN,
+        description="the privacy unit: the id column whose rows are sampled and clipped together ('row': row-level DP)",
+    )
+    strategy: Literal["fedavg", "fedprox", "fedavgm", "fedadam"] = SERVER_STRATEGY
     mu: float = Field(default=0.01, ge=0)
-    local_epochs: int = Field(default=2, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=0.1, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    max_grad_norm: float = Field(default=1.0, gt=0)
+    # Local training; None: the default plan (federation.plan), shown in the report.
+    local_steps: int | None = Field(default=None, ge=1, le=100_000)
+    local_epochs: int | None = Field(default=None, ge=1, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1)
+    lr: float | None = Field(default=None, gt=0)
+    momentum: float | None = Field(default=None, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=None, gt=0)
+    update_bound: float = Field(
+        default=UPDATE_BOUND,
+        gt=0,
+        le=1e6,
+        description="L2 bound on each platform's round update; SecAgg+'s clipping range",
+    )
+    validation: Path | None = Field(
+        default=None, description="the bank's own labeled file; each round's aggregate must not make its loss worse"
+    )
+    exclude_after: int = Field(
+        default=2, ge=1, description="a platform failing the bank's checks this many times in a row is excluded"
+    )
     architecture: Literal["logistic", "mlp"] = "logistic"
     hidden: int = Field(default=16, ge=1)
     max_categories: int = Field(default=50, ge=1)
@@ -57,7 +91,6 @@ class FederationConfig(BaseModel):
         default=None,
         description="SQLAlchemy URL of the platforms' merchant consent records; when set, merchants without consent in force are left out",
     )
-    secagg_clip: float = Field(default=8.0, gt=0)
     node_wait_seconds: float = Field(default=120.0, gt=0)
     reproducible_noise: bool = Field(
         default=False,
@@ -70,6 +103,11 @@ class FederationConfig(BaseModel):
         if not value:
             raise ValueError("give at least one --client file")
         return value
+
+    @field_validator("unit_column")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        return check_unit_column(value)
 
     @model_validator(mode="after")
     def _names(self) -> FederationConfig:
@@ -94,7 +132,7 @@ class FederationConfig(BaseModel):
             elif value is None:
                 value = ""
             elif isinstance(value, Path):
-                value = str(value.resolve()) if name in ("out", "test") else str(value)
+                value = str(value.resolve()) if name in ("out", "test", "validation") else str(value)
             out[key] = value
         out["num-clients"] = len(self.clients)
         return out
@@ -110,15 +148,23 @@ class FederationConfig(BaseModel):
             elif name == "platform_names":
                 data["platform_names"] = [p for p in str(value).split(LIST_SEPARATOR) if p]
             elif name in cls.model_fields:
-                data[name] = (
-                    None
-                    if value == "" and name in ("positive", "test", "ledger_db", "epsilon_budget", "consent_db")
-                    else value
-                )
+                data[name] = None if value == "" and name in _OPTIONAL else value
         try:
             return cls(**data)
         except ValueError as exc:
             raise ConfigError(f"run_config does not describe a federated run: {exc}") from None
+
+    def plan_request(self) -> PlanRequest:
+        """What the run asks of each platform's local training (None: the default plan)."""
+        return PlanRequest(
+            dp=self.dp,
+            local_steps=self.local_steps,
+            local_epochs=self.local_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            max_grad_norm=self.max_grad_norm,
+        )
 
     def ledger_url(self) -> str:
         return self.ledger_db or f"sqlite:///{(self.out / 'ledger.db').resolve()}"

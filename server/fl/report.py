@@ -1,4 +1,5 @@
-"""The run report (`report.json`): what ran, per round, per platform, and what it cost in ε."""
+"""The run report (`report.json`): what ran, per round, per platform, what it cost in ε and
+about which privacy unit, how each platform trained (the plan), and what the bank's checks found."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ class ClientRound:
     dp_steps: int | None = None
     dp_noise: str | None = None  # "os-entropy" | "seeded (reproducible)": what the platform drew from
     diverged: str | None = None
+    unit: str | None = None  # the privacy unit ε is about: "merchant_id" (or another id column) or "row"
+    units: int | None = None  # how many units (merchants) the platform trained on
+    rows: int | None = None
+    lr: float | None = None
+    max_grad_norm: float | None = None
+    update_clipped: bool = False  # the update was clipped to the run's norm bound
 
 
 @dataclass
@@ -43,6 +50,14 @@ class RoundReport:
     federated_loss: float | None = None
     test_auc: float | None = None
     test_ks: float | None = None
+    # The bank's checks: the aggregate's norm and validation loss; a refused round keeps the old
+    # model and says why; a round that left one platform out to find a poisoning one names it.
+    check: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None
+    left_out: str | None = None
+    platform_auc: dict[str, float] = field(default_factory=dict)  # each platform's AUC on its own rows
+    flagged: dict[str, str] = field(default_factory=dict)  # evaluations left out of the federated AUC
+    excluded: dict[str, str] = field(default_factory=dict)  # platforms excluded after this round
 
 
 @dataclass
@@ -65,6 +80,13 @@ class Report:
     rounds: list[RoundReport] = field(default_factory=list)
     epsilon: dict[str, float] = field(default_factory=dict)
     dp_noise: dict[str, str] = field(default_factory=dict)  # platform -> noise source it drew from
+    # platform -> the privacy unit its ε is about and how many it has ("merchant_id": 300)
+    privacy_unit: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # how each platform trained, and why
+    # platform -> ε from the RDP accountant (reported) and Opacus' PRV accountant (independent)
+    accounting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weak_guarantee: str | None = None  # ε above the sane ceiling: said plainly
+    excluded: dict[str, str] = field(default_factory=dict)  # platform -> why the bank excluded it
     final: dict[str, float | None] = field(default_factory=dict)
     seconds: float = 0.0
     version_hash: str = ""
@@ -91,14 +113,27 @@ class Report:
             return kinds[0]
         return "mixed: " + ", ".join(f"{p} {k}" for p, k in sorted(self.dp_noise.items()))
 
+    @property
+    def unit_summary(self) -> str | None:
+        """The privacy unit in one phrase: `merchant_id` for all platforms, or each platform's."""
+        units = sorted({str(v.get("unit")) for v in self.privacy_unit.values()})
+        if not units:
+            return None
+        if len(units) == 1:
+            return units[0]
+        return "mixed: " + ", ".join(f"{p} {v.get('unit')}" for p, v in sorted(self.privacy_unit.items()))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         data = dict(data)
         rounds = []
         for r in data.pop("rounds", []):
             r = dict(r)
-            r["clients"] = [ClientRound(**c) for c in r.get("clients", [])]
-            rounds.append(RoundReport(**r))
+            r["clients"] = [
+                ClientRound(**{k: v for k, v in c.items() if k in ClientRound.__dataclass_fields__})
+                for c in r.get("clients", [])
+            ]
+            rounds.append(RoundReport(**{k: v for k, v in r.items() if k in RoundReport.__dataclass_fields__}))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(rounds=rounds, **known)
 

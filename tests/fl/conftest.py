@@ -16,13 +16,11 @@ def fl_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path
 
 
 def fast_config(files: list[Path], test: Path, out: Path, **overrides):  # type: ignore[no-untyped-def]
-    """A quick run: few rounds, one local epoch, and seeded DP noise so quality assertions are
-    repeatable (the explicit reproducibility flag; the default, OS-entropy noise, is tested in
-    test_noise.py)."""
+    """A quick run: two rounds of the default plan, and seeded DP noise so quality assertions
+    are repeatable (the explicit reproducibility flag; the default, OS-entropy noise, is tested
+    in test_noise.py)."""
     from server.fl.config import FederationConfig
 
-    settings = dict(
-        clients=files, test=test, out=out, rounds=2, local_epochs=1, batch_size=64, seed=1, reproducible_noise=True
-    )
+    settings = dict(clients=files, test=test, out=out, rounds=2, seed=1, reproducible_noise=True)
     settings.update(overrides)
     return FederationConfig(**settings)

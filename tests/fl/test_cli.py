@@ -66,20 +66,43 @@ def test_central_yardstick_trains_torch_and_random_forest(fl_files, tmp_path) ->
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("--strategy", "fedbogus"), "Invalid value for '--strategy': 'fedbogus' is not one of 'fedavg', 'fedprox'"),
+        (
+            ("--strategy", "fedbogus"),
+            "Invalid value for '--strategy': 'fedbogus' is not one of 'fedavg', 'fedprox', 'fedavgm', 'fedadam'",
+        ),
         (("--model", "xgb"), "Invalid value for '--model': 'xgb' is not one of 'logistic', 'mlp'"),
         (("--backend", "spark"), "Invalid value for '--backend'"),
-        (("--epsilon", "-1"), "epsilon: Input should be greater than 0 (got -1.0)"),
-        (("--epsilon", "nan"), "epsilon: Input should be a finite number (got nan)"),
+        (("--epsilon", "-1"), "privacy budget ε=-1.0: expected a finite number above 0 (e.g. 1, 3 or 8)"),
+        (("--epsilon", "0"), "privacy budget ε=0.0: expected a finite number above 0"),
+        (("--epsilon", "nan"), "privacy budget ε=nan: expected a finite number above 0"),
+        (
+            ("--epsilon", "inf"),
+            "privacy budget ε=inf: expected a finite number above 0 (e.g. 1, 3 or 8); to train without differential privacy say --no-dp",
+        ),
+        (("--unit-column", " "), "privacy unit column ' ': expected a column name such as merchant_id, or 'row'"),
         (("--lr", "inf"), "lr: Input should be a finite number (got inf)"),
-        (("--delta", "2"), "delta: Input should be less than 1 (got 2.0)"),
+        (("--delta", "2"), "privacy budget δ=2.0: expected a number between 0 and 1 (e.g. 1e-5)"),
         (("--rounds", "0"), "Invalid value for '--rounds': 0 is not in the range x>=1"),
         (("--batch-size", "ten"), "Invalid value for '--batch-size': 'ten' is not a valid integer"),
     ],
-    ids=["strategy", "model", "backend", "negative-epsilon", "nan-epsilon", "inf-lr", "delta", "rounds", "batch-text"],
+    ids=[
+        "strategy",
+        "model",
+        "backend",
+        "negative-epsilon",
+        "zero-epsilon",
+        "nan-epsilon",
+        "inf-epsilon",
+        "blank-unit",
+        "inf-lr",
+        "delta",
+        "rounds",
+        "batch-text",
+    ],
 )
 def test_a_bad_choice_or_number_on_train_is_one_line_with_exit_2(tmp_path, args, expected) -> None:  # type: ignore[no-untyped-def]
-    """Issue 9: `--strategy fedbogus`, `--model xgb`, `--epsilon -1` printed tracebacks (rc 1)."""
+    """Issue 9: `--strategy fedbogus`, `--model xgb`, `--epsilon -1` printed tracebacks (rc 1);
+    issue 12: `--epsilon inf` was accepted (σ = 10), `0`, `-1`, `nan` printed tracebacks."""
     done = yinqi("train", "--client", str(tmp_path / "a.csv"), "--out", str(tmp_path / "m"), *args)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

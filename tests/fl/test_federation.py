@@ -197,11 +197,7 @@ def test_ray_backend_runs_the_same_apps_to_the_same_model(fl_files, tmp_path) ->
             "--out",
             str(tmp_path / "ray"),
             "--rounds",
-            "2",
-            "--local-epochs",
-            "1",
-            "--batch-size",
-            "64",
+            "2",  # the plan's defaults otherwise, as fast_config's in-process run
             "--seed",
             "1",
             "--no-dp",

@@ -17,42 +17,54 @@ from federation.privacy import OS_ENTROPY, SEEDED, NoiseSource, PrivacyState
 from tests.fl.conftest import fast_config
 
 
-def _train_once(noise: NoiseSource) -> list[np.ndarray]:
-    from clients.train import LocalTraining, train_local
+def _train_once(noise: NoiseSource, rate: float = 1.0) -> list[np.ndarray]:
+    from clients.train import LocalTraining, train_private
     from federation.model import build_model, get_weights
+    from federation.units import PrivacyUnits
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 6)).astype(np.float32)
     y = (x[:, 0] + rng.normal(size=400) > 0).astype(np.float32)
     state = PrivacyState.plan(
-        epsilon=4.0, delta=1e-5, rows=400, batch_size=64, local_epochs=1, rounds=2, max_grad_norm=1.0
+        epsilon=4.0, delta=1e-5, sample_rate=rate, steps_per_round=5, rounds=2, max_grad_norm=0.05
     )
     model = build_model(6, seed=3)
-    train_local(model, x, y, LocalTraining(batch_size=64, seed=3, noise=noise), state)
+    units = PrivacyUnits.of(None, 400)
+    train_private(model, x, y, units, LocalTraining(lr=20.0, momentum=0.0, seed=3, noise=noise), state)
     return get_weights(model)
 
 
-def test_the_same_settings_draw_different_noise_unless_seeded() -> None:
-    first, second = _train_once(NoiseSource()), _train_once(NoiseSource())
+@pytest.mark.parametrize("rate", [1.0, 0.25], ids=["full-batch", "poisson-sampled units"])
+def test_the_same_settings_draw_different_noise_unless_seeded(rate: float) -> None:
+    first, second = _train_once(NoiseSource(), rate), _train_once(NoiseSource(), rate)
     assert np.abs(first[0] - second[0]).max() > 1e-4
-    seeded = [_train_once(NoiseSource(seed=42)) for _ in range(2)]
+    seeded = [_train_once(NoiseSource(seed=42), rate) for _ in range(2)]
     np.testing.assert_array_equal(seeded[0][0], seeded[1][0])
 
 
-def test_os_entropy_noise_is_opacus_floating_point_safe_noise() -> None:
-    import torch
+def test_os_entropy_noise_is_opacus_floating_point_safe_noise(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The DP optimizer runs in Opacus' secure mode with the OS-seeded generator, and only then."""
+    import opacus.optimizers
 
-    from federation.privacy import make_private
+    from federation.dpsgd import DPStepSettings, train_dp_units
+    from federation.model import build_model
+    from federation.units import PrivacyUnits
 
-    model = torch.nn.Linear(3, 1)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.zeros(8, 3), torch.zeros(8)), batch_size=4
-    )
-    state = PrivacyState(1.0, 1e-5, 1.0, 0.5, 2, 1, 1.0)
-    for noise, secure in ((NoiseSource(), True), (NoiseSource(seed=1), False)):
-        module, optimizer, _, _ = make_private(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, state, noise)
-        assert optimizer.secure_mode is secure
-        module.cleanup()
+    made: list[tuple[bool, object]] = []
+    original = opacus.optimizers.DPOptimizer.__init__
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append((kwargs["secure_mode"], kwargs["generator"]))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(opacus.optimizers.DPOptimizer, "__init__", spy)
+    x, y = np.zeros((8, 3), np.float32), np.array([0, 1] * 4, np.float32)
+    for noise in (NoiseSource(), NoiseSource(seed=1)):
+        train_dp_units(
+            build_model(3), x, y, PrivacyUnits.of(None, 8), DPStepSettings(1, 1.0, 0.1, 0.0, 1.0, 1.0), noise
+        )
+    assert [secure for secure, _ in made] == [True, False]
+    assert all(generator is not None for _, generator in made)
     assert (NoiseSource().kind, NoiseSource(seed=1).kind) == (OS_ENTROPY, SEEDED)
 
 

@@ -76,31 +76,57 @@ def test_local_training_that_diverges_stops_the_run_naming_the_platform_and_roun
     assert all(text and text.startswith(f"platform {name}, round 1:") for name, text in diverged.items())
 
 
-def test_a_non_finite_aggregate_stops_the_run() -> None:
-    """A node that is not yinqi's ClientApp (which withholds a non-finite update) sends inf in a
-    plain round: the bank refuses to keep a non-finite model."""
-    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
-    from flwr.server.client_proxy import ClientProxy
+class _Platform:
+    """A stand-in for a ClientProxy: the strategy reads only its node id."""
 
+    def __init__(self, node_id: int) -> None:
+        self.node_id = node_id
+
+
+def _strategy(secagg: bool):  # type: ignore[no-untyped-def]
     from server.fl.report import Report
     from server.fl.strategy import RunRecorder, make_strategy
 
-    class Platform(ClientProxy):  # only its node id is read
-        def get_properties(self, *a, **k): ...  # type: ignore[no-untyped-def]
-        def get_parameters(self, *a, **k): ...  # type: ignore[no-untyped-def]
-        def fit(self, *a, **k): ...  # type: ignore[no-untyped-def]
-        def evaluate(self, *a, **k): ...  # type: ignore[no-untyped-def]
-        def reconnect(self, *a, **k): ...  # type: ignore[no-untyped-def]
-
-    sound = [np.ones((1, 3), np.float32), np.zeros(1, np.float32)]
-    broken = [np.array([[1.0, np.inf, 2.0]], np.float32), np.zeros(1, np.float32)]
+    sound = [np.zeros((1, 3), np.float32), np.zeros(1, np.float32)]
     recorder = RunRecorder(Report(), {1: "p1", 2: "p2"}, min_clients=2)
-    strategy = make_strategy("fedavg", recorder=recorder, encoder_json="{}", min_clients=2, initial=sound, mu=0.0)
-    results = [
-        (Platform(str(n)), FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(w), 300, {"platform": f"p{n}"}))
-        for n, w in ((1, sound), (2, broken))
+    strategy = make_strategy(
+        "fedavg", recorder=recorder, encoder_json="{}", min_clients=2, initial=sound, mu=0.0, secagg=secagg
+    )
+    return strategy, recorder, sound
+
+
+def _results(updates):  # type: ignore[no-untyped-def]
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+
+    return [
+        (_Platform(n), FitRes(Status(Code.OK, "trained"), ndarrays_to_parameters(u), 300, {"platform": f"p{n}"}))
+        for n, u in updates
     ]
-    for proxy, n in zip((r[0] for r in results), (1, 2), strict=True):
-        proxy.node_id = n
-    with pytest.raises(TrainingDiverged, match="round 4: the aggregate of p1, p2 is not finite"):
-        strategy.aggregate_fit(4, results, [])
+
+
+def test_a_non_finite_update_in_a_plain_round_is_refused_naming_the_platform_and_round() -> None:
+    """A node that is not yinqi's ClientApp (which withholds a non-finite update) sends inf in a
+    plain round: the bank sees that update alone, refuses it and, with too few left, stops."""
+    from server.fl.errors import FederationError
+
+    strategy, _, sound = _strategy(secagg=False)
+    broken = [np.array([[1.0, np.inf, 2.0]], np.float32), np.zeros(1, np.float32)]
+    with pytest.raises(
+        FederationError,
+        match=r"round 4: only 1 platform update.*p2: refused by the bank's check: its update is not finite",
+    ):
+        strategy.aggregate_fit(4, _results([(1, sound), (2, broken)]), [])
+
+
+def test_a_non_finite_aggregate_under_secagg_is_refused_and_the_model_kept() -> None:
+    """Under SecAgg+ every result carries the same unmasked sum; a non-finite one is refused,
+    the model stays as it was and the round says why."""
+    from flwr.common import parameters_to_ndarrays
+
+    strategy, recorder, sound = _strategy(secagg=True)
+    broken = [np.array([[1.0, np.inf, 2.0]], np.float32), np.zeros(1, np.float32)]
+    parameters, _ = strategy.aggregate_fit(4, _results([(1, broken), (2, broken)]), [])
+    kept = parameters_to_ndarrays(parameters)
+    assert all(np.array_equal(a, b) for a, b in zip(kept, sound, strict=True))
+    record = recorder.round(4)
+    assert not record.aggregated and "not finite" in str(record.rejected) and record.check["passed"] is False

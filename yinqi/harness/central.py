@@ -59,13 +59,22 @@ def _pooled(cfg: FederationConfig) -> tuple[Encoder, np.ndarray, np.ndarray, dic
 
 
 def train_torch(cfg: FederationConfig, x: np.ndarray, y: np.ndarray, n_features: int) -> torch.nn.Module:
-    """The federated model's architecture and optimiser, trained on all rows at once."""
+    """The federated model's architecture and plain (no-DP) optimiser, trained on all rows at
+    once for as many epochs as the federation's rounds x local epochs."""
+    from dataclasses import replace
+
     from clients.train import LocalTraining, train_local
     from federation.model import build_model
+    from federation.plan import local_plan
 
     model = build_model(n_features, cfg.architecture, cfg.hidden, cfg.seed)
+    plan = local_plan(replace(cfg.plan_request(), dp=False), len(x))
     settings = LocalTraining(
-        epochs=cfg.rounds * cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, seed=cfg.seed
+        epochs=cfg.rounds * plan.epochs,
+        batch_size=plan.batch_size or len(x),
+        lr=plan.lr,
+        momentum=plan.momentum,
+        seed=cfg.seed,
     )
     train_local(model, x, y, settings)
     return model

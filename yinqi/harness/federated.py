@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from clients.policy import PrivacyPolicy
 from server.fl.config import FederationConfig
@@ -35,11 +36,13 @@ def run_federation(
     backend: str = "inprocess",
     workers: int = 2,
     policies: PrivacyPolicy | list[PrivacyPolicy] | None = None,
+    client_apps: dict[int, Any] | None = None,
 ) -> Report:
     """Train on the Simulation Engine; the model and `report.json` land in `config.out`.
 
     `policies`: the simulated platforms' privacy policy (one for all, or one each); None lets
     them allow exactly what `config` asks (`yinqi.harness.platforms.policy_for_run`).
+    `client_apps`: a ClientApp of its own for some platforms (by index), e.g. a hostile one.
     Ctrl-C raises `RunInterrupted` (exit code 130) after the report says where the run stopped.
     """
     quiet_flower()
@@ -59,7 +62,7 @@ def run_federation(
     run_config = {**config.to_run_config(), "engine": f"simulation ({backend})"}
     nodes = platform_node_configs(config, policies)
     try:
-        simulate(server_app, client_app, run_config, nodes, backend=backend, workers=workers)
+        simulate(server_app, client_app, run_config, nodes, backend=backend, workers=workers, client_apps=client_apps)
     except RunInterrupted as exc:
         raise settle_interrupted(report_path, config.rounds, config.ledger_url(), exc.run_id) from None
     return Report.read(report_path)

@@ -29,6 +29,7 @@ def policy_for_run(config: FederationConfig) -> PrivacyPolicy:
         max_delta=config.delta if config.dp else defaults.max_delta,
         lifetime_epsilon=None,
         allow_seeded_noise=config.reproducible_noise,
+        allow_row_level=config.unit_column == "row",
         require_secagg=config.secagg,
         min_other_platforms=max(0, config.min_clients - 1),
         source=HARNESS_POLICY,

@@ -34,9 +34,14 @@ def simulate(
     *,
     backend: str = "inprocess",
     workers: int = 2,
+    client_apps: dict[int, Any] | None = None,
 ) -> Any:
     """Run `server_app` against one simulated SuperNode per entry of `node_configs`; returns
-    the ServerApp's context. An exception in the ServerApp is raised here."""
+    the ServerApp's context. An exception in the ServerApp is raised here.
+
+    `client_apps` gives some platforms (by index into `node_configs`) a ClientApp of their own
+    instead of `client_app`: a careless or hostile platform runs whatever it likes on its node.
+    """
     from server.fl.errors import RunInterrupted
 
     link = adapter.SimulationLink(node_configs, run_config)
@@ -58,9 +63,12 @@ def simulate(
     node_threads: list[threading.Thread] = []
     try:
         if backend == "ray":
+            if client_apps:
+                raise ValueError("per-platform ClientApps run on the in-process backend only")
             link.serve_with_ray(client_app, stop)
         else:
-            node_threads = _start_node_workers(link, client_app, stop, workers)
+            apps = {node_id: (client_apps or {}).get(index, client_app) for node_id, index in link.nodes.items()}
+            node_threads = _start_node_workers(link, apps, stop, workers)
             for thread in node_threads:
                 thread.join()
     except KeyboardInterrupt:
@@ -101,7 +109,7 @@ class InterruptibleGrid(FastPollGrid):
 
 
 def _start_node_workers(
-    link: adapter.SimulationLink, client_app: Any, stop: threading.Event, workers: int
+    link: adapter.SimulationLink, apps: dict[int, Any], stop: threading.Event, workers: int
 ) -> list[threading.Thread]:
     """The Simulation Runtime's node loop in worker threads, polling every 5 ms instead of
     100 ms (SecAgg+ needs four exchanges per round and the poll dominated). Each node handles
@@ -111,7 +119,7 @@ def _start_node_workers(
     def handle(node_id: int, message: Any) -> None:
         try:
             context = link.context_of(node_id)
-            reply = client_app(message=adapter.copy_message(message), context=context)
+            reply = apps[node_id](message=adapter.copy_message(message), context=context)
             link.save_context(node_id, context)
         except Exception as exc:  # reported to the ServerApp as an error reply
             log.warning("node %s: ClientApp failed: %s", node_id, exc)
