@@ -34,6 +34,20 @@ def _frame(inner: str, aria: str, width: int = WIDTH, height: int = HEIGHT) -> s
     )
 
 
+def nice_top(top: float, integral: bool) -> float:
+    """The axis' top: four gridline steps of 1, 2, 2.5 or 5 × 10^k covering `top` (whole
+    steps for counts, so a gridline never reads "2" for 2.5)."""
+    import math
+
+    wanted = max(top, 1e-12) / 4
+    k = math.floor(math.log10(wanted))
+    for base in (1.0, 2.0, 2.5, 5.0, 10.0):
+        step = base * 10**k
+        if step >= wanted and not (integral and (step < 1 or step != int(step))):
+            return step * 4
+    return max(4.0, math.ceil(wanted) * 4.0)
+
+
 def _axis(top: float, fmt: str, labels: Sequence[str], step: float) -> str:
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     parts = []
@@ -59,7 +73,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float | None], aria: str, 
     known = [v for v in values if v is not None]
     if not labels or not known:
         return _empty(f"{aria}: no data yet")
-    top = max(max(known), 1e-12)
+    top = nice_top(max(known), all(float(v).is_integer() for v in known))
     plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / len(labels)
     bars = []
@@ -82,7 +96,7 @@ def stacked_bars(
     totals = [sum(s[i] or 0 for s in series.values()) for i in range(len(labels))]
     if not labels or not any(totals):
         return _empty(f"{aria}: no data yet")
-    top = max(totals)
+    top = nice_top(max(totals), all(float(t).is_integer() for t in totals))
     plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / len(labels)
     bars = []
@@ -119,7 +133,7 @@ def line_chart(
     known = [v for s in series.values() for v in s if v is not None]
     if not labels or not known:
         return _empty(f"{aria}: no data yet")
-    top = top or max(max(known), 1e-12)
+    top = top or nice_top(max(known), False)
     plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / len(labels)
     parts = []
