@@ -45,6 +45,9 @@ def dashboard(
     chain: Annotated[
         bool, typer.Option("--chain/--no-chain", help="Read receivables from the configured chain (`yinqi chain`'s).")
     ] = False,
+    url_file: Annotated[
+        Path | None, typer.Option("--url-file", help="Write the URL here once serving (for `bank up`).")
+    ] = None,
 ) -> None:
     """Serve the read-only operations dashboard (lending, models, receivables, leasing,
     anchoring) over mutual TLS until Ctrl-C; prints its URL."""
@@ -54,6 +57,10 @@ def dashboard(
 
     sources = Sources(db, models_dir, alerts_db, anchor_db, iot_db, rules, chain)
     running = start(sources, CertSet.in_dir(certs), host, port)
+    if url_file is not None:
+        from federation import files
+
+        files.write_text(url_file, running.url)
     console.print(f"dashboard on {running.url} (mutual TLS: operator certificates of {certs} only); Ctrl-C stops")
     try:
         running.thread.join() if running.thread else None

@@ -175,6 +175,8 @@ def up(
     if state.services_address:
         services = "mutual TLS, roles checked" if state.tls else "INSECURE plaintext"
         console.print(f"bank services {state.services_address} ({services}), pid {state.services_pid}")
+    if state.extra.get("dashboard"):
+        console.print(f"dashboard {state.extra['dashboard']['url']} (operator certificates only)")
     console.print(f"logs {state.log_dir}; stop with `yinqi bank down`")
 
 

@@ -89,3 +89,25 @@ def start(
     bound = server.servers[0].sockets[0].getsockname()[1]
     shown = "localhost" if host in (LOOPBACK, "localhost") else host
     return DashboardServer(f"https://{shown}:{bound}/", server, thread, data)
+
+
+def spawn_argv(python: str, certs: Any, port: int, url_file: Any) -> list[str]:
+    """`yinqi bank dashboard` as `bank up` starts it: loopback, the bank's default database and
+    configured chain, writing its URL to `url_file` once it serves."""
+    certs_port = ["--certs", str(certs), "--port", str(port)]
+    return [python, "-m", "yinqi", "bank", "dashboard", *certs_port, "--chain", "--url-file", str(url_file)]
+
+
+def wait_for_url(url_file: Any, alive: Any, timeout: float) -> str:
+    """The URL a spawned dashboard wrote, polling until `timeout`; YinqiError if it exited."""
+    from pathlib import Path
+
+    path = Path(url_file)
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        if not alive():
+            raise YinqiError("the dashboard exited before serving (see its log)")
+        if time.monotonic() > deadline:
+            raise YinqiError(f"the dashboard did not serve within {timeout:.0f} s (see its log)")
+        time.sleep(0.1)
+    return path.read_text().strip()

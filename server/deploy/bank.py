@@ -83,6 +83,7 @@ def up(
     data_dir: Path | None = None,
     anchor_every: float = 60.0,
     timeout: float = 60.0,
+    dashboard_port: int | None = 0,
 ) -> BankState:
     """Start the bank's SuperLink (loopback), Fleet gate (public) and services, detached."""
     directory = bank_dir(data_dir)
@@ -155,8 +156,25 @@ def up(
             services = _spawn(argv, logs / "services.log", env)
             state.services_address, state.services_pid = services_address, services.pid
             _wait_port(services_address, timeout, services, logs / "services.log", "the bank's services")
+        if certs is not None and dashboard_port is not None:  # operators only: never without mutual TLS
+            from server.dashboard.serve import spawn_argv, wait_for_url
+
+            url_file = directory / "dashboard.url"
+            url_file.unlink(missing_ok=True)
+            board = _spawn(
+                spawn_argv(sys.executable, Path(certs).resolve(), dashboard_port, url_file), logs / "dashboard.log", env
+            )
+            state.extra["dashboard"] = {
+                "pid": board.pid,
+                "url": wait_for_url(url_file, lambda: board.poll() is None, timeout),
+            }
     except BaseException:
-        for pid in (state.services_pid, state.gate_pid, state.superlink_pid):
+        for pid in (
+            state.extra.get("dashboard", {}).get("pid"),
+            state.services_pid,
+            state.gate_pid,
+            state.superlink_pid,
+        ):
             if pid:
                 stop_tree(pid)
         raise
@@ -170,6 +188,7 @@ def down(data_dir: Path | None = None) -> list[str]:
     state = BankState.read(directory)
     stopped = []
     for name, pid in (
+        ("dashboard", state.extra.get("dashboard", {}).get("pid")),
         ("bank services", state.services_pid),
         ("Fleet gate", state.gate_pid),
         ("SuperLink", state.superlink_pid),
