@@ -154,20 +154,28 @@ def train(
             console.print(f"[yellow]refused[/] {name}: {reason}")
         console.print(f"model written to {out} (version {result.version_hash[:12]})")
         return
+    from federation.progress import RoundFollower, round_line
+
+    follower = RoundFollower(out / "report.json", lambda r, rep: None if as_json else console.print(round_line(r, rep)))
     if deployment:
         from yinqi.harness.loopback import run_deployed
 
-        with console.status("federated training on a loopback SuperLink + SuperNodes"):
+        with follower, console.status("federated training on a loopback SuperLink + SuperNodes"):
             report = run_deployed(cfg, policies=policy)
     else:
         from yinqi.harness.federated import run_federation
 
-        with console.status(f"federated training: {len(client)} platforms, {rounds} rounds (simulation)"):
+        with follower, console.status(f"federated training: {len(client)} platforms, {rounds} rounds (simulation)"):
             report = run_federation(cfg, backend=backend.value, policies=policy)
+    from federation.plots import model_pictures
+
+    pictures = model_pictures(Path(report.model_dir or out), test, label, positive)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return
     _print_report(report)
+    for picture in pictures:
+        console.print(f"picture {picture}")
 
 
 def _print_report(report: Report) -> None:
