@@ -108,6 +108,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer rounds and settings")
     parser.add_argument("--rounds", type=int, default=None, help="federated rounds (default 5, quick 3)")
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="ε-vs-AUC PNG to write (default: in the run's temp dir)"
+    )
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
     epsilons = [8.0] if args.quick else [1.0, 3.0, 8.0]
@@ -160,6 +163,7 @@ def main() -> None:
         )
     )
     dp_round = None
+    tradeoff: list[tuple[str, float, float]] = []  # (label, max ε spent, test AUC) as measured
     for eps in epsilons:
         with console.status(f"federated + DP ε={eps:g} (SecAgg+)"):
             report = run_federation(
@@ -176,6 +180,7 @@ def main() -> None:
                 f"ΔAUC {report.final['test_auc'] - central.torch_auc:+.4f}{goal}",
             )
         )
+        tradeoff.append((f"ε={eps:g}", spent, float(report.final["test_auc"])))
         if eps == 8.0:
             dp_round = report
 
@@ -262,6 +267,12 @@ def main() -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    from federation.plots import tradeoff_png
+
+    no_dp = secure.final["test_auc"]
+    console.print(
+        f"ε-vs-AUC picture: {tradeoff_png(tradeoff, args.plot or work / 'fl-tradeoff.png', baseline=None if no_dp is None else float(no_dp))}"
+    )
 
 
 if __name__ == "__main__":

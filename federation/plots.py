@@ -174,7 +174,7 @@ def device_map_png(
         ylabel="latitude (°N)",
         title=f"{title} ({len(devices)} devices, {len(raised)} with an open alert)",
     )
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")
     ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
 

@@ -179,21 +179,26 @@ def train(
 
 
 def _print_report(report: Report) -> None:
-    table = Table(title=f"federated training ({report.engine})")
-    for column in ("round", "seconds", "participants", "refused", "fed AUC", "fed KS", "test AUC", "test KS"):
-        table.add_column(column)
-    for r in report.rounds:
-        table.add_row(
-            str(r.round),
-            f"{r.seconds:.2f}",
-            str(len(r.participants)),
-            str(len(r.refused)),
-            _fmt(r.federated_auc),
-            _fmt(r.federated_ks),
-            _fmt(r.test_auc),
-            _fmt(r.test_ks),
-        )
-    console.print(table)
+    from yinqi.cli_bank import print_wide
+
+    print_wide(
+        console,
+        f"federated training ({report.engine})",
+        ("round", "seconds", "took\npart", "refused", "fed AUC", "fed KS", "test AUC", "test KS"),
+        [
+            [
+                str(r.round),
+                f"{r.seconds:.2f}",
+                str(len(r.participants)),
+                str(len(r.refused)),
+                _fmt(r.federated_auc),
+                _fmt(r.federated_ks),
+                _fmt(r.test_auc),
+                _fmt(r.test_ks),
+            ]
+            for r in report.rounds
+        ],
+    )
     for name in report.platforms:
         eps = report.epsilon.get(name)
         noise = report.dp_noise.get(name)

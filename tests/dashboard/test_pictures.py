@@ -131,3 +131,20 @@ def test_train_prints_rounds_as_they_finish_and_writes_pictures(tmp_path: Path) 
     for name in ("rounds.png", "roc_ks.png"):
         assert f"picture {model / name}" in done.stdout.replace("\n", "")
         png(model / name)
+
+
+def test_iot_alerts_can_draw_the_map(tmp_path: Path) -> None:
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from iot.store import IotStore
+    from yinqi import demo_iot
+    from yinqi.cli import app
+
+    demo_iot.run(tmp_path / "iot", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    db = f"sqlite:///{tmp_path / 'iot' / 'iot.db'}"
+    out = tmp_path / "map.png"
+    result = CliRunner().invoke(app, ["iot", "alerts", "--db", db, "--map", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.startswith("{")]) == len(IotStore(db).alerts())
+    png(out)
