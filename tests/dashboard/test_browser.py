@@ -19,13 +19,10 @@ from rich.console import Console
 
 from server.dashboard.serve import DashboardServer, start
 from server.security.ca import CertSet
+from tests.conftest import require_binary
 from tests.dashboard.conftest import OUTPUT
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
@@ -75,8 +72,9 @@ def served(demo: tuple[Path, str]) -> Iterator[tuple[DashboardServer, Any, Path]
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    chromium = require_binary("chromium")  # Debian's package (.ci/run installs it); never downloaded
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield b
         b.close()
 
