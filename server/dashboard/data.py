@@ -29,6 +29,7 @@ from federation.errors import YinqiError
 
 SEED_TURNAROUND_SECONDS = 7 * 86400  # the seed's case: 7 days from invoice to money
 GOAL_TURNAROUND_SECONDS = 2 * 3600  # its goal: 2 hours
+PAGES = ("lending", "models", "receivables", "leasing", "anchoring")
 RECEIVABLE_STATES = ("Created", "FinancingRequested", "Approved", "Financed", "Repaid", "Defaulted", "Rejected")
 
 
@@ -84,6 +85,8 @@ class DashboardData:
         self._alerts_engine = self._engine_for(sources.alerts_db)
         self._anchor_engine = self._engine_for(sources.anchor_db)
         self._chain: Any = None
+        self._cache: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._cache_lock = threading.Lock()
 
     def _engine_for(self, url: str | None) -> Engine:
         if url is None:
@@ -356,10 +359,12 @@ class DashboardData:
             raise DashboardError("a proof lookup needs a kind (≤ 32 characters) and a ref (≤ 256 characters)")
         return AnchorOutbox(url_of(self._anchor_engine)).proof_for(kind, ref)
 
-    # -- live updates ----------------------------------------------------------------------
+    # -- live updates and the page cache ----------------------------------------------------
     def stamp(self) -> str:
-        """A digest that changes whenever any page's data changes (cheap counts and maxima)."""
-        from contracts.outbox import AnchorLeaf
+        """A digest that changes whenever any page's data changes: the newest row of each
+        append-only table, counts of the few rows that change in place (promotions, alerts
+        cleared, batches mined), the business date, the chain's height. Index lookups only."""
+        from contracts.outbox import AnchorBatch, AnchorLeaf
         from federation.storage import session_scope
         from server.alerts.store import BankAlertRow
         from server.credit.accounts import Entry
@@ -370,22 +375,48 @@ class DashboardData:
 
         parts: list[Any] = []
         with session_scope(self.engine) as s:
-            for column in (Application.id, Entry.id, LimitChange.id, ModelVersion.number, MonitorRecord.id):
-                parts.append(s.scalar(select(func.count(column))))
+            for column in (Application.id, Entry.id, LimitChange.id, MonitorRecord.id):
                 parts.append(s.scalar(select(func.max(column))))
+            parts.append(s.execute(select(func.max(ModelVersion.number), func.max(ModelVersion.promoted_at))).one())
+            parts.append(s.scalar(select(func.count()).where(ModelVersion.status == "promoted")))
         with session_scope(self._alerts_engine) as s:
-            parts.append(s.scalar(select(func.count(BankAlertRow.id))))
-            parts.append(s.scalar(select(func.max(BankAlertRow.received_at))))
+            parts.append(s.execute(select(func.count(), func.max(BankAlertRow.received_at))).one())
+            parts.append(s.scalar(select(func.count()).where(BankAlertRow.state == "raised")))
         with session_scope(self._anchor_engine) as s:
-            parts.append(s.scalar(select(func.count(AnchorLeaf.id))))
-            parts.append(s.scalar(select(func.count(AnchorLeaf.proof_json))))
+            parts.append(s.scalar(select(func.max(AnchorLeaf.id))))
+            parts.append(
+                s.execute(select(func.max(AnchorBatch.id), func.count()).where(AnchorBatch.status == "mined")).one()
+            )
         if self.sources.iot_db is not None:
             from iot.store import DeviceRow, IotStore
 
             with session_scope(IotStore(self.sources.iot_db).engine) as s:
                 parts.append(s.scalar(select(func.max(DeviceRow.last_ts))))
+        if self.sources.chain:
+            with self._lock:
+                try:
+                    chain = self._open_chain()
+                    chain.sync()
+                    parts.append(int(chain.w3.eth.block_number))
+                except YinqiError as exc:
+                    parts.append(str(exc))
         parts.append(self.bank.clock()["today"])
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+    def page(self, name: str, stamp: str | None = None) -> tuple[dict[str, Any], str, bool]:
+        """(the page's data, the stamp it was read at, whether it came from the cache): a page is
+        read once per change of the data, then served from memory until the stamp moves."""
+        if name not in PAGES:
+            raise DashboardError(f"no page {name!r}; expected one of {', '.join(PAGES)}")
+        stamp = stamp or self.stamp()
+        with self._cache_lock:
+            hit = self._cache.get(name)
+            if hit is not None and hit[0] == stamp:
+                return hit[1], stamp, True
+        data: dict[str, Any] = getattr(self, name)()
+        with self._cache_lock:
+            self._cache[name] = (stamp, data)
+        return data, stamp, False
 
     def close(self) -> None:
         self.bank.close()
