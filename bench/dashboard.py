@@ -54,6 +54,7 @@ def serve(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     if found is None:
         raise SystemExit(f"{workdir}: no demo credit part here")
     sources, certs = found
+    iot_db = f"sqlite:///{workdir / 'iot' / 'iot.db'}" if sources.fleet is not None else None
     url_file = workdir / "dashboard.url"
     url_file.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "yinqi", "bank", "dashboard", "--certs", str(certs), "--port", "0"]
@@ -61,7 +62,7 @@ def serve(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     for option, value in (
         ("--alerts-db", sources.alerts_db),
         ("--anchor-db", sources.anchor_db),
-        ("--iot-db", sources.iot_db),
+        ("--iot-db", iot_db),
     ):
         if value:
             argv += [option, value]

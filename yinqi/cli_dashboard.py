@@ -54,8 +54,10 @@ def dashboard(
     from server.dashboard.data import Sources
     from server.dashboard.serve import start
     from server.security.ca import CertSet
+    from yinqi.dashboard_fleet import MonitorFleet
 
-    sources = Sources(db, models_dir, alerts_db, anchor_db, iot_db, rules, chain)
+    fleet = MonitorFleet(iot_db, rules) if iot_db else None
+    sources = Sources(db, models_dir, alerts_db, anchor_db, fleet, chain)
     running = start(sources, CertSet.in_dir(certs), host, port)
     if url_file is not None:
         from federation import files

@@ -267,6 +267,7 @@ def train(
             min_platforms=min_platforms,
             wait=wait,
             progress=lambda text: spinner.update(text),
+            on_round=None if as_json else console.print,
         )
     version = None
     if register_model:

@@ -40,6 +40,7 @@ def dashboard_sources(workdir: Path) -> tuple[Any, Path] | None:
     anchoring store and chain, the IoT part's received alerts and monitor store. None without
     the credit part (it makes the bank and the operator's certificate)."""
     from server.dashboard.data import Sources
+    from yinqi.dashboard_fleet import MonitorFleet
 
     credit, chain, iot = workdir / "credit", workdir / "chain" / "data", workdir / "iot"
     if not (credit / "bank.db").is_file() or not (credit / "certs" / "ca.crt").is_file():
@@ -53,7 +54,7 @@ def dashboard_sources(workdir: Path) -> tuple[Any, Path] | None:
         models_dir=credit / "store",
         alerts_db=url(iot / "bank.db"),
         anchor_db=url(chain / "bank.db"),
-        iot_db=url(iot / "iot.db"),
+        fleet=MonitorFleet(iot_url) if (iot_url := url(iot / "iot.db")) else None,
         chain=(chain / "chain").is_dir(),
     )
     return sources, credit / "certs"

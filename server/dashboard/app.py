@@ -166,7 +166,7 @@ def charts(page: str, data: dict[str, Any]) -> dict[str, str]:
                 [f"#{i + 1}" for i in range(len(seconds))], [s / 60 for s in seconds], "turnaround (minutes)", "{:.1f}"
             ),
         }
-    if page == "leasing":
+    if page == "leasing" and data["geofence"] is not None:
         return {
             "map": svg.device_map(
                 data["devices"], data["geofence"]["box"], data["geofence"]["zones"], "设备地图 device map"

@@ -21,7 +21,7 @@ import statistics
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, select
 
@@ -37,18 +37,30 @@ class DashboardError(YinqiError):
     """A dashboard request that cannot be answered (unknown page, bad lookup)."""
 
 
+class Fleet(Protocol):
+    """The leased equipment as the IoT monitor's store knows it (positions, usage, rent, the
+    geofence): the bank does not import the monitor's side, the caller hands it over
+    (`yinqi.dashboard_fleet.MonitorFleet` reads the monitor's store)."""
+
+    def devices(self, raised: set[str]) -> list[dict[str, Any]]: ...
+
+    def geofence(self) -> dict[str, Any]: ...
+
+    def stamp(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Sources:
     """Where the dashboard reads from. `db` is the bank's database (lending, models, monitoring);
-    `alerts_db` and `anchor_db` default to it; `iot_db` is the IoT monitor's store (device
-    positions and usage); `chain` reads receivables from the configured chain (`yinqi chain`'s)."""
+    `alerts_db` and `anchor_db` default to it; `fleet` the IoT monitor's view of the devices
+    (positions and usage; none: the Leasing page shows the alerts only); `chain` reads
+    receivables from the configured chain (`yinqi chain`'s)."""
 
     db: str | None = None
     models_dir: Path | None = None
     alerts_db: str | None = None
     anchor_db: str | None = None
-    iot_db: str | None = None
-    rules: Path | None = None
+    fleet: Fleet | None = None
     chain: bool = False
 
 
@@ -269,49 +281,19 @@ class DashboardData:
 
     # -- leasing ---------------------------------------------------------------------------
     def leasing(self) -> dict[str, Any]:
-        """Devices where they last reported with their open alerts, the alert timeline the bank
-        received, and each device's latest month of use and rent."""
+        """Devices where they last reported with their open alerts (from the fleet, when given),
+        the alert timeline the bank received, and each device's latest month of use and rent."""
         from server.alerts.store import AlertStore
 
         alerts = [_alert_dict(a) for a in AlertStore(self._alerts_engine).list()]
         raised = {a["device_id"] for a in alerts if a["state"] == "raised"}
-        rules = _load_rules(self.sources.rules)
-        fence = rules.geofence.default
-        out: dict[str, Any] = {
+        fleet = self.sources.fleet
+        return {
             "alerts": sorted(alerts, key=lambda a: a["raised_at"], reverse=True),
-            "geofence": {
-                "box": [fence.lat_min, fence.lat_max, fence.lon_min, fence.lon_max],
-                "zones": [{"name": z.name, "polygon": [list(p) for p in z.polygon]} for z in rules.geofence.zones],
-            },
-            "devices": [],
-            "available": self.sources.iot_db is not None,
+            "available": fleet is not None,
+            "geofence": fleet.geofence() if fleet is not None else None,
+            "devices": fleet.devices(raised) if fleet is not None else [],
         }
-        if self.sources.iot_db is None:
-            return out
-        from iot.pricing import load_schedule, statement
-        from iot.store import IotStore
-
-        store = IotStore(self.sources.iot_db)
-        schedule = load_schedule()
-        for device_id, d in sorted(store.devices().items()):
-            months = store.usage_months(device_id)
-            usage = store.monthly_usage(device_id, months[-1]) if months else None
-            rent = statement(schedule, device_id, months[-1], usage[0], usage[1]) if usage and months else None
-            out["devices"].append(
-                {
-                    "device_id": device_id,
-                    "lat": d.lat,
-                    "lon": d.lon,
-                    "last_seen": d.last_ts.isoformat(),
-                    "alert": "raised" if device_id in raised else "clear",
-                    "month": months[-1] if months else None,
-                    "hours": round(usage[0], 2) if usage else None,
-                    "fuel_l": round(usage[1], 2) if usage else None,
-                    "rent_fen": rent.total if rent else None,
-                    "currency": rent.currency if rent else None,
-                }
-            )
-        return out
 
     # -- anchoring -------------------------------------------------------------------------
     def anchoring(self) -> dict[str, Any]:
@@ -387,11 +369,8 @@ class DashboardData:
             parts.append(
                 s.execute(select(func.max(AnchorBatch.id), func.count()).where(AnchorBatch.status == "mined")).one()
             )
-        if self.sources.iot_db is not None:
-            from iot.store import DeviceRow, IotStore
-
-            with session_scope(IotStore(self.sources.iot_db).engine) as s:
-                parts.append(s.scalar(select(func.max(DeviceRow.last_ts))))
+        if self.sources.fleet is not None:
+            parts.append(self.sources.fleet.stamp())
         if self.sources.chain:
             with self._lock:
                 try:
@@ -433,9 +412,3 @@ def _alert_dict(row: Any) -> dict[str, Any]:
         "cleared_at": row.cleared_at,
         "lease_id": row.lease_id,
     }
-
-
-def _load_rules(path: Path | None) -> Any:
-    from iot.rules import Rules, load_rules
-
-    return load_rules(path) if path else Rules()

@@ -312,8 +312,10 @@ def train(
     timeout: float = 1800.0,
     reply_timeout: float = 300.0,
     progress: Callable[[str], None] | None = None,
+    on_round: Callable[[str], None] | None = None,
 ) -> tuple[Any, int]:
-    """Run the real ServerApp on the running SuperLink with the platforms online now."""
+    """Run the real ServerApp on the running SuperLink with the platforms online now;
+    `on_round` gets a line per round as the ServerApp finishes it (from its report.json)."""
     from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir
     from server.fl.config import FederationConfig
     from server.fl.report import Report
@@ -363,8 +365,12 @@ def train(
             if not pid_alive(state.superlink_pid):
                 raise DeployError("the bank's SuperLink stopped during the run")
 
+        from federation.progress import RoundFollower, round_line
+
+        follower = RoundFollower(out / "report.json", lambda r, rep: on_round(round_line(r, rep)) if on_round else None)
         try:
-            result = ctl.wait_run(run_id, timeout, poll=0.5, alive=alive)
+            with follower:
+                result = ctl.wait_run(run_id, timeout, poll=0.5, alive=alive)
         except KeyboardInterrupt:
             ctl.stop_run(run_id)
             raise

@@ -165,8 +165,6 @@ def test_models_equal_the_registry(served, browser) -> None:
 
 
 def test_receivables_leasing_and_anchoring_render(served, browser) -> None:
-    from iot.store import IotStore
-
     running, sources, certs = served
     ctx = context(browser, running, certs, "ops")
     page = ctx.new_page()
@@ -175,7 +173,7 @@ def test_receivables_leasing_and_anchoring_render(served, browser) -> None:
     assert charts_drawn(page) >= 1
     shoot(page, "receivables")
     assert page.goto(running.url + "leasing").status == 200
-    devices = IotStore(sources.iot_db).devices()
+    devices = sources.fleet.store.devices()
     assert page.locator("svg.chart circle.device").count() == len(devices) > 0
     assert page.locator("svg.chart rect.fence").count() == 1
     shoot(page, "leasing")
