@@ -288,7 +288,9 @@ def train(
     if as_json:
         print(json.dumps(summary, default=str))
         return
-    table = Table("round", "seconds", "participants", "dropped/refused", "federated AUC")
+    from yinqi.cli_bank import readable_table
+
+    table = readable_table(None, ("round", "seconds", "participants", "dropped/refused", "federated AUC"))
     for r in report.rounds:
         table.add_row(
             str(r.round),
