@@ -85,6 +85,7 @@ def show_dashboard(workdir: Path, console: Console, serve: bool, port: int = 844
     if sources.chain:
         os.environ["YINQI_DATA_DIR"] = str((workdir / "chain" / "data").resolve())  # the chain part's chain
     running = start(sources, CertSet.in_dir(certs), port=port)
+    curl = curl.replace(url, running.url)
     console.print(f"dashboard: {running.url} (operator certificate {ops / 'ops.crt'}); e.g. {curl}", soft_wrap=True)
     console.print("serving until Ctrl-C")
     try:
