@@ -51,6 +51,7 @@ AREAS = (
     "cli_chain",
     "cli_iot",
     "cli_bank",
+    "cli_dashboard",
     "cli_vertical",
     "cli_demo",
 )

@@ -175,6 +175,8 @@ def up(
     if state.services_address:
         services = "mutual TLS, roles checked" if state.tls else "INSECURE plaintext"
         console.print(f"bank services {state.services_address} ({services}), pid {state.services_pid}")
+    if state.extra.get("dashboard"):
+        console.print(f"dashboard {state.extra['dashboard']['url']} (operator certificates only)")
     console.print(f"logs {state.log_dir}; stop with `yinqi bank down`")
 
 
@@ -265,6 +267,7 @@ def train(
             min_platforms=min_platforms,
             wait=wait,
             progress=lambda text: spinner.update(text),
+            on_round=None if as_json else console.print,
         )
     version = None
     if register_model:
@@ -285,7 +288,9 @@ def train(
     if as_json:
         print(json.dumps(summary, default=str))
         return
-    table = Table("round", "seconds", "participants", "dropped/refused", "federated AUC")
+    from yinqi.cli_bank import readable_table
+
+    table = readable_table(None, ("round", "seconds", "participants", "dropped/refused", "federated AUC"))
     for r in report.rounds:
         table.add_row(
             str(r.round),

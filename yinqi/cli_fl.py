@@ -197,38 +197,51 @@ def train(
             console.print(f"[yellow]refused[/] {name}: {reason}")
         console.print(f"model written to {out} (version {result.version_hash[:12]})")
         return
+    from federation.progress import RoundFollower, round_line
+
+    follower = RoundFollower(out / "report.json", lambda r, rep: None if as_json else console.print(round_line(r, rep)))
     if deployment:
         from yinqi.harness.loopback import run_deployed
 
-        with console.status("federated training on a loopback SuperLink + SuperNodes"):
+        with follower, console.status("federated training on a loopback SuperLink + SuperNodes"):
             report = run_deployed(cfg, policies=policy)
     else:
         from yinqi.harness.federated import run_federation
 
-        with console.status(f"federated training: {len(client)} platforms, {rounds} rounds (simulation)"):
+        with follower, console.status(f"federated training: {len(client)} platforms, {rounds} rounds (simulation)"):
             report = run_federation(cfg, backend=backend.value, policies=policy)
+    from federation.plots import model_pictures
+
+    pictures = model_pictures(Path(report.model_dir or out), test, label, positive)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return
     _print_report(report)
+    for picture in pictures:
+        console.print(f"picture {picture}")
 
 
 def _print_report(report: Report) -> None:
-    table = Table(title=f"federated training ({report.engine})")
-    for column in ("round", "seconds", "participants", "refused", "fed AUC", "fed KS", "test AUC", "test KS"):
-        table.add_column(column)
-    for r in report.rounds:
-        table.add_row(
-            str(r.round),
-            f"{r.seconds:.2f}",
-            str(len(r.participants)),
-            str(len(r.refused)),
-            _fmt(r.federated_auc),
-            _fmt(r.federated_ks),
-            _fmt(r.test_auc),
-            _fmt(r.test_ks),
-        )
-    console.print(table)
+    from yinqi.cli_bank import print_wide
+
+    print_wide(
+        console,
+        f"federated training ({report.engine})",
+        ("round", "seconds", "took\npart", "refused", "fed AUC", "fed KS", "test AUC", "test KS"),
+        [
+            [
+                str(r.round),
+                f"{r.seconds:.2f}",
+                str(len(r.participants)),
+                str(len(r.refused)),
+                _fmt(r.federated_auc),
+                _fmt(r.federated_ks),
+                _fmt(r.test_auc),
+                _fmt(r.test_ks),
+            ]
+            for r in report.rounds
+        ],
+    )
     if report.weak_guarantee:
         console.print(f"weak guarantee: {report.weak_guarantee}", markup=False, soft_wrap=True)
     for name, reason in report.excluded.items():

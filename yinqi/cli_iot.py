@@ -372,6 +372,12 @@ def alerts(
     limit: str = typer.Option("0", "--limit", metavar="N", help="At most this many (0: all)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    map_png: Path | None = typer.Option(
+        None, "--map", help="Also write a PNG map: the local store's devices over the geofence, these alerts in red."
+    ),
+    rules: Path | None = typer.Option(
+        None, "--rules", help="Rules TOML whose geofence --map draws (default: shipped)."
+    ),
 ) -> None:
     """List alerts, from the bank (--bank) or from the monitor's local store."""
     if state:
@@ -405,13 +411,19 @@ def alerts(
         ]
     else:
         rows = [a.to_dict() for a in _store(db).alerts(device or None, state or None, most)]
+    if map_png is not None:
+        written = _alert_map(rows, db, rules, map_png)
+        (Console(stderr=True) if as_json else console).print(f"map {written}", soft_wrap=True)
     if as_json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
         return
-    table = Table(title=f"alerts ({'bank ' + bank if bank else 'local store'}): {len(rows)}")
-    for col in ("id", "device", "rule", "severity", "state", "raised at", "cleared at", "evidence"):
-        table.add_column(col)
+    from yinqi.cli_bank import readable_table
+
+    table = readable_table(
+        f"alerts ({'bank ' + bank if bank else 'local store'}): {len(rows)}",
+        ("id", "device", "rule", "severity", "state", "raised at", "cleared at", "evidence"),
+    )
     for r in rows:
         table.add_row(
             r["id"][:12],
@@ -424,6 +436,22 @@ def alerts(
             json.dumps(r["evidence"], sort_keys=True),
         )
     console.print(table)
+
+
+def _alert_map(rows: list[dict[str, Any]], db: str | None, rules: Path | None, out: Path) -> Path:
+    """The devices of the local store at their last position, red where one of `rows` is raised."""
+    from federation.plots import device_map_png
+    from iot.rules import load_rules
+
+    raised = {r["device_id"] for r in rows if r["state"] == "raised"}
+    fence = load_rules(rules).geofence
+    devices = [
+        {"device_id": d, "lat": row.lat, "lon": row.lon, "alert": "raised" if d in raised else "clear"}
+        for d, row in sorted(_store(db).devices().items())
+    ]
+    box = [fence.default.lat_min, fence.default.lat_max, fence.default.lon_min, fence.default.lon_max]
+    zones = [{"name": z.name, "polygon": z.polygon} for z in fence.zones]
+    return device_map_png(devices, box, zones, out)
 
 
 @iot_app.command("rent")

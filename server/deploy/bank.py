@@ -83,6 +83,7 @@ def up(
     data_dir: Path | None = None,
     anchor_every: float = 60.0,
     timeout: float = 60.0,
+    dashboard_port: int | None = 0,
 ) -> BankState:
     """Start the bank's SuperLink (loopback), Fleet gate (public) and services, detached."""
     directory = bank_dir(data_dir)
@@ -161,8 +162,25 @@ def up(
             services = _spawn(argv, logs / "services.log", env)
             state.services_address, state.services_pid = services_address, services.pid
             _wait_port(services_address, timeout, services, logs / "services.log", "the bank's services")
+        if certs is not None and dashboard_port is not None:  # operators only: never without mutual TLS
+            from server.dashboard.serve import spawn_argv, wait_for_url
+
+            url_file = directory / "dashboard.url"
+            url_file.unlink(missing_ok=True)
+            board = _spawn(
+                spawn_argv(sys.executable, Path(certs).resolve(), dashboard_port, url_file), logs / "dashboard.log", env
+            )
+            state.extra["dashboard"] = {
+                "pid": board.pid,
+                "url": wait_for_url(url_file, lambda: board.poll() is None, timeout),
+            }
     except BaseException:
-        for pid in (state.services_pid, state.gate_pid, state.superlink_pid):
+        for pid in (
+            state.extra.get("dashboard", {}).get("pid"),
+            state.services_pid,
+            state.gate_pid,
+            state.superlink_pid,
+        ):
             if pid:
                 stop_tree(pid)
         raise
@@ -176,6 +194,7 @@ def down(data_dir: Path | None = None) -> list[str]:
     state = BankState.read(directory)
     stopped = []
     for name, pid in (
+        ("dashboard", state.extra.get("dashboard", {}).get("pid")),
         ("bank services", state.services_pid),
         ("Fleet gate", state.gate_pid),
         ("SuperLink", state.superlink_pid),
@@ -299,8 +318,10 @@ def train(
     timeout: float = 1800.0,
     reply_timeout: float = 300.0,
     progress: Callable[[str], None] | None = None,
+    on_round: Callable[[str], None] | None = None,
 ) -> tuple[Any, int]:
-    """Run the real ServerApp on the running SuperLink with the platforms online now."""
+    """Run the real ServerApp on the running SuperLink with the platforms online now;
+    `on_round` gets a line per round as the ServerApp finishes it (from its report.json)."""
     from server.deploy.appdir import REAL_CLIENTAPP, REAL_SERVERAPP, write_app_dir
     from server.fl.config import FederationConfig
     from server.fl.report import Report
@@ -350,8 +371,12 @@ def train(
             if not pid_alive(state.superlink_pid):
                 raise DeployError("the bank's SuperLink stopped during the run")
 
+        from federation.progress import RoundFollower, round_line
+
+        follower = RoundFollower(out / "report.json", lambda r, rep: on_round(round_line(r, rep)) if on_round else None)
         try:
-            result = ctl.wait_run(run_id, timeout, poll=0.5, alive=alive)
+            with follower:
+                result = ctl.wait_run(run_id, timeout, poll=0.5, alive=alive)
         except KeyboardInterrupt:
             ctl.stop_run(run_id)
             raise
