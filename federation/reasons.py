@@ -65,7 +65,7 @@ def _pct(fraction: float) -> str:
 
 
 def _fen(amount: float) -> int:
-    return int(round(float(amount) * 100))
+    return round(float(amount) * 100)
 
 
 def _number(value: Any) -> float | None:

@@ -38,7 +38,9 @@ def frozen(session: Session, account_ids: Sequence[str]) -> dict[str, LineFreeze
     ids = list(dict.fromkeys(account_ids))
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        found.update((f.account_id, f) for f in session.scalars(select(LineFreeze).where(LineFreeze.account_id.in_(chunk))))
+        found.update(
+            (f.account_id, f) for f in session.scalars(select(LineFreeze).where(LineFreeze.account_id.in_(chunk)))
+        )
     return found
 
 

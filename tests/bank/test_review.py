@@ -171,7 +171,9 @@ def test_every_reviewed_line_is_stored_once_per_month_and_lines_without_data_are
     third = review(book, "2026-04")
     assert (third.already, third.reviewed) == (2, 0)
     with session_scope(book.engine) as session:
-        reviews = session.scalar(select(func.count()).select_from(changes.LimitChange).where(changes.LimitChange.kind == "review"))
+        reviews = session.scalar(
+            select(func.count()).select_from(changes.LimitChange).where(changes.LimitChange.kind == "review")
+        )
         decisions = session.scalar(select(func.count()).select_from(Decision).where(Decision.purpose == "review"))
         limit_entries = session.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "limit"))
         runs = session.scalar(select(func.count()).select_from(changes.ReviewRun))
