@@ -36,7 +36,16 @@ def open_many(
     bad rows, a line already open)."""
     evaluated = book.scorer.evaluate(requests, version)
     results: dict[int, AccountView | BankError] = {i: r for i, r in enumerate(evaluated) if isinstance(r, BankError)}
-    scored = [(i, r) for i, r in enumerate(evaluated) if not isinstance(r, BankError)]
+    scored: list[tuple[int, Outcome]] = []
+    seen: set[str] = set()
+    for i, r in enumerate(evaluated):
+        if isinstance(r, BankError):
+            continue
+        if r.merchant_id in seen:
+            results[i] = BankError(f"merchant '{r.merchant_id}' appears twice in one batch")
+        else:
+            seen.add(r.merchant_id)
+            scored.append((i, r))
     now = now or book.clock.now()
     step = max(chunk, 1)
     for start in range(0, len(scored), step):
@@ -44,19 +53,15 @@ def open_many(
         with write_transaction(book.engine) as session:
             merchants = [o.merchant_id for _, o in part]
             query = select(Account.merchant_id, Account.id).where(Account.merchant_id.in_(merchants))
-            existing = dict(session.execute(query).tuples().all())
+            existing = {merchant: account for merchant, account in session.execute(query)}
             fresh: list[tuple[int, Outcome, str]] = []
-            taken: set[str] = set()
             for i, outcome in part:
                 if outcome.merchant_id in existing:
                     results[i] = BankError(
                         f"merchant '{outcome.merchant_id}' already has credit account '{existing[outcome.merchant_id]}'",
                         "refused",
                     )
-                elif outcome.merchant_id in taken:
-                    results[i] = BankError(f"merchant '{outcome.merchant_id}' appears twice in one batch")
                 else:
-                    taken.add(outcome.merchant_id)
                     fresh.append((i, outcome, "CL-" + uuid.uuid4().hex[:10]))
             if fresh:
                 decisions = _store(session, fresh, now)
