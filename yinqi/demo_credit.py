@@ -190,7 +190,7 @@ def _year(
             ops.advance_clock(DUE_DAY - 1)  # the 14th: last month's draws are due
             repaid = 0
             today = day.replace(day=DUE_DAY).isoformat()
-            for account in lines.values():
+            for merchant, account in lines.items():
                 stopped = year.default_month.get(merchant)
                 if stopped is not None and stopped <= month:
                     continue  # a defaulting merchant pays nothing from its default month on
