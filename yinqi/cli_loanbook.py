@@ -98,23 +98,20 @@ def review(
 def print_review(result: dict[str, Any], out: Console = console) -> None:
     """A review's summary, its first limit changes with their reasons, and its drift alerts."""
     rate = f"{result['reviewed'] / result['seconds']:,.0f} lines/s" if result["seconds"] > 0 else "-"
-    summary = readable_table(
-        f"review of {result['month']} on {result['on']} with {result['model_version']}",
-        ("open lines", "reviewed", "raised", "cut", "kept", "frozen", "hold lifted", "already", "skipped", "time"),
-    )
     skipped = ", ".join(f"{k} {v}" for k, v in result["skipped"].items()) or "0"
-    summary.add_row(
-        str(result["lines"]),
-        str(result["reviewed"]),
-        str(result["raised"]),
-        str(result["cut"]),
-        str(result["kept"]),
-        str(result["frozen"]),
-        str(result["unfrozen"]),
-        str(result["already"]),
-        skipped,
-        f"{result['seconds']:.2f} s ({rate})",
+    summary = readable_table(
+        f"review of {result['month']} on {result['on']} with {result['model_version']}", ("lines", "")
     )
+    for label, value in (
+        ("open", result["lines"]),
+        ("reviewed", result["reviewed"]),
+        ("raised / cut / kept", f"{result['raised']} / {result['cut']} / {result['kept']}"),
+        ("draws frozen / hold lifted", f"{result['frozen']} / {result['unfrozen']}"),
+        ("reviewed before", result["already"]),
+        ("skipped", skipped),
+        ("time", f"{result['seconds']:.2f} s ({rate})"),
+    ):
+        summary.add_row(label, str(value))
     out.print(summary)
     if result["examples"]:
         changes = readable_table("limit changes (the first ones) and why", ("line", "reasons / 原因"))

@@ -103,6 +103,11 @@ def test_tables_fold_instead_of_cutting_on_a_narrow_pipe(book) -> None:
         done = yinqi(*args, "--db", url, columns=60, env=env)
         assert done.returncode == 0, done.stderr
         assert "…" not in done.stdout, (args, done.stdout)
+    review = yinqi("bank", "review", "--month", "2026-03", "--db", url, columns=60, env=env)
+    assert review.returncode == 0, review.stderr
+    assert "…" not in review.stdout
+    counts = [line for line in review.stdout.splitlines() if "raised / cut / kept" in line]
+    assert len(counts) == 1 and "0 / 0 / 1" in counts[0]  # the same data as the opening: kept
     metrics = yinqi("bank", "metrics", "--db", url, columns=60, env=env).stdout
     assert "申请量" in metrics and "通过率" in metrics and "不良率" in metrics
     assert metrics.index("申请量") < metrics.index("正常")  # the three numbers come first
