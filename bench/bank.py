@@ -1,18 +1,27 @@
-"""Bank services benchmark: what identity and roles cost. Scoring throughput in-process and over
-gRPC (batch and single requests) with plaintext, server-only TLS (what `bank up` served before
-issue 10), mutual TLS alone, and mutual TLS with the bank's guard (role check per RPC, call log
-of every state-changing call): the product as it runs. Also the federated round time with and
-without TLS + SuperNode authentication.
+"""Bank services benchmark.
 
-Everything is measured in this run on this machine: a model fitted on synthetic merchants, N
-consented merchants whose platform reported three months of features each, a SQLite bank
-database in a temp dir, certificates from the product's CA (`server.security.ca`), real gRPC
-servers on free loopback ports. Ratios are against in-process batch scoring (decisions stored);
-the counts in the table are read back from the bank's database and from the run reports.
+1. The loan book: a monthly review of N open lines (default 100,000) — in-process, and end to
+   end over mutual TLS as the operator (`LoanBookService.Review`: role check, call log) — against
+   in-process scoring of the same merchants (the model's work alone, nothing stored); then
+   single applications (`ScoringService.Score`: consent, features, model, decision and
+   application stored) one at a time, p50/p99 latency in-process and over mutual TLS. The book
+   is set up in bulk (`server.loanbook.onboard.open_many`) on May's data; the review runs on
+   May's (in-process) and June's (over gRPC) data, the same work on two months.
+2. What identity and roles cost: scoring throughput in-process and over gRPC (batch and single
+   requests) with plaintext, server-only TLS (what `bank up` served before issue 10), mutual TLS
+   alone, and mutual TLS with the bank's guard (role check per RPC, call log of every
+   state-changing call): the product as it runs.
+3. The federated round time with and without TLS + SuperNode authentication.
 
-    python bench/bank.py            # ~2-4 min, includes the deployment rounds
-    python bench/bank.py --quick    # fewer merchants, 1 round
-    python bench/bank.py --no-rounds
+Everything is measured in this run on this machine: a model fitted on synthetic merchants,
+consented merchants whose platform reported their features, a SQLite bank database in a temp
+dir, certificates from the product's CA (`server.security.ca`), real gRPC servers on free
+loopback ports. Ratios are against the same run's in-process baseline; the counts in the tables
+are read back from the bank's database and from the run reports.
+
+    python bench/bank.py                    # everything: ~15-30 min on 2 cores
+    python bench/bank.py --quick            # 10,000 lines, fewer merchants, 1 round
+    python bench/bank.py --no-scoring --no-rounds   # the loan book only
 """
 
 from __future__ import annotations
