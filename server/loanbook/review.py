@@ -233,7 +233,9 @@ def _write(
         state = {
             row.id: row
             for row in session.execute(
-                select(Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen)
+                select(
+                    Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen, Account.annual_rate_bp
+                )
                 .where(Account.id.in_(ids))
                 .with_for_update()
             )
@@ -287,7 +289,9 @@ def _write(
                 {
                     "id": account,
                     "limit_fen": step.new_limit_fen,
-                    "annual_rate_bp": o.annual_rate_bp,
+                    # a line the policy no longer lends to (rate 0) keeps charging its rate on
+                    # what is drawn: a worse risk never makes the debt free
+                    "annual_rate_bp": o.annual_rate_bp or current.annual_rate_bp,
                     "band": o.band,
                     "pd": o.pd,
                     "model_version": o.model_version,
