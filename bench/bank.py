@@ -1,18 +1,27 @@
-"""Bank services benchmark: what identity and roles cost. Scoring throughput in-process and over
-gRPC (batch and single requests) with plaintext, server-only TLS (what `bank up` served before
-issue 10), mutual TLS alone, and mutual TLS with the bank's guard (role check per RPC, call log
-of every state-changing call): the product as it runs. Also the federated round time with and
-without TLS + SuperNode authentication.
+"""Bank services benchmark.
 
-Everything is measured in this run on this machine: a model fitted on synthetic merchants, N
-consented merchants whose platform reported three months of features each, a SQLite bank
-database in a temp dir, certificates from the product's CA (`server.security.ca`), real gRPC
-servers on free loopback ports. Ratios are against in-process batch scoring (decisions stored);
-the counts in the table are read back from the bank's database and from the run reports.
+1. The loan book: a monthly review of N open lines (default 100,000) — in-process, and end to
+   end over mutual TLS as the operator (`LoanBookService.Review`: role check, call log) — against
+   in-process scoring of the same merchants (the model's work alone, nothing stored); then
+   single applications (`ScoringService.Score`: consent, features, model, decision and
+   application stored) one at a time, p50/p99 latency in-process and over mutual TLS. The book
+   is set up in bulk (`server.loanbook.onboard.open_many`) on May's data; the review runs on
+   May's (in-process) and June's (over gRPC) data, the same work on two months.
+2. What identity and roles cost: scoring throughput in-process and over gRPC (batch and single
+   requests) with plaintext, server-only TLS (what `bank up` served before issue 10), mutual TLS
+   alone, and mutual TLS with the bank's guard (role check per RPC, call log of every
+   state-changing call): the product as it runs.
+3. The federated round time with and without TLS + SuperNode authentication.
 
-    python bench/bank.py            # ~2-4 min, includes the deployment rounds
-    python bench/bank.py --quick    # fewer merchants, 1 round
-    python bench/bank.py --no-rounds
+Everything is measured in this run on this machine: a model fitted on synthetic merchants,
+consented merchants whose platform reported their features, a SQLite bank database in a temp
+dir, certificates from the product's CA (`server.security.ca`), real gRPC servers on free
+loopback ports. Ratios are against the same run's in-process baseline; the counts in the tables
+are read back from the bank's database and from the run reports.
+
+    python bench/bank.py                    # everything: ~15-30 min on 2 cores
+    python bench/bank.py --quick            # 10,000 lines, fewer merchants, 1 round
+    python bench/bank.py --no-scoring --no-rounds   # the loan book only
 """
 
 from __future__ import annotations
@@ -270,6 +279,193 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int, repeats: int) ->
     return out, read_back
 
 
+# -- the loan book: a monthly review and single applications ---------------------------------
+OPEN_ON = "2025-06-15"  # the bank's business date: lines open on May's data, June has begun
+REVIEWED = ("2025-05", "2025-06")  # in-process, then over gRPC: the same work on two months
+
+
+@dataclass
+class Latency:
+    path: str
+    calls: int
+    p50_ms: float
+    p99_ms: float
+    baseline: bool = False
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def review_counts(url: str) -> dict[str, int]:
+    """Limit changes stored per review month, read back from the bank's database."""
+    from sqlalchemy import func, select
+
+    from federation.storage import session_scope
+    from server.db import bank_engine
+    from server.loanbook.changes import LimitChange
+
+    with session_scope(bank_engine(url)) as s:
+        query = (
+            select(LimitChange.review_month, func.count())
+            .where(LimitChange.kind == "review")
+            .group_by(LimitChange.review_month)
+        )
+        return {str(m): int(c) for m, c in s.execute(query)}
+
+
+def set_up_book(work: Path, n: int) -> tuple[str, Path, list[tuple[str, list[dict[str, Any]]]], dict[str, Any]]:
+    """A bank with `n` consented merchants whose platform reported six months of features and
+    an open credit line each (opened in bulk, `server.loanbook.onboard.open_many`, on May's data)."""
+    from federation.clock import utcnow
+    from server.consent import ConsentEventIn, ConsentRegistry
+    from server.credit.accounts import CreditBook
+    from server.credit.errors import BankError
+    from server.credit.promotion import promote
+    from server.feature_store import MAX_MERCHANTS, FeatureStore
+    from server.loanbook.book import LoanBook
+    from server.loanbook.onboard import open_many
+    from server.registry import Registry
+
+    model_dir, merchants = fit_model(work, months=6)
+    base = sorted(merchants)
+    ids = [m if k < len(base) else f"{m}#{k}" for k, m in ((k, base[k % len(base)]) for k in range(n))]
+    requests = [(m, merchants[m.split("#")[0]]) for m in ids]
+    url = f"sqlite:///{work / 'book.db'}"
+    store = work / "book-store"
+    registry = Registry(url, store)
+    registry.register(model_dir, anchor=False)
+    promote(registry, "v1")
+    started = time.perf_counter()
+    ConsentRegistry(url).record("bench-platform", [ConsentEventIn(i, m, True, utcnow()) for i, m in enumerate(ids)])
+    features = FeatureStore(url)
+    step = min(MAX_MERCHANTS, 10_000)
+    for start in range(0, n, step):
+        features.report("bench-platform", dict(requests[start : start + step]))
+    book = CreditBook(url, registry=registry)
+    LoanBook(book).set_date(OPEN_ON, "bench")
+    opening = [(m, [r for r in rows if r["month"] <= REVIEWED[0]][-3:]) for m, rows in requests]
+    opened = open_many(book, opening)
+    refused = [r for r in opened if isinstance(r, BankError)]
+    if refused:
+        raise SystemExit(f"bench set-up: {len(refused)} lines not opened, first: {refused[0]}")
+    setup = {"seconds": time.perf_counter() - started, "lines": len(book.list())}
+    return url, store, requests, setup
+
+
+def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Latency], dict[str, Any]]:
+    """The monthly review of `n` lines in-process and over mutual TLS (the operator's
+    certificate, the guard, the call log), against in-process scoring of the same merchants;
+    then single applications (`ScoringService.Score`, decision and application stored) one at
+    a time, in-process and over mutual TLS."""
+    from proto import bank_pb2, bank_pb2_grpc
+    from proto.channel import ClientTls, connect
+    from server.credit.accounts import CreditBook
+    from server.grpc_app import build_server
+    from server.loanbook.book import LoanBook
+    from server.registry import Registry
+    from server.scoring import Scorer
+    from server.security.ca import CertificateAuthority
+
+    url, store, requests, setup = set_up_book(work, n)
+    registry = Registry(url, store)
+    scorer = Scorer(url, registry=registry)
+    month_rows = [(m, [r for r in rows if r["month"] <= REVIEWED[1]][-3:]) for m, rows in requests]
+    scorer.evaluate(month_rows[:10])  # load the model once
+
+    rows: list[Row] = []
+    start = time.perf_counter()
+    answered = scorer.evaluate(month_rows, explain=False, checked=True, consented=True)
+    rows.append(Row("in-process scoring, nothing stored (baseline)", len(answered), time.perf_counter() - start, True))
+
+    loans = LoanBook(CreditBook(url, registry=registry))
+    start = time.perf_counter()
+    local = loans.review(REVIEWED[0])
+    rows.append(Row(f"in-process review of {REVIEWED[0]}", local.reviewed, time.perf_counter() - start))
+
+    ca = CertificateAuthority.create(work / "book-certs")
+    ca.issue("bench-ops", "operator")
+    tls = ClientTls(
+        ca.server.ca,
+        work / "book-certs" / "clients" / "bench-ops.crt",
+        work / "book-certs" / "clients" / "bench-ops.key",
+    )
+    server = build_server("127.0.0.1:0", url, ca.server, store)
+    server.start()
+    channel = connect(f"127.0.0.1:{server.bound_port}", tls)
+    try:
+        book_stub = bank_pb2_grpc.LoanBookServiceStub(channel)
+        book_stub.Clock(bank_pb2.ClockRequest(), timeout=30)  # the connection, before the clock starts
+        start = time.perf_counter()
+        remote = book_stub.Review(bank_pb2.ReviewRequest(month=REVIEWED[1]), timeout=3600)
+        rows.append(
+            Row(f"gRPC mutual TLS + roles: review of {REVIEWED[1]}", remote.reviewed, time.perf_counter() - start)
+        )
+
+        merchants = [m for m, _ in requests[:n_single]]
+        latencies: list[Latency] = []
+        times = []
+        for merchant, merchant_rows in month_rows[:n_single]:
+            start = time.perf_counter()
+            scorer.score(merchant, merchant_rows)
+            times.append(time.perf_counter() - start)
+        latencies.append(Latency("in-process Scorer.score (baseline)", len(times), *_p50_p99(times), True))
+        scoring = bank_pb2_grpc.ScoringServiceStub(channel)
+        scoring.Score(bank_pb2.ScoreRequest(merchant_id=merchants[0]), timeout=30)  # the model, warm
+        times = []
+        for merchant in merchants:
+            start = time.perf_counter()
+            scoring.Score(bank_pb2.ScoreRequest(merchant_id=merchant), timeout=30)
+            times.append(time.perf_counter() - start)
+        latencies.append(Latency("gRPC mutual TLS + roles + call log: Score", len(times), *_p50_p99(times)))
+    finally:
+        channel.close()
+        server.stop(grace=None)
+    read_back = {**setup, "limit_changes": review_counts(url), "applications": applications_stored(url)}
+    return rows, latencies, read_back
+
+
+def _p50_p99(seconds: list[float]) -> tuple[float, float]:
+    ms = [s * 1000 for s in seconds]
+    return percentile(ms, 50), percentile(ms, 99)
+
+
+def applications_stored(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from federation.storage import session_scope
+    from server.db import bank_engine
+    from server.loanbook.applications import Application
+
+    with session_scope(bank_engine(url)) as s:
+        return int(s.scalar(select(func.count()).select_from(Application)) or 0)
+
+
+def print_review(rows: list[Row], latencies: list[Latency], read_back: dict[str, Any]) -> None:
+    baseline = next(r.rate for r in rows if r.baseline)
+    changes = ", ".join(f"{m}: {c}" for m, c in sorted(read_back["limit_changes"].items()))
+    table = Table(
+        title=(
+            f"monthly review (SQLite): {read_back['lines']} open lines set up in {read_back['seconds']:.0f} s "
+            f"(consent, features, bulk opening); review records read back per month: {changes}"
+        )
+    )
+    for column in ("path", "lines", "s", "lines/s", "× baseline"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for r in rows:
+        table.add_row(r.path, str(r.merchants), f"{r.seconds:.2f}", f"{r.rate:,.0f}", f"{r.rate / baseline:.2f}")
+    console.print(table)
+    single = Table(
+        title=f"single applications, one at a time (same run; {read_back['applications']} applications read back)"
+    )
+    for column in ("path", "calls", "p50 ms", "p99 ms", "p99 × baseline"):
+        single.add_column(column, justify="left" if column == "path" else "right")
+    base = next(r.p99_ms for r in latencies if r.baseline)
+    for r in latencies:
+        single.add_row(r.path, str(r.calls), f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.p99_ms / base:.2f}")
+    console.print(single)
+
+
 def round_rows(rounds: int) -> list[dict[str, Any]] | str:
     """The federated round: plain loopback, TLS + node auth, and TLS + node auth through the Fleet
     gate as `bank up` runs it (SuperLink on loopback), as `measure_round_times` reports them."""
@@ -297,6 +493,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="merchants per batch request")
     parser.add_argument("--repeats", type=int, default=None, help="runs per path, median kept (default 3, quick 1)")
     parser.add_argument("--no-rounds", action="store_true", help="skip the deployment round-time comparison")
+    parser.add_argument("--no-scoring", action="store_true", help="skip the scoring transports comparison")
+    parser.add_argument("--no-review", action="store_true", help="skip the monthly review and single applications")
+    parser.add_argument(
+        "--review-merchants", type=int, default=None, help="open lines reviewed (default 100000, quick 10000)"
+    )
+    parser.add_argument(
+        "--applications", type=int, default=None, help="single applications timed per path (default 1000, quick 200)"
+    )
     args = parser.parse_args()
     n = args.merchants or (1000 if args.quick else 5000)
     n_single = args.single or (200 if args.quick else 500)
@@ -304,11 +508,32 @@ def main() -> None:
 
     import os
 
+    if not args.no_review:
+        lines = args.review_merchants or (10_000 if args.quick else 100_000)
+        single = args.applications or (200 if args.quick else 1000)
+        load_before = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["YINQI_DATA_DIR"] = str(Path(tmp) / "data-dir")
+            with console.status(f"loan book: {lines} lines, a monthly review, single applications…"):
+                review, latencies, book_read_back = review_rows(Path(tmp), lines, single)
+        print_review(review, latencies, book_read_back)
+        console.print(f"load average {load_before:.1f} → {os.getloadavg()[0]:.1f}")
+    if not args.no_scoring:
+        scoring_table(n, n_single, args.batch, repeats)
+    if args.no_rounds:
+        console.print("federated rounds: skipped (--no-rounds)")
+        return
+    rounds_table(args.quick)
+
+
+def scoring_table(n: int, n_single: int, batch: int, repeats: int) -> None:
+    import os
+
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["YINQI_DATA_DIR"] = str(Path(tmp) / "data-dir")
         with console.status("scoring benchmark…"):
-            rows, read_back = scoring_rows(Path(tmp), n, n_single, args.batch, repeats)
+            rows, read_back = scoring_rows(Path(tmp), n, n_single, batch, repeats)
     baseline = next(r.rate for r in rows if r.baseline)
     table = Table(
         title=(
@@ -327,7 +552,7 @@ def main() -> None:
     cost = Table(title="what identity and roles cost, per request (same run)")
     for column in ("requests", "server TLS / plaintext", "mutual TLS / server TLS", "+ roles + call log / mutual TLS"):
         cost.add_column(column, justify="right")
-    for kind in (f"batches of {args.batch}", "one merchant per request"):
+    for kind in (f"batches of {batch}", "one merchant per request"):
         plain, tls, mtls, guarded = (
             by_path[f"gRPC {label}, {kind}"]
             for label in ("plaintext", "server TLS", "mutual TLS", "mutual TLS + roles + call log")
@@ -335,11 +560,12 @@ def main() -> None:
         cost.add_row(kind, f"{tls / plain:.2f}×", f"{mtls / tls:.2f}×", f"{guarded / mtls:.2f}×")
     console.print(cost)
 
-    if args.no_rounds:
-        console.print("federated rounds: skipped (--no-rounds)")
-        return
+
+def rounds_table(quick: bool) -> None:
+    import os
+
     with console.status("deployment rounds: plain loopback vs TLS + node auth…"):
-        rounds = round_rows(1 if args.quick else 2)
+        rounds = round_rows(1 if quick else 2)
     if isinstance(rounds, str):
         console.print(f"federated rounds: {rounds}")
         return

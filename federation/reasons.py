@@ -9,7 +9,7 @@ population's averages, e.g. "turnover fell 35 % over 3 months" / "近3个月营�
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from federation.money import yuan
@@ -43,7 +43,14 @@ class Reason:
     contribution: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # by hand: `dataclasses.asdict` deep-copies, and a review writes several per line
+        return {
+            "code": self.code,
+            "text_en": self.text_en,
+            "text_zh": self.text_zh,
+            "feature": self.feature,
+            "contribution": self.contribution,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reason:
@@ -65,7 +72,7 @@ def _pct(fraction: float) -> str:
 
 
 def _fen(amount: float) -> int:
-    return int(round(float(amount) * 100))
+    return round(float(amount) * 100)
 
 
 def _number(value: Any) -> float | None:

@@ -100,12 +100,11 @@ class LocalBank:
     def __init__(self, db: str | None = None, models_dir: Path | None = None) -> None:
         from server.credit.accounts import CreditBook
         from server.feature_store import FeatureStore
+        from server.loanbook.book import LoanBook
         from server.registry import Registry
         from server.scoring import Scorer
         from server.security.calllog import CallLog
         from server.security.roles import OPERATOR, Identity
-
-        from server.loanbook.book import LoanBook
 
         self.registry = Registry(db, models_dir)
         engine = self.registry.engine
@@ -135,7 +134,7 @@ class LocalBank:
             self.calls.finish(call_id, status, detail)
 
     def score(self, merchant: str, version: str | None = None) -> Result:
-        from server.grpc_app import outcome_to_proto
+        from server.messages import outcome_to_proto
 
         def work() -> Result:
             rows = self.features.rows_of(merchant)
@@ -144,7 +143,7 @@ class LocalBank:
         return self._logged("ScoringService/Score", {"merchant_id": merchant, "model_version": version}, work)
 
     def open_line(self, merchant: str, version: str | None = None) -> Result:
-        from server.grpc_app import account_to_proto
+        from server.messages import account_to_proto
 
         def work() -> Result:
             rows = self.features.rows_of(merchant)
@@ -153,7 +152,7 @@ class LocalBank:
         return self._logged("CreditService/Open", {"merchant_id": merchant, "model_version": version}, work)
 
     def draw(self, account: str, amount_fen: int, term_days: int | None = None) -> Result:
-        from server.grpc_app import account_to_proto
+        from server.messages import account_to_proto
 
         return self._logged(
             "CreditService/Draw",
@@ -162,7 +161,7 @@ class LocalBank:
         )
 
     def repay(self, account: str, amount_fen: int) -> Result:
-        from server.grpc_app import account_to_proto
+        from server.messages import account_to_proto
 
         return self._logged(
             "CreditService/Repay",
@@ -172,7 +171,7 @@ class LocalBank:
 
     def line(self, account: str | None = None, merchant: str | None = None) -> Result:
         from server.credit.errors import BankError
-        from server.grpc_app import account_to_proto
+        from server.messages import account_to_proto
 
         if account:
             return message_dict(account_to_proto(self.book.get(account)))
@@ -244,7 +243,7 @@ class LocalBank:
         return self._logged("LoanBookService/Monitor", {"month": month, "model_version": version}, work)
 
     def unfreeze(self, account: str) -> Result:
-        from server.grpc_app import account_to_proto
+        from server.messages import account_to_proto
 
         return self._logged(
             "LoanBookService/Unfreeze",

@@ -27,15 +27,15 @@ from proto import bank_pb2, bank_pb2_grpc, platform_pb2, platform_pb2_grpc
 from proto.channel import ServerTls, listen, new_server
 from server.alerts import register as register_alerts
 from server.consent import ConsentEventIn, ConsentRegistry
-from server.credit.accounts import AccountView, CreditBook
+from server.credit.accounts import CreditBook
 from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy
 from server.db import bank_engine
 from server.feature_store import FeatureStore
 from server.loanbook.book import LoanBook
-from server.loanbook.draws import DrawView
-from server.loanbook.service import LoanBookService, reasons_to_proto
+from server.loanbook.service import LoanBookService
 from server.merchants import check_owner
+from server.messages import account_to_proto, outcome_to_proto, row_from_proto
 from server.registry import Registry
 from server.scoring import Outcome, Row, Scorer
 from server.security.ca import CertSet
@@ -48,81 +48,6 @@ from server.vertical.psi_service import register_on_bank as register_psi_on_bank
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 10_000  # merchants per ScoreBatch request
-
-
-# -- message conversion ------------------------------------------------------------------
-def row_to_proto(row: Row) -> bank_pb2.FeatureRow:
-    message = bank_pb2.FeatureRow()
-    for key, value in row.items():
-        if isinstance(value, str):
-            message.labels[key] = value
-        else:
-            message.numbers[key] = float(value)
-    return message
-
-
-def rows_to_proto(rows: Sequence[Row]) -> list[bank_pb2.FeatureRow]:
-    return [row_to_proto(r) for r in rows]
-
-
-def row_from_proto(message: bank_pb2.FeatureRow) -> Row:
-    row: Row = dict(message.labels)
-    for key, value in message.numbers.items():
-        row[key] = float(value)
-    return row
-
-
-def outcome_to_proto(outcome: Outcome) -> bank_pb2.ScoreReply:
-    return bank_pb2.ScoreReply(
-        merchant_id=outcome.merchant_id,
-        model_version=outcome.model_version,
-        model_sha256=outcome.model_sha256,
-        default_probability=outcome.pd,
-        band=outcome.band,
-        turnover_fen=outcome.turnover_fen,
-        limit_fen=outcome.limit_fen,
-        annual_rate_bp=outcome.annual_rate_bp,
-        inputs_hash=outcome.inputs_hash,
-        decision_id=outcome.decision_id or 0,
-        outcome=outcome.outcome,
-        reasons=reasons_to_proto(outcome.reasons),
-        application_id=outcome.application_id or 0,
-    )
-
-
-def draw_to_proto(view: DrawView) -> bank_pb2.Draw:
-    return bank_pb2.Draw(
-        draw_id=view.draw_id,
-        amount_fen=view.amount_fen,
-        principal_fen=view.principal_fen,
-        drawn_on=view.drawn_on,
-        term_days=view.term_days,
-        due_on=view.due_on,
-        days_past_due=view.days_past_due,
-        tier=view.tier,
-    )
-
-
-def account_to_proto(view: AccountView) -> bank_pb2.Account:
-    return bank_pb2.Account(
-        account_id=view.account_id,
-        merchant_id=view.merchant_id,
-        status=view.status,
-        limit_fen=view.limit_fen,
-        principal_fen=view.principal_fen,
-        interest_fen=view.interest_fen,
-        available_fen=view.available_fen,
-        annual_rate_bp=view.annual_rate_bp,
-        band=view.band,
-        default_probability=view.pd,
-        model_version=view.model_version,
-        decision_id=view.decision_id,
-        accrued_through=view.accrued_through,
-        frozen=view.frozen,
-        days_past_due=view.days_past_due,
-        tier=view.tier,
-        draws=[draw_to_proto(d) for d in view.draws],
-    )
 
 
 # -- request checks ----------------------------------------------------------------------

@@ -99,7 +99,8 @@ class TrainingPopulation:
                 str(c): {int(b): float(m[0]) for b, m in bins.items()} for c, bins in stats.get("numeric", {}).items()
             }
             categorical = {
-                str(c): {str(v): int(n) for v, n in counts.items()} for c, counts in stats.get("categorical", {}).items()
+                str(c): {str(v): int(n) for v, n in counts.items()}
+                for c, counts in stats.get("categorical", {}).items()
             }
             scores = None
             raw = agreement.get("scores") if isinstance(agreement, dict) else None
@@ -191,7 +192,12 @@ def scored_population(session: Session, version: str, month: str) -> tuple[list[
 
 
 def stability(
-    version: str, month: str, training: TrainingPopulation, rows: list[dict[str, Any]], pds: np.ndarray, rules: MonitoringRules
+    version: str,
+    month: str,
+    training: TrainingPopulation,
+    rows: list[dict[str, Any]],
+    pds: np.ndarray,
+    rules: MonitoringRules,
 ) -> list[MonitorRow]:
     """PSI of the score and of each feature the training population describes."""
     n = len(rows)
@@ -227,7 +233,9 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-def calibration(session: Session, version: str, month: str, today: date, rules: MonitoringRules, classification: Any) -> list[MonitorRow]:
+def calibration(
+    session: Session, version: str, month: str, today: date, rules: MonitoringRules, classification: Any
+) -> list[MonitorRow]:
     """Predicted PD against observed default, per band and overall, for `version`'s decisions on
     credit lines whose outcome window has ended by `today`.
 
@@ -260,7 +268,9 @@ def calibration(session: Session, version: str, month: str, today: date, rules: 
     by_band: dict[str, list[tuple[float, int]]] = {}
     for (merchant, _), (pd, band, decided) in first.items():
         end = add_months(decided, rules.horizon_months)
-        owed = [d for d in draws.get(merchant, []) if d.drawn_on <= end and (d.settled_on is None or d.settled_on > decided)]
+        owed = [
+            d for d in draws.get(merchant, []) if d.drawn_on <= end and (d.settled_on is None or d.settled_on > decided)
+        ]
         if not owed:
             continue
         days = [draw_book.reached(d.due_on, d.settled_on, rules.default_tier, classification) for d in owed]

@@ -22,7 +22,6 @@ from sqlalchemy import JSON, Engine, Float, Integer, String, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from contracts.audit import verify_proof
 from contracts.outbox import AnchorOutbox
 from federation.clock import utcnow
 from federation.config import data_dir
@@ -296,41 +295,3 @@ def get(version: str, engine: Engine | str | None = None) -> ModelVersion:
 
 def list_versions(engine: Engine | str | None = None) -> list[ModelVersion]:
     return Registry(engine).list()
-
-
-def audit_model(
-    version: str, rpc: str | None = None, engine: Engine | str | None = None, *, chain: Any = None
-) -> dict[str, Any]:
-    """Check a registered model as an auditor would; raise (BankError / ChainError) if it fails.
-
-    1. re-hash the stored model files and compare with the registry's sha256 (a vertical
-       version: `server.vertical.registry.recheck_vertical`, the bank's half and the binding);
-    2. fetch the anchor proof of (kind="model", ref=version) from the outbox;
-    3. verify it on chain (`contracts.audit.verify_proof`), with the anchored record rebuilt
-       from the registry's version and hash, so a proof for another hash cannot pass.
-    """
-    from federation.model import load_model
-
-    registry = Registry(engine)
-    row = registry.get(version)
-    checked: dict[str, Any] = {}
-    if (row.summary or {}).get("mode") == "vertical":
-        from server.vertical.registry import recheck_vertical  # it builds on this module
-
-        checked = recheck_vertical(row)
-    else:
-        recomputed = load_model(row.path).version_hash
-        if recomputed != row.sha256:
-            raise BankError(
-                f"model {version}: the stored files at {row.path} hash to {recomputed}, the registry holds "
-                f"{row.sha256}: the model changed after registration",
-                "refused",
-            )
-    proof = AnchorOutbox(url_of(registry.engine)).proof_for("model", version)
-    if proof is None:
-        queued = (
-            "queued but not anchored yet: run `yinqi anchor flush`" if row.anchor_leaf else "not queued for anchoring"
-        )
-        raise BankError(f"model {version}: hash {row.sha256[:12]}… is {queued}", "refused")
-    verified = verify_proof(proof, rpc, chain=chain, data=anchor_record(row.version, row.sha256))
-    return {"version": version, "sha256": row.sha256, "files_match": True, **checked, **verified.as_dict()}

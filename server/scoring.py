@@ -304,7 +304,8 @@ class Scorer:
                     results[i] = exc if isinstance(exc, BankError) else BankError(f"merchant '{merchant_id}': {exc}")
                     continue
                 contributions = attribution.row(k)
-                outcome, reasons = "", ()
+                outcome = ""
+                reasons: tuple[Reason, ...] = ()
                 if top is not None:
                     outcome, policy_reasons = application_outcome(limit, self.policy)
                     reasons = policy_reasons + self.model_reasons(rows, contributions, explainer, top[k])
@@ -331,9 +332,7 @@ class Scorer:
     ) -> tuple[Reason, ...]:
         """The chosen features (indices into `contributions`' order) as worded reasons."""
         names = list(contributions)
-        return tuple(
-            feature_reason(names[j], contributions[names[j]], rows, explainer.means) for j in chosen if j >= 0
-        )
+        return tuple(feature_reason(names[j], contributions[names[j]], rows, explainer.means) for j in chosen if j >= 0)
 
     def limit_of(self, outcome: Outcome) -> LimitDecision:
         return LimitDecision(outcome.band, outcome.pd, outcome.turnover_fen, outcome.limit_fen, outcome.annual_rate_bp)

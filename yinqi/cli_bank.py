@@ -9,130 +9,31 @@ SQLAlchemy models) stay inside the commands so `yinqi --help` is fast.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from federation.money import rate, yuan
-
-console = Console()
-
-# ----- options shared by the bank's commands ------------------------------------------------
-Db = Annotated[
-    str | None, typer.Option("--db", help="The bank's database URL (default: YINQI_DB_URL, else the data dir's).")
-]
-ModelsDir = Annotated[
-    Path | None,
-    typer.Option("--models-dir", help="Where registered model files are stored (default: <data dir>/models)."),
-]
-Bank = Annotated[
-    str | None,
-    typer.Option(
-        "--bank", envvar="YINQI_BANK", help="Call a running bank's gRPC services at HOST:PORT instead of its database."
-    ),
-]
-Ca = Annotated[
-    Path | None, typer.Option("--ca", envvar="YINQI_BANK_CA", help="The bank's CA certificate (PEM) for --bank.")
-]
-Cert = Annotated[
-    Path | None,
-    typer.Option("--cert", envvar="YINQI_BANK_CERT", help="This caller's certificate (from `yinqi bank certs issue`)."),
-]
-Key = Annotated[Path | None, typer.Option("--key", envvar="YINQI_BANK_KEY", help="This caller's private key (PEM).")]
-Insecure = Annotated[
-    bool, typer.Option("--insecure", help="Reach --bank in plaintext (a loopback bank started with --insecure only).")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-Model = Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")]
-
-credit_app = typer.Typer(
-    help="Revolving credit lines: open, draw, repay, show, accrue (money in fen).", no_args_is_help=True
+from yinqi import cli_loanbook
+from yinqi.bank_options import (
+    AsJson,
+    Bank,
+    Ca,
+    Cert,
+    Db,
+    Insecure,
+    Key,
+    Model,
+    ModelsDir,
+    bank_from_options,
+    console,
+    print_json,
+    print_reasons,
 )
-
-
-def _bank(
-    db: str | None,
-    models_dir: Path | None,
-    bank: str | None,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
-    insecure: bool,
-) -> Any:
-    from federation.errors import YinqiError
-    from server.client import Remote, open_bank
-
-    if bank is None:
-        if cert or key or insecure:
-            raise YinqiError("--cert, --key and --insecure are for reaching a running bank: add --bank HOST:PORT")
-        return open_bank(db, models_dir)
-    return open_bank(db, models_dir, Remote(bank, ca, cert, key, insecure))
-
-
-def _print_json(value: Any) -> None:
-    console.print_json(json.dumps(value, default=str, ensure_ascii=False))
-
-
-class PlainTable(Table):
-    """A table whose cells are plain text: data (a merchant id, a category, a reason) is never
-    read as rich markup or an emoji code ("calibration:A:" stays as it is)."""
-
-    def add_row(self, *renderables: Any, **options: Any) -> None:
-        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **options)
-
-
-def readable_table(title: str | None = None, columns: tuple[str, ...] = (), **options: Any) -> Table:
-    """A plain-text table whose cells wrap instead of being cut ("partici…") on a narrow or
-    piped console."""
-    table = PlainTable(title=Text(title) if title else None, **options)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
-
-def print_wide(out: Console, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
-    """A table with a key column and many value columns: when it is wider than the console, it
-    is printed as several tables, each with the key column and as many whole columns as fit, so
-    no number is folded or cut on a narrow or piped console."""
-    from rich.cells import cell_len
-
-    def width(index: int) -> int:
-        cells = [*columns[index].split("\n"), *(row[index] for row in rows)]
-        return max(cell_len(c) for c in cells) + 3  # padding and border
-
-    parts: list[list[int]] = [[]]
-    used = width(0) + 1
-    for index in range(1, len(columns)):
-        need = width(index)
-        if parts[-1] and used + need > out.width:
-            parts.append([])
-            used = width(0) + 1
-        parts[-1].append(index)
-        used += need
-    for number, part in enumerate(parts, start=1):
-        suffix = f" ({number}/{len(parts)})" if len(parts) > 1 else ""
-        table = PlainTable(title=Text(title + suffix))
-        for index in (0, *part):
-            table.add_column(columns[index], overflow="fold", no_wrap=index != 0)
-        for row in rows:
-            table.add_row(*(row[i] for i in (0, *part)))
-        out.print(table)
-
-
-def print_reasons(reasons: list[dict[str, Any]], title: str = "reasons") -> None:
-    """Reason codes, one per line, in English and Chinese."""
-    if not reasons:
-        return
-    table = readable_table(title, ("code", "reason", "原因"))
-    for r in reasons:
-        table.add_row(r["code"], r["text_en"], r["text_zh"])
-    console.print(table)
+from yinqi.tables import PlainTable, readable_table
 
 
 def _print_account(info: dict[str, Any], title: str) -> None:
@@ -164,6 +65,11 @@ def _print_account(info: dict[str, Any], title: str) -> None:
                 d["tier"],
             )
         console.print(draws)
+
+
+credit_app = typer.Typer(
+    help="Revolving credit lines: open, draw, repay, show, accrue (money in fen).", no_args_is_help=True
+)
 
 
 # ----- the bank's services ------------------------------------------------------------------
@@ -227,7 +133,7 @@ def models(db: Db = None, as_json: AsJson = False) -> None:
 
     rows = [m.to_dict() for m in Registry(db).list()]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = PlainTable(title="model registry")
     for column in (
@@ -271,7 +177,7 @@ def register_model(
 
     row = LocalBank(db, models_dir).register_model(model_dir, anchor=not no_anchor)
     if as_json:
-        _print_json(row.to_dict())
+        print_json(row.to_dict())
         return
     anchored = "queued for anchoring" if row.anchor_leaf else "not queued for anchoring"
     console.print(f"registered [bold]{row.version}[/] sha256 {row.sha256} ({row.status}); hash {anchored}")
@@ -288,7 +194,7 @@ def promote(
 
     result = LocalBank(db, models_dir).promote(version)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     table = PlainTable(title=Text(f"{version} promoted: credit lines re-evaluated"))
     for column in ("account", "merchant", "old limit (yuan)", "new limit (yuan)", "note"):
@@ -321,13 +227,13 @@ def score(
     as_json: AsJson = False,
 ) -> None:
     """Score a consented merchant on the features its platform reported: PD, band and the limit on offer."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         result = client.score(merchant, model)
     finally:
         client.close()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     table = PlainTable(title=Text(f"merchant {merchant} scored with {result['model_version']}"), show_header=False)
     table.add_column("field", style="bold", overflow="fold")
@@ -358,12 +264,12 @@ def credit_open(
     as_json: AsJson = False,
 ) -> None:
     """Score a consented merchant (reported features) and open a credit line with the policy's limit."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         info = client.open_line(merchant, model)
     finally:
         client.close()
-    _print_json(info) if as_json else _print_account(info, "credit line opened")
+    print_json(info) if as_json else _print_account(info, "credit line opened")
 
 
 @credit_app.command("draw")
@@ -384,12 +290,12 @@ def credit_draw(
 ) -> None:
     """Borrow AMOUNT_FEN against the line, due in --term-days (refused above the available limit,
     on a frozen line, or while a draw is past due)."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         info = client.draw(account, amount_fen, term_days or None)
     finally:
         client.close()
-    _print_json(info) if as_json else _print_account(info, f"draw of {yuan(amount_fen)} yuan booked")
+    print_json(info) if as_json else _print_account(info, f"draw of {yuan(amount_fen)} yuan booked")
 
 
 @credit_app.command("repay")
@@ -406,12 +312,12 @@ def credit_repay(
     as_json: AsJson = False,
 ) -> None:
     """Pay back AMOUNT_FEN: accrued interest first, then principal (the oldest due draw first)."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         info = client.repay(account, amount_fen)
     finally:
         client.close()
-    _print_json(info) if as_json else _print_account(info, f"repay of {yuan(amount_fen)} yuan booked")
+    print_json(info) if as_json else _print_account(info, f"repay of {yuan(amount_fen)} yuan booked")
 
 
 @credit_app.command("unfreeze")
@@ -428,12 +334,12 @@ def credit_unfreeze(
 ) -> None:
     """Lift a line's hold on new draws (a referred application a credit officer approved, or a
     review's cut the bank decides to lift)."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         info = client.unfreeze(account)
     finally:
         client.close()
-    _print_json(info) if as_json else _print_account(info, "hold lifted: new draws open")
+    print_json(info) if as_json else _print_account(info, "hold lifted: new draws open")
 
 
 @credit_app.command("show")
@@ -455,7 +361,7 @@ def credit_show(
 
     if bank and ((account is None and merchant is None) or entries):
         raise BankError("a remote bank shows one line: name an account or --merchant, without --entries")
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         if account is None and merchant is None:
             _print_lines(client.lines(), as_json)
@@ -465,7 +371,7 @@ def credit_show(
     finally:
         client.close()
     if as_json:
-        _print_json({**info, "entries": ledger} if entries else info)
+        print_json({**info, "entries": ledger} if entries else info)
         return
     _print_account(info, "credit line")
     if ledger:
@@ -497,7 +403,7 @@ def credit_show(
 
 def _print_lines(lines: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        _print_json(lines)
+        print_json(lines)
         return
     table = PlainTable(title="credit lines")
     for column in ("account", "merchant", "band", "limit", "drawn", "interest due", "available", "model"):
@@ -537,13 +443,13 @@ def credit_accrue(
         day = date.fromisoformat(through) if through else None
     except ValueError:
         raise BankError(f"--through '{through}' is not a date; expected YYYY-MM-DD") from None
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         result = client.accrue(day)
     finally:
         client.close()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     console.print(
         f"interest accrued through {result['through']}: {yuan(result['interest_fen'])} yuan on {result['accounts']} line(s)"
@@ -563,7 +469,7 @@ def calls(
 
     rows = [c.to_dict() for c in CallLog(db).list(limit=limit, caller=caller, method=method)]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = PlainTable(title="calls to the bank's services (newest first)")
     for column in ("#", "time (UTC)", "caller", "role", "method", "request", "outcome"):
@@ -592,7 +498,7 @@ def merchants(db: Db = None, as_json: AsJson = False) -> None:
         for m, p, t in owned
     ]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = PlainTable(title="merchants by platform")
     for column in ("merchant", "platform", "owned since (UTC)", "features reported (UTC)"):
@@ -616,11 +522,11 @@ def audit_model(
     as_json: AsJson = False,
 ) -> None:
     """Verify a registered model: re-hash its stored files and check the anchored hash on chain."""
-    from server.registry import audit_model as check
+    from server.model_audit import audit_model as check
 
     result = check(version, rpc, db)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     table = PlainTable(title=Text(f"model {version}: verified"), show_header=False)
     table.add_column("field", style="bold")
@@ -644,8 +550,6 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     bank.add_typer(credit_app, name="credit")
     bank.command("calls")(calls)
     bank.command("merchants")(merchants)
-    from yinqi import cli_loanbook
-
     cli_loanbook.register(root, groups)
 
     groups["audit"].command("model")(audit_model)

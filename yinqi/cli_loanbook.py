@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from federation.money import yuan
-from yinqi.cli_bank import (
+from yinqi.bank_options import (
     AsJson,
     Bank,
     Ca,
@@ -24,13 +24,12 @@ from yinqi.cli_bank import (
     Key,
     Model,
     ModelsDir,
-    _bank,
-    _print_json,
+    bank_from_options,
     console,
+    print_json,
     print_reasons,
-    print_wide,
-    readable_table,
 )
+from yinqi.tables import print_wide, readable_table
 
 clock_app = typer.Typer(
     help="The bank's business date: show it, advance it (running each day's end) or set it.", no_args_is_help=True
@@ -69,7 +68,7 @@ def review(
     limit within the review rules; every change is stored with its reason codes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         if bank:
             with console.status(f"reviewing {month} at {bank}…"):
@@ -85,11 +84,13 @@ def review(
                 disable=as_json,
             ) as bar:
                 task = bar.add_task("lines", total=None)
-                result = client.review(month, model, progress=lambda done, total: bar.update(task, completed=done, total=total))
+                result = client.review(
+                    month, model, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                )
     finally:
         client.close()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     print_review(result)
 
@@ -97,23 +98,20 @@ def review(
 def print_review(result: dict[str, Any], out: Console = console) -> None:
     """A review's summary, its first limit changes with their reasons, and its drift alerts."""
     rate = f"{result['reviewed'] / result['seconds']:,.0f} lines/s" if result["seconds"] > 0 else "-"
-    summary = readable_table(
-        f"review of {result['month']} on {result['on']} with {result['model_version']}",
-        ("open lines", "reviewed", "raised", "cut", "kept", "frozen", "hold lifted", "already", "skipped", "time"),
-    )
     skipped = ", ".join(f"{k} {v}" for k, v in result["skipped"].items()) or "0"
-    summary.add_row(
-        str(result["lines"]),
-        str(result["reviewed"]),
-        str(result["raised"]),
-        str(result["cut"]),
-        str(result["kept"]),
-        str(result["frozen"]),
-        str(result["unfrozen"]),
-        str(result["already"]),
-        skipped,
-        f"{result['seconds']:.2f} s ({rate})",
+    summary = readable_table(
+        f"review of {result['month']} on {result['on']} with {result['model_version']}", ("lines", "")
     )
+    for label, value in (
+        ("open", result["lines"]),
+        ("reviewed", result["reviewed"]),
+        ("raised / cut / kept", f"{result['raised']} / {result['cut']} / {result['kept']}"),
+        ("draws frozen / hold lifted", f"{result['frozen']} / {result['unfrozen']}"),
+        ("reviewed before", result["already"]),
+        ("skipped", skipped),
+        ("time", f"{result['seconds']:.2f} s ({rate})"),
+    ):
+        summary.add_row(label, str(value))
     out.print(summary)
     if result["examples"]:
         changes = readable_table("limit changes (the first ones) and why", ("line", "reasons / 原因"))
@@ -130,7 +128,7 @@ def print_review(result: dict[str, Any], out: Console = console) -> None:
 # ----- clock --------------------------------------------------------------------------------
 def _print_clock(info: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     source = "the bank's clock" if info["source"] == "bank" else "the wall clock (UTC; not set yet)"
     console.print(f"business date {info['today']} ({source})")
@@ -154,7 +152,7 @@ def clock_show(
     as_json: AsJson = False,
 ) -> None:
     """Print the bank's business date."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         _print_clock(client.clock(), as_json)
     finally:
@@ -175,7 +173,7 @@ def clock_advance(
 ) -> None:
     """Move the business date forward, running each passed day's end: interest, days past due
     and tiers of every draw, month-end snapshots (operator only)."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         _print_clock(client.advance_clock(days), as_json)
     finally:
@@ -196,7 +194,7 @@ def clock_set(
 ) -> None:
     """Set the business date: a later one runs each passed day's end; an earlier one only back to
     the last recorded activity (operator only)."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         _print_clock(client.set_clock(day), as_json)
     finally:
@@ -240,13 +238,13 @@ def metrics(
 ) -> None:
     """Operating metrics by month: applications (申请量), approval rate (通过率), NPL ratio (不良率)
     first; then limits, utilisation, balances by tier, reviews, draws and drift alerts."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         result = client.metrics(month, months)
     finally:
         client.close()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     print_metrics(result)
 
@@ -277,14 +275,23 @@ def print_metrics(result: dict[str, Any], out: Console = console) -> None:
         "balances by tier at month end (yuan; the current month: today)",
         ("month", *[h for _, h in TIER_COLUMNS]),
         [
-            [m["month"], *[_money(m["balances_by_tier_fen"][t]) if m["balances_by_tier_fen"] else "-" for t, _ in TIER_COLUMNS]]
+            [
+                m["month"],
+                *[_money(m["balances_by_tier_fen"][t]) if m["balances_by_tier_fen"] else "-" for t, _ in TIER_COLUMNS],
+            ]
             for m in rows
         ],
     )
     print_wide(
         out,
         "flows by month",
-        ("month", "approved / declined\n/ referred", "reviews: raised\n/ cut / kept", "new draws:\nn, yuan", "repaid\n(yuan)"),
+        (
+            "month",
+            "approved / declined\n/ referred",
+            "reviews: raised\n/ cut / kept",
+            "new draws:\nn, yuan",
+            "repaid\n(yuan)",
+        ),
         [
             [
                 m["month"],
@@ -303,9 +310,7 @@ def print_metrics(result: dict[str, Any], out: Console = console) -> None:
 def applications(
     month: Annotated[str | None, typer.Option("--month", help="Only this month's, YYYY-MM.")] = None,
     merchant: Annotated[str | None, typer.Option("--merchant", help="Only this merchant's.")] = None,
-    outcome: Annotated[
-        str | None, typer.Option("--outcome", help="Only approved, declined or referred ones.")
-    ] = None,
+    outcome: Annotated[str | None, typer.Option("--outcome", help="Only approved, declined or referred ones.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest applications to show.", min=1, max=10_000)] = 20,
     reasons: Annotated[bool, typer.Option("--reasons", help="Print every reason in both languages.")] = False,
     db: Db = None,
@@ -318,16 +323,17 @@ def applications(
     as_json: AsJson = False,
 ) -> None:
     """Applications (every score request for a merchant) with outcome, limit and reason codes."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         found = client.applications(month, merchant, outcome, limit)
     finally:
         client.close()
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     table = readable_table(
-        "applications (newest first)", ("#", "month", "merchant", "outcome", "band / PD", "limit (yuan)", "first reason")
+        "applications (newest first)",
+        ("#", "month", "merchant", "outcome", "band / PD", "limit (yuan)", "first reason"),
     )
     for a in found:
         first = a["reasons"][0]["text_en"] if a["reasons"] else "-"
@@ -347,9 +353,7 @@ def applications(
 
 
 def monitor(
-    month: Annotated[
-        str | None, typer.Option("--month", help="YYYY-MM (default: the business date's month).")
-    ] = None,
+    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: the business date's month).")] = None,
     model: Model = None,
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Recompute and store (else: what reviews stored).")
@@ -365,13 +369,13 @@ def monitor(
 ) -> None:
     """Model monitoring: PSI of the score and every feature (training population vs the month's
     scored merchants) and calibration by band, with alerts."""
-    client = _bank(db, models_dir, bank, ca, cert, key, insecure)
+    client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
     try:
         rows = client.monitor(month, model, refresh)
     finally:
         client.close()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = readable_table("model monitoring", ("version", "month", "metric", "value", "merchants", "level"))
     for r in rows:

@@ -155,6 +155,7 @@ def _year(
     ops.set_clock(FIRST_DAY.isoformat())
     lines: dict[str, str] = {}  # merchant -> account
     day = FIRST_DAY
+
     def report_through(before: str, tmp: str) -> None:
         """Each platform reports its merchants' months before `before`, with its certificate."""
         known = features[features["month"] < before]
@@ -180,7 +181,7 @@ def _year(
                     opened += 1
             drawn = 0
             term = (_due_day(day) - day).days
-            for merchant, account in lines.items():
+            for account in lines.values():
                 info = ops.line(account)
                 amount = int(info["available_fen"] * DRAW_SHARE) // 100 * 100
                 if amount >= 10_000 and not info["frozen"] and info["days_past_due"] == 0:
@@ -216,7 +217,7 @@ def _year(
 
 def _show_reasons(ops: Any, console: Console) -> None:
     """A declined application's reasons and the tier balances the defaults left."""
-    from yinqi.cli_bank import readable_table
+    from yinqi.tables import readable_table
 
     declined = ops.applications(outcome="declined", limit=1)
     if declined:

@@ -368,7 +368,9 @@ class CreditBook:
         terms = self.policy.draw
         term = terms.default_term_days if term_days is None or term_days == 0 else term_days
         if isinstance(term, bool) or not isinstance(term, int) or not 1 <= term <= terms.max_term_days:
-            raise BankError(f"draw term {term_days!r} days: expected 1 to {terms.max_term_days} (0: the policy's default)")
+            raise BankError(
+                f"draw term {term_days!r} days: expected 1 to {terms.max_term_days} (0: the policy's default)"
+            )
         now = now or self.clock.now()
         with write_transaction(self.engine) as session:
             account = self._locked(session, account_id)
@@ -379,7 +381,10 @@ class CreditBook:
                     f"credit account '{account_id}': new draws are frozen ({freezes.describe(freeze)})", "refused"
                 )
             overdue = max(
-                (draw_book.days_past_due(d.due_on, d.settled_on, now.date()) for d in draw_book.owing(session, [account.id])),
+                (
+                    draw_book.days_past_due(d.due_on, d.settled_on, now.date())
+                    for d in draw_book.owing(session, [account.id])
+                ),
                 default=0,
             )
             if overdue > 0:
@@ -544,7 +549,11 @@ class CreditBook:
                     review_month=None,
                     on=self.clock.today(),
                     at=now,
-                    action="raise" if outcome.limit_fen > account.limit_fen else "cut" if outcome.limit_fen < account.limit_fen else "keep",
+                    action="raise"
+                    if outcome.limit_fen > account.limit_fen
+                    else "cut"
+                    if outcome.limit_fen < account.limit_fen
+                    else "keep",
                     old_limit_fen=account.limit_fen,
                     target_limit_fen=outcome.limit_fen,
                     new_limit_fen=outcome.limit_fen,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -66,11 +66,11 @@ class CreditPolicy:
     limit_step_fen: int = 10000
     max_limit_fen: int = 100_000_000
     source: str = "<built-in>"
-    review: ReviewRules = ReviewRules()
-    referral: ReferralRules = ReferralRules()
-    draw: DrawTerms = DrawTerms()
-    classification: Classification = Classification()
-    monitoring: MonitoringRules = MonitoringRules()
+    review: ReviewRules = field(default_factory=ReviewRules)
+    referral: ReferralRules = field(default_factory=ReferralRules)
+    draw: DrawTerms = field(default_factory=DrawTerms)
+    classification: Classification = field(default_factory=Classification)
+    monitoring: MonitoringRules = field(default_factory=MonitoringRules)
 
     def __post_init__(self) -> None:
         where = self.source

@@ -6,6 +6,7 @@ default, so a policy file without the section gets the shipped rules.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -144,7 +145,7 @@ def check(rules: Any, where: str) -> None:
             raise BankError(f"{where}: expected 1 <= default_term_days <= max_term_days <= 3650")
     elif isinstance(rules, Classification):
         days = [first for _, first in rules.thresholds()]
-        if days[0] < 1 or any(a >= b for a, b in zip(days, days[1:], strict=False)):
+        if days[0] < 1 or any(a >= b for a, b in itertools.pairwise(days)):
             raise BankError(f"{where}: days past due must start at 1 or more and increase tier by tier, got {days}")
     elif isinstance(rules, MonitoringRules):
         if not 0 < rules.psi_watch <= rules.psi_alert:

@@ -30,7 +30,13 @@ class LoanBook:
         return review(self.book, month, version or None, progress=progress)
 
     def clock(self) -> dict[str, Any]:
-        return {**self.book.clock.state().to_dict(), "moved_from": "", "interest_fen": 0, "tier_changes": 0, "months_closed": []}
+        return {
+            **self.book.clock.state().to_dict(),
+            "moved_from": "",
+            "interest_fen": 0,
+            "tier_changes": 0,
+            "months_closed": [],
+        }
 
     def advance(self, days: int, who: str) -> dict[str, Any]:
         return self._moved(eod.advance(self.book, days, who))
@@ -65,7 +71,9 @@ class LoanBook:
             raise BankError(f"limit {limit}: expected 0 to {MAX_LISTED} (0: 50)")
         return applications.listing(self.engine, month or None, merchant or None, outcome or None, limit or 50)
 
-    def monitor(self, month: str | None = None, version: str | None = None, *, refresh_now: bool = False) -> list[MonitorRow]:
+    def monitor(
+        self, month: str | None = None, version: str | None = None, *, refresh_now: bool = False
+    ) -> list[MonitorRow]:
         month = check_month(month) if month else month_of(self.book.clock.today())
         if not refresh_now:
             return stored(self.engine, month, version or None)

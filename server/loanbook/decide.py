@@ -21,8 +21,15 @@ def application_outcome(limit: LimitDecision, policy: CreditPolicy) -> tuple[str
         return DECLINED, (wording.decline_band(limit.pd, lends_up_to),)
     if limit.limit_fen <= 0:
         return DECLINED, (wording.no_turnover(policy.turnover_months),)
-    reasons = [wording.limit_turnover(band.turnover_multiple_pct, limit.turnover_fen, policy.turnover_months, band.name, limit.pd)]
-    if limit.limit_fen == policy.max_limit_fen and limit.turnover_fen * band.turnover_multiple_pct // 100 > policy.max_limit_fen:
+    reasons = [
+        wording.limit_turnover(
+            band.turnover_multiple_pct, limit.turnover_fen, policy.turnover_months, band.name, limit.pd
+        )
+    ]
+    if (
+        limit.limit_fen == policy.max_limit_fen
+        and limit.turnover_fen * band.turnover_multiple_pct // 100 > policy.max_limit_fen
+    ):
         reasons.append(wording.limit_cap(policy.max_limit_fen))
     rules = policy.referral
     if rules.refer_pd_from > 0 and limit.pd >= rules.refer_pd_from:
@@ -70,8 +77,8 @@ def review_limit(
         new = min(target_fen, cap)
         if current_fen > 0 and new - current_fen < max(tolerance, 1):
             return ReviewStep(KEEP, current_fen, False, lifts, (wording.change_too_small(rules.min_change_pct),))
-        reasons = (wording.raise_capped(rules.max_raise_pct, target_fen),) if new < target_fen else ()
-        return ReviewStep(RAISE, new, False, lifts, reasons)
+        capped = (wording.raise_capped(rules.max_raise_pct, target_fen),) if new < target_fen else ()
+        return ReviewStep(RAISE, new, False, lifts, capped)
     if target_fen < current_fen:
         if current_fen - target_fen < max(tolerance, 1):
             return ReviewStep(KEEP, current_fen, False, lifts, (wording.change_too_small(rules.min_change_pct),))

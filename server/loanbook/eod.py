@@ -96,7 +96,19 @@ def _move(book: CreditBook, to: date, who: str) -> dict[str, Any]:
         changes = draws.classify(session, today, to, rules)
         clock.write(session, to, who)
         steps = [
-            {"draw_id": c.draw_id, "account_id": c.account_id, "on": c.on.isoformat(), "from": c.from_tier, "to": c.to_tier}
+            {
+                "draw_id": c.draw_id,
+                "account_id": c.account_id,
+                "on": c.on.isoformat(),
+                "from": c.from_tier,
+                "to": c.to_tier,
+            }
             for c in changes
         ]
-    return {**report, "tier_changes": len(steps), "steps": steps, "months_closed": closed, **book.clock.state().to_dict()}
+    return {
+        **report,
+        "tier_changes": len(steps),
+        "steps": steps,
+        "months_closed": closed,
+        **book.clock.state().to_dict(),
+    }

@@ -8,10 +8,10 @@ and the line's ledger keeps both events.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, String, delete, select
+from sqlalchemy import Date, ForeignKey, String, delete, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.storage import UtcDateTime
@@ -38,7 +38,9 @@ def frozen(session: Session, account_ids: Sequence[str]) -> dict[str, LineFreeze
     ids = list(dict.fromkeys(account_ids))
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        found.update((f.account_id, f) for f in session.scalars(select(LineFreeze).where(LineFreeze.account_id.in_(chunk))))
+        found.update(
+            (f.account_id, f) for f in session.scalars(select(LineFreeze).where(LineFreeze.account_id.in_(chunk)))
+        )
     return found
 
 
@@ -56,6 +58,31 @@ def freeze(session: Session, account_id: str, kind: str, reason: str, since: dat
         if existing.kind != kind:
             existing.kind, existing.since = kind, since
         existing.reason, existing.at = reason[:512], at
+
+
+def freeze_many(
+    session: Session,
+    kind: str,
+    reasons: Mapping[str, str],
+    since: date,
+    at: datetime,
+    existing: Mapping[str, LineFreeze],
+) -> int:
+    """`freeze` for many lines at once (one multi-row INSERT), in the caller's transaction.
+    `existing`: the freezes of these lines, as `frozen` read them in the same transaction.
+    Returns how many lines were not frozen before."""
+    fresh = []
+    for account_id, reason in reasons.items():
+        found = existing.get(account_id)
+        if found is None:
+            fresh.append({"account_id": account_id, "kind": kind, "reason": reason[:512], "since": since, "at": at})
+            continue
+        if found.kind != kind:
+            found.kind, found.since = kind, since
+        found.reason, found.at = reason[:512], at
+    if fresh:
+        session.execute(insert(LineFreeze), fresh)
+    return len(fresh)
 
 
 def lift(session: Session, account_ids: Sequence[str]) -> None:

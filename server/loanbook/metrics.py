@@ -64,9 +64,11 @@ def portfolio(session: Session, as_of: date, rules: Classification) -> dict[str,
     from server.credit.accounts import Account
 
     lines, limits, drawn = session.execute(
-        select(func.count(), func.coalesce(func.sum(Account.limit_fen), 0), func.coalesce(func.sum(Account.principal_fen), 0)).where(
-            Account.status == "open"
-        )
+        select(
+            func.count(),
+            func.coalesce(func.sum(Account.limit_fen), 0),
+            func.coalesce(func.sum(Account.principal_fen), 0),
+        ).where(Account.status == "open")
     ).one()
     balances = dict.fromkeys(TIERS, 0)
     counts = dict.fromkeys(TIERS, 0)
@@ -181,7 +183,9 @@ def month_metrics(session: Session, month: str, today: date, rules: Classificati
         "approved": approved,
         "declined": int(outcomes.get("declined", 0)),
         "referred": int(outcomes.get("referred", 0)),
-        "average_approved_limit_fen": int(approved_limits[1]) // int(approved_limits[0]) if approved_limits[0] else None,
+        "average_approved_limit_fen": int(approved_limits[1]) // int(approved_limits[0])
+        if approved_limits[0]
+        else None,
         "utilisation": _ratio(stocks["drawn_fen"], stocks["total_limit_fen"]) if stocks else None,
         "lines": stocks["lines"] if stocks else None,
         "total_limit_fen": stocks["total_limit_fen"] if stocks else None,
@@ -230,4 +234,9 @@ def metrics(engine: Engine, rules: Classification, month: str | None = None, mon
         first = first_month(session) or current
         span = months_between(min(first, current), current)[-max(months, 1) :]
         trend = [month_metrics(session, m, today, rules) for m in span]
-    return {"today": today.isoformat(), "clock": "bank" if clock.stored else "wall clock", "month": current, "months": trend}
+    return {
+        "today": today.isoformat(),
+        "clock": "bank" if clock.stored else "wall clock",
+        "month": current,
+        "months": trend,
+    }

@@ -34,33 +34,40 @@ def open_many(
 ) -> list[AccountView | BankError]:
     """Open a line for each (merchant, rows); per merchant its line or why not (no consent,
     bad rows, a line already open)."""
-    results: list[AccountView | BankError] = list(book.scorer.evaluate(requests, version))  # type: ignore[arg-type]
+    evaluated = book.scorer.evaluate(requests, version)
+    results: dict[int, AccountView | BankError] = {i: r for i, r in enumerate(evaluated) if isinstance(r, BankError)}
+    scored: list[tuple[int, Outcome]] = []
+    seen: set[str] = set()
+    for i, r in enumerate(evaluated):
+        if isinstance(r, BankError):
+            continue
+        if r.merchant_id in seen:
+            results[i] = BankError(f"merchant '{r.merchant_id}' appears twice in one batch")
+        else:
+            seen.add(r.merchant_id)
+            scored.append((i, r))
     now = now or book.clock.now()
-    scored = [(i, r) for i, r in enumerate(results) if isinstance(r, Outcome)]
-    for start in range(0, len(scored), max(chunk, 1)):
-        part = scored[start : start + chunk]
+    step = max(chunk, 1)
+    for start in range(0, len(scored), step):
+        part = scored[start : start + step]
         with write_transaction(book.engine) as session:
             merchants = [o.merchant_id for _, o in part]
             query = select(Account.merchant_id, Account.id).where(Account.merchant_id.in_(merchants))
-            existing = dict(session.execute(query).tuples().all())
+            existing = {merchant: account for merchant, account in session.execute(query)}
             fresh: list[tuple[int, Outcome, str]] = []
-            taken: set[str] = set()
             for i, outcome in part:
                 if outcome.merchant_id in existing:
                     results[i] = BankError(
                         f"merchant '{outcome.merchant_id}' already has credit account '{existing[outcome.merchant_id]}'",
                         "refused",
                     )
-                elif outcome.merchant_id in taken:
-                    results[i] = BankError(f"merchant '{outcome.merchant_id}' appears twice in one batch")
                 else:
-                    taken.add(outcome.merchant_id)
                     fresh.append((i, outcome, "CL-" + uuid.uuid4().hex[:10]))
             if fresh:
                 decisions = _store(session, fresh, now)
                 for (i, outcome, account), decision in zip(fresh, decisions, strict=True):
                     results[i] = _view(outcome, account, decision, now)
-    return results
+    return [results[i] for i in range(len(evaluated))]
 
 
 def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -> list[int]:

@@ -41,7 +41,7 @@ from server.loanbook import freezes, wording
 from server.loanbook.changes import LimitChange, Previous, ReviewRun, latest, reviewed
 from server.loanbook.clock import month_of
 from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep, review_limit
-from server.scoring import Decision, Outcome, Row
+from server.scoring import Decision, Explainer, Outcome, Row
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 CHUNK = 10_000  # lines per transaction
@@ -124,6 +124,7 @@ def review_reasons(
     book: CreditBook,
     contributions_now: np.ndarray,
     features: Sequence[str],
+    explainer: Explainer,
 ) -> tuple[Reason, ...]:
     """Why a limit moved: turnover and band since the last decision, the model's features
     whose contributions moved most that way, then the policy's rules."""
@@ -142,7 +143,6 @@ def review_reasons(
         moved = moved - np.array([previous.contributions[f] for f in features])
     sign = 1 if step.action == CUT else -1
     chosen = top_features(moved.reshape(1, -1), 3, sign)[0]
-    explainer = book.scorer.explainer(outcome.model_version)
     found.extend(book.scorer.model_reasons(outcome.inputs, outcome.contributions, explainer, chosen))
     return (*found, *step.reasons)
 
@@ -228,11 +228,14 @@ def _write(
     """Decide and store one chunk of reviewed lines in one transaction."""
     policy, today = book.policy, now.date()
     ids = [account for account, _ in scored]
+    explainer = book.scorer.explainer(scored[0][1].model_version)  # one version per review
     with write_transaction(book.engine) as session:
         state = {
             row.id: row
             for row in session.execute(
-                select(Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen)
+                select(
+                    Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen, Account.annual_rate_bp
+                )
                 .where(Account.id.in_(ids))
                 .with_for_update()
             )
@@ -281,12 +284,14 @@ def _write(
                 policy,
             )
             contributions = np.array([o.contributions[f] for f in features])
-            reasons = review_reasons(step, o, previous.get(account), book, contributions, features)
+            reasons = review_reasons(step, o, previous.get(account), book, contributions, features, explainer)
             account_updates.append(
                 {
                     "id": account,
                     "limit_fen": step.new_limit_fen,
-                    "annual_rate_bp": o.annual_rate_bp,
+                    # a line the policy no longer lends to (rate 0) keeps charging its rate on
+                    # what is drawn: a worse risk never makes the debt free
+                    "annual_rate_bp": o.annual_rate_bp or current.annual_rate_bp,
                     "band": o.band,
                     "pd": o.pd,
                     "model_version": o.model_version,
@@ -364,12 +369,12 @@ def _write(
         if entries:
             session.execute(insert(Entry), entries)
         session.execute(insert(LimitChange), changes)
-        for account, reasons in to_freeze:
-            existing = frozen.get(account)
-            if existing is None or existing.kind == "cut":
-                text = "; ".join(r.text_en for r in reasons[:2])
-                freezes.freeze(session, account, "cut", f"review {month} cut the limit: {text}", today, now)
-                result.frozen += existing is None
+        cut_reasons = {
+            account: f"review {month} cut the limit: " + "; ".join(r.text_en for r in reasons[:2])
+            for account, reasons in to_freeze
+            if account not in frozen or frozen[account].kind == "cut"  # a referral's hold stays as it is
+        }
+        result.frozen += freezes.freeze_many(session, "cut", cut_reasons, today, now, frozen)
         lifted = [a for a in to_lift if a in frozen and frozen[a].kind == "cut"]
         freezes.lift(session, lifted)
         result.unfrozen += len(lifted)

@@ -9,34 +9,23 @@ status with the one-line message.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
 
-from federation.reasons import Reason
 from proto import bank_pb2, bank_pb2_grpc
 from server.credit.errors import BankError
 from server.credit.rules import TIERS
 from server.loanbook.applications import ApplicationView
 from server.loanbook.book import LoanBook
 from server.loanbook.review import ReviewResult
+from server.messages import account_to_proto, reasons_to_proto
 from server.monitoring import MonitorRow
 from server.security.guard import current_caller
 
 
 # -- messages --------------------------------------------------------------------------------
-def reason_to_proto(reason: Reason | Mapping[str, Any]) -> bank_pb2.Reason:
-    r = reason if isinstance(reason, Reason) else Reason.from_dict(reason)
-    return bank_pb2.Reason(
-        code=r.code, text_en=r.text_en, text_zh=r.text_zh, feature=r.feature, contribution=r.contribution
-    )
-
-
-def reasons_to_proto(reasons: Iterable[Reason | Mapping[str, Any]]) -> list[bank_pb2.Reason]:
-    return [reason_to_proto(r) for r in reasons]
-
-
 def monitor_row_to_proto(row: MonitorRow | Mapping[str, Any]) -> bank_pb2.MonitorRow:
     r = row if isinstance(row, MonitorRow) else MonitorRow(**row)
     message = bank_pb2.MonitorRow(
@@ -189,9 +178,7 @@ class LoanBookService(bank_pb2_grpc.LoanBookServiceServicer):
     def Clock(self, request: bank_pb2.ClockRequest, context: grpc.ServicerContext) -> bank_pb2.ClockReply:
         return clock_to_proto(self.loans.clock())
 
-    def AdvanceClock(
-        self, request: bank_pb2.AdvanceClockRequest, context: grpc.ServicerContext
-    ) -> bank_pb2.ClockReply:
+    def AdvanceClock(self, request: bank_pb2.AdvanceClockRequest, context: grpc.ServicerContext) -> bank_pb2.ClockReply:
         return clock_to_proto(self.loans.advance(int(request.days), current_caller().name))
 
     def SetClock(self, request: bank_pb2.SetClockRequest, context: grpc.ServicerContext) -> bank_pb2.ClockReply:
@@ -222,8 +209,6 @@ class LoanBookService(bank_pb2_grpc.LoanBookServiceServicer):
         return bank_pb2.MonitorReply(rows=[monitor_row_to_proto(r) for r in rows])
 
     def Unfreeze(self, request: bank_pb2.UnfreezeRequest, context: grpc.ServicerContext) -> bank_pb2.Account:
-        from server.grpc_app import account_to_proto
-
         account = _text(request.account_id, "account_id", 32)
         if not account:
             raise BankError("account_id is empty")

@@ -41,7 +41,9 @@ def limit_turnover(multiple_pct: int, turnover_fen: int, months: int, band: str,
 
 def limit_cap(max_fen: int) -> Reason:
     return Reason(
-        "LIMIT_CAP", f"limit capped at the bank's maximum of {yuan(max_fen)} yuan", f"额度以银行上限{yuan(max_fen)}元封顶"
+        "LIMIT_CAP",
+        f"limit capped at the bank's maximum of {yuan(max_fen)} yuan",
+        f"额度以银行上限{yuan(max_fen)}元封顶",
     )
 
 

@@ -30,7 +30,7 @@ def chain(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_queued_model_hash_is_anchored_by_the_flusher(tmp_path, make_model, chain) -> None:
-    from server.registry import audit_model
+    from server.model_audit import audit_model
 
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     Registry(url, tmp_path / "store").register(make_model(0.03))

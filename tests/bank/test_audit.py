@@ -9,7 +9,8 @@ import pytest
 from contracts.errors import ChainError
 from contracts.outbox import AnchorOutbox
 from server.credit.errors import BankError
-from server.registry import Registry, anchor_record, audit_model
+from server.model_audit import audit_model
+from server.registry import Registry, anchor_record
 
 
 @pytest.fixture(scope="module")

@@ -132,14 +132,18 @@ def test_a_custom_classification_policy_moves_the_thresholds() -> None:
     ]
     with pytest.raises(BankError, match="increase tier by tier"):
         CreditPolicy.from_dict(
-            {"band": [{"name": "P", "max_pd": 1.0, "turnover_multiple_pct": 100, "annual_rate_bp": 100}],
-             "classification": {"substandard_dpd": 400}},
+            {
+                "band": [{"name": "P", "max_pd": 1.0, "turnover_multiple_pct": 100, "annual_rate_bp": 100}],
+                "classification": {"substandard_dpd": 400},
+            },
             "p.toml",
         )
     with pytest.raises(BankError, match=r"\[draw\] has no setting 'term'"):
         CreditPolicy.from_dict(
-            {"band": [{"name": "P", "max_pd": 1.0, "turnover_multiple_pct": 100, "annual_rate_bp": 100}],
-             "draw": {"term": 3}},
+            {
+                "band": [{"name": "P", "max_pd": 1.0, "turnover_multiple_pct": 100, "annual_rate_bp": 100}],
+                "draw": {"term": 3},
+            },
             "p.toml",
         )
 

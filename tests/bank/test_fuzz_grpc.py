@@ -137,12 +137,19 @@ def calls(account: str) -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("Deliver"), alert | valid_alert),
         st.tuples(
             st.just("Review"),
-            st.builds(bank_pb2.ReviewRequest, month=st.sampled_from(["2026-03", "2026-13", ""]) | texts, model_version=versions),
+            st.builds(
+                bank_pb2.ReviewRequest,
+                month=st.sampled_from(["2026-03", "2026-13", ""]) | texts,
+                model_version=versions,
+            ),
         ),
         st.tuples(st.just("Clock"), st.just(bank_pb2.ClockRequest())),
         st.tuples(
             st.just("AdvanceClock"),
-            st.builds(bank_pb2.AdvanceClockRequest, days=st.sampled_from([0, 1, 31, -5, 3661]) | st.integers(-(2**31), 2**31 - 1)),
+            st.builds(
+                bank_pb2.AdvanceClockRequest,
+                days=st.sampled_from([0, 1, 31, -5, 3661]) | st.integers(-(2**31), 2**31 - 1),
+            ),
         ),
         st.tuples(
             st.just("SetClock"),
@@ -153,7 +160,11 @@ def calls(account: str) -> st.SearchStrategy[tuple[str, Any]]:
         ),
         st.tuples(
             st.just("Metrics"),
-            st.builds(bank_pb2.MetricsRequest, month=st.sampled_from(["", "2026-03", "2999-12"]) | texts, months=st.integers(-(2**31), 2**31 - 1)),
+            st.builds(
+                bank_pb2.MetricsRequest,
+                month=st.sampled_from(["", "2026-03", "2999-12"]) | texts,
+                months=st.integers(-(2**31), 2**31 - 1),
+            ),
         ),
         st.tuples(
             st.just("Applications"),
@@ -167,7 +178,12 @@ def calls(account: str) -> st.SearchStrategy[tuple[str, Any]]:
         ),
         st.tuples(
             st.just("Monitor"),
-            st.builds(bank_pb2.MonitorRequest, month=st.sampled_from(["", "2026-03"]) | texts, model_version=versions, refresh=st.booleans()),
+            st.builds(
+                bank_pb2.MonitorRequest,
+                month=st.sampled_from(["", "2026-03"]) | texts,
+                model_version=versions,
+                refresh=st.booleans(),
+            ),
         ),
         st.tuples(st.just("Unfreeze"), st.builds(bank_pb2.UnfreezeRequest, account_id=accounts)),
         st.tuples(
@@ -201,7 +217,16 @@ class Bank:
             **{n: getattr(alerts_pb2_grpc.AlertServiceStub(self.channel), n) for n in ("Deliver", "List")},
             **{
                 n: getattr(bank_pb2_grpc.LoanBookServiceStub(self.channel), n)
-                for n in ("Review", "Clock", "AdvanceClock", "SetClock", "Metrics", "Applications", "Monitor", "Unfreeze")
+                for n in (
+                    "Review",
+                    "Clock",
+                    "AdvanceClock",
+                    "SetClock",
+                    "Metrics",
+                    "Applications",
+                    "Monitor",
+                    "Unfreeze",
+                )
             },
         }
 

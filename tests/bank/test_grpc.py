@@ -13,7 +13,7 @@ from proto import bank_pb2, bank_pb2_grpc, platform_pb2, platform_pb2_grpc
 from proto.channel import connect
 from server.credit.accounts import CreditBook
 from server.feature_store import FeatureStore
-from server.grpc_app import rows_to_proto
+from server.messages import rows_to_proto
 from server.registry import Registry
 from tests.bank.conftest import merchant_rows
 

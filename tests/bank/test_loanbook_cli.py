@@ -28,9 +28,7 @@ def yinqi(*args: str, columns: int = 80, env: dict[str, str] | None = None) -> s
     """The CLI as its own process, its output piped (not a terminal), COLUMNS wide."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("YINQI_")}
     full.update(env or {}, COLUMNS=str(columns), NO_COLOR="1")
-    return subprocess.run(
-        [sys.executable, "-m", "yinqi", *args], capture_output=True, text=True, timeout=120, env=full
-    )
+    return subprocess.run([sys.executable, "-m", "yinqi", *args], capture_output=True, text=True, timeout=120, env=full)
 
 
 @pytest.fixture
@@ -105,6 +103,11 @@ def test_tables_fold_instead_of_cutting_on_a_narrow_pipe(book) -> None:
         done = yinqi(*args, "--db", url, columns=60, env=env)
         assert done.returncode == 0, done.stderr
         assert "…" not in done.stdout, (args, done.stdout)
+    review = yinqi("bank", "review", "--month", "2026-03", "--db", url, columns=60, env=env)
+    assert review.returncode == 0, review.stderr
+    assert "…" not in review.stdout
+    counts = [line for line in review.stdout.splitlines() if "raised / cut / kept" in line]
+    assert len(counts) == 1 and "0 / 0 / 1" in counts[0]  # the same data as the opening: kept
     metrics = yinqi("bank", "metrics", "--db", url, columns=60, env=env).stdout
     assert "申请量" in metrics and "通过率" in metrics and "不良率" in metrics
     assert metrics.index("申请量") < metrics.index("正常")  # the three numbers come first
@@ -116,7 +119,10 @@ def test_mistakes_are_one_line_with_exit_code_2(book) -> None:
         (("bank", "review", "--month", "2026-13"), "error: month '2026-13': expected YYYY-MM, e.g. 2026-03"),
         (("bank", "clock", "set", "someday"), "error: date 'someday': expected YYYY-MM-DD"),
         (("bank", "metrics", "--month", "March"), "error: month 'March': expected YYYY-MM, e.g. 2026-03"),
-        (("bank", "applications", "--outcome", "maybe"), "error: outcome 'maybe': expected one of approved, declined, referred"),
+        (
+            ("bank", "applications", "--outcome", "maybe"),
+            "error: outcome 'maybe': expected one of approved, declined, referred",
+        ),
     ]:
         done = yinqi(*args, "--db", url, env=env)
         assert (done.returncode, done.stderr.strip()) == (2, message), args

@@ -119,7 +119,12 @@ def test_a_shifted_month_raises_a_stored_psi_alert_shown_in_the_metrics(bank) ->
     assert found["psi:amount"].population == 150
     assert found["psi:score"].value == pytest.approx(0.0, abs=1e-9) and not found["psi:score"].alert
     assert not found["psi:count"].alert and not found["psi:category"].alert
-    assert [r.metric for r in stored(bank.engine, "2026-01", alerts_only=True)] == ["psi:amount", "psi:avg_rating", "psi:growth", "psi:inventory_turnover"]
+    assert [r.metric for r in stored(bank.engine, "2026-01", alerts_only=True)] == [
+        "psi:amount",
+        "psi:avg_rating",
+        "psi:growth",
+        "psi:inventory_turnover",
+    ]
     january = metrics(bank.engine, bank.policy.classification)["months"][-1]
     assert [a["metric"] for a in january["alerts"]] == [
         "psi:amount",

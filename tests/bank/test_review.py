@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from federation.storage import session_scope
 from server.credit.accounts import CreditBook, Entry
 from server.credit.errors import BankError
+from server.credit.policy import Band, CreditPolicy
 from server.credit.promotion import promote
 from server.feature_store import FeatureStore
 from server.loanbook import changes, eod
@@ -142,6 +143,21 @@ def test_a_cut_is_held_at_what_is_drawn_and_a_later_raise_lifts_the_freeze(book)
     book.draw(line.account_id, 10_000)
 
 
+def test_a_line_reviewed_into_the_decline_band_keeps_its_rate_on_what_is_drawn(book) -> None:
+    report(book, "m1", rows([3000, 3000, 3000]))
+    line = book.open("m1", rows([3000, 3000, 3000]))  # PD 0.03: band B, 9 %
+    book.draw(line.account_id, 365_000, 90)
+    stricter = CreditPolicy(bands=(Band("A", 0.02, 300, 600), Band("decline", 1.0, 0, 0)))
+    strict = CreditBook(book.engine, registry=book.scorer.registry, policy=stricter)
+    report(book, "m1", rows([3000, 3000, 3000, 3000]))
+    eod.advance(book, 1, "test")
+    result = review(strict, "2026-04")
+    after = book.get(line.account_id)
+    assert (result.cut, after.band, after.limit_fen, after.annual_rate_bp) == (1, "decline", 365_000, 900)
+    moved = eod.advance(book, 10, "test")
+    assert moved["interest_fen"] == 10 * 90  # 365,000 fen at 9 %: 90 fen a day
+
+
 def test_no_raise_while_a_draw_is_past_due(book) -> None:
     report(book, "m1", rows([1000, 1000, 1000]))
     line = book.open("m1", rows([1000, 1000, 1000]))  # limit 200,000
@@ -171,7 +187,9 @@ def test_every_reviewed_line_is_stored_once_per_month_and_lines_without_data_are
     third = review(book, "2026-04")
     assert (third.already, third.reviewed) == (2, 0)
     with session_scope(book.engine) as session:
-        reviews = session.scalar(select(func.count()).select_from(changes.LimitChange).where(changes.LimitChange.kind == "review"))
+        reviews = session.scalar(
+            select(func.count()).select_from(changes.LimitChange).where(changes.LimitChange.kind == "review")
+        )
         decisions = session.scalar(select(func.count()).select_from(Decision).where(Decision.purpose == "review"))
         limit_entries = session.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "limit"))
         runs = session.scalar(select(func.count()).select_from(changes.ReviewRun))

@@ -148,7 +148,7 @@ def _anchored_copy(deployed: Deployed, tmp_path: Path, chain) -> tuple[str, str]
 def test_audit_model_rehashes_what_the_bank_holds_of_a_vertical_version(
     deployed: Deployed, tmp_path: Path, chain
 ) -> None:
-    from server.registry import audit_model
+    from server.model_audit import audit_model
 
     url, version = _anchored_copy(deployed, tmp_path, chain)
     result = audit_model(version, engine=url, chain=chain)
@@ -175,7 +175,7 @@ def test_audit_model_rehashes_what_the_bank_holds_of_a_vertical_version(
 def test_audit_model_refuses_a_vertical_version_changed_after_registration(
     deployed: Deployed, tmp_path: Path, chain, tamper, message: str
 ) -> None:
-    from server.registry import audit_model
+    from server.model_audit import audit_model
 
     url, version = _anchored_copy(deployed, tmp_path, chain)
     target = tamper(tmp_path / "store" / version)
