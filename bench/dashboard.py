@@ -145,7 +145,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    from yinqi.cli_bank import print_wide
+    from yinqi.tables import print_wide
 
     rows = []
     for name in PAGES:

@@ -87,8 +87,8 @@ class ConsentBook:
                 latest = select(ConsentEvent.merchant_id, func.max(ConsentEvent.id).label("last"))
                 if chunk is not None:
                     latest = latest.where(ConsentEvent.merchant_id.in_(chunk))
-                latest = latest.group_by(ConsentEvent.merchant_id).subquery()
-                query = select(ConsentEvent).join(latest, ConsentEvent.id == latest.c.last)
+                last_ids = latest.group_by(ConsentEvent.merchant_id).subquery()
+                query = select(ConsentEvent).join(last_ids, ConsentEvent.id == last_ids.c.last)
                 for event in session.scalars(query):
                     out[event.merchant_id] = ConsentRecord(
                         event.merchant_id, event.granted, as_utc(event.at), event.note

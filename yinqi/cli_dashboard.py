@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from yinqi.cli_bank import Db, ModelsDir, console
+from yinqi.bank_options import Db, ModelsDir, console
 
 Certs = Annotated[
     Path,

@@ -288,7 +288,7 @@ def train(
     if as_json:
         print(json.dumps(summary, default=str))
         return
-    from yinqi.cli_bank import readable_table
+    from yinqi.tables import readable_table
 
     table = readable_table(None, ("round", "seconds", "participants", "dropped/refused", "federated AUC"))
     for r in report.rounds:

@@ -222,7 +222,7 @@ def train(
 
 
 def _print_report(report: Report) -> None:
-    from yinqi.cli_bank import print_wide
+    from yinqi.tables import print_wide
 
     print_wide(
         console,

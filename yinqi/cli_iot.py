@@ -418,7 +418,7 @@ def alerts(
         for row in rows:
             print(json.dumps(row, sort_keys=True))
         return
-    from yinqi.cli_bank import readable_table
+    from yinqi.tables import readable_table
 
     table = readable_table(
         f"alerts ({'bank ' + bank if bank else 'local store'}): {len(rows)}",

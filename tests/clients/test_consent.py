@@ -75,7 +75,7 @@ def test_consented_table_filters_labels_with_the_rows(db_url):
     kept = consented_table(table, db_url)
     assert (kept.frame["amount"].tolist(), kept.y.tolist(), kept.ids.tolist()) == ([2.0, 3.0], [1, 1], ["b", "b"])
     ConsentBook(db_url).withdraw(["b"])
-    with pytest.raises(ConsentError, match="p1.csv: no merchant in this file has consent in force"):
+    with pytest.raises(ConsentError, match=r"p1\.csv: no merchant in this file has consent in force"):
         consented_table(table, db_url)
 
 
