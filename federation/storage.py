@@ -96,6 +96,26 @@ def forget_engine(url: str) -> None:
         engine.dispose()
 
 
+def cached_urls() -> set[str]:
+    """The URLs whose engines are cached in this process."""
+    with _lock:
+        return set(_engines)
+
+
+def close_connections(url: str) -> None:
+    """Close the pooled connections of `url`'s cached engine, keeping the engine (it reconnects
+    on next use). For a file or server database only: an in-memory SQLite lives in its one
+    connection, so it is left alone."""
+    with _lock:
+        engine = _engines.get(url)
+    if engine is not None and not _in_memory(url):
+        engine.dispose()
+
+
+def _in_memory(url: str) -> bool:
+    return url.startswith("sqlite") and (url.rstrip("/") in ("sqlite:", "sqlite+pysqlite:") or ":memory:" in url)
+
+
 def url_of(engine: Engine) -> str:
     """The engine's URL with its password, to open a sibling component on the same database."""
     return engine.url.render_as_string(hide_password=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,19 @@ def free_port() -> int:
 
 
 PG_URL = os.environ.get("YINQI_TEST_PG_URL")
+
+
+@pytest.fixture(autouse=True)
+def _close_databases_a_test_opened() -> Iterator[None]:
+    """Engines are cached per URL for the process; each test's fresh database would otherwise
+    keep its pooled files open to the end of the session. Past 1,024 descriptors, libraries
+    that still use select() (paho-mqtt) fail on every new socket."""
+    from federation import storage
+
+    before = storage.cached_urls()
+    yield
+    for url in storage.cached_urls() - before:
+        storage.close_connections(url)
 
 
 @pytest.fixture

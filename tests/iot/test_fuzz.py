@@ -20,6 +20,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from federation.storage import forget_engine
 from iot.errors import IotError
 from iot.formats import TelemetryReader, load_formats
 from iot.monitor import Monitor
@@ -110,7 +111,14 @@ def test_any_message_is_read_or_rejected_with_a_one_line_reason(topic: str, payl
 @FUZZ
 @given(messages=st.lists(st.tuples(topics, payloads), min_size=1, max_size=8))
 def test_every_message_is_stored_or_dead_lettered_and_alerting_goes_on(tmp_path_factory, messages) -> None:
-    store = IotStore(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'iot.db'}")
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'iot.db'}"
+    try:
+        _every_message_is_stored_or_dead_lettered(IotStore(url), messages)
+    finally:
+        forget_engine(url)  # one database per example: keep the process's open files bounded
+
+
+def _every_message_is_stored_or_dead_lettered(store: IotStore, messages: list[tuple[str, bytes]]) -> None:
     monitor = Monitor(store, Rules(), clock=FakeClock(T0), wall=lambda: WALL)
     for topic, payload in messages:
         monitor.handle(topic, payload)  # never raises: the store works
