@@ -61,15 +61,7 @@ class ClientRunConfig:
 
     def plan_request(self) -> PlanRequest:
         """What the run asks of a platform's local training (None: the default)."""
-        return PlanRequest(
-            dp=self.dp,
-            local_steps=self.local_steps,
-            local_epochs=self.local_epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            max_grad_norm=self.max_grad_norm,
-        )
+        return PlanRequest.of(self)
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> ClientRunConfig:

@@ -62,6 +62,12 @@ class PlanRequest:
     momentum: float | None = None
     max_grad_norm: float | None = None
 
+    @classmethod
+    def of(cls, settings: Any) -> PlanRequest:
+        """The request a run's settings make (the bank's `FederationConfig` and the platform's
+        reading of the run config carry the same attribute names)."""
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+
 
 @dataclass(frozen=True)
 class LocalPlan:

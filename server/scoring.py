@@ -111,6 +111,24 @@ class Outcome:
         data["reasons"] = [r.to_dict() for r in self.reasons]
         return data
 
+    def decision_values(self, purpose: str, account_id: str | None, created_at: datetime) -> dict[str, Any]:
+        """The `Decision` row this outcome is stored as (for bulk inserts: reviews, onboarding)."""
+        return {
+            "merchant_id": self.merchant_id,
+            "purpose": purpose,
+            "account_id": account_id,
+            "model_version": self.model_version,
+            "model_sha256": self.model_sha256,
+            "inputs_hash": self.inputs_hash,
+            "inputs": list(self.inputs),
+            "pd": self.pd,
+            "band": self.band,
+            "turnover_fen": self.turnover_fen,
+            "limit_fen": self.limit_fen,
+            "annual_rate_bp": self.annual_rate_bp,
+            "created_at": created_at,
+        }
+
 
 def _clean_value(where: str, name: str, value: Any) -> Any:
     if isinstance(value, (bool, np.bool_)):

@@ -156,15 +156,7 @@ class FederationConfig(BaseModel):
 
     def plan_request(self) -> PlanRequest:
         """What the run asks of each platform's local training (None: the default plan)."""
-        return PlanRequest(
-            dp=self.dp,
-            local_steps=self.local_steps,
-            local_epochs=self.local_epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            max_grad_norm=self.max_grad_norm,
-        )
+        return PlanRequest.of(self)
 
     def ledger_url(self) -> str:
         return self.ledger_db or f"sqlite:///{(self.out / 'ledger.db').resolve()}"

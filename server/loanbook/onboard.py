@@ -75,24 +75,7 @@ def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -
     decision_ids = list(
         session.scalars(
             insert(Decision).returning(Decision.id, sort_by_parameter_order=True),
-            [
-                {
-                    "merchant_id": o.merchant_id,
-                    "purpose": "open",
-                    "account_id": account,
-                    "model_version": o.model_version,
-                    "model_sha256": o.model_sha256,
-                    "inputs_hash": o.inputs_hash,
-                    "inputs": list(o.inputs),
-                    "pd": o.pd,
-                    "band": o.band,
-                    "turnover_fen": o.turnover_fen,
-                    "limit_fen": o.limit_fen,
-                    "annual_rate_bp": o.annual_rate_bp,
-                    "created_at": now,
-                }
-                for _, o, account in fresh
-            ],
+            [o.decision_values("open", account, now) for _, o, account in fresh],
         )
     )
     reasons = {account: [r.to_dict() for r in o.reasons] for _, o, account in fresh}

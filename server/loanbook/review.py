@@ -250,24 +250,7 @@ def _write(
         decision_ids = list(
             session.scalars(
                 insert(Decision).returning(Decision.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "merchant_id": o.merchant_id,
-                        "purpose": "review",
-                        "account_id": account,
-                        "model_version": o.model_version,
-                        "model_sha256": o.model_sha256,
-                        "inputs_hash": o.inputs_hash,
-                        "inputs": list(o.inputs),
-                        "pd": o.pd,
-                        "band": o.band,
-                        "turnover_fen": o.turnover_fen,
-                        "limit_fen": o.limit_fen,
-                        "annual_rate_bp": o.annual_rate_bp,
-                        "created_at": now,
-                    }
-                    for account, o in scored
-                ],
+                [o.decision_values("review", account, now) for account, o in scored],
             )
         )
         features = list(scored[0][1].contributions)
