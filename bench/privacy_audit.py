@@ -4,7 +4,7 @@ For each architecture (logistic, MLP), one model is trained by the real federati
 simulation, SecAgg+, merchant-level DP-SGD at ε=8, the default plan) on the synthetic
 platforms' members: a random half of each platform's merchants, the other half held out as the
 non-members (the same population, so a difference the attack finds is membership, not a shift
-between files). `federation.audit.audit_model` then attacks that model and models retrained the
+between files). `clients.privacy_audit.audit_model` then attacks that model and models retrained the
 same way at ε = 3, 1 and ∞ (no DP). Per model: the test file's AUC (the released model),
 the loss-threshold attack's and LiRA's AUC and TPR at 1 % FPR, the most TPR at 1 % FPR that
 (ε, δ)-DP allows any attack, and LiRA's AUC among merchants with a default and without (where
@@ -74,7 +74,7 @@ def main() -> None:
     months = args.months or (6 if args.quick else 12)
     shadows = args.shadows or (4 if args.quick else 8)
 
-    from federation.audit import audit_model, epsilon_label, plot_roc
+    from clients.privacy_audit import audit_model, epsilon_label, plot_roc
     from federation.synth import make_feature_files
     from server.fl.config import FederationConfig
     from yinqi.harness.federated import run_federation

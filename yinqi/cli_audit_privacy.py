@@ -1,6 +1,6 @@
 """`yinqi audit privacy`: a membership-inference audit of a released credit model.
 
-The attacks and the retraining live in `federation.audit`; this module reads the flags, shows
+The attacks and the retraining live in `clients.privacy_audit`; this module reads the flags, shows
 progress, prints the table (or JSON) and writes the ROC plot.
 """
 
@@ -45,7 +45,7 @@ def privacy(
     as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
 ) -> None:
     """Can an attacker tell whether a merchant trained MODEL? Loss-threshold and LiRA attacks per privacy unit."""
-    from federation.audit import audit_model, parse_epsilon, plot_roc
+    from clients.privacy_audit import audit_model, parse_epsilon, plot_roc
 
     wanted = [parse_epsilon(text) for text in compare] if compare else None
     with console.status("privacy audit: starting") as status:

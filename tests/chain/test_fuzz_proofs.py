@@ -166,7 +166,7 @@ def _mutate(proof: dict[str, Any], mutation: tuple[str, Any, Any], proofs: list[
     doc = json.loads(json.dumps(proof))
     if op in ("set", "hex"):
         doc[a] = b
-    elif op == "flip":
+    elif op == "flip" and a in doc:  # an earlier change may have deleted the field
         doc[a] = _flip_hex(str(doc[a]), b)
     elif op == "flip-sibling" and doc["proof"]:
         i = a % len(doc["proof"])

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federation.audit import dp_tpr_bound, evaluate_attack, lira_scores
+from clients.privacy_audit import dp_tpr_bound, evaluate_attack, lira_scores
 
 
 def _merchants(path: Path, prefix: str, count: int, rng: np.random.Generator, months: int = 4) -> Path:
@@ -174,7 +174,7 @@ def test_attack_scoring_and_the_dp_bound() -> None:
 
 def test_a_central_yardstick_is_audited_as_a_model_without_dp(overfit, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Its report carries the run's DP settings, but it trained without DP: audited at ε = ∞."""
-    from federation.audit import audit_model
+    from clients.privacy_audit import audit_model
     from server.fl.config import FederationConfig
     from yinqi.harness.central import train_central
 

@@ -1,5 +1,9 @@
 """An empirical privacy audit: can an attacker tell whether a merchant's data trained a model?
 
+It lives with the platform's code because its shadow models must be trained exactly as a
+platform trains (`clients.train`); a platform audits its own released model, or the platforms
+audit one together.
+
 Membership inference against a released model, per privacy unit (a merchant: all of its rows),
 with two attacks:
 
