@@ -27,6 +27,7 @@ def port_taken(host: str, port: int) -> bool:
     gRPC servers bind with SO_REUSEPORT, so a second server on a taken port would start
     and share it silently; checking first turns that into a clear refusal."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed bank's TIME_WAIT is not "taken"
         try:
             sock.bind((host, port))
         except OSError:
