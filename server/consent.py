@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import BigInteger, Boolean, Engine, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import BigInteger, Boolean, Engine, Integer, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import as_utc, utcnow
 from federation.storage import UtcDateTime, session_scope
@@ -127,27 +127,20 @@ class ConsentRegistry:
         except IntegrityError:
             return self.record(platform, events)
 
-    def consented(self, merchant_ids: Sequence[str]) -> np.ndarray:
-        """Boolean mask: True where the merchant's latest reported event is a grant."""
+    def consented(self, merchant_ids: Sequence[str], session: Session | None = None) -> np.ndarray:
+        """Boolean mask: True where the merchant's latest reported event is a grant (read in
+        `session` when given: a score reads its model, consent and date in one transaction)."""
+        if session is None:
+            with session_scope(self.engine) as own:
+                return self.consented(merchant_ids, own)
         wanted = sorted({str(m) for m in merchant_ids})
         latest: dict[str, bool] = {}
-        with session_scope(self.engine) as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                newest = (
-                    select(ReportedConsent.merchant_id, func.max(ReportedConsent.at).label("at"))
-                    .where(ReportedConsent.merchant_id.in_(chunk))
-                    .group_by(ReportedConsent.merchant_id)
-                    .subquery()
-                )
-                rows = session.execute(
-                    select(ReportedConsent.merchant_id, ReportedConsent.granted, ReportedConsent.id)
-                    .join(
-                        newest,
-                        (ReportedConsent.merchant_id == newest.c.merchant_id) & (ReportedConsent.at == newest.c.at),
-                    )
-                    .order_by(ReportedConsent.id)
-                )
-                for merchant, granted, _id in rows:
-                    latest[merchant] = bool(granted)  # same instant twice: the later report wins
+        for start in range(0, len(wanted), 500):
+            query = (
+                select(ReportedConsent.merchant_id, ReportedConsent.granted)
+                .where(ReportedConsent.merchant_id.in_(wanted[start : start + 500]))
+                .order_by(ReportedConsent.at, ReportedConsent.id)
+            )
+            for merchant, granted in session.execute(query):
+                latest[merchant] = bool(granted)  # the newest event wins; same instant: the later report
         return np.array([latest.get(str(m), False) for m in merchant_ids], dtype=bool)

@@ -153,29 +153,34 @@ class Registry:
         self.store = Path(store) if store else data_dir() / "models"
 
     # -- reading -------------------------------------------------------------------------
-    def get(self, version: str) -> ModelVersion:
-        with session_scope(self.engine) as session:
-            row = session.get(ModelVersion, version)
-            if row is None:
-                known = session.scalars(select(ModelVersion.version).order_by(ModelVersion.number)).all()
-                raise BankError(
-                    f"model version '{version}' is not registered (known: {', '.join(known) or 'none'})", "not_found"
-                )
-            return row
+    def get(self, version: str, session: Session | None = None) -> ModelVersion:
+        if session is None:
+            with session_scope(self.engine) as own:
+                return self.get(version, own)
+        row = session.get(ModelVersion, version)
+        if row is None:
+            known = session.scalars(select(ModelVersion.version).order_by(ModelVersion.number)).all()
+            raise BankError(
+                f"model version '{version}' is not registered (known: {', '.join(known) or 'none'})", "not_found"
+            )
+        return row
 
     def list(self) -> list[ModelVersion]:
         with session_scope(self.engine) as session:
             return list(session.scalars(select(ModelVersion).order_by(ModelVersion.number)))
 
-    def promoted(self) -> ModelVersion | None:
-        with session_scope(self.engine) as session:
-            return session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted")).first()
+    def promoted(self, session: Session | None = None) -> ModelVersion | None:
+        if session is None:
+            with session_scope(self.engine) as own:
+                return self.promoted(own)
+        return session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted")).first()
 
-    def resolve(self, version: str | None) -> ModelVersion:
-        """A named version, or the promoted one when `version` is empty."""
+    def resolve(self, version: str | None, session: Session | None = None) -> ModelVersion:
+        """A named version, or the promoted one when `version` is empty (read in `session`
+        when given)."""
         if version:
-            return self.get(version)
-        current = self.promoted()
+            return self.get(version, session)
+        current = self.promoted(session)
         if current is None:
             raise BankError(
                 "no model version is promoted; name one (e.g. --model v1) or run `yinqi bank promote VERSION`",

@@ -28,7 +28,7 @@ from federation.clock import utcnow
 from federation.explain import attribute, reference_vector, top_features
 from federation.features import FEATURE_LABEL, ID_COLUMNS
 from federation.reasons import Reason, feature_reason
-from federation.storage import UtcDateTime, session_scope
+from federation.storage import UtcDateTime, insert_rows, session_scope
 from server.consent import ConsentRegistry
 from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy, LimitDecision
@@ -209,15 +209,16 @@ class Scorer:
         self.engine = bank_engine(engine)
         self.registry = registry or Registry(self.engine)
         self.policy = policy or CreditPolicy.load()
-        self.consent = consent or ConsentRegistry(self.engine).consented
+        self.consent = consent
+        self._consents = ConsentRegistry(self.engine)  # the default: what the platforms reported
         self.clock = Clock(self.engine)
         self._models: dict[str, Any] = {}
         self._explainers: dict[str, Explainer] = {}
         self._lock = threading.Lock()
 
-    def model(self, version: str | None) -> tuple[str, str, Any]:
+    def model(self, version: str | None, session: Session | None = None) -> tuple[str, str, Any]:
         """(version, sha256, loaded model); files are re-hashed once per process on first use."""
-        row = self.registry.resolve(version)
+        row = self.registry.resolve(version, session)
         with self._lock:
             cached = self._models.get(row.version)
             if cached is None:
@@ -246,6 +247,7 @@ class Scorer:
         explain: bool = True,
         checked: bool = False,
         consented: bool = False,
+        session: Session | None = None,
     ) -> list[Outcome | BankError]:
         """Score many merchants with one model; per merchant an `Outcome` or the reason why not.
 
@@ -253,12 +255,11 @@ class Scorer:
         merchant, `federation.explain`); with `explain` also its outcome and reason codes in
         words. `checked`: the rows come from the bank's feature store, already checked and in
         canonical form. `consented`: the caller checked consent already (a review does, in bulk).
+        `session`: where the model version and consent are read (default: a transaction each).
         """
-        import pandas as pd
-
         from federation.model import predict_proba_array
 
-        name, sha256, model = self.model(version)
+        name, sha256, model = self.model(version, session)
         explainer = self._explainers[name]
         prepared: list[tuple[str, tuple[Row, ...]] | BankError] = []
         for merchant_id, rows in requests:
@@ -272,8 +273,12 @@ class Scorer:
         ids = [p[0] for p in prepared if not isinstance(p, BankError)]
         if consented:
             mask = iter(np.ones(len(ids), dtype=bool))
+        elif not ids:
+            mask = iter(())
+        elif self.consent is not None:
+            mask = iter(np.asarray(self.consent(ids), dtype=bool))
         else:
-            mask = iter(np.asarray(self.consent(ids), dtype=bool)) if ids else iter(())
+            mask = iter(self._consents.consented(ids, session))
         results: list[Outcome | BankError] = [None] * len(prepared)  # type: ignore[list-item]
         scorable: list[tuple[int, str, tuple[Row, ...]]] = []
         for i, item in enumerate(prepared):
@@ -306,7 +311,7 @@ class Scorer:
                 frame_rows.append({c: newest[c] for c in columns})
         scorable = ready
         if scorable:
-            x = model.encoder.transform(pd.DataFrame(frame_rows, columns=columns), file="<score request>")
+            x = model.encoder.transform_records(frame_rows, file="<score request>")
             pds = predict_proba_array(model.model, x)
             attribution = attribute(model.model, explainer.architecture, model.encoder, x, explainer.reference)
             top = top_features(attribution.values, MODEL_REASONS) if explain else None
@@ -355,24 +360,6 @@ class Scorer:
     def limit_of(self, outcome: Outcome) -> LimitDecision:
         return LimitDecision(outcome.band, outcome.pd, outcome.turnover_fen, outcome.limit_fen, outcome.annual_rate_bp)
 
-    @staticmethod
-    def _row(outcome: Outcome, purpose: str, account_id: str | None, now: datetime) -> Decision:
-        return Decision(
-            merchant_id=outcome.merchant_id,
-            purpose=purpose,
-            account_id=account_id,
-            model_version=outcome.model_version,
-            model_sha256=outcome.model_sha256,
-            inputs_hash=outcome.inputs_hash,
-            inputs=list(outcome.inputs),
-            pd=outcome.pd,
-            band=outcome.band,
-            turnover_fen=outcome.turnover_fen,
-            limit_fen=outcome.limit_fen,
-            annual_rate_bp=outcome.annual_rate_bp,
-            created_at=now,
-        )
-
     @classmethod
     def record(
         cls,
@@ -394,12 +381,10 @@ class Scorer:
         account_id: str | None = None,
         now: datetime | None = None,
     ) -> list[Outcome]:
-        """Store several decisions with one flush (one multi-row INSERT where the backend can)."""
+        """Store several decisions in one executemany."""
         now = now or utcnow()
-        rows = [cls._row(o, purpose, account_id, now) for o in outcomes]
-        session.add_all(rows)
-        session.flush()
-        return [replace(o, decision_id=row.id) for o, row in zip(outcomes, rows, strict=True)]
+        ids = insert_rows(session, Decision, [o.decision_values(purpose, account_id, now) for o in outcomes], ids=True)
+        return [replace(o, decision_id=i) for o, i in zip(outcomes, ids, strict=True)]
 
     @staticmethod
     def record_applications(
@@ -411,39 +396,39 @@ class Scorer:
     ) -> list[Outcome]:
         """Store each (already recorded) decision as an application; returns them with its id."""
         rows = [
-            Application(
-                merchant_id=o.merchant_id,
-                month=month_of(now.date()),
-                applied_at=now,
-                purpose=purpose,
-                outcome=o.outcome,
-                decision_id=o.decision_id,
-                account_id=account_id,
-                model_version=o.model_version,
-                model_sha256=o.model_sha256,
-                inputs_hash=o.inputs_hash,
-                pd=o.pd,
-                band=o.band,
-                limit_fen=o.limit_fen,
-                annual_rate_bp=o.annual_rate_bp,
-                reasons=[r.to_dict() for r in o.reasons],
-                contributions=o.contributions,
-            )
+            {
+                "merchant_id": o.merchant_id,
+                "month": month_of(now.date()),
+                "applied_at": now,
+                "purpose": purpose,
+                "outcome": o.outcome,
+                "decision_id": o.decision_id,
+                "account_id": account_id,
+                "model_version": o.model_version,
+                "model_sha256": o.model_sha256,
+                "inputs_hash": o.inputs_hash,
+                "pd": o.pd,
+                "band": o.band,
+                "limit_fen": o.limit_fen,
+                "annual_rate_bp": o.annual_rate_bp,
+                "reasons": [r.to_dict() for r in o.reasons],
+                "contributions": o.contributions,
+            }
             for o in outcomes
         ]
-        session.add_all(rows)
-        session.flush()
-        return [replace(o, application_id=row.id) for o, row in zip(outcomes, rows, strict=True)]
+        ids = insert_rows(session, Application, rows, ids=True)
+        return [replace(o, application_id=i) for o, i in zip(outcomes, ids, strict=True)]
 
     def score(
         self, merchant_id: str, rows: Sequence[Row], version: str | None = None, *, now: datetime | None = None
     ) -> Outcome:
         """Score one merchant and store the decision and the application; `BankError` (nothing
         stored) if refused."""
-        result = self.evaluate([(merchant_id, rows)], version)[0]
+        with session_scope(self.engine) as session:  # one read: model version, consent, business date
+            result = self.evaluate([(merchant_id, rows)], version, session=session)[0]
+            now = now or self.clock.now(session)
         if isinstance(result, BankError):
             raise result
-        now = now or self.clock.now()
         with session_scope(self.engine) as session:
             recorded = self.record(session, result, "score", now=now)
             return self.record_applications(session, [recorded], "score", now)[0]

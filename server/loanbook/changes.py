@@ -8,6 +8,7 @@ the model's contributions per feature (the next review explains what moved again
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -75,10 +76,16 @@ def latest(session: Session, account_ids: list[str] | None = None) -> dict[str, 
     return found
 
 
-def reviewed(session: Session, month: str) -> set[str]:
-    """Accounts already reviewed for `month`."""
+def reviewed(session: Session, month: str, account_ids: Sequence[str] | None = None) -> set[str]:
+    """Accounts already reviewed for `month` (among `account_ids` when given: a review's chunk
+    checks its own lines, not every line reviewed so far)."""
     query = select(LimitChange.account_id).where(LimitChange.kind == "review", LimitChange.review_month == month)
-    return set(session.scalars(query))
+    if account_ids is None:
+        return set(session.scalars(query))
+    ids, found = list(account_ids), set()
+    for start in range(0, len(ids), 500):
+        found.update(session.scalars(query.where(LimitChange.account_id.in_(ids[start : start + 500]))))
+    return found
 
 
 def history(engine: Engine, account_id: str) -> list[dict[str, Any]]:

@@ -78,16 +78,18 @@ class Clock:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def state(self) -> ClockState:
-        with session_scope(self.engine) as session:
+    def state(self, session: Session | None = None) -> ClockState:
+        if session is not None:
             return read(session)
+        with session_scope(self.engine) as own:
+            return read(own)
 
     def today(self) -> date:
         return self.state().today
 
-    def now(self) -> datetime:
-        """The business date with the wall clock's time of day (UTC)."""
-        state = self.state()
+    def now(self, session: Session | None = None) -> datetime:
+        """The business date with the wall clock's time of day (UTC); read in `session` when given."""
+        state = self.state(session)
         wall = utcnow()
         if not state.stored:
             return wall

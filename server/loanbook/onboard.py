@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
-from federation.storage import write_transaction
+from federation.storage import insert_rows, write_transaction
 from server.credit.accounts import Account, AccountView, CreditBook, Entry
 from server.credit.errors import BankError
 from server.loanbook import freezes
@@ -72,15 +72,13 @@ def open_many(
 
 def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -> list[int]:
     """Decisions, applications, lines, ledger entries, limit records and holds; the decision ids."""
-    decision_ids = list(
-        session.scalars(
-            insert(Decision).returning(Decision.id, sort_by_parameter_order=True),
-            [o.decision_values("open", account, now) for _, o, account in fresh],
-        )
+    decision_ids = insert_rows(
+        session, Decision, [o.decision_values("open", account, now) for _, o, account in fresh], ids=True
     )
     reasons = {account: [r.to_dict() for r in o.reasons] for _, o, account in fresh}
-    session.execute(
-        insert(Application),
+    insert_rows(
+        session,
+        Application,
         [
             {
                 "merchant_id": o.merchant_id,
@@ -103,8 +101,9 @@ def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -
             for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
         ],
     )
-    session.execute(
-        insert(Account),
+    insert_rows(
+        session,
+        Account,
         [
             {
                 "id": account,
@@ -126,8 +125,9 @@ def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -
             for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
         ],
     )
-    session.execute(
-        insert(Entry),
+    insert_rows(
+        session,
+        Entry,
         [
             {
                 "account_id": account,
@@ -144,8 +144,9 @@ def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -
             for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
         ],
     )
-    session.execute(
-        insert(LimitChange),
+    insert_rows(
+        session,
+        LimitChange,
         [
             {
                 "account_id": account,

@@ -27,11 +27,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 
 from federation.explain import top_features
 from federation.reasons import TREND_MONTHS, Reason
-from federation.storage import session_scope, write_transaction
+from federation.storage import insert_rows, session_scope, write_transaction
 from server.consent import ReportedConsent
 from server.credit.accounts import Account, CreditBook, Entry
 from server.credit.errors import BankError
@@ -240,18 +240,15 @@ def _write(
                 .with_for_update()
             )
         }
-        if reviewed(session, month) & set(ids):  # another run got here first: leave it to that run
+        if reviewed(session, month, ids):  # another run got here first: leave it to that run
             raise BankError(f"another review of {month} is running; try again when it has finished", "refused")
         overdue: dict[str, int] = {}
         for draw in draw_book.owing(session, ids):
             dpd = draw_book.days_past_due(draw.due_on, draw.settled_on, today)
             overdue[draw.account_id] = max(overdue.get(draw.account_id, 0), dpd)
         frozen = freezes.frozen(session, ids)
-        decision_ids = list(
-            session.scalars(
-                insert(Decision).returning(Decision.id, sort_by_parameter_order=True),
-                [o.decision_values("review", account, now) for account, o in scored],
-            )
+        decision_ids = insert_rows(
+            session, Decision, [o.decision_values("review", account, now) for account, o in scored], ids=True
         )
         features = list(scored[0][1].contributions)
         account_updates, entries, changes, to_freeze, to_lift = [], [], [], [], []
@@ -349,9 +346,8 @@ def _write(
                     }
                 )
         session.execute(update(Account), account_updates)
-        if entries:
-            session.execute(insert(Entry), entries)
-        session.execute(insert(LimitChange), changes)
+        insert_rows(session, Entry, entries)
+        insert_rows(session, LimitChange, changes)
         cut_reasons = {
             account: f"review {month} cut the limit: " + "; ".join(r.text_en for r in reasons[:2])
             for account, reasons in to_freeze

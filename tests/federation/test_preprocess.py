@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation.errors import DataError
 from federation.preprocess import OTHER, Encoder, LocalStats, compute_stats, load_labeled, merge_stats
@@ -27,6 +29,40 @@ def test_encoder_standardises_and_one_hots_with_other_slot():
     assert out.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
     assert encoder.feature_names == ["x", "c=u", "c=v", f"c={OTHER}"]
     assert Encoder.from_dict(encoder.to_dict()) == encoder
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "x": st.floats(-1e6, 1e6, allow_nan=False),
+                "y": st.integers(-1000, 1000),
+                "c": st.sampled_from(["u", "v", "w", "never-seen", "1.0"]),
+            }
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_encoding_dict_records_equals_encoding_their_frame(rows):
+    """The score path encodes rows as dicts, training encodes frames: the same matrix."""
+    encoder = Encoder(
+        numeric={"x": (2.0, 4.0), "y": (-3.0, 0.5)},
+        categorical={"c": ["u", "v", OTHER]},
+        columns=["c", "x", "y"],
+        bounds={"x": (-100.0, 5e5)},
+    )
+    frame = encoder.transform(pd.DataFrame(rows, columns=encoder.columns))
+    assert np.array_equal(encoder.transform_records(rows), frame)
+
+
+def test_encoding_records_names_the_row_and_column_that_does_not_fit():
+    encoder = Encoder(numeric={"x": (0.0, 1.0)}, categorical={}, columns=["x"])
+    with pytest.raises(DataError, match=r"row 2.*column 'x'|column 'x'.*row 2"):
+        encoder.transform_records([{"x": 1.0}, {"y": 2.0}], file="<request>")
+    with pytest.raises(DataError, match="expected a number"):
+        encoder.transform_records([{"x": "ten"}])
 
 
 def test_vocabulary_keeps_most_frequent_categories():
