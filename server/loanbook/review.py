@@ -27,11 +27,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 
 from federation.explain import top_features
 from federation.reasons import TREND_MONTHS, Reason
-from federation.storage import insert_rows, session_scope, write_transaction
+from federation.storage import insert_rows, session_scope, update_rows, write_transaction
 from server.consent import ReportedConsent
 from server.credit.accounts import Account, CreditBook, Entry
 from server.credit.errors import BankError
@@ -345,7 +345,7 @@ def _write(
                         "reasons": [r.to_dict() for r in reasons],
                     }
                 )
-        session.execute(update(Account), account_updates)
+        update_rows(session, Account, account_updates)
         insert_rows(session, Entry, entries)
         insert_rows(session, LimitChange, changes)
         cut_reasons = {
