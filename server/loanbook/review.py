@@ -126,24 +126,37 @@ def review_reasons(
     features: Sequence[str],
     explainer: Explainer,
 ) -> tuple[Reason, ...]:
-    """Why a limit moved: turnover and band since the last decision, the model's features
-    whose contributions moved most that way, then the policy's rules."""
+    """Why a limit moved: turnover and band since the last decision when they moved the way
+    the limit did (turnover that fell does not explain a raise), the model's features whose
+    contributions moved most that way, then the policy's rules; the policy's limit itself when
+    nothing else does."""
     policy = book.policy
     if step.action == KEEP:
         return step.reasons
+    up = step.action == RAISE
     found: list[Reason] = []
     if previous is not None and previous.turnover_fen is not None:
         old, new = previous.turnover_fen, outcome.turnover_fen
-        if old != new and abs(new - old) * 100 >= max(old, 1) * policy.review.min_change_pct:
+        enough = abs(new - old) * 100 >= max(old, 1) * policy.review.min_change_pct
+        if old != new and enough and (new > old) == up:
             found.append(wording.turnover_moved(old, new, policy.turnover_months))
     if previous is not None and previous.band and previous.band != outcome.band and previous.pd is not None:
-        found.append(wording.band_moved(previous.band, outcome.band, previous.pd, outcome.pd))
+        safer = outcome.pd < previous.pd
+        if safer == up:
+            found.append(wording.band_moved(previous.band, outcome.band, previous.pd, outcome.pd))
     moved = contributions_now.copy()
     if previous is not None and set(previous.contributions) == set(features):
         moved = moved - np.array([previous.contributions[f] for f in features])
     sign = 1 if step.action == CUT else -1
     chosen = top_features(moved.reshape(1, -1), 3, sign)[0]
     found.extend(book.scorer.model_reasons(outcome.inputs, outcome.contributions, explainer, chosen))
+    if not found and not step.reasons:
+        band = next(b for b in policy.bands if b.name == outcome.band)
+        found.append(
+            wording.limit_turnover(
+                band.turnover_multiple_pct, outcome.turnover_fen, policy.turnover_months, band.name, outcome.pd
+            )
+        )
     return (*found, *step.reasons)
 
 

@@ -4,8 +4,10 @@ every merchant (band B: limit = 2 x the mean of the latest 3 months' turnover, 9
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -15,8 +17,10 @@ from server.credit.errors import BankError
 from server.credit.policy import Band, CreditPolicy
 from server.credit.promotion import promote
 from server.feature_store import FeatureStore
-from server.loanbook import changes, eod
-from server.loanbook.review import review
+from server.loanbook import changes, eod, wording
+from server.loanbook.changes import Previous
+from server.loanbook.decide import CUT, RAISE, ReviewStep
+from server.loanbook.review import review, review_reasons
 from server.registry import Registry
 from server.scoring import Decision
 from tests.consent_helpers import report_consent
@@ -201,3 +205,25 @@ def test_a_review_of_a_month_the_clock_has_not_reached_is_refused(book) -> None:
         review(book, "2026-05")
     with pytest.raises(BankError, match="expected YYYY-MM"):
         review(book, "2026-13")
+
+
+def test_reasons_name_only_what_moved_the_way_the_limit_did(book) -> None:
+    """Turnover that fell does not explain a raise, a safer band does not explain a cut; when
+    nothing moved the limit's way, the policy's limit itself is the reason."""
+    [scored] = book.scorer.evaluate([("m1", rows([1000, 2000, 3000]))], consented=True)
+    features = list(scored.contributions)
+    unchanged = np.array([scored.contributions[f] for f in features])
+    explainer = book.scorer.explainer(None)
+    safe_band, risky_band = book.policy.bands[0], book.policy.bands[1]
+    before = Previous(risky_band.max_pd, risky_band.name, 340_000, dict(scored.contributions))
+    now = replace(scored, pd=safe_band.max_pd / 2, band=safe_band.name, turnover_fen=300_000)
+
+    def codes(step: ReviewStep, outcome=now, previous=before) -> list[str]:
+        reasons = review_reasons(step, outcome, previous, book, unchanged, features, explainer)
+        return [r.code for r in reasons]
+
+    assert codes(ReviewStep(RAISE, 700_000, False, False, ())) == ["BAND_CHANGE"]
+    cut = ReviewStep(CUT, 500_000, True, False, (wording.draws_frozen(),))
+    assert codes(cut) == ["TURNOVER_DOWN", "DRAWS_FROZEN"]
+    same_band = replace(now, band=risky_band.name, pd=risky_band.max_pd)
+    assert codes(ReviewStep(RAISE, 700_000, False, False, ()), same_band) == ["LIMIT_TURNOVER"]
