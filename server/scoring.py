@@ -129,6 +129,27 @@ class Outcome:
             "created_at": created_at,
         }
 
+    def application_values(self, purpose: str, account_id: str | None, applied_at: datetime) -> dict[str, Any]:
+        """The `Application` row of this (recorded) outcome, for bulk inserts."""
+        return {
+            "merchant_id": self.merchant_id,
+            "month": month_of(applied_at.date()),
+            "applied_at": applied_at,
+            "purpose": purpose,
+            "outcome": self.outcome,
+            "decision_id": self.decision_id,
+            "account_id": account_id,
+            "model_version": self.model_version,
+            "model_sha256": self.model_sha256,
+            "inputs_hash": self.inputs_hash,
+            "pd": self.pd,
+            "band": self.band,
+            "limit_fen": self.limit_fen,
+            "annual_rate_bp": self.annual_rate_bp,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "contributions": self.contributions,
+        }
+
 
 def _clean_value(where: str, name: str, value: Any) -> Any:
     if isinstance(value, (bool, np.bool_)):
@@ -398,27 +419,7 @@ class Scorer:
         account_id: str | None = None,
     ) -> list[Outcome]:
         """Store each (already recorded) decision as an application; returns them with its id."""
-        rows = [
-            {
-                "merchant_id": o.merchant_id,
-                "month": month_of(now.date()),
-                "applied_at": now,
-                "purpose": purpose,
-                "outcome": o.outcome,
-                "decision_id": o.decision_id,
-                "account_id": account_id,
-                "model_version": o.model_version,
-                "model_sha256": o.model_sha256,
-                "inputs_hash": o.inputs_hash,
-                "pd": o.pd,
-                "band": o.band,
-                "limit_fen": o.limit_fen,
-                "annual_rate_bp": o.annual_rate_bp,
-                "reasons": [r.to_dict() for r in o.reasons],
-                "contributions": o.contributions,
-            }
-            for o in outcomes
-        ]
+        rows = [o.application_values(purpose, account_id, now) for o in outcomes]
         ids = insert_rows(session, Application, rows, ids=True)
         return [replace(o, application_id=i) for o, i in zip(outcomes, ids, strict=True)]
 

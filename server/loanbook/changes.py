@@ -82,7 +82,7 @@ def reviewed(session: Session, month: str, account_ids: Sequence[str] | None = N
     query = select(LimitChange.account_id).where(LimitChange.kind == "review", LimitChange.review_month == month)
     if account_ids is None:
         return set(session.scalars(query))
-    ids, found = list(account_ids), set()
+    ids, found = list(account_ids), set[str]()
     for start in range(0, len(ids), 500):
         found.update(session.scalars(query.where(LimitChange.account_id.in_(ids[start : start + 500]))))
     return found

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,6 @@ from server.credit.errors import BankError
 from server.loanbook import freezes
 from server.loanbook.applications import Application
 from server.loanbook.changes import LimitChange
-from server.loanbook.clock import month_of
 from server.loanbook.decide import REFERRED
 from server.scoring import Decision, Outcome, Row
 
@@ -75,29 +75,11 @@ def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -
     decision_ids = insert_rows(
         session, Decision, [o.decision_values("open", account, now) for _, o, account in fresh], ids=True
     )
-    reasons = {account: [r.to_dict() for r in o.reasons] for _, o, account in fresh}
     insert_rows(
         session,
         Application,
         [
-            {
-                "merchant_id": o.merchant_id,
-                "month": month_of(now.date()),
-                "applied_at": now,
-                "purpose": "open",
-                "outcome": o.outcome,
-                "decision_id": decision,
-                "account_id": account,
-                "model_version": o.model_version,
-                "model_sha256": o.model_sha256,
-                "inputs_hash": o.inputs_hash,
-                "pd": o.pd,
-                "band": o.band,
-                "limit_fen": o.limit_fen,
-                "annual_rate_bp": o.annual_rate_bp,
-                "reasons": reasons[account],
-                "contributions": o.contributions,
-            }
+            replace(o, decision_id=decision).application_values("open", account, now)
             for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
         ],
     )
@@ -166,7 +148,7 @@ def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -
                 "pd": o.pd,
                 "band": o.band,
                 "turnover_fen": o.turnover_fen,
-                "reasons": reasons[account],
+                "reasons": [r.to_dict() for r in o.reasons],
                 "contributions": o.contributions,
             }
             for (_, o, account), decision in zip(fresh, decision_ids, strict=True)
