@@ -10,8 +10,8 @@ static file's, the browser's floor).
 Fair to every page: each gets the same warm-up (whole rounds over every page before any timing:
 the first loads after the browser starts pay for its start-up), and the pages are timed in
 interleaved rounds (alternating direction), so a burst of load on a shared machine falls on all
-pages alike instead of on whichever page was being timed. p95 is the nearest rank, so it is only
-the second-worst sample from 30 on. The table prints median and p95, the number of samples and
+pages alike instead of on whichever page was being timed. p95 is the nearest rank: from 30
+samples on it is not the worst one. The table prints median and p95, the number of samples and
 the load average before and after.
 
 The browser is Playwright's: it presents the client certificate through a TLS proxy of its own
