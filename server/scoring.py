@@ -407,7 +407,8 @@ class Scorer:
     ) -> list[Outcome]:
         """Store several decisions in one executemany."""
         now = now or utcnow()
-        ids = insert_rows(session, Decision, [o.decision_values(purpose, account_id, now) for o in outcomes], ids=True)
+        rows = [o.decision_values(purpose, account_id, now) for o in outcomes]
+        ids = insert_rows(session, Decision, rows, ids=True, key="merchant_id")
         return [replace(o, decision_id=i) for o, i in zip(outcomes, ids, strict=True)]
 
     @staticmethod
@@ -420,7 +421,7 @@ class Scorer:
     ) -> list[Outcome]:
         """Store each (already recorded) decision as an application; returns them with its id."""
         rows = [o.application_values(purpose, account_id, now) for o in outcomes]
-        ids = insert_rows(session, Application, rows, ids=True)
+        ids = insert_rows(session, Application, rows, ids=True, key="decision_id")
         return [replace(o, application_id=i) for o, i in zip(outcomes, ids, strict=True)]
 
     def score(

@@ -72,9 +72,8 @@ def open_many(
 
 def _store(session: Any, fresh: list[tuple[int, Outcome, str]], now: datetime) -> list[int]:
     """Decisions, applications, lines, ledger entries, limit records and holds; the decision ids."""
-    decision_ids = insert_rows(
-        session, Decision, [o.decision_values("open", account, now) for _, o, account in fresh], ids=True
-    )
+    decision_rows = [o.decision_values("open", account, now) for _, o, account in fresh]
+    decision_ids = insert_rows(session, Decision, decision_rows, ids=True, key="account_id")
     insert_rows(
         session,
         Application,

@@ -260,9 +260,8 @@ def _write(
             dpd = draw_book.days_past_due(draw.due_on, draw.settled_on, today)
             overdue[draw.account_id] = max(overdue.get(draw.account_id, 0), dpd)
         frozen = freezes.frozen(session, ids)
-        decision_ids = insert_rows(
-            session, Decision, [o.decision_values("review", account, now) for account, o in scored], ids=True
-        )
+        decision_rows = [o.decision_values("review", account, now) for account, o in scored]
+        decision_ids = insert_rows(session, Decision, decision_rows, ids=True, key="account_id")
         features = list(scored[0][1].contributions)
         account_updates, entries, changes, to_freeze, to_lift = [], [], [], [], []
         for (account, o), decision_id in zip(scored, decision_ids, strict=True):

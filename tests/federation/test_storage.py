@@ -72,3 +72,43 @@ def test_each_side_database_holds_only_its_own_tables(tmp_path):
     assert platform == {"privacy_ledger", "consent_events"}
     assert all(name.startswith(("bank_", "chain_anchor_")) for name in bank), bank
     assert not (monitor & bank) and not (platform & bank) and not (monitor & platform)
+
+
+def test_bulk_inserted_rows_get_their_own_ids_and_json_round_trips(db_url):
+    """`insert_rows` hands back each row's id in the rows' order, whether matched by a key
+    column (batched) or kept in order by SQLAlchemy (a key with repeats); JSON columns keep
+    their values, NaN stored as null."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from federation.storage import insert_rows, session_scope
+    from server.db import bank_engine
+    from server.scoring import Decision
+
+    engine = bank_engine(db_url)
+    now = datetime.now(UTC)
+
+    def row(merchant: str, account: str, amount: float) -> dict:
+        values = {"merchant_id": merchant, "purpose": "review", "account_id": account, "model_version": "v1"}
+        values |= {"model_sha256": "s", "inputs_hash": account, "inputs": [{"amount": amount, "名": "值"}]}
+        return values | {
+            "pd": 0.1,
+            "band": "A",
+            "turnover_fen": 1,
+            "limit_fen": 2,
+            "annual_rate_bp": 3,
+            "created_at": now,
+        }
+
+    keyed = [row(f"m{i}", f"a{i}", float(i)) for i in (5, 3, 9, 1)]
+    repeated = [row("same", f"b{i}", float("nan") if i == 2 else float(i)) for i in range(4)]
+    with session_scope(engine) as session:
+        keyed_ids = insert_rows(session, Decision, keyed, ids=True, key="account_id")
+        repeated_ids = insert_rows(session, Decision, repeated, ids=True, key="merchant_id")
+    with session_scope(engine) as session:
+        stored = {d.id: d for d in session.scalars(select(Decision))}
+    assert [stored[i].account_id for i in keyed_ids] == ["a5", "a3", "a9", "a1"]
+    assert [stored[i].account_id for i in repeated_ids] == ["b0", "b1", "b2", "b3"]
+    assert stored[keyed_ids[2]].inputs == [{"amount": 9.0, "名": "值"}]
+    assert stored[repeated_ids[2]].inputs == [{"amount": None, "名": "值"}]
