@@ -20,6 +20,7 @@ shows the month's alerts; `yinqi bank monitor` shows every row.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -168,27 +169,41 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def scored_population(session: Session, version: str, month: str) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """(newest feature row, PD) of each merchant `version` scored in `month`, its latest decision."""
+def scored_population(
+    session: Session, version: str, month: str, known: Mapping[int, tuple[dict[str, Any], float]] | None = None
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """(newest feature row, PD) of each merchant `version` scored in `month`, its latest decision.
+
+    `known`: decision id -> (newest row, PD) the caller holds already (a review's own decisions):
+    those are not read back; the inputs of the others are read for each merchant's latest only.
+    """
     from server.scoring import Decision
 
     start, end = month_bounds(month)
-    query = (
-        select(Decision.merchant_id, Decision.inputs, Decision.pd)
-        .where(
-            Decision.model_version == version,
-            Decision.purpose.in_(SCORED),
-            Decision.created_at >= start,
-            Decision.created_at < end,
-        )
-        .order_by(Decision.id)
+    scope = (
+        Decision.model_version == version,
+        Decision.purpose.in_(SCORED),
+        Decision.created_at >= start,
+        Decision.created_at < end,
     )
-    latest: dict[str, tuple[dict[str, Any], float]] = {}
-    for merchant, inputs, pd in session.execute(query):
-        if inputs:
-            latest[merchant] = (inputs[-1], float(pd))
-    rows = [row for row, _ in latest.values()]
-    return rows, np.array([p for _, p in latest.values()], dtype=np.float64)
+    newest: dict[str, tuple[int, float]] = {}
+    for merchant, decision_id, pd in session.execute(
+        select(Decision.merchant_id, Decision.id, Decision.pd).where(*scope).order_by(Decision.id)
+    ):
+        newest[merchant] = (decision_id, float(pd))
+    known = known or {}
+    wanted = [i for i, _ in newest.values() if i not in known]
+    inputs: dict[int, list[dict[str, Any]]] = {}
+    for begin in range(0, len(wanted), 500):
+        query = select(Decision.id, Decision.inputs).where(Decision.id.in_(wanted[begin : begin + 500]))
+        inputs.update((i, rows) for i, rows in session.execute(query))
+    population = []
+    for decision_id, pd in newest.values():
+        if decision_id in known:
+            population.append((known[decision_id][0], pd))
+        elif inputs.get(decision_id):
+            population.append((inputs[decision_id][-1], pd))
+    return [row for row, _ in population], np.array([p for _, p in population], dtype=np.float64)
 
 
 def stability(
@@ -302,14 +317,22 @@ def calibration(
 
 
 # -- storing and reading ---------------------------------------------------------------------
-def refresh(engine: Engine, scorer: Any, version: str, month: str, today: date | None = None) -> list[MonitorRow]:
-    """Compute and store `version`'s monitoring for `month` (replacing earlier results)."""
+def refresh(
+    engine: Engine,
+    scorer: Any,
+    version: str,
+    month: str,
+    today: date | None = None,
+    known: Mapping[int, tuple[dict[str, Any], float]] | None = None,
+) -> list[MonitorRow]:
+    """Compute and store `version`'s monitoring for `month` (replacing earlier results);
+    `known` as in `scored_population`."""
     rules = scorer.policy.monitoring
     name, _, model = scorer.model(version)
     today = today or scorer.clock.today()
     training = TrainingPopulation.from_report(model.report)
     with session_scope(engine) as session:
-        rows, pds = scored_population(session, name, month)
+        rows, pds = scored_population(session, name, month, known)
         if training is None:
             found = [
                 MonitorRow(

@@ -193,6 +193,7 @@ def review(
     reported = reported_rows(engine, [m for _, m in todo])
     keep = max(policy.turnover_months, TREND_MONTHS + 1)
     skipped: Counter[str] = Counter()
+    written: dict[int, tuple[Row, float]] = {}  # decision id -> (newest row, PD): for the monitoring
     for start in range(0, len(todo), max(chunk, 1)):
         part = todo[start : start + chunk]
         requests: list[tuple[str, str, list[Row]]] = []
@@ -213,14 +214,15 @@ def review(
             else:
                 scored.append((account, outcome))
         if scored:
-            _write(book, scored, previous, month, now, result)
+            _write(book, scored, previous, month, now, result, written)
         if progress is not None:
             progress(min(start + chunk, len(todo)), len(todo))
     result.skipped = dict(sorted(skipped.items()))
     if monitor and result.reviewed:
         from server.monitoring import refresh
 
-        result.alerts = [a.to_dict() for a in refresh(engine, book.scorer, name, month_of(today)) if a.alert]
+        found = refresh(engine, book.scorer, name, month_of(today), known=written)
+        result.alerts = [a.to_dict() for a in found if a.alert]
     result.seconds = time.perf_counter() - started
     with session_scope(engine) as session:
         counts = {k: v for k, v in result.to_dict().items() if k not in ("examples", "alerts", "seconds")}
@@ -237,8 +239,10 @@ def _write(
     month: str,
     now: datetime,
     result: ReviewResult,
+    written: dict[int, tuple[Row, float]],
 ) -> None:
-    """Decide and store one chunk of reviewed lines in one transaction."""
+    """Decide and store one chunk of reviewed lines in one transaction; `written` gets each
+    stored decision's newest row and PD (the monitoring refresh need not read them back)."""
     policy, today = book.policy, now.date()
     ids = [account for account, _ in scored]
     explainer = book.scorer.explainer(scored[0][1].model_version)  # one version per review
@@ -262,6 +266,7 @@ def _write(
         frozen = freezes.frozen(session, ids)
         decision_rows = [o.decision_values("review", account, now) for account, o in scored]
         decision_ids = insert_rows(session, Decision, decision_rows, ids=True, key="account_id")
+        chunk_written = {i: (o.inputs[-1], o.pd) for (_, o), i in zip(scored, decision_ids, strict=True)}
         features = list(scored[0][1].contributions)
         account_updates, entries, changes, to_freeze, to_lift = [], [], [], [], []
         for (account, o), decision_id in zip(scored, decision_ids, strict=True):
@@ -369,3 +374,4 @@ def _write(
         lifted = [a for a in to_lift if a in frozen and frozen[a].kind == "cut"]
         freezes.lift(session, lifted)
         result.unfrozen += len(lifted)
+    written.update(chunk_written)  # committed

@@ -161,3 +161,38 @@ def test_calibration_alerts_when_observed_defaults_run_far_above_the_pds(bank) -
     assert overall.detail["observed_rate"] == 0.25
     assert overall.value == pytest.approx((10 - 40 * 0.03) / math.sqrt(40 * 0.03 * 0.97), rel=1e-5)
     assert overall.alert and found["calibration:B"].alert
+
+
+def test_a_review_monitors_its_own_scores_as_a_read_back_would(bank) -> None:
+    """The review hands its decisions' rows and PDs to the monitoring instead of reading them
+    back; what it stores equals a refresh that reads every decision of the month."""
+    from server.feature_store import FeatureStore
+    from server.loanbook.review import review
+    from server.monitoring import MonitorRecord
+
+    rng = np.random.default_rng(3)
+    merchants = [f"m{i:02d}" for i in range(30)]
+    report_consent(bank.engine, [*merchants, "applicant"])
+    reported = {m: rows([float(rng.uniform(500, 4000)) for _ in range(3)], first="2025-10") for m in merchants}
+    FeatureStore(bank.engine).report("platform-1", reported)
+    for m in merchants:
+        bank.open(m, reported[m])
+    bank.scorer.score("applicant", rows([2500.0] * 3, first="2025-10"))  # scored, not reviewed
+    done = review(bank, "2025-12")
+    assert done.reviewed == 30
+
+    def records() -> dict[str, tuple[float | None, int]]:
+        from sqlalchemy import select
+
+        from federation.storage import session_scope
+
+        with session_scope(bank.engine) as session:
+            query = select(MonitorRecord.metric, MonitorRecord.value, MonitorRecord.population).where(
+                MonitorRecord.month == "2026-01", MonitorRecord.metric.like("psi:%")
+            )
+            return {metric: (value, population) for metric, value, population in session.execute(query)}
+
+    by_review = records()
+    refresh(bank.engine, bank.scorer, "v1", "2026-01")
+    assert by_review == records()
+    assert by_review["psi:score"][1] == 31 and len(by_review) > 5
