@@ -13,6 +13,14 @@ APPROVED, DECLINED, REFERRED = "approved", "declined", "referred"
 RAISE, CUT, KEEP = "raise", "cut", "keep"
 
 
+def limit_reason(limit: LimitDecision, policy: CreditPolicy) -> Reason:
+    """The policy's limit in words: a multiple of the recent turnover, in the merchant's band."""
+    band = next(b for b in policy.bands if b.name == limit.band)
+    return wording.limit_turnover(
+        band.turnover_multiple_pct, limit.turnover_fen, policy.turnover_months, band.name, limit.pd
+    )
+
+
 def application_outcome(limit: LimitDecision, policy: CreditPolicy) -> tuple[str, tuple[Reason, ...]]:
     """Approved with the policy's limit and rate, declined (limit 0), or referred to a person."""
     band = next(b for b in policy.bands if b.name == limit.band)
@@ -21,11 +29,7 @@ def application_outcome(limit: LimitDecision, policy: CreditPolicy) -> tuple[str
         return DECLINED, (wording.decline_band(limit.pd, lends_up_to),)
     if limit.limit_fen <= 0:
         return DECLINED, (wording.no_turnover(policy.turnover_months),)
-    reasons = [
-        wording.limit_turnover(
-            band.turnover_multiple_pct, limit.turnover_fen, policy.turnover_months, band.name, limit.pd
-        )
-    ]
+    reasons = [limit_reason(limit, policy)]
     if (
         limit.limit_fen == policy.max_limit_fen
         and limit.turnover_fen * band.turnover_multiple_pct // 100 > policy.max_limit_fen

@@ -40,7 +40,7 @@ from server.loanbook import draws as draw_book
 from server.loanbook import freezes, wording
 from server.loanbook.changes import LimitChange, Previous, ReviewRun, latest, reviewed
 from server.loanbook.clock import month_of
-from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep, review_limit
+from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep, limit_reason, review_limit
 from server.scoring import Decision, Explainer, Outcome, Row
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -151,12 +151,7 @@ def review_reasons(
     chosen = top_features(moved.reshape(1, -1), 3, sign)[0]
     found.extend(book.scorer.model_reasons(outcome.inputs, outcome.contributions, explainer, chosen))
     if not found and not step.reasons:
-        band = next(b for b in policy.bands if b.name == outcome.band)
-        found.append(
-            wording.limit_turnover(
-                band.turnover_multiple_pct, outcome.turnover_fen, policy.turnover_months, band.name, outcome.pd
-            )
-        )
+        found.append(limit_reason(book.scorer.limit_of(outcome), policy))
     return (*found, *step.reasons)
 
 
