@@ -140,3 +140,21 @@ def test_blocks_are_found_and_tagged_as_the_page_says(tmp_path: Path) -> None:
     page.write_text("```console\n$ false\n```\n")
     result = subprocess.run(["bash", "-c", script_for(page, blocks(page))], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "page.md:2: `false`" in result.stderr
+
+
+EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default ip_local_port_range
+FIXED_PORT = re.compile(r"(?:--(?:services-|dashboard-)?port[ =]|127\.0\.0\.1:|localhost:|0\.0\.0\.0:)(\d{2,5})\b")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_ports_the_page_listens_on_are_outside_the_ephemeral_range(page: Path) -> None:
+    """Any process's outgoing connection may hold an ephemeral port: a page that listens on one
+    fails now and then, when another test's client happens to have it (CI saw 50161 taken)."""
+    taken = [
+        (block.line, int(port))
+        for block in blocks(page)
+        if not block.tags & NOT_HERE
+        for port in FIXED_PORT.findall(block.body)
+        if int(port) in EPHEMERAL_PORTS
+    ]
+    assert taken == [], f"{page.name}: blocks at lines {taken} use ephemeral ports; pick one below 32768"
