@@ -43,7 +43,7 @@ class Attribution:
     reference_logit: float
 
     def row(self, index: int) -> dict[str, float]:
-        return {name: float(v) for name, v in zip(self.features, self.values[index], strict=True)}
+        return dict(zip(self.features, self.values[index].tolist(), strict=True))
 
 
 def feature_groups(encoder: Encoder) -> tuple[tuple[str, ...], np.ndarray]:

@@ -11,14 +11,27 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Engine, MetaData, bindparam, create_engine, event, insert, make_url, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    make_url,
+    update,
+)
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
@@ -162,37 +175,136 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         session.close()
 
 
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+_DRIVER_PARAMETERS = 30_000  # below SQLite's 32,766 and PostgreSQL's 65,535 per statement
+_RETURNING_BATCH = 1_000  # rows per multi-row INSERT ... RETURNING
+
+
+def _driver_values(
+    connection: Connection, table: Table, columns: list[str], rows: list[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """The rows as the driver's positional parameters, through each column's own bind
+    processor for this dialect (the values SQLAlchemy itself would send). Column by column:
+    most columns need no processing, and a bulk write repeats one time in every row."""
+    dialect = connection.dialect
+    pick = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+    try:
+        values: list[tuple[Any, ...]] = list(map(pick, rows))
+    except KeyError as exc:
+        raise ValueError(f"{table.name}: every row must name the same columns; one lacks {exc}") from None
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+    if not any(processors):
+        return values
+    by_column = list(zip(*values, strict=True))
+    for index, process in enumerate(processors):
+        if process is not None:
+            by_column[index] = tuple(_processed(process, by_column[index]))
+    return list(zip(*by_column, strict=True))
+
+
+def _processed(process: Callable[[Any], Any], column: Iterable[Any]) -> Iterator[Any]:
+    """`process` over a column's values, computed once for a run of the same object."""
+    last: Any = _processed
+    result: Any = None
+    for value in column:
+        if value is not last:
+            last, result = value, process(value)
+        yield result
+
+
+def _driver_ready(connection: Connection, table: Table, columns: list[str], *, updating: bool = False) -> bool:
+    """Whether rows naming `columns` can go to the driver as they are: a known placeholder,
+    no JSON column needing a bind cast (psycopg's), and no Python-side default (or, when
+    `updating`, on-update value) left out: those only SQLAlchemy's own path fills in."""
+    dialect = connection.dialect
+    if dialect.paramstyle not in _PLACEHOLDERS:
+        return False
+    named = set(columns)
+    for column in table.c:
+        filled = column.onupdate if updating else column.default
+        if column.name not in named and filled is not None and not column.primary_key:
+            return False
+        if column.name in named and getattr(column.type.dialect_impl(dialect), "render_bind_cast", False):
+            return False
+    return True
+
+
+def _insert_sql(connection: Connection, table: Table, columns: list[str], rows: int, returning: str = "") -> str:
+    preparer = connection.dialect.identifier_preparer
+    mark = _PLACEHOLDERS[connection.dialect.paramstyle]
+    group = "(" + ", ".join([mark] * len(columns)) + ")"
+    names = ", ".join(preparer.quote(name) for name in columns)
+    return f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES {', '.join([group] * rows)}{returning}"
+
+
 def insert_rows(
     session: Session, entity: Any, rows: list[dict[str, Any]], *, ids: bool = False, key: str | None = None
 ) -> list[int]:
-    """Insert many rows of a mapped class in one executemany, through Core: the tables written
-    in bulk (a review's decisions and limit records) have no ORM-side behaviour, and the ORM's
-    bulk path cost a fifth more per row. With `ids`, the new primary keys in the rows' order.
+    """Insert many rows of a mapped class at the driver's speed. The tables written in bulk
+    (a review's decisions and limit records) have no ORM-side behaviour; their values go
+    through each column's bind processor and straight to the driver, which halves the cost of
+    SQLAlchemy's per-row parameter handling. With `ids`, the new primary keys in the rows' order.
 
-    `key`: a column whose values tell the rows apart. SQLAlchemy keeps RETURNING in the rows'
-    order on SQLite only by inserting one row per statement (2.5x slower for 10,000 decisions);
-    with a key the rows go in batches and their ids are matched back by it."""
+    `key`: a column whose values tell the rows apart. RETURNING keeps no order on SQLite for a
+    multi-row INSERT, so the ids are matched back by the key; without a distinct key the rows
+    go through SQLAlchemy's ordered (one row per statement on SQLite) path."""
     if not rows:
         return []
     table = entity.__table__
+    columns = list(rows[0])
+    connection = session.connection()
+    # a key the driver sees as it is (no bind processor) comes back from RETURNING as given
+    keyed = (
+        key is not None
+        and table.c[key].type.dialect_impl(connection.dialect).bind_processor(connection.dialect) is None
+        and len({row[key] for row in rows}) == len(rows)
+    )
+    if not _driver_ready(connection, table, columns) or (ids and not keyed):
+        return _insert_through_core(session, table, rows, ids)
+    values = _driver_values(connection, table, columns, rows)
+    if not ids:
+        connection.exec_driver_sql(_insert_sql(connection, table, columns, 1), values)
+        return []
+    assert key is not None
+    quote = connection.dialect.identifier_preparer.quote
+    returning = f" RETURNING {quote('id')}, {quote(key)}"
+    batch = max(1, min(_RETURNING_BATCH, _DRIVER_PARAMETERS // len(columns)))
+    found: dict[Any, int] = {}
+    for start in range(0, len(values), batch):
+        part = values[start : start + batch]
+        sql = _insert_sql(connection, table, columns, len(part), returning)
+        flat = tuple(value for row in part for value in row)
+        found.update((k, i) for i, k in connection.exec_driver_sql(sql, flat))
+    return [found[row[key]] for row in rows]
+
+
+def _insert_through_core(session: Session, table: Table, rows: list[dict[str, Any]], ids: bool) -> list[int]:
     if not ids:
         session.execute(insert(table), rows)
         return []
-    if key is not None and len({row[key] for row in rows}) == len(rows):
-        found = {k: i for i, k in session.execute(insert(table).returning(table.c.id, table.c[key]), rows)}
-        return [found[row[key]] for row in rows]
     statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
     return list(session.scalars(statement, rows))
 
 
 def update_rows(session: Session, entity: Any, rows: list[dict[str, Any]]) -> None:
-    """Update many rows of a mapped class by primary key `id` in one executemany, through Core
-    (as `insert_rows`); every row names the same columns."""
+    """Update many rows of a mapped class by primary key `id` in one executemany, at the
+    driver's speed as `insert_rows`; every row names the same columns."""
     if not rows:
         return
     table = entity.__table__
-    statement = update(table).where(table.c.id == bindparam("row_id"))
-    session.execute(statement, [{"row_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in rows])
+    columns = [name for name in rows[0] if name != "id"]
+    connection = session.connection()
+    if not _driver_ready(connection, table, [*columns, "id"], updating=True):
+        statement = update(table).where(table.c.id == bindparam("row_id"))
+        session.execute(
+            statement, [{"row_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in rows]
+        )
+        return
+    preparer = connection.dialect.identifier_preparer
+    mark = _PLACEHOLDERS[connection.dialect.paramstyle]
+    assignments = ", ".join(f"{preparer.quote(name)} = {mark}" for name in columns)
+    sql = f"UPDATE {preparer.format_table(table)} SET {assignments} WHERE {preparer.quote('id')} = {mark}"
+    connection.exec_driver_sql(sql, _driver_values(connection, table, [*columns, "id"], rows))
 
 
 _write_locks: dict[int, threading.Lock] = {}

@@ -122,7 +122,6 @@ def review_reasons(
     outcome: Outcome,
     previous: Previous | None,
     book: CreditBook,
-    contributions_now: np.ndarray,
     features: Sequence[str],
     explainer: Explainer,
 ) -> tuple[Reason, ...]:
@@ -144,7 +143,7 @@ def review_reasons(
         safer = outcome.pd < previous.pd
         if safer == up:
             found.append(wording.band_moved(previous.band, outcome.band, previous.pd, outcome.pd))
-    moved = contributions_now.copy()
+    moved = np.fromiter(outcome.contributions.values(), float, len(features))
     if previous is not None and set(previous.contributions) == set(features):
         moved = moved - np.array([previous.contributions[f] for f in features])
     sign = 1 if step.action == CUT else -1
@@ -275,8 +274,7 @@ def _write(
                 freeze.kind if freeze else None,
                 policy,
             )
-            contributions = np.array([o.contributions[f] for f in features])
-            reasons = review_reasons(step, o, previous.get(account), book, contributions, features, explainer)
+            reasons = review_reasons(step, o, previous.get(account), book, features, explainer)
             account_updates.append(
                 {
                     "id": account,

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
-import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -212,14 +211,13 @@ def test_reasons_name_only_what_moved_the_way_the_limit_did(book) -> None:
     nothing moved the limit's way, the policy's limit itself is the reason."""
     [scored] = book.scorer.evaluate([("m1", rows([1000, 2000, 3000]))], consented=True)
     features = list(scored.contributions)
-    unchanged = np.array([scored.contributions[f] for f in features])
     explainer = book.scorer.explainer(None)
     safe_band, risky_band = book.policy.bands[0], book.policy.bands[1]
     before = Previous(risky_band.max_pd, risky_band.name, 340_000, dict(scored.contributions))
     now = replace(scored, pd=safe_band.max_pd / 2, band=safe_band.name, turnover_fen=300_000)
 
     def codes(step: ReviewStep, outcome=now, previous=before) -> list[str]:
-        reasons = review_reasons(step, outcome, previous, book, unchanged, features, explainer)
+        reasons = review_reasons(step, outcome, previous, book, features, explainer)
         return [r.code for r in reasons]
 
     assert codes(ReviewStep(RAISE, 700_000, False, False, ())) == ["BAND_CHANGE"]

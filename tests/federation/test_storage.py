@@ -112,3 +112,44 @@ def test_bulk_inserted_rows_get_their_own_ids_and_json_round_trips(db_url):
     assert [stored[i].account_id for i in repeated_ids] == ["b0", "b1", "b2", "b3"]
     assert stored[keyed_ids[2]].inputs == [{"amount": 9.0, "名": "值"}]
     assert stored[repeated_ids[2]].inputs == [{"amount": None, "名": "值"}]
+    assert stored[keyed_ids[0]].created_at == now and stored[repeated_ids[3]].created_at == now
+
+
+def test_bulk_updates_and_python_side_defaults_reach_the_database(db_url):
+    """Rows go straight to the driver only when nothing SQLAlchemy would add is missing: a
+    column left out that has a Python-side default still gets it; updates by id change only
+    the rows named; a row lacking a column the first row names is refused by name."""
+    from datetime import UTC, date, datetime, timedelta
+
+    import pytest
+    from sqlalchemy import select
+    from sqlalchemy.exc import StatementError
+
+    from federation.storage import insert_rows, session_scope, update_rows
+    from server.db import bank_engine
+    from server.loanbook.changes import LimitChange
+
+    engine = bank_engine(db_url)
+    now = datetime.now(UTC)
+
+    def change(account: str) -> dict:
+        return {"account_id": account, "merchant_id": "m", "kind": "review", "review_month": "2026-03"}
+
+    common = {"on": date(2026, 3, 31), "at": now, "action": "keep", "old_limit_fen": 1, "new_limit_fen": 1}
+    common |= {"principal_fen": 0, "reasons": [{"code": "X"}], "contributions": {"f": 0.5}}
+    rows = [change(a) | common for a in ("x1", "x2", "x3")]  # no frozen, model_version, band: defaults
+    with session_scope(engine) as session:
+        ids = insert_rows(session, LimitChange, rows, ids=True, key="account_id")
+    later = now + timedelta(hours=1)
+    with session_scope(engine) as session:
+        update_rows(session, LimitChange, [{"id": ids[1], "new_limit_fen": 7, "at": later, "frozen": True}])
+    with session_scope(engine) as session:
+        stored = {c.account_id: c for c in session.scalars(select(LimitChange).where(LimitChange.id.in_(ids)))}
+    assert [(stored[a].frozen, stored[a].model_version, stored[a].band) for a in ("x1", "x3")] == [(False, "", "")] * 2
+    assert (stored["x2"].new_limit_fen, stored["x2"].at, stored["x2"].frozen) == (7, later, True)
+    assert (stored["x1"].new_limit_fen, stored["x1"].at, stored["x1"].reasons) == (1, now, [{"code": "X"}])
+    assert stored["x3"].on == date(2026, 3, 31) and stored["x3"].contributions == {"f": 0.5}
+    defaults = {"frozen": False, "model_version": "", "band": ""}
+    broken = [change("y1") | common | defaults, change("y2") | common | {"model_version": "", "band": ""}]
+    with pytest.raises((ValueError, StatementError), match="frozen"), session_scope(engine) as session:
+        insert_rows(session, LimitChange, broken)
