@@ -117,18 +117,42 @@ def rows_through(rows: Sequence[Row], month: str, keep: int) -> tuple[list[Row],
     return upto[-keep:], latest_month
 
 
+def moved_features(
+    steps: Sequence[ReviewStep],
+    outcomes: Sequence[Outcome],
+    previous: Sequence[Previous | None],
+    features: Sequence[str],
+    k: int = 3,
+) -> np.ndarray:
+    """Per line, the `k` features whose contributions moved most the way its limit did since
+    its last decision (towards risk for a cut, away from it for a raise), as indices into
+    `features`; -1 where fewer moved that way, and for kept lines. One call for a whole chunk."""
+    if not steps:
+        return np.full((0, k), -1)
+    width = len(features)
+    moved = np.zeros((len(steps), width))
+    for line, (step, outcome, before) in enumerate(zip(steps, outcomes, previous, strict=True)):
+        if step.action == KEEP:
+            continue
+        now = np.fromiter(outcome.contributions.values(), float, width)
+        if before is not None and set(before.contributions) == set(features):
+            now = now - np.fromiter((before.contributions[f] for f in features), float, width)
+        moved[line] = now if step.action == CUT else -now
+    return top_features(moved, k)
+
+
 def review_reasons(
     step: ReviewStep,
     outcome: Outcome,
     previous: Previous | None,
     book: CreditBook,
-    features: Sequence[str],
+    chosen: Sequence[int],
     explainer: Explainer,
 ) -> tuple[Reason, ...]:
     """Why a limit moved: turnover and band since the last decision when they moved the way
     the limit did (turnover that fell does not explain a raise), the model's features whose
-    contributions moved most that way, then the policy's rules; the policy's limit itself when
-    nothing else does."""
+    contributions moved most that way (`chosen`, from `moved_features`), then the policy's
+    rules; the policy's limit itself when nothing else does."""
     policy = book.policy
     if step.action == KEEP:
         return step.reasons
@@ -143,11 +167,6 @@ def review_reasons(
         safer = outcome.pd < previous.pd
         if safer == up:
             found.append(wording.band_moved(previous.band, outcome.band, previous.pd, outcome.pd))
-    moved = np.fromiter(outcome.contributions.values(), float, len(features))
-    if previous is not None and set(previous.contributions) == set(features):
-        moved = moved - np.array([previous.contributions[f] for f in features])
-    sign = 1 if step.action == CUT else -1
-    chosen = top_features(moved.reshape(1, -1), 3, sign)[0]
     found.extend(book.scorer.model_reasons(outcome.inputs, outcome.contributions, explainer, chosen))
     if not found and not step.reasons:
         found.append(limit_reason(book.scorer.limit_of(outcome), policy))
@@ -263,18 +282,20 @@ def _write(
         chunk_written = {i: (o.inputs[-1], o.pd) for (_, o), i in zip(scored, decision_ids, strict=True)}
         features = list(scored[0][1].contributions)
         account_updates, entries, changes, to_freeze, to_lift = [], [], [], [], []
-        for (account, o), decision_id in zip(scored, decision_ids, strict=True):
-            current = state[account]
-            freeze = frozen.get(account)
-            step = review_limit(
-                current.limit_fen,
-                current.principal_fen,
-                o.limit_fen,
-                overdue.get(account, 0),
-                freeze.kind if freeze else None,
-                policy,
+        steps = []
+        for account, o in scored:
+            current, freeze = state[account], frozen.get(account)
+            kind = freeze.kind if freeze else None
+            steps.append(
+                review_limit(
+                    current.limit_fen, current.principal_fen, o.limit_fen, overdue.get(account, 0), kind, policy
+                )
             )
-            reasons = review_reasons(step, o, previous.get(account), book, features, explainer)
+        before = [previous.get(account) for account, _ in scored]
+        chosen = moved_features(steps, [o for _, o in scored], before, features)
+        for line, ((account, o), decision_id, step) in enumerate(zip(scored, decision_ids, steps, strict=True)):
+            current, freeze = state[account], frozen.get(account)
+            reasons = review_reasons(step, o, before[line], book, chosen[line], explainer)
             account_updates.append(
                 {
                     "id": account,

@@ -18,8 +18,8 @@ from server.credit.promotion import promote
 from server.feature_store import FeatureStore
 from server.loanbook import changes, eod, wording
 from server.loanbook.changes import Previous
-from server.loanbook.decide import CUT, RAISE, ReviewStep
-from server.loanbook.review import review, review_reasons
+from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep
+from server.loanbook.review import moved_features, review, review_reasons
 from server.registry import Registry
 from server.scoring import Decision
 from tests.consent_helpers import report_consent
@@ -217,7 +217,8 @@ def test_reasons_name_only_what_moved_the_way_the_limit_did(book) -> None:
     now = replace(scored, pd=safe_band.max_pd / 2, band=safe_band.name, turnover_fen=300_000)
 
     def codes(step: ReviewStep, outcome=now, previous=before) -> list[str]:
-        reasons = review_reasons(step, outcome, previous, book, features, explainer)
+        [chosen] = moved_features([step], [outcome], [previous], features)
+        reasons = review_reasons(step, outcome, previous, book, chosen, explainer)
         return [r.code for r in reasons]
 
     assert codes(ReviewStep(RAISE, 700_000, False, False, ())) == ["BAND_CHANGE"]
@@ -225,3 +226,17 @@ def test_reasons_name_only_what_moved_the_way_the_limit_did(book) -> None:
     assert codes(cut) == ["TURNOVER_DOWN", "DRAWS_FROZEN"]
     same_band = replace(now, band=risky_band.name, pd=risky_band.max_pd)
     assert codes(ReviewStep(RAISE, 700_000, False, False, ()), same_band) == ["LIMIT_TURNOVER"]
+
+
+def test_the_features_named_are_those_that_moved_the_limits_way(book) -> None:
+    """Contributions a 0.1 -> 0.4, b 0.5 -> 0.3, c -0.2 -> -0.1 moved by (+0.3, -0.2, +0.1): a
+    cut is explained by a then c (towards risk), a raise by b alone, a kept line by none; a line
+    with no earlier decision by its contributions now."""
+    [scored] = book.scorer.evaluate([("m1", rows([1000, 2000, 3000]))], consented=True)
+    outcome = replace(scored, contributions={"a": 0.4, "b": 0.3, "c": -0.1})
+    before = Previous(0.1, "A", 1, {"a": 0.1, "b": 0.5, "c": -0.2})
+    cut = ReviewStep(CUT, 1, True, False, ())
+    raise_ = ReviewStep(RAISE, 2, False, False, ())
+    keep = ReviewStep(KEEP, 1, False, False, ())
+    chosen = moved_features([cut, raise_, keep, cut], [outcome] * 4, [before, before, before, None], ["a", "b", "c"])
+    assert chosen.tolist() == [[0, 2, -1], [1, -1, -1], [-1, -1, -1], [0, 1, -1]]
