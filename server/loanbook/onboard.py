@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from federation.collector import collector_paused
 from federation.storage import insert_rows, write_transaction
 from server.credit.accounts import Account, AccountView, CreditBook, Entry
 from server.credit.errors import BankError
@@ -24,6 +25,7 @@ from server.scoring import Decision, Outcome, Row
 CHUNK = 10_000
 
 
+@collector_paused()  # millions of live objects: see federation.collector
 def open_many(
     book: CreditBook,
     requests: Sequence[tuple[str, Sequence[Row]]],

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, select
 
+from federation.collector import collector_paused
 from federation.explain import top_features
 from federation.reasons import TREND_MONTHS, Reason
 from federation.storage import insert_rows, session_scope, update_rows, write_transaction
@@ -173,6 +174,7 @@ def review_reasons(
     return (*found, *step.reasons)
 
 
+@collector_paused()  # millions of live objects: see federation.collector
 def review(
     book: CreditBook,
     month: str,
