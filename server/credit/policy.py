@@ -46,9 +46,18 @@ class LimitDecision:
 
 
 def to_fen(amount: float, unit_fen: int) -> int:
-    """An amount in `unit_fen` units as whole fen, rounded half-up (0.005 yuan -> 1 fen)."""
+    """An amount in `unit_fen` units as whole fen, rounded half-up (0.005 yuan -> 1 fen).
+
+    Half-up of the amount as written (`repr`), so in decimal; the float product decides alone
+    when it is clearly away from a half (a review converts three amounts per line), and exact
+    decimal arithmetic decides the rest."""
     if not math.isfinite(amount):
         raise BankError(f"amount {amount!r} is not a finite number")
+    scaled = float(amount) * unit_fen
+    if abs(scaled) < 2**52:
+        whole = math.floor(scaled)
+        if abs(scaled - whole - 0.5) > 16 * math.ulp(scaled):
+            return whole + 1 if scaled - whole > 0.5 else whole
     try:
         return int((Decimal(repr(float(amount))) * unit_fen).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     except InvalidOperation:  # beyond Decimal's 28 digits: no real turnover is that large

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.credit.errors import BankError
 from server.credit.policy import Band, CreditPolicy, to_fen
@@ -24,6 +28,25 @@ def test_amounts_convert_to_fen_half_up():
     assert to_fen(12.345, 100) == 1235
     assert to_fen(12.344, 100) == 1234
     assert to_fen(0.005, 100) == 1
+
+
+def _decimal_half_up(amount: float, unit: int) -> int:
+    return int((Decimal(repr(amount)) * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=-1e12, max_value=1e12, allow_nan=False),
+        st.decimals(min_value=-(10**9), max_value=10**9, places=3).map(float),  # halves of a fen
+        st.integers(min_value=-(10**9), max_value=10**9).map(lambda n: n / 200),
+    ),
+    st.sampled_from([1, 10, 100, 1000]),
+)
+def test_the_float_shortcut_rounds_as_decimal_arithmetic_does(amount: float, unit: int) -> None:
+    """Amounts away from a half take the float product's rounding: it must equal half-up of
+    the amount as written, for every amount, halves included."""
+    assert to_fen(amount, unit) == _decimal_half_up(amount, unit)
 
 
 def test_an_amount_too_large_for_fen_is_a_one_line_refusal_not_a_decimal_error():
