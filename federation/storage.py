@@ -213,9 +213,10 @@ def _processed(process: Callable[[Any], Any], column: Iterable[Any]) -> Iterator
 
 
 def _driver_ready(connection: Connection, table: Table, columns: list[str], *, updating: bool = False) -> bool:
-    """Whether rows naming `columns` can go to the driver as they are: a known placeholder,
-    no JSON column needing a bind cast (psycopg's), and no Python-side default (or, when
-    `updating`, on-update value) left out: those only SQLAlchemy's own path fills in."""
+    """Whether rows naming `columns` can go to the driver as they are: a known placeholder, no
+    column whose dialect casts its parameter in the SQL (psycopg's casts every one, so
+    PostgreSQL keeps SQLAlchemy's path), and no Python-side default (or, when `updating`,
+    on-update value) left out: those only SQLAlchemy's own path fills in."""
     dialect = connection.dialect
     if dialect.paramstyle not in _PLACEHOLDERS:
         return False

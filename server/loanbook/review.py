@@ -135,7 +135,7 @@ def moved_features(
     for line, (step, outcome, before) in enumerate(zip(steps, outcomes, previous, strict=True)):
         if step.action == KEEP:
             continue
-        now = np.fromiter(outcome.contributions.values(), float, width)
+        now = np.fromiter((outcome.contributions[f] for f in features), float, width)
         if before is not None and set(before.contributions) == set(features):
             now = now - np.fromiter((before.contributions[f] for f in features), float, width)
         moved[line] = now if step.action == CUT else -now
