@@ -192,13 +192,15 @@ def serve(
 
     `on_refusal(refusal)` is called for every refusal the node records while it runs.
     """
+    # counted before the node starts: a run can reach it (and be refused) as soon as the
+    # SuperLink sees it, before this process has noticed it is connected
+    seen = len(read_refusals(node.refusal_log)) if node.refusal_log else 0
     with start(node, workdir) as sup:
         write_node_state(workdir, node.state(sup.procs[0].pid))
         wait_connected(sup, node)
         if on_ready is not None:
             on_ready()
         node_proc, worker = sup.procs[0], sup.procs[1]
-        seen = len(read_refusals(node.refusal_log)) if node.refusal_log else 0
         while node_proc.popen.poll() is None:
             if worker.popen.poll() is not None:
                 raise NodeError(

@@ -12,7 +12,7 @@ from clients.node.approval import installed_identity
 from clients.node.platform import PlatformNode
 from clients.node.status import write_node_state
 from clients.policy import PrivacyPolicy
-from clients.refusals import record_refusal
+from clients.refusals import LOG_KEY, record_refusal
 
 
 def yinqi(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,3 +71,42 @@ def test_status_of_a_directory_without_a_node_is_one_line(tmp_path: Path) -> Non
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path}: no node has run here (node.json missing); start one with `yinqi client up`"
     ]
+
+
+def test_a_refusal_recorded_while_the_node_connects_is_still_shown(tmp_path: Path, monkeypatch) -> None:
+    """A run can reach a node (and be refused) as soon as the SuperLink sees it, before `client
+    up` has noticed it is connected: that refusal is shown too, the ones of earlier runs are not.
+    (CI once lost it: `client up` counted the refusal log only after connecting.)"""
+    import pytest
+
+    from clients.errors import NodeError
+    from clients.node import platform
+    from federation.processes import Supervisor
+
+    node = _node(tmp_path)
+    record_refusal({LOG_KEY: str(node.refusal_log)}, "run-1", "statistics", "an earlier run")
+    waiting = "import time; time.sleep(20)"  # a bound: the node 'exits' when its refusal is seen
+
+    started: list[Supervisor] = []
+
+    def start(node: PlatformNode, workdir: Path) -> Supervisor:  # stand-ins for SuperNode and worker
+        sup = Supervisor(tmp_path / "logs")
+        sup.start("supernode", [sys.executable, "-c", waiting])
+        sup.start("worker", [sys.executable, "-c", waiting])
+        started.append(sup)
+        return sup
+
+    def connected_after_a_refusal(sup: Supervisor, node: PlatformNode) -> None:
+        record_refusal({LOG_KEY: str(node.refusal_log)}, "run-2", "statistics", "below the policy")
+
+    shown = []
+
+    def on_refusal(refusal) -> None:
+        shown.append(refusal.run_id)
+        os.kill(started[0].procs[0].pid, 9)
+
+    monkeypatch.setattr(platform, "start", start)
+    monkeypatch.setattr(platform, "wait_connected", connected_after_a_refusal)
+    with pytest.raises(NodeError):
+        platform.serve(node, tmp_path, on_refusal=on_refusal)
+    assert shown == ["run-2"]
