@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from clients.db import PlatformBase, platform_engine
 from federation.clock import as_utc, utcnow
 from federation.errors import YinqiError
-from federation.storage import UtcDateTime, session_scope
+from federation.storage import UtcDateTime, in_batches, session_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -81,7 +81,7 @@ class ConsentBook:
         """Each merchant's latest event (all merchants with an event, or only `merchant_ids`)."""
         wanted = None if merchant_ids is None else sorted({str(m) for m in merchant_ids})
         out: dict[str, ConsentRecord] = {}
-        chunks = [None] if wanted is None else [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        chunks: list[Sequence[str] | None] = [None] if wanted is None else list(in_batches(wanted))
         with session_scope(self.engine) as session:
             for chunk in chunks:
                 latest = select(ConsentEvent.merchant_id, func.max(ConsentEvent.id).label("last"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -36,6 +36,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
+T = TypeVar("T")
 _engines: dict[str, Engine] = {}
 _created: set[tuple[int, int, int]] = set()  # (engine, metadata, table count) already created
 _lock = threading.Lock()
@@ -173,6 +174,15 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+IN_BATCH = 500  # values per `IN (...)`: one statement stays small on every backend
+
+
+def in_batches(values: Sequence[T], size: int = IN_BATCH) -> Iterator[Sequence[T]]:
+    """`values` in slices of `size`, for `column.in_(batch)` queries over many ids."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}

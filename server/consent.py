@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import as_utc, utcnow
-from federation.storage import UtcDateTime, session_scope
+from federation.storage import UtcDateTime, in_batches, session_scope
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
 from server.merchants import claim
@@ -135,10 +135,10 @@ class ConsentRegistry:
                 return self.consented(merchant_ids, own)
         wanted = sorted({str(m) for m in merchant_ids})
         latest: dict[str, bool] = {}
-        for start in range(0, len(wanted), 500):
+        for batch in in_batches(wanted):
             query = (
                 select(ReportedConsent.merchant_id, ReportedConsent.granted)
-                .where(ReportedConsent.merchant_id.in_(wanted[start : start + 500]))
+                .where(ReportedConsent.merchant_id.in_(batch))
                 .order_by(ReportedConsent.at, ReportedConsent.id)
             )
             for merchant, granted in session.execute(query):

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from federation.clock import utcnow
-from federation.storage import UtcDateTime, session_scope
+from federation.storage import UtcDateTime, in_batches, session_scope
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
 from server.merchants import claim
@@ -103,8 +103,7 @@ class FeatureStore:
         wanted = sorted({str(m) for m in merchant_ids})
         found: dict[str, list[Row]] = {}
         with session_scope(self.engine) as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for chunk in in_batches(wanted):
                 for merchant, rows in session.execute(
                     select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
                         ReportedFeatures.merchant_id.in_(chunk)
@@ -118,8 +117,7 @@ class FeatureStore:
         wanted = sorted({str(m) for m in merchant_ids})
         found: dict[str, str] = {}
         with session_scope(self.engine) as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for chunk in in_batches(wanted):
                 for merchant, at in session.execute(
                     select(ReportedFeatures.merchant_id, ReportedFeatures.reported_at).where(
                         ReportedFeatures.merchant_id.in_(chunk)

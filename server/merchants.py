@@ -16,7 +16,7 @@ from sqlalchemy import Engine, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import utcnow
-from federation.storage import UtcDateTime, session_scope
+from federation.storage import UtcDateTime, in_batches, session_scope
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
 
@@ -35,8 +35,7 @@ def owners(session: Session, merchant_ids: Iterable[str]) -> dict[str, str]:
     """merchant id -> owning platform, for the ids that have one."""
     wanted = sorted(set(merchant_ids))
     found: dict[str, str] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in in_batches(wanted):
         query = select(MerchantOwner.merchant_id, MerchantOwner.platform).where(MerchantOwner.merchant_id.in_(chunk))
         found.update((merchant, platform) for merchant, platform in session.execute(query))
     return found

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from federation.clock import utcnow
 from federation.metrics import calibration_z, grouped_counts, population_stability_index, quantile_groups
 from federation.preprocess import bin_of
-from federation.storage import UtcDateTime, session_scope
+from federation.storage import UtcDateTime, in_batches, session_scope
 from server.credit.rules import MonitoringRules
 from server.db import BankBase
 from server.loanbook import draws as draw_book
@@ -194,8 +194,8 @@ def scored_population(
     known = known or {}
     wanted = [i for i, _ in newest.values() if i not in known]
     inputs: dict[int, list[dict[str, Any]]] = {}
-    for begin in range(0, len(wanted), 500):
-        query = select(Decision.id, Decision.inputs).where(Decision.id.in_(wanted[begin : begin + 500]))
+    for batch in in_batches(wanted):
+        query = select(Decision.id, Decision.inputs).where(Decision.id.in_(batch))
         inputs.update((i, rows) for i, rows in session.execute(query))
     population = []
     for decision_id, pd in newest.values():
@@ -276,8 +276,7 @@ def calibration(
         return []
     merchants = sorted({m for m, _ in first})
     draws: dict[str, list[Any]] = {}
-    for start in range(0, len(merchants), 500):
-        chunk = merchants[start : start + 500]
+    for chunk in in_batches(merchants):
         for d in session.scalars(select(draw_book.Draw).where(draw_book.Draw.merchant_id.in_(chunk))):
             draws.setdefault(d.merchant_id, []).append(d)
     by_band: dict[str, list[tuple[float, int]]] = {}

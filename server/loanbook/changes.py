@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Date, Engine, Float, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.storage import UtcDateTime, session_scope
+from federation.storage import UtcDateTime, in_batches, session_scope
 from server.db import BankBase
 
 KINDS = ("open", "review", "promotion")
@@ -82,9 +82,9 @@ def reviewed(session: Session, month: str, account_ids: Sequence[str] | None = N
     query = select(LimitChange.account_id).where(LimitChange.kind == "review", LimitChange.review_month == month)
     if account_ids is None:
         return set(session.scalars(query))
-    ids, found = list(account_ids), set[str]()
-    for start in range(0, len(ids), 500):
-        found.update(session.scalars(query.where(LimitChange.account_id.in_(ids[start : start + 500]))))
+    found = set[str]()
+    for batch in in_batches(list(account_ids)):
+        found.update(session.scalars(query.where(LimitChange.account_id.in_(batch))))
     return found
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, String, delete, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.storage import UtcDateTime
+from federation.storage import UtcDateTime, in_batches
 from server.db import BankBase
 
 KINDS = ("cut", "referred")
@@ -35,9 +35,7 @@ class LineFreeze(BankBase):
 def frozen(session: Session, account_ids: Sequence[str]) -> dict[str, LineFreeze]:
     """account id -> its freeze, for the frozen ones among `account_ids`."""
     found: dict[str, LineFreeze] = {}
-    ids = list(dict.fromkeys(account_ids))
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in in_batches(list(dict.fromkeys(account_ids))):
         found.update(
             (f.account_id, f) for f in session.scalars(select(LineFreeze).where(LineFreeze.account_id.in_(chunk)))
         )
@@ -86,9 +84,8 @@ def freeze_many(
 
 
 def lift(session: Session, account_ids: Sequence[str]) -> None:
-    ids = list(account_ids)
-    for start in range(0, len(ids), 500):
-        session.execute(delete(LineFreeze).where(LineFreeze.account_id.in_(ids[start : start + 500])))
+    for batch in in_batches(list(account_ids)):
+        session.execute(delete(LineFreeze).where(LineFreeze.account_id.in_(batch)))
 
 
 def describe(f: LineFreeze | None) -> str:

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, select
 from federation.collector import collector_paused
 from federation.explain import top_features
 from federation.reasons import TREND_MONTHS, Reason
-from federation.storage import insert_rows, session_scope, update_rows, write_transaction
+from federation.storage import in_batches, insert_rows, session_scope, update_rows, write_transaction
 from server.consent import ReportedConsent
 from server.credit.accounts import Account, CreditBook, Entry
 from server.credit.errors import BankError
@@ -101,10 +101,9 @@ def reported_rows(engine: Engine, merchants: Sequence[str]) -> dict[str, list[Ro
             query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows)
             found = {m: list(rows) for m, rows in session.execute(query) if m in wanted}
         else:
-            ids = sorted(wanted)
-            for start in range(0, len(ids), 500):
+            for batch in in_batches(sorted(wanted)):
                 query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
-                    ReportedFeatures.merchant_id.in_(ids[start : start + 500])
+                    ReportedFeatures.merchant_id.in_(batch)
                 )
                 found.update((m, list(rows)) for m, rows in session.execute(query))
     return found

@@ -153,3 +153,13 @@ def test_bulk_updates_and_python_side_defaults_reach_the_database(db_url):
     broken = [change("y1") | common | defaults, change("y2") | common | {"model_version": "", "band": ""}]
     with pytest.raises((ValueError, StatementError), match="frozen"), session_scope(engine) as session:
         insert_rows(session, LimitChange, broken)
+
+
+def test_in_batches_covers_every_value_once_in_bounded_slices():
+    from federation.storage import in_batches
+
+    values = [f"m{i}" for i in range(1201)]
+    batches = list(in_batches(values, 500))
+    assert [len(b) for b in batches] == [500, 500, 201]
+    assert [v for b in batches for v in b] == values
+    assert list(in_batches([])) == []
