@@ -381,7 +381,13 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
     loans = LoanBook(CreditBook(url, registry=registry))
     start = time.perf_counter()
     local = loans.review(REVIEWED[0])
-    rows.append(Row(f"in-process review of {REVIEWED[0]}", local.reviewed, time.perf_counter() - start))
+    rows.append(
+        Row(
+            f"in-process review of {REVIEWED[0]} ({local.workers} processes)",
+            local.reviewed,
+            time.perf_counter() - start,
+        )
+    )
 
     ca = CertificateAuthority.create(work / "book-certs")
     ca.issue("bench-ops", "operator")
@@ -399,7 +405,11 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
         start = time.perf_counter()
         remote = book_stub.Review(bank_pb2.ReviewRequest(month=REVIEWED[1]), timeout=3600)
         rows.append(
-            Row(f"gRPC mutual TLS + roles: review of {REVIEWED[1]}", remote.reviewed, time.perf_counter() - start)
+            Row(
+                f"gRPC mutual TLS + roles: review of {REVIEWED[1]} ({remote.workers} processes)",
+                remote.reviewed,
+                time.perf_counter() - start,
+            )
         )
 
         merchants = [m for m, _ in requests[:n_single]]

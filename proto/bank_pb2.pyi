@@ -233,7 +233,7 @@ class LimitExample(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., action: _Optional[str] = ..., old_limit_fen: _Optional[int] = ..., new_limit_fen: _Optional[int] = ..., band: _Optional[str] = ..., default_probability: _Optional[float] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class ReviewReply(_message.Message):
-    __slots__ = ("month", "on", "model_version", "lines", "already", "reviewed", "raised", "cut", "kept", "frozen", "unfrozen", "skipped", "seconds", "examples", "alerts")
+    __slots__ = ("month", "on", "model_version", "lines", "already", "reviewed", "raised", "cut", "kept", "frozen", "unfrozen", "skipped", "seconds", "examples", "alerts", "workers")
     class SkippedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -256,6 +256,7 @@ class ReviewReply(_message.Message):
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     month: str
     on: str
     model_version: str
@@ -271,7 +272,8 @@ class ReviewReply(_message.Message):
     seconds: float
     examples: _containers.RepeatedCompositeFieldContainer[LimitExample]
     alerts: _containers.RepeatedCompositeFieldContainer[MonitorRow]
-    def __init__(self, month: _Optional[str] = ..., on: _Optional[str] = ..., model_version: _Optional[str] = ..., lines: _Optional[int] = ..., already: _Optional[int] = ..., reviewed: _Optional[int] = ..., raised: _Optional[int] = ..., cut: _Optional[int] = ..., kept: _Optional[int] = ..., frozen: _Optional[int] = ..., unfrozen: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., seconds: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[LimitExample, _Mapping]]] = ..., alerts: _Optional[_Iterable[_Union[MonitorRow, _Mapping]]] = ...) -> None: ...
+    workers: int
+    def __init__(self, month: _Optional[str] = ..., on: _Optional[str] = ..., model_version: _Optional[str] = ..., lines: _Optional[int] = ..., already: _Optional[int] = ..., reviewed: _Optional[int] = ..., raised: _Optional[int] = ..., cut: _Optional[int] = ..., kept: _Optional[int] = ..., frozen: _Optional[int] = ..., unfrozen: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., seconds: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[LimitExample, _Mapping]]] = ..., alerts: _Optional[_Iterable[_Union[MonitorRow, _Mapping]]] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class ClockRequest(_message.Message):
     __slots__ = ()

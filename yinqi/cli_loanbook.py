@@ -65,7 +65,9 @@ def review(
     as_json: AsJson = False,
 ) -> None:
     """Re-score every open line on its platform's features for MONTH and raise, cut or keep each
-    limit within the review rules; every change is stored with its reason codes."""
+    limit within the review rules; every change is stored with its reason codes. A large book is
+    shared over the bank's cores (YINQI_REVIEW_WORKERS or [bank] review_workers: a number of
+    processes, or auto, the default)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     client = bank_from_options(db, models_dir, bank, ca, cert, key, insecure)
@@ -109,7 +111,7 @@ def print_review(result: dict[str, Any], out: Console = console) -> None:
         ("draws frozen / hold lifted", f"{result['frozen']} / {result['unfrozen']}"),
         ("reviewed before", result["already"]),
         ("skipped", skipped),
-        ("time", f"{result['seconds']:.2f} s ({rate})"),
+        ("time", f"{result['seconds']:.2f} s ({rate}, {result.get('workers') or 1} process(es))"),
     ):
         summary.add_row(label, str(value))
     out.print(summary)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Date, Engine, Float, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.storage import UtcDateTime, in_batches, session_scope
+from federation.storage import UtcDateTime, batch_param, each_batch, session_scope
 from server.db import BankBase
 
 KINDS = ("open", "review", "promotion")
@@ -62,18 +62,20 @@ class Previous:
     contributions: dict[str, float]
 
 
-def latest(session: Session, account_ids: list[str] | None = None) -> dict[str, Previous]:
-    """account id -> its latest scored limit event (open, review or promotion)."""
-    newest = select(func.max(LimitChange.id)).where(LimitChange.pd.is_not(None)).group_by(LimitChange.account_id)
+def latest(session: Session, account_ids: Sequence[str]) -> dict[str, Previous]:
+    """account id -> its latest scored limit event (open, review or promotion), for `account_ids`."""
+    newest = (
+        select(func.max(LimitChange.id))
+        .where(LimitChange.pd.is_not(None), LimitChange.account_id.in_(batch_param()))
+        .group_by(LimitChange.account_id)
+    )
     query = select(
         LimitChange.account_id, LimitChange.pd, LimitChange.band, LimitChange.turnover_fen, LimitChange.contributions
     ).where(LimitChange.id.in_(newest.scalar_subquery()))
-    wanted = set(account_ids) if account_ids is not None else None
-    found = {}
-    for account, pd, band, turnover, contributions in session.execute(query):
-        if wanted is None or account in wanted:
-            found[account] = Previous(pd, band, turnover, dict(contributions or {}))
-    return found
+    return {
+        account: Previous(pd, band, turnover, dict(contributions or {}))
+        for account, pd, band, turnover, contributions in each_batch(session, query, account_ids)
+    }
 
 
 def reviewed(session: Session, month: str, account_ids: Sequence[str] | None = None) -> set[str]:
@@ -82,10 +84,8 @@ def reviewed(session: Session, month: str, account_ids: Sequence[str] | None = N
     query = select(LimitChange.account_id).where(LimitChange.kind == "review", LimitChange.review_month == month)
     if account_ids is None:
         return set(session.scalars(query))
-    found = set[str]()
-    for batch in in_batches(list(account_ids)):
-        found.update(session.scalars(query.where(LimitChange.account_id.in_(batch))))
-    return found
+    query = query.where(LimitChange.account_id.in_(batch_param()))
+    return {account for (account,) in each_batch(session, query, account_ids)}
 
 
 def history(engine: Engine, account_id: str) -> list[dict[str, Any]]:

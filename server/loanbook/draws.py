@@ -25,7 +25,7 @@ from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import utcnow
-from federation.storage import UtcDateTime
+from federation.storage import UtcDateTime, batch_param, each_batch
 from server.credit.rules import TIERS, Classification
 from server.db import BankBase
 
@@ -164,11 +164,11 @@ def add(session: Session, account_id: str, merchant_id: str, amount_fen: int, te
 def owing(session: Session, account_ids: Sequence[str] | None = None) -> list[Draw]:
     """Draws still owing principal (of the given accounts), oldest due first."""
     query = select(Draw).where(Draw.settled_on.is_(None))
-    if account_ids is not None:
-        if not account_ids:
-            return []
-        query = query.where(Draw.account_id.in_(list(account_ids)))
-    return list(session.scalars(query.order_by(Draw.due_on, Draw.drawn_on, Draw.id)))
+    if account_ids is None:
+        return list(session.scalars(query.order_by(Draw.due_on, Draw.drawn_on, Draw.id)))
+    query = query.where(Draw.account_id.in_(batch_param()))
+    found = [draw for (draw,) in each_batch(session, query, account_ids)]
+    return sorted(found, key=lambda d: (d.due_on, d.drawn_on, d.id))
 
 
 def allocate(session: Session, account_id: str, principal_fen: int, on: date) -> list[tuple[str, int]]:

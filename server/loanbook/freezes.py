@@ -14,7 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, String, delete, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.storage import UtcDateTime, in_batches
+from federation.storage import UtcDateTime, batch_param, each_batch, in_batches
 from server.db import BankBase
 
 KINDS = ("cut", "referred")
@@ -34,12 +34,8 @@ class LineFreeze(BankBase):
 
 def frozen(session: Session, account_ids: Sequence[str]) -> dict[str, LineFreeze]:
     """account id -> its freeze, for the frozen ones among `account_ids`."""
-    found: dict[str, LineFreeze] = {}
-    for chunk in in_batches(list(dict.fromkeys(account_ids))):
-        found.update(
-            (f.account_id, f) for f in session.scalars(select(LineFreeze).where(LineFreeze.account_id.in_(chunk)))
-        )
-    return found
+    query = select(LineFreeze).where(LineFreeze.account_id.in_(batch_param()))
+    return {f.account_id: f for (f,) in each_batch(session, query, dict.fromkeys(account_ids))}
 
 
 def all_frozen(session: Session) -> dict[str, LineFreeze]:

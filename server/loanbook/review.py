@@ -23,22 +23,31 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from federation.collector import collector_paused
+from federation.config import setting
 from federation.explain import top_features
 from federation.reasons import TREND_MONTHS, Reason
-from federation.storage import in_batches, insert_rows, session_scope, update_rows, write_transaction
+from federation.storage import (
+    batch_param,
+    each_batch,
+    insert_rows,
+    session_scope,
+    update_rows,
+    write_transaction,
+)
 from server.consent import ReportedConsent
 from server.credit.accounts import Account, CreditBook, Entry
 from server.credit.errors import BankError
 from server.feature_store import ReportedFeatures
 from server.loanbook import draws as draw_book
-from server.loanbook import freezes, wording
+from server.loanbook import fanout, freezes, wording
 from server.loanbook.changes import LimitChange, Previous, ReviewRun, latest, reviewed
 from server.loanbook.clock import month_of
 from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep, limit_reason, review_limit
@@ -66,6 +75,7 @@ class ReviewResult:
     frozen: int = 0  # lines whose new draws this run froze
     unfrozen: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # reason code -> lines
+    workers: int = 1  # processes that shared the chunks
     seconds: float = 0.0
     examples: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -93,20 +103,12 @@ def consent_in_force(engine: Engine) -> dict[str, bool]:
 
 
 def reported_rows(engine: Engine, merchants: Sequence[str]) -> dict[str, list[Row]]:
-    """merchant id -> its reported rows, read in one pass for many merchants."""
-    wanted = set(merchants)
-    found: dict[str, list[Row]] = {}
+    """merchant id -> its reported rows, for many merchants (a review's chunk)."""
+    query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
+        ReportedFeatures.merchant_id.in_(batch_param())
+    )
     with session_scope(engine) as session:
-        if len(wanted) > 5_000:
-            query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows)
-            found = {m: list(rows) for m, rows in session.execute(query) if m in wanted}
-        else:
-            for batch in in_batches(sorted(wanted)):
-                query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
-                    ReportedFeatures.merchant_id.in_(batch)
-                )
-                found.update((m, list(rows)) for m, rows in session.execute(query))
-    return found
+        return {m: list(rows) for m, rows in each_batch(session, query, sorted(set(merchants)))}
 
 
 def rows_through(rows: Sequence[Row], month: str, keep: int) -> tuple[list[Row], str]:
@@ -173,6 +175,79 @@ def review_reasons(
     return (*found, *step.reasons)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every process of one review needs (picklable: it is sent to the workers)."""
+
+    month: str
+    version: str  # the model version, pinned for the whole run
+    now: datetime
+    chunk: int
+    todo: list[tuple[str, str]]  # (account, merchant), in account order
+    consent: dict[str, bool]  # the todo merchants' consent in force
+    keep: int  # rows per merchant the review looks at
+
+    @property
+    def chunks(self) -> int:
+        return -(-len(self.todo) // self.chunk)
+
+
+@dataclass
+class _Part:
+    """What one process's chunks did; the parts of a run are added up by `review`."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    written: dict[int, tuple[Row, float]] = field(default_factory=dict)  # for the monitoring
+
+
+@dataclass(frozen=True)
+class _BookSpec:
+    """How a worker process opens the same book: database, model store and policy."""
+
+    url: str
+    store: str
+    policy: Any
+
+    @classmethod
+    def of(cls, book: CreditBook) -> _BookSpec:
+        return cls(book.engine.url.render_as_string(hide_password=False), str(book.scorer.registry.store), book.policy)
+
+    def open(self) -> CreditBook:
+        from server.registry import Registry
+
+        return CreditBook(self.url, registry=Registry(self.url, self.store), policy=self.policy)
+
+
+def review_workers(book: CreditBook, lines: int, chunk: int, asked: int | None = None) -> int:
+    """Processes for a review of `lines`: `asked`, else the bank's `review_workers` setting
+    (`YINQI_REVIEW_WORKERS` or `[bank] review_workers`: a number, or `auto`), else auto: one
+    per usable core while each gets at least two chunks (a worker's start-up, a second or two,
+    must pay for itself). Always one for an in-memory SQLite database, which no other process
+    can open."""
+    url = book.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return 1
+    if asked is None:
+        configured = str(setting("review_workers", "auto", section_name="bank")).strip()
+        if configured.lower() != "auto":
+            try:
+                asked = int(configured)
+            except ValueError:
+                asked = 0
+            if asked < 1:
+                raise BankError(
+                    f"review_workers {configured[:20]!r} (YINQI_REVIEW_WORKERS or [bank] review_workers): "
+                    "expected a whole number of processes, at least 1, or 'auto'"
+                )
+    if asked is not None:
+        if asked < 1:
+            raise BankError(f"workers {asked}: expected at least 1 process")
+        return asked
+    return max(1, min(fanout.usable_cores(), lines // (2 * max(chunk, 1))))
+
+
 @collector_paused()  # millions of live objects: see federation.collector
 def review(
     book: CreditBook,
@@ -183,8 +258,10 @@ def review(
     chunk: int = CHUNK,
     progress: Progress | None = None,
     monitor: bool = True,
+    workers: int | None = None,
 ) -> ReviewResult:
-    """Review every open line for `month` (YYYY-MM); see the module docstring."""
+    """Review every open line for `month` (YYYY-MM); see the module docstring. `workers`:
+    processes sharing the chunks (`server.loanbook.fanout`; default `review_workers`)."""
     started = time.perf_counter()
     month = check_month(month)
     now = now or book.clock.now()
@@ -199,38 +276,38 @@ def review(
     with session_scope(engine) as session:
         accounts = list(session.execute(select(Account.id, Account.merchant_id).where(Account.status == "open")))
         done = reviewed(session, month)
-        previous = latest(session)
     result.lines = len(accounts)
     todo = sorted((a, m) for a, m in accounts if a not in done)
     result.already = len(accounts) - len(todo)
     consent = consent_in_force(engine)
-    reported = reported_rows(engine, [m for _, m in todo])
-    keep = max(policy.turnover_months, TREND_MONTHS + 1)
+    chunk = max(chunk, 1)
+    plan = _Plan(
+        month,
+        name,
+        now,
+        chunk,
+        todo,
+        {m: consent.get(m, False) for _, m in todo},
+        max(policy.turnover_months, TREND_MONTHS + 1),
+    )
+    count = result.workers = review_workers(book, len(todo), chunk, workers)
+    parts = fanout.run_chunks(
+        plan.chunks,
+        count,
+        lambda chunks: _review_chunks(book, plan, chunks),
+        _review_in_worker,
+        (_BookSpec.of(book), plan),
+        write_lock=engine.dialect.name == "sqlite",
+        progress=None if progress is None else lambda lines: progress(lines, len(todo)),
+    )
     skipped: Counter[str] = Counter()
-    written: dict[int, tuple[Row, float]] = {}  # decision id -> (newest row, PD): for the monitoring
-    for start in range(0, len(todo), max(chunk, 1)):
-        part = todo[start : start + chunk]
-        requests: list[tuple[str, str, list[Row]]] = []
-        for account, merchant in part:
-            if not consent.get(merchant, False):
-                skipped["NO_CONSENT"] += 1
-                continue
-            rows, _latest = rows_through(reported.get(merchant, []), month, keep)
-            if not rows or rows[-1].get("month") != month:
-                skipped["NO_FEATURES"] += 1
-                continue
-            requests.append((account, merchant, rows))
-        outcomes = scorer.evaluate([(m, r) for _, m, r in requests], name, explain=False, checked=True, consented=True)
-        scored = []
-        for (account, _merchant, _rows), outcome in zip(requests, outcomes, strict=True):
-            if isinstance(outcome, BankError):
-                skipped["NOT_SCORED"] += 1
-            else:
-                scored.append((account, outcome))
-        if scored:
-            _write(book, scored, previous, month, now, result, written)
-        if progress is not None:
-            progress(min(start + chunk, len(todo)), len(todo))
+    written: dict[int, tuple[Row, float]] = {}
+    for part in parts:
+        for key, value in part.counts.items():
+            setattr(result, key, getattr(result, key) + value)
+        skipped.update(part.skipped)
+        written.update(part.written)
+    result.examples = sorted((e for part in parts for e in part.examples), key=lambda e: e["account_id"])[:EXAMPLES]
     result.skipped = dict(sorted(skipped.items()))
     if monitor and result.reviewed:
         from server.monitoring import refresh
@@ -246,147 +323,257 @@ def review(
     return result
 
 
-def _write(
+def _review_in_worker(payload: tuple[_BookSpec, _Plan], chunks: fanout.Chunks) -> _Part:
+    spec, plan = payload
+    with collector_paused():
+        return _review_chunks(spec.open(), plan, chunks)
+
+
+def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Part:
+    """Review the chunks this process takes: each chunk's rows and last decisions are read,
+    its lines scored, then decided and stored in one transaction (`_write`)."""
+    part = _Part()
+    while (number := chunks.take()) is not None:
+        lines = plan.todo[number * plan.chunk : (number + 1) * plan.chunk]
+        reported = reported_rows(book.engine, [m for _, m in lines if plan.consent[m]])
+        requests: list[tuple[str, str, list[Row]]] = []
+        for account, merchant in lines:
+            if not plan.consent[merchant]:
+                part.skipped["NO_CONSENT"] += 1
+                continue
+            rows, _latest = rows_through(reported.get(merchant, []), plan.month, plan.keep)
+            if not rows or rows[-1].get("month") != plan.month:
+                part.skipped["NO_FEATURES"] += 1
+                continue
+            requests.append((account, merchant, rows))
+        outcomes = book.scorer.evaluate(
+            [(m, r) for _, m, r in requests], plan.version, explain=False, checked=True, consented=True
+        )
+        scored = []
+        for (account, _merchant, _rows), outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, BankError):
+                part.skipped["NOT_SCORED"] += 1
+            else:
+                scored.append((account, outcome))
+        if scored:
+            _write(book, scored, plan.month, plan.now, part, chunks)
+        chunks.finished(len(lines))
+    return part
+
+
+class _LineState(NamedTuple):
+    """What a line's review step depends on, besides its new score."""
+
+    limit_fen: int
+    principal_fen: int
+    interest_fen: int
+    annual_rate_bp: int
+    overdue_days: int
+    freeze: str | None  # the kind of its freeze, if frozen
+
+
+def _line_states(
+    session: Session, ids: Sequence[str], today: date, *, lock: bool = False
+) -> tuple[dict[str, _LineState], dict[str, freezes.LineFreeze]]:
+    """The lines' states (`lock`: and lock their rows, where the database can), and their freezes."""
+    query = select(
+        Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen, Account.annual_rate_bp
+    ).where(Account.id.in_(batch_param()))
+    accounts = list(each_batch(session, query.with_for_update() if lock else query, ids))
+    overdue: dict[str, int] = {}
+    for draw in draw_book.owing(session, ids):
+        dpd = draw_book.days_past_due(draw.due_on, draw.settled_on, today)
+        overdue[draw.account_id] = max(overdue.get(draw.account_id, 0), dpd)
+    frozen = freezes.frozen(session, ids)
+    states = {
+        a.id: _LineState(
+            a.limit_fen,
+            a.principal_fen,
+            a.interest_fen,
+            a.annual_rate_bp,
+            overdue.get(a.id, 0),
+            frozen[a.id].kind if a.id in frozen else None,
+        )
+        for a in accounts
+    }
+    return states, frozen
+
+
+@dataclass
+class _ChunkPlan:
+    """The rows one chunk will write, before its decisions have ids (`with_decisions` sets them)."""
+
+    account_updates: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    entry_lines: list[int] = field(default_factory=list)  # the line of each entry
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    to_freeze: list[tuple[str, tuple[Reason, ...]]] = field(default_factory=list)
+    to_lift: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def with_decisions(self, decision_ids: Sequence[int]) -> None:
+        for update, change, decision_id in zip(self.account_updates, self.changes, decision_ids, strict=True):
+            update["decision_id"] = change["decision_id"] = decision_id
+        for entry, line in zip(self.entries, self.entry_lines, strict=True):
+            entry["decision_id"] = decision_ids[line]
+
+
+def _plan(
     book: CreditBook,
     scored: list[tuple[str, Outcome]],
+    states: dict[str, _LineState],
     previous: dict[str, Previous],
     month: str,
     now: datetime,
-    result: ReviewResult,
-    written: dict[int, tuple[Row, float]],
-) -> None:
-    """Decide and store one chunk of reviewed lines in one transaction; `written` gets each
-    stored decision's newest row and PD (the monitoring refresh need not read them back)."""
+) -> _ChunkPlan:
+    """Decide each scored line's step and reasons, and the rows that record them."""
     policy, today = book.policy, now.date()
-    ids = [account for account, _ in scored]
     explainer = book.scorer.explainer(scored[0][1].model_version)  # one version per review
-    with write_transaction(book.engine) as session:
-        state = {
-            row.id: row
-            for row in session.execute(
-                select(
-                    Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen, Account.annual_rate_bp
-                )
-                .where(Account.id.in_(ids))
-                .with_for_update()
+    features = list(scored[0][1].contributions)
+    plan = _ChunkPlan()
+    steps = []
+    for account, o in scored:
+        current = states[account]
+        steps.append(
+            review_limit(
+                current.limit_fen, current.principal_fen, o.limit_fen, current.overdue_days, current.freeze, policy
             )
-        }
-        if reviewed(session, month, ids):  # another run got here first: leave it to that run
-            raise BankError(f"another review of {month} is running; try again when it has finished", "refused")
-        overdue: dict[str, int] = {}
-        for draw in draw_book.owing(session, ids):
-            dpd = draw_book.days_past_due(draw.due_on, draw.settled_on, today)
-            overdue[draw.account_id] = max(overdue.get(draw.account_id, 0), dpd)
-        frozen = freezes.frozen(session, ids)
-        decision_rows = [o.decision_values("review", account, now) for account, o in scored]
-        decision_ids = insert_rows(session, Decision, decision_rows, ids=True, key="account_id")
-        chunk_written = {i: (o.inputs[-1], o.pd) for (_, o), i in zip(scored, decision_ids, strict=True)}
-        features = list(scored[0][1].contributions)
-        account_updates, entries, changes, to_freeze, to_lift = [], [], [], [], []
-        steps = []
-        for account, o in scored:
-            current, freeze = state[account], frozen.get(account)
-            kind = freeze.kind if freeze else None
-            steps.append(
-                review_limit(
-                    current.limit_fen, current.principal_fen, o.limit_fen, overdue.get(account, 0), kind, policy
-                )
-            )
-        before = [previous.get(account) for account, _ in scored]
-        chosen = moved_features(steps, [o for _, o in scored], before, features)
-        for line, ((account, o), decision_id, step) in enumerate(zip(scored, decision_ids, steps, strict=True)):
-            current, freeze = state[account], frozen.get(account)
-            reasons = review_reasons(step, o, before[line], book, chosen[line], explainer)
-            account_updates.append(
+        )
+    before = [previous.get(account) for account, _ in scored]
+    chosen = moved_features(steps, [o for _, o in scored], before, features)
+    for line, ((account, o), step) in enumerate(zip(scored, steps, strict=True)):
+        current = states[account]
+        reasons = review_reasons(step, o, before[line], book, chosen[line], explainer)
+        plan.actions.append(step.action)
+        plan.account_updates.append(
+            {
+                "id": account,
+                "limit_fen": step.new_limit_fen,
+                # a line the policy no longer lends to (rate 0) keeps charging its rate on
+                # what is drawn: a worse risk never makes the debt free
+                "annual_rate_bp": o.annual_rate_bp or current.annual_rate_bp,
+                "band": o.band,
+                "pd": o.pd,
+                "model_version": o.model_version,
+                "decision_id": None,
+                "updated_at": now,
+            }
+        )
+        if step.freeze:
+            plan.to_freeze.append((account, reasons))
+        if step.unfreeze:
+            plan.to_lift.append(account)
+        still_frozen = step.freeze or (current.freeze is not None and not step.unfreeze)
+        if step.new_limit_fen != current.limit_fen or step.freeze or step.unfreeze:
+            plan.entry_lines.append(line)
+            plan.entries.append(
                 {
-                    "id": account,
-                    "limit_fen": step.new_limit_fen,
-                    # a line the policy no longer lends to (rate 0) keeps charging its rate on
-                    # what is drawn: a worse risk never makes the debt free
-                    "annual_rate_bp": o.annual_rate_bp or current.annual_rate_bp,
-                    "band": o.band,
-                    "pd": o.pd,
+                    "account_id": account,
+                    "kind": "limit",
+                    "amount_fen": step.new_limit_fen - current.limit_fen,
+                    "principal_after": current.principal_fen,
+                    "interest_after": current.interest_fen,
+                    "limit_after": step.new_limit_fen,
                     "model_version": o.model_version,
-                    "decision_id": decision_id,
-                    "updated_at": now,
+                    "decision_id": None,
+                    "at": now,
+                    "note": (
+                        f"review {month}: {step.action} {current.limit_fen} -> {step.new_limit_fen}"
+                        + ("; draws frozen" if step.freeze else "; freeze lifted" if step.unfreeze else "")
+                    )[:256],
                 }
             )
-            if step.freeze:
-                to_freeze.append((account, reasons))
-            if step.unfreeze:
-                to_lift.append(account)
-            still_frozen = step.freeze or (freeze is not None and not step.unfreeze)
-            if step.new_limit_fen != current.limit_fen or step.freeze or step.unfreeze:
-                entries.append(
-                    {
-                        "account_id": account,
-                        "kind": "limit",
-                        "amount_fen": step.new_limit_fen - current.limit_fen,
-                        "principal_after": current.principal_fen,
-                        "interest_after": current.interest_fen,
-                        "limit_after": step.new_limit_fen,
-                        "model_version": o.model_version,
-                        "decision_id": decision_id,
-                        "at": now,
-                        "note": (
-                            f"review {month}: {step.action} {current.limit_fen} -> {step.new_limit_fen}"
-                            + ("; draws frozen" if step.freeze else "; freeze lifted" if step.unfreeze else "")
-                        )[:256],
-                    }
-                )
-            changes.append(
+        plan.changes.append(
+            {
+                "account_id": account,
+                "merchant_id": o.merchant_id,
+                "kind": "review",
+                "review_month": month,
+                "on": today,
+                "at": now,
+                "action": step.action,
+                "old_limit_fen": current.limit_fen,
+                "target_limit_fen": o.limit_fen,
+                "new_limit_fen": step.new_limit_fen,
+                "principal_fen": current.principal_fen,
+                "frozen": still_frozen,
+                "decision_id": None,
+                "model_version": o.model_version,
+                "pd": o.pd,
+                "band": o.band,
+                "turnover_fen": o.turnover_fen,
+                "reasons": [r.to_dict() for r in reasons],
+                "contributions": o.contributions,
+            }
+        )
+        if step.action != KEEP and len(plan.examples) < EXAMPLES:
+            plan.examples.append(
                 {
                     "account_id": account,
                     "merchant_id": o.merchant_id,
-                    "kind": "review",
-                    "review_month": month,
-                    "on": today,
-                    "at": now,
                     "action": step.action,
                     "old_limit_fen": current.limit_fen,
-                    "target_limit_fen": o.limit_fen,
                     "new_limit_fen": step.new_limit_fen,
-                    "principal_fen": current.principal_fen,
-                    "frozen": still_frozen,
-                    "decision_id": decision_id,
-                    "model_version": o.model_version,
-                    "pd": o.pd,
                     "band": o.band,
-                    "turnover_fen": o.turnover_fen,
+                    "pd": o.pd,
                     "reasons": [r.to_dict() for r in reasons],
-                    "contributions": o.contributions,
                 }
             )
-            result.reviewed += 1
-            if step.action == RAISE:
-                result.raised += 1
-            elif step.action == CUT:
-                result.cut += 1
-            else:
-                result.kept += 1
-            if step.action != KEEP and len(result.examples) < EXAMPLES:
-                result.examples.append(
-                    {
-                        "account_id": account,
-                        "merchant_id": o.merchant_id,
-                        "action": step.action,
-                        "old_limit_fen": current.limit_fen,
-                        "new_limit_fen": step.new_limit_fen,
-                        "band": o.band,
-                        "pd": o.pd,
-                        "reasons": [r.to_dict() for r in reasons],
-                    }
-                )
-        update_rows(session, Account, account_updates)
-        insert_rows(session, Entry, entries)
-        insert_rows(session, LimitChange, changes)
+    return plan
+
+
+def _write(
+    book: CreditBook,
+    scored: list[tuple[str, Outcome]],
+    month: str,
+    now: datetime,
+    part: _Part,
+    chunks: fanout.Chunks,
+) -> None:
+    """Decide and store one chunk of reviewed lines in one transaction.
+
+    When other processes share the run (`chunks.shared`), the chunk is planned first, on a
+    snapshot of its lines' states read outside the transaction, so that another process can
+    write while this one plans. Inside (`chunks.writing()` held), the states are read again with
+    the rows locked; if any changed meanwhile (a draw, a repayment, a freeze), the chunk is
+    planned again on what is current. `part.written` gets each stored decision's newest row and
+    PD (the monitoring refresh need not read them back)."""
+    today = now.date()
+    ids = [account for account, _ in scored]
+    with session_scope(book.engine) as session:
+        previous = latest(session, ids)  # only reviews, openings and promotions write these
+        snapshot = _line_states(session, ids, today)[0] if chunks.shared else None
+    plan = _plan(book, scored, snapshot, previous, month, now) if snapshot is not None else None
+    decision_rows = [o.decision_values("review", account, now) for account, o in scored]
+    with chunks.writing(), write_transaction(book.engine) as session:
+        states, frozen = _line_states(session, ids, today, lock=True)
+        if reviewed(session, month, ids):  # another run got here first: leave it to that run
+            raise BankError(f"another review of {month} is running; try again when it has finished", "refused")
+        if plan is None or states != snapshot:
+            plan = _plan(book, scored, states, previous, month, now)
+        decision_ids = insert_rows(session, Decision, decision_rows, ids=True, key="account_id")
+        plan.with_decisions(decision_ids)
+        update_rows(session, Account, plan.account_updates)
+        insert_rows(session, Entry, plan.entries)
+        insert_rows(session, LimitChange, plan.changes)
         cut_reasons = {
             account: f"review {month} cut the limit: " + "; ".join(r.text_en for r in reasons[:2])
-            for account, reasons in to_freeze
+            for account, reasons in plan.to_freeze
             if account not in frozen or frozen[account].kind == "cut"  # a referral's hold stays as it is
         }
-        result.frozen += freezes.freeze_many(session, "cut", cut_reasons, today, now, frozen)
-        lifted = [a for a in to_lift if a in frozen and frozen[a].kind == "cut"]
+        frozen_now = freezes.freeze_many(session, "cut", cut_reasons, today, now, frozen)
+        lifted = [a for a in plan.to_lift if a in frozen and frozen[a].kind == "cut"]
         freezes.lift(session, lifted)
-        result.unfrozen += len(lifted)
-    written.update(chunk_written)  # committed
+    # committed: count what was written
+    actions = Counter(plan.actions)
+    part.counts.update(
+        reviewed=len(plan.actions),
+        raised=actions[RAISE],
+        cut=actions[CUT],
+        kept=actions[KEEP],
+        frozen=frozen_now,
+        unfrozen=len(lifted),
+    )
+    part.examples.extend(plan.examples[: EXAMPLES - len(part.examples)])
+    part.written.update((i, (o.inputs[-1], o.pd)) for (_, o), i in zip(scored, decision_ids, strict=True))

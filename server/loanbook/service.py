@@ -57,6 +57,7 @@ def review_to_proto(result: ReviewResult) -> bank_pb2.ReviewReply:
         unfrozen=result.unfrozen,
         skipped=result.skipped,
         seconds=result.seconds,
+        workers=result.workers,
         examples=[
             bank_pb2.LimitExample(
                 account_id=e["account_id"],

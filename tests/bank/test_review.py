@@ -4,8 +4,11 @@ every merchant (band B: limit = 2 x the mean of the latest 3 months' turnover, 9
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -16,10 +19,10 @@ from server.credit.errors import BankError
 from server.credit.policy import Band, CreditPolicy
 from server.credit.promotion import promote
 from server.feature_store import FeatureStore
-from server.loanbook import changes, eod, wording
+from server.loanbook import changes, eod, fanout, wording
 from server.loanbook.changes import Previous
 from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep
-from server.loanbook.review import moved_features, review, review_reasons
+from server.loanbook.review import moved_features, review, review_reasons, review_workers
 from server.registry import Registry
 from server.scoring import Decision
 from tests.consent_helpers import report_consent
@@ -240,3 +243,109 @@ def test_the_features_named_are_those_that_moved_the_limits_way(book) -> None:
     keep = ReviewStep(KEEP, 1, False, False, ())
     chosen = moved_features([cut, raise_, keep, cut], [outcome] * 4, [before, before, before, None], ["a", "b", "c"])
     assert chosen.tolist() == [[0, 2, -1], [1, -1, -1], [-1, -1, -1], [0, 1, -1]]
+
+
+def _book_of_forty(url: str, make_model, store: Path) -> CreditBook:
+    """Forty lines opened on Jan-Mar (limit 400,000), then April reported: 9,000 or 3,000 (a
+    raise), 300 (a cut to 350,000, held at 380,000 where drawn) or 1,200 (kept); every fifth
+    line drawn, m00's draw past due (its raise is refused)."""
+    registry = Registry(url, store)
+    registry.register(make_model(0.03), anchor=False)
+    promote(registry, "v1")
+    merchants = [f"m{i:02d}" for i in range(40)]
+    report_consent(url, merchants)
+    book = CreditBook(url, registry=registry)
+    eod.set_date(book, date(2026, 4, 1), "test")
+    for i, merchant in enumerate(merchants):
+        report(book, merchant, rows([1000, 2000, 3000]))
+        line = book.open(merchant, rows([1000, 2000, 3000]))  # limit 400,000
+        if i % 5 == 0:
+            book.draw(line.account_id, 380_000, 90 if i else 10)  # m00's is due 2026-04-11
+        report(book, merchant, rows([1000, 2000, 3000, [9000, 300, 3000, 1200][i % 4]]))
+    eod.advance(book, 30, "test")
+    return book
+
+
+def _stored(book: CreditBook) -> list[tuple]:
+    """Each review record, in account order: (account, merchant, action, old, new, frozen, reason codes)."""
+    LimitChange = changes.LimitChange
+    with session_scope(book.engine) as session:
+        reviews = session.scalars(
+            select(LimitChange).where(LimitChange.kind == "review").order_by(LimitChange.account_id)
+        )
+        return [
+            (
+                c.account_id,
+                c.merchant_id,
+                c.action,
+                c.old_limit_fen,
+                c.new_limit_fen,
+                c.frozen,
+                [r["code"] for r in c.reasons],
+            )
+            for c in reviews
+        ]
+
+
+def test_a_review_shared_by_two_processes_stores_what_one_process_does(db_url, make_model, tmp_path) -> None:
+    """Chunks of 3 lines over this process and a worker; the same limits, reasons and freezes
+    as a review in one process of an identical book (a SQLite file)."""
+    alone = _book_of_forty(f"sqlite:///{tmp_path / 'alone.db'}", make_model, tmp_path / "alone-store")
+    shared = _book_of_forty(db_url, make_model, tmp_path / "store")
+    one = review(alone, "2026-04", chunk=3, workers=1)
+    two = review(shared, "2026-04", chunk=3, workers=2)
+    assert (two.reviewed, two.raised, two.cut, two.kept, two.frozen) == (
+        one.reviewed,
+        one.raised,
+        one.cut,
+        one.kept,
+        one.frozen,
+    )
+    assert (two.reviewed, two.raised, two.cut, two.kept, two.frozen) == (40, 19, 10, 11, 10)
+    stored = _stored(shared)
+    assert sorted(r[1:] for r in stored) == sorted(r[1:] for r in _stored(alone))  # line by line, by merchant
+    changed = [r[0] for r in stored if r[2] != KEEP]
+    assert [e["account_id"] for e in two.examples] == changed[:20]  # the first changed lines, as alone
+    with session_scope(shared.engine) as session:
+        decisions = session.scalars(select(Decision.account_id).where(Decision.purpose == "review")).all()
+    assert len(decisions) == len(set(decisions)) == 40  # one decision per line, none twice
+    assert review(shared, "2026-04", chunk=3, workers=2).already == 40
+
+
+def test_a_line_drawn_while_its_chunk_was_planned_is_decided_on_what_is_drawn(book, monkeypatch) -> None:
+    """Another process's draw lands between the snapshot a shared review plans on and its
+    write: the chunk is planned again, and the cut stops at what is now drawn."""
+    report(book, "m1", rows([3000, 3000, 3000]))
+    line = book.open("m1", rows([3000, 3000, 3000]))  # limit 600,000
+    report(book, "m1", rows([3000, 3000, 3000, 300]))  # policy 420,000: a cut
+    eod.advance(book, 30, "test")
+
+    class DrawnMeanwhile(fanout.Serial):
+        shared = True  # plan on a snapshot, as a process of a shared run does
+
+        @contextmanager
+        def writing(self) -> Iterator[None]:
+            book.draw(line.account_id, 500_000, 90)  # after the snapshot, before the write
+            yield
+
+    monkeypatch.setattr(fanout, "Serial", DrawnMeanwhile)  # what a one-process run is given
+    result = review(book, "2026-04", workers=1)
+    after = book.get(line.account_id)
+    assert (result.cut, result.frozen, after.limit_fen, after.available_fen) == (1, 1, 500_000, 0)
+    assert [r["code"] for r in result.examples[0]["reasons"]] == ["TURNOVER_DOWN", "CUT_HELD_AT_DRAWN", "DRAWS_FROZEN"]
+
+
+def test_how_many_processes_a_review_uses(book, monkeypatch) -> None:
+    monkeypatch.delenv("YINQI_REVIEW_WORKERS", raising=False)
+    monkeypatch.setattr(fanout, "usable_cores", lambda: 4)
+    assert review_workers(book, 100_000, 10_000) == 4  # auto: every core
+    assert review_workers(book, 30_000, 10_000) == 1  # auto: fewer than two chunks a process
+    assert review_workers(book, 30_000, 10_000, asked=3) == 3
+    monkeypatch.setenv("YINQI_REVIEW_WORKERS", "2")
+    assert review_workers(book, 100_000, 10_000) == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("YINQI_REVIEW_WORKERS", bad)
+        with pytest.raises(BankError, match="expected a whole number of processes, at least 1, or 'auto'"):
+            review_workers(book, 100_000, 10_000)
+    memory = CreditBook("sqlite://", registry=book.scorer.registry)
+    assert review_workers(memory, 100_000, 10, asked=4) == 1  # no other process can open it

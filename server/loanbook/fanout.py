@@ -1,0 +1,237 @@
+"""Spreading a batch job's chunks over processes: the monthly review on every core.
+
+A review is CPU-bound Python (scoring, decisions, reasons, building rows) plus one database
+transaction per chunk, so one process uses one core. `run_chunks` runs the same per-chunk loop
+in `workers` processes. The caller's own process is one of them (its loaded model is not
+wasted while the others start), and every process takes the next chunk number from a shared
+counter: a worker that started late, or met slower chunks, simply takes fewer. On SQLite, whose
+one writer would otherwise be fought over through its busy-wait (and a chunk's transaction can
+outlast the busy timeout), a shared lock hands the write over: one process writes a chunk while
+the others score theirs. PostgreSQL needs no such lock (a chunk locks its own rows).
+
+Workers are started with `spawn`: a fresh interpreter, safe from a threaded parent such as
+the bank's gRPC server. They do not re-run the caller's main script (spawn's default, which
+needs an `if __name__ == "__main__"` guard in every script that reviews): what they run lives in
+importable modules. A failure in any process stops the others taking new chunks; the chunks
+already committed stay (a review resumes where it stopped) and the first error is raised.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
+from typing import Any, Generic, TypeVar
+
+P = TypeVar("P")
+R = TypeVar("R")
+Progress = Callable[[int], None]  # lines finished so far, across every process
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class Stopped(Exception):
+    """The job stopped (another process failed) while this one waited to write."""
+
+
+class Chunks:
+    """One process's view of the shared work: the next chunk, progress, the write hand-over."""
+
+    shared = True  # other processes work on the same job
+
+    def __init__(
+        self,
+        counter: Any,
+        stop: Any,
+        lock: Any | None,
+        finished: Callable[[int], None],
+        waiting: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._counter, self._stop, self._lock, self._finished = counter, stop, lock, finished
+        self._waiting = waiting  # called while the write lock is busy
+        self.total = 0  # chunks in the job
+
+    def take(self) -> int | None:
+        """The next chunk number, or None when none is left or the job stopped."""
+        if self._stop.is_set():
+            return None
+        with self._counter.get_lock():
+            number = self._counter.value
+            if number >= self.total:
+                return None
+            self._counter.value = number + 1
+        return number
+
+    def finished(self, lines: int) -> None:
+        self._finished(lines)
+
+    def writing(self) -> Any:
+        """Hold while a chunk's transaction is open (a no-op where the database needs none)."""
+        return self._holding(self._lock) if self._lock is not None else nullcontext()
+
+    @contextmanager
+    def _holding(self, lock: Any) -> Iterator[None]:
+        # in turns, not one blocking wait: a process that died holding the lock (killed, out
+        # of memory) never releases it, and the job must stop rather than hang
+        while not lock.acquire(timeout=0.5):
+            self._waiting()
+            if self._stop.is_set():
+                raise Stopped("the review stopped while this process waited to write")
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+class Serial(Chunks):
+    """Every chunk in this process, in order: a job too small to be worth a second process."""
+
+    shared = False
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self._next, self._done, self._progress = 0, 0, progress
+        self.total = total
+
+    def take(self) -> int | None:
+        if self._next >= self.total:
+            return None
+        self._next += 1
+        return self._next - 1
+
+    def finished(self, lines: int) -> None:
+        self._done += lines
+        if self._progress is not None:
+            self._progress(self._done)
+
+    def writing(self) -> Any:
+        return nullcontext()
+
+
+# -- inside a worker process -------------------------------------------------------------------
+_worker: Chunks | None = None
+
+
+def _start_worker(counter: Any, stop: Any, lock: Any | None, done: Any, total: int) -> None:
+    global _worker
+    _worker = Chunks(counter, stop, lock, done.put)
+    _worker.total = total
+
+
+def _in_worker(work: Callable[[P, Chunks], R], payload: P) -> R:
+    assert _worker is not None, "started without _start_worker"
+    try:
+        return work(payload, _worker)
+    except BaseException:
+        _worker._stop.set()  # the others stop at their next chunk
+        raise
+
+
+class _Job(Generic[P, R]):
+    def __init__(self, total: int, workers: int, lock: bool, progress: Progress | None) -> None:
+        self.counter = _SPAWN.Value("q", 0)
+        self.stop = _SPAWN.Event()
+        self.lock = _SPAWN.Lock() if lock else None
+        self.done = _SPAWN.SimpleQueue()
+        self.total, self.workers, self.progress = total, workers, progress
+        self.lines = 0
+        self.futures: list[Future[R]] = []
+
+    def drain(self) -> None:
+        """Count the lines the workers finished, and check that none of them failed."""
+        while not self.done.empty():
+            self.lines += self.done.get()
+            if self.progress is not None:
+                self.progress(self.lines)
+        if any(f.done() and f.exception() is not None for f in self.futures):
+            self.stop.set()
+
+    def own(self) -> Chunks:
+        def finished(lines: int) -> None:
+            self.lines += lines
+            if self.progress is not None:
+                self.progress(self.lines)
+            self.drain()
+
+        chunks = Chunks(self.counter, self.stop, self.lock, finished, self.drain)
+        chunks.total = self.total
+        return chunks
+
+
+def run_chunks(
+    total: int,
+    workers: int,
+    here: Callable[[Chunks], R],
+    there: Callable[[P, Chunks], R],
+    payload: P,
+    *,
+    write_lock: bool,
+    progress: Progress | None = None,
+) -> list[R]:
+    """Run chunks 0..total-1 in `workers` processes; each process's result, this one's first.
+
+    `here(chunks)` runs in this process; `there(payload, chunks)` (a module-level function,
+    `payload` picklable) in each of the `workers - 1` others. Both loop on `chunks.take()`,
+    call `chunks.finished(lines)` after each chunk, and hold `chunks.writing()` around its
+    transaction.
+    """
+    if workers <= 1 or total <= 1:
+        return [here(Serial(total, progress))]
+    job: _Job[P, R] = _Job(total, workers, write_lock, progress)
+    with ProcessPoolExecutor(
+        workers - 1,
+        mp_context=_SPAWN,
+        initializer=_start_worker,
+        initargs=(job.counter, job.stop, job.lock, job.done, total),
+    ) as pool:
+        with _main_not_rerun():  # the pool starts its processes on submit
+            job.futures = [pool.submit(_in_worker, there, payload) for _ in range(workers - 1)]
+        with _stopping_on_error(job):
+            try:
+                mine = here(job.own())
+            except Stopped:  # a worker failed: its error is raised below
+                mine = None
+            pending: set[Future[R]] = set(job.futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+                job.drain()
+                if any(f.exception() is not None for f in finished):
+                    break
+            job.drain()
+            theirs = [f.result() for f in job.futures]  # re-raises a worker's error
+            if mine is None:  # pragma: no cover - stopped, yet no worker failed
+                raise Stopped("the review stopped, and no process says why")
+            return [mine, *theirs]
+
+
+@contextmanager
+def _stopping_on_error(job: _Job[Any, Any]) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        job.stop.set()  # the workers finish the chunk they hold and take no other
+        raise
+
+
+@contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """While processes start, hide where `__main__` came from: spawn would re-run it in each."""
+    main = sys.modules["__main__"]
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
