@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
@@ -32,6 +33,7 @@ from sqlalchemy import (
     make_url,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
@@ -208,12 +210,11 @@ _RETURNING_BATCH = 1_000  # rows per multi-row INSERT ... RETURNING
 
 
 def _driver_values(
-    connection: Connection, table: Table, columns: list[str], rows: list[dict[str, Any]]
+    dialect: Dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
     """The rows as the driver's positional parameters, through each column's own bind
     processor for this dialect (the values SQLAlchemy itself would send). Column by column:
     most columns need no processing, and a bulk write repeats one time in every row."""
-    dialect = connection.dialect
     pick = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
     try:
         values: list[tuple[Any, ...]] = list(map(pick, rows))
@@ -239,12 +240,11 @@ def _processed(process: Callable[[Any], Any], column: Iterable[Any]) -> Iterator
         yield result
 
 
-def _driver_ready(connection: Connection, table: Table, columns: list[str], *, updating: bool = False) -> bool:
+def _driver_ready(dialect: Dialect, table: Table, columns: list[str], *, updating: bool = False) -> bool:
     """Whether rows naming `columns` can go to the driver as they are: a known placeholder, no
     column whose dialect casts its parameter in the SQL (psycopg's casts every one, so
     PostgreSQL keeps SQLAlchemy's path), and no Python-side default (or, when `updating`,
     on-update value) left out: those only SQLAlchemy's own path fills in."""
-    dialect = connection.dialect
     if dialect.paramstyle not in _PLACEHOLDERS:
         return False
     named = set(columns)
@@ -265,8 +265,33 @@ def _insert_sql(connection: Connection, table: Table, columns: list[str], rows: 
     return f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES {', '.join([group] * rows)}{returning}"
 
 
+@dataclass(frozen=True)
+class BulkRows:
+    """Rows for `insert_rows` / `update_rows` with their driver parameters worked out ahead of
+    the transaction (`prepare_rows`): a review turns a chunk's decisions (JSON of their inputs)
+    into parameters while another process holds the write lock. `values` is None where the
+    dialect takes SQLAlchemy's own path (the rows are then used as they are)."""
+
+    table: Table
+    rows: list[dict[str, Any]]
+    values: list[tuple[Any, ...]] | None
+    columns: list[str]
+
+
+def prepare_rows(dialect: Dialect, entity: Any, rows: list[dict[str, Any]], *, updating: bool = False) -> BulkRows:
+    """`rows` of `entity` with their driver parameters, for `insert_rows` (or `update_rows` with
+    `updating`, the primary key `id` last), outside any transaction."""
+    table = entity.__table__
+    if not rows:
+        return BulkRows(table, rows, None, [])
+    columns = [name for name in rows[0] if name != "id"] + ["id"] if updating else list(rows[0])
+    if not _driver_ready(dialect, table, columns, updating=updating):
+        return BulkRows(table, rows, None, columns)
+    return BulkRows(table, rows, _driver_values(dialect, table, columns, rows), columns)
+
+
 def insert_rows(
-    session: Session, entity: Any, rows: list[dict[str, Any]], *, ids: bool = False, key: str | None = None
+    session: Session, entity: Any, rows: list[dict[str, Any]] | BulkRows, *, ids: bool = False, key: str | None = None
 ) -> list[int]:
     """Insert many rows of a mapped class at the driver's speed. The tables written in bulk
     (a review's decisions and limit records) have no ORM-side behaviour; their values go
@@ -275,21 +300,26 @@ def insert_rows(
 
     `key`: a column whose values tell the rows apart. RETURNING keeps no order on SQLite for a
     multi-row INSERT, so the ids are matched back by the key; without a distinct key the rows
-    go through SQLAlchemy's ordered (one row per statement on SQLite) path."""
-    if not rows:
+    go through SQLAlchemy's ordered (one row per statement on SQLite) path. `rows` may be
+    `BulkRows` whose driver parameters were worked out ahead of the transaction."""
+    bulk = rows if isinstance(rows, BulkRows) else None
+    listed = rows.rows if isinstance(rows, BulkRows) else rows
+    if not listed:
         return []
     table = entity.__table__
-    columns = list(rows[0])
+    columns = list(listed[0])
     connection = session.connection()
     # a key the driver sees as it is (no bind processor) comes back from RETURNING as given
     keyed = (
         key is not None
         and table.c[key].type.dialect_impl(connection.dialect).bind_processor(connection.dialect) is None
-        and len({row[key] for row in rows}) == len(rows)
+        and len({row[key] for row in listed}) == len(listed)
     )
-    if not _driver_ready(connection, table, columns) or (ids and not keyed):
-        return _insert_through_core(session, table, rows, ids)
-    values = _driver_values(connection, table, columns, rows)
+    if not _driver_ready(connection.dialect, table, columns) or (ids and not keyed):
+        return _insert_through_core(session, table, listed, ids)
+    values = bulk.values if bulk is not None and bulk.values is not None else None
+    if values is None:
+        values = _driver_values(connection.dialect, table, columns, listed)
     if not ids:
         connection.exec_driver_sql(_insert_sql(connection, table, columns, 1), values)
         return []
@@ -303,7 +333,7 @@ def insert_rows(
         sql = _insert_sql(connection, table, columns, len(part), returning)
         flat = tuple(value for row in part for value in row)
         found.update((k, i) for i, k in connection.exec_driver_sql(sql, flat))
-    return [found[row[key]] for row in rows]
+    return [found[row[key]] for row in listed]
 
 
 def _insert_through_core(session: Session, table: Table, rows: list[dict[str, Any]], ids: bool) -> list[int]:
@@ -314,25 +344,29 @@ def _insert_through_core(session: Session, table: Table, rows: list[dict[str, An
     return list(session.scalars(statement, rows))
 
 
-def update_rows(session: Session, entity: Any, rows: list[dict[str, Any]]) -> None:
+def update_rows(session: Session, entity: Any, rows: list[dict[str, Any]] | BulkRows) -> None:
     """Update many rows of a mapped class by primary key `id` in one executemany, at the
-    driver's speed as `insert_rows`; every row names the same columns."""
-    if not rows:
+    driver's speed as `insert_rows`; every row names the same columns (`BulkRows`: prepared
+    ahead with `updating=True`)."""
+    bulk = rows if isinstance(rows, BulkRows) else None
+    listed = rows.rows if isinstance(rows, BulkRows) else rows
+    if not listed:
         return
     table = entity.__table__
-    columns = [name for name in rows[0] if name != "id"]
+    columns = [name for name in listed[0] if name != "id"]
     connection = session.connection()
-    if not _driver_ready(connection, table, [*columns, "id"], updating=True):
+    if not _driver_ready(connection.dialect, table, [*columns, "id"], updating=True):
         statement = update(table).where(table.c.id == bindparam("row_id"))
         session.execute(
-            statement, [{"row_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in rows]
+            statement, [{"row_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in listed]
         )
         return
     preparer = connection.dialect.identifier_preparer
     mark = _PLACEHOLDERS[connection.dialect.paramstyle]
     assignments = ", ".join(f"{preparer.quote(name)} = {mark}" for name in columns)
     sql = f"UPDATE {preparer.format_table(table)} SET {assignments} WHERE {preparer.quote('id')} = {mark}"
-    connection.exec_driver_sql(sql, _driver_values(connection, table, [*columns, "id"], rows))
+    values = bulk.values if bulk is not None and bulk.values is not None else None
+    connection.exec_driver_sql(sql, values or _driver_values(connection.dialect, table, [*columns, "id"], listed))
 
 
 _write_locks: dict[int, threading.Lock] = {}

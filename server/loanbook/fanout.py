@@ -48,8 +48,6 @@ class Stopped(Exception):
 class Chunks:
     """One process's view of the shared work: the next chunk, progress, the write hand-over."""
 
-    shared = True  # other processes work on the same job
-
     def __init__(
         self,
         counter: Any,
@@ -96,8 +94,6 @@ class Chunks:
 
 class Serial(Chunks):
     """Every chunk in this process, in order: a job too small to be worth a second process."""
-
-    shared = False
 
     def __init__(self, total: int, progress: Progress | None) -> None:
         self._next, self._done, self._progress = 0, 0, progress

@@ -38,6 +38,7 @@ from federation.storage import (
     batch_param,
     each_batch,
     insert_rows,
+    prepare_rows,
     session_scope,
     update_rows,
     write_transaction,
@@ -373,13 +374,13 @@ class _LineState(NamedTuple):
 
 
 def _line_states(
-    session: Session, ids: Sequence[str], today: date, *, lock: bool = False
+    session: Session, ids: Sequence[str], today: date
 ) -> tuple[dict[str, _LineState], dict[str, freezes.LineFreeze]]:
-    """The lines' states (`lock`: and lock their rows, where the database can), and their freezes."""
+    """The lines' states, their rows locked where the database can, and their freezes."""
     query = select(
         Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen, Account.annual_rate_bp
     ).where(Account.id.in_(batch_param()))
-    accounts = list(each_batch(session, query.with_for_update() if lock else query, ids))
+    accounts = list(each_batch(session, query.with_for_update(), ids))
     overdue: dict[str, int] = {}
     for draw in draw_book.owing(session, ids):
         dpd = draw_book.days_past_due(draw.due_on, draw.settled_on, today)
@@ -413,6 +414,7 @@ class _ChunkPlan:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def with_decisions(self, decision_ids: Sequence[int]) -> None:
+        """Name each line's new decision in its account update, ledger entry and limit record."""
         for update, change, decision_id in zip(self.account_updates, self.changes, decision_ids, strict=True):
             update["decision_id"] = change["decision_id"] = decision_id
         for entry, line in zip(self.entries, self.entry_lines, strict=True):
@@ -531,27 +533,25 @@ def _write(
     part: _Part,
     chunks: fanout.Chunks,
 ) -> None:
-    """Decide and store one chunk of reviewed lines in one transaction.
+    """Decide and store one chunk of reviewed lines in one transaction (`chunks.writing()`
+    held: the turn of this process to write, when others share the run).
 
-    When other processes share the run (`chunks.shared`), the chunk is planned first, on a
-    snapshot of its lines' states read outside the transaction, so that another process can
-    write while this one plans. Inside (`chunks.writing()` held), the states are read again with
-    the rows locked; if any changed meanwhile (a draw, a repayment, a freeze), the chunk is
-    planned again on what is current. `part.written` gets each stored decision's newest row and
-    PD (the monitoring refresh need not read them back)."""
+    What does not depend on the lines' current state is read and worked out before: their
+    previous limit records (only reviews, openings and promotions write them) and the new
+    decisions' driver parameters (JSON of the inputs). `part.written` gets each stored
+    decision's newest row and PD (the monitoring refresh need not read them back)."""
     today = now.date()
     ids = [account for account, _ in scored]
     with session_scope(book.engine) as session:
-        previous = latest(session, ids)  # only reviews, openings and promotions write these
-        snapshot = _line_states(session, ids, today)[0] if chunks.shared else None
-    plan = _plan(book, scored, snapshot, previous, month, now) if snapshot is not None else None
-    decision_rows = [o.decision_values("review", account, now) for account, o in scored]
+        previous = latest(session, ids)
+    decision_rows = prepare_rows(
+        book.engine.dialect, Decision, [o.decision_values("review", account, now) for account, o in scored]
+    )
     with chunks.writing(), write_transaction(book.engine) as session:
-        states, frozen = _line_states(session, ids, today, lock=True)
+        states, frozen = _line_states(session, ids, today)
         if reviewed(session, month, ids):  # another run got here first: leave it to that run
             raise BankError(f"another review of {month} is running; try again when it has finished", "refused")
-        if plan is None or states != snapshot:
-            plan = _plan(book, scored, states, previous, month, now)
+        plan = _plan(book, scored, states, previous, month, now)
         decision_ids = insert_rows(session, Decision, decision_rows, ids=True, key="account_id")
         plan.with_decisions(decision_ids)
         update_rows(session, Account, plan.account_updates)

@@ -14,6 +14,7 @@ import pytest
 from federation.metrics import calibration_z, grouped_counts, population_stability_index, quantile_groups
 from federation.model import write_report
 from federation.preprocess import compute_stats
+from server import monitoring
 from server.credit.accounts import CreditBook
 from server.credit.promotion import promote
 from server.loanbook import eod
@@ -196,3 +197,20 @@ def test_a_review_monitors_its_own_scores_as_a_read_back_would(bank) -> None:
     refresh(bank.engine, bank.scorer, "v1", "2026-01")
     assert by_review == records()
     assert by_review["psi:score"][1] == 31 and len(by_review) > 5
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"amount": 1.0, "count": 2.0}, {"amount": 3.5, "count": 4.0}],  # every row numbers: the fast path
+        [{"amount": 1.0, "count": True}, {"amount": 2, "count": 0.5}],  # bool and int are numbers too
+        [{"amount": 1.0, "count": "1.5"}, {"amount": 2.0, "count": 3.0}],  # text is left out, not converted
+        [{"amount": None, "count": 1.0}, {"amount": 2.0}],  # None and a missing column are left out
+    ],
+)
+def test_numeric_columns_take_numbers_only_as_one_row_at_a_time_would(rows) -> None:
+    columns = ["amount", "count"]
+    found = monitoring.numeric_columns(rows, columns)
+    for column in columns:
+        expected = [float(r[column]) for r in rows if isinstance(r.get(column), (int, float))]
+        assert found[column].tolist() == expected

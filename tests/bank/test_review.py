@@ -4,8 +4,6 @@ every merchant (band B: limit = 2 x the mean of the latest 3 months' turnover, 9
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -310,29 +308,6 @@ def test_a_review_shared_by_two_processes_stores_what_one_process_does(db_url, m
         decisions = session.scalars(select(Decision.account_id).where(Decision.purpose == "review")).all()
     assert len(decisions) == len(set(decisions)) == 40  # one decision per line, none twice
     assert review(shared, "2026-04", chunk=3, workers=2).already == 40
-
-
-def test_a_line_drawn_while_its_chunk_was_planned_is_decided_on_what_is_drawn(book, monkeypatch) -> None:
-    """Another process's draw lands between the snapshot a shared review plans on and its
-    write: the chunk is planned again, and the cut stops at what is now drawn."""
-    report(book, "m1", rows([3000, 3000, 3000]))
-    line = book.open("m1", rows([3000, 3000, 3000]))  # limit 600,000
-    report(book, "m1", rows([3000, 3000, 3000, 300]))  # policy 420,000: a cut
-    eod.advance(book, 30, "test")
-
-    class DrawnMeanwhile(fanout.Serial):
-        shared = True  # plan on a snapshot, as a process of a shared run does
-
-        @contextmanager
-        def writing(self) -> Iterator[None]:
-            book.draw(line.account_id, 500_000, 90)  # after the snapshot, before the write
-            yield
-
-    monkeypatch.setattr(fanout, "Serial", DrawnMeanwhile)  # what a one-process run is given
-    result = review(book, "2026-04", workers=1)
-    after = book.get(line.account_id)
-    assert (result.cut, result.frozen, after.limit_fen, after.available_fen) == (1, 1, 500_000, 0)
-    assert [r["code"] for r in result.examples[0]["reasons"]] == ["TURNOVER_DOWN", "CUT_HELD_AT_DRAWN", "DRAWS_FROZEN"]
 
 
 def test_how_many_processes_a_review_uses(book, monkeypatch) -> None:

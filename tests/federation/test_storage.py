@@ -163,3 +163,54 @@ def test_in_batches_covers_every_value_once_in_bounded_slices():
     assert [len(b) for b in batches] == [500, 500, 201]
     assert [v for b in batches for v in b] == values
     assert list(in_batches([])) == []
+
+
+def test_rows_prepared_before_the_transaction_store_what_plain_rows_do(db_url):
+    """`prepare_rows` works the driver parameters out ahead (a review, before it takes the
+    write lock); inserts and updates store the same as from plain rows."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import select
+
+    from federation.storage import insert_rows, prepare_rows, session_scope, update_rows
+    from server.db import bank_engine
+    from server.loanbook.changes import LimitChange
+
+    engine = bank_engine(db_url)
+    now = datetime.now(UTC)
+
+    def change(account: str) -> dict:
+        return {
+            "account_id": account,
+            "merchant_id": "m",
+            "kind": "review",
+            "review_month": "2026-03",
+            "on": date(2026, 3, 31),
+            "at": now,
+            "action": "keep",
+            "old_limit_fen": 1,
+            "new_limit_fen": 1,
+            "principal_fen": 0,
+            "frozen": False,
+            "decision_id": None,
+            "model_version": "v1",
+            "band": "A",
+            "reasons": [{"code": "X", "text_zh": "值"}],
+            "contributions": {"f": 0.5},
+        }
+
+    prepared = prepare_rows(engine.dialect, LimitChange, [change("p1"), change("p2") | {"decision_id": 12}])
+    with session_scope(engine) as session:
+        ids = insert_rows(session, LimitChange, prepared, ids=True, key="account_id")
+        insert_rows(session, LimitChange, [change("q1")])
+    updates = prepare_rows(engine.dialect, LimitChange, [{"id": ids[1], "new_limit_fen": 9, "at": now}], updating=True)
+    with session_scope(engine) as session:
+        update_rows(session, LimitChange, updates)
+    with session_scope(engine) as session:
+        stored = {c.account_id: c for c in session.scalars(select(LimitChange))}
+
+    def seen(c: LimitChange) -> tuple:
+        return (c.decision_id, c.new_limit_fen, c.at, c.on, c.reasons, c.contributions, c.frozen)
+
+    assert seen(stored["p1"]) == seen(stored["q1"])  # prepared ahead == plain rows
+    assert seen(stored["p1"])[:2] == (None, 1) and seen(stored["p2"])[:2] == (12, 9)
