@@ -4,7 +4,9 @@
    end over mutual TLS as the operator (`LoanBookService.Review`: role check, call log) — against
    in-process scoring of the same merchants (the model's work alone, nothing stored); then
    single applications (`ScoringService.Score`: consent, features, model, decision and
-   application stored) one at a time, p50/p99 latency in-process and over mutual TLS. The book
+   application stored) one at a time, p50/p99 latency in-process and over mutual TLS. May's
+   review runs twice, on copies of the same book: in one process, then shared over the
+   machine's cores as the bank runs it (`server.loanbook.fanout`). The book
    is set up in bulk (`server.loanbook.onboard.open_many`) on May's data; the review runs on
    May's (in-process) and June's (over gRPC) data, the same work on two months.
 2. What identity and roles cost: scoring throughput in-process and over gRPC (batch and single
@@ -353,6 +355,23 @@ def set_up_book(work: Path, n: int) -> tuple[str, Path, list[tuple[str, list[dic
     return url, store, requests, setup
 
 
+def processes(n: int) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"
+
+
+def copy_book(work: Path, url: str) -> str:
+    """A consistent copy of the bench's SQLite book (its WAL included), for a second review of
+    the same month: the same work in one process as in several."""
+    import sqlite3
+
+    source, copy = sqlite3.connect(url.removeprefix("sqlite:///")), sqlite3.connect(work / "book-alone.db")
+    with source, copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    return f"sqlite:///{work / 'book-alone.db'}"
+
+
 def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Latency], dict[str, Any]]:
     """The monthly review of `n` lines in-process and over mutual TLS (the operator's
     certificate, the guard, the call log), against in-process scoring of the same merchants;
@@ -363,6 +382,7 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
     from server.credit.accounts import CreditBook
     from server.grpc_app import build_server
     from server.loanbook.book import LoanBook
+    from server.loanbook.review import review
     from server.registry import Registry
     from server.scoring import Scorer
     from server.security.ca import CertificateAuthority
@@ -378,12 +398,19 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
     answered = scorer.evaluate(month_rows, explain=False, checked=True, consented=True)
     rows.append(Row("in-process scoring, nothing stored (baseline)", len(answered), time.perf_counter() - start, True))
 
+    alone_url = copy_book(work, url)
+    alone_book = CreditBook(alone_url, registry=Registry(alone_url, store))
+    alone_book.scorer.model(None)  # loaded, as the shared run's own process has it
+    start = time.perf_counter()
+    alone = review(alone_book, REVIEWED[0], workers=1)
+    rows.append(Row(f"in-process review of {REVIEWED[0]}, {processes(1)}", alone.reviewed, time.perf_counter() - start))
+
     loans = LoanBook(CreditBook(url, registry=registry))
     start = time.perf_counter()
     local = loans.review(REVIEWED[0])
     rows.append(
         Row(
-            f"in-process review of {REVIEWED[0]} ({local.workers} processes)",
+            f"in-process review of {REVIEWED[0]}, {processes(local.workers)} (as the bank runs it)",
             local.reviewed,
             time.perf_counter() - start,
         )
@@ -406,7 +433,7 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
         remote = book_stub.Review(bank_pb2.ReviewRequest(month=REVIEWED[1]), timeout=3600)
         rows.append(
             Row(
-                f"gRPC mutual TLS + roles: review of {REVIEWED[1]} ({remote.workers} processes)",
+                f"gRPC mutual TLS + roles: review of {REVIEWED[1]}, {processes(remote.workers)}",
                 remote.reviewed,
                 time.perf_counter() - start,
             )
