@@ -272,10 +272,8 @@ class BulkRows:
     into parameters while another process holds the write lock. `values` is None where the
     dialect takes SQLAlchemy's own path (the rows are then used as they are)."""
 
-    table: Table
     rows: list[dict[str, Any]]
     values: list[tuple[Any, ...]] | None
-    columns: list[str]
 
 
 def prepare_rows(dialect: Dialect, entity: Any, rows: list[dict[str, Any]], *, updating: bool = False) -> BulkRows:
@@ -283,11 +281,11 @@ def prepare_rows(dialect: Dialect, entity: Any, rows: list[dict[str, Any]], *, u
     `updating`, the primary key `id` last), outside any transaction."""
     table = entity.__table__
     if not rows:
-        return BulkRows(table, rows, None, [])
+        return BulkRows(rows, None)
     columns = [name for name in rows[0] if name != "id"] + ["id"] if updating else list(rows[0])
     if not _driver_ready(dialect, table, columns, updating=updating):
-        return BulkRows(table, rows, None, columns)
-    return BulkRows(table, rows, _driver_values(dialect, table, columns, rows), columns)
+        return BulkRows(rows, None)
+    return BulkRows(rows, _driver_values(dialect, table, columns, rows))
 
 
 def insert_rows(

@@ -134,12 +134,12 @@ def _in_worker(work: Callable[[P, Chunks], R], payload: P) -> R:
 
 
 class _Job(Generic[P, R]):
-    def __init__(self, total: int, workers: int, lock: bool, progress: Progress | None) -> None:
+    def __init__(self, total: int, lock: bool, progress: Progress | None) -> None:
         self.counter = _SPAWN.Value("q", 0)
         self.stop = _SPAWN.Event()
         self.lock = _SPAWN.Lock() if lock else None
         self.done = _SPAWN.SimpleQueue()
-        self.total, self.workers, self.progress = total, workers, progress
+        self.total, self.progress = total, progress
         self.lines = 0
         self.futures: list[Future[R]] = []
 
@@ -183,7 +183,7 @@ def run_chunks(
     """
     if workers <= 1 or total <= 1:
         return [here(Serial(total, progress))]
-    job: _Job[P, R] = _Job(total, workers, write_lock, progress)
+    job: _Job[P, R] = _Job(total, write_lock, progress)
     with ProcessPoolExecutor(
         workers - 1,
         mp_context=_SPAWN,
