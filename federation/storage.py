@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 T = TypeVar("T")
 _engines: dict[str, Engine] = {}
@@ -198,10 +198,23 @@ def each_batch(session: Session, query: Executable, values: Iterable[Any], size:
     """The result rows of `query` for every `size` of `values` bound as its `batch_param()`.
     One statement, compiled once, with the values bound as it runs: a literal list in `in_`
     costs SQLAlchemy a coercion and a compiled parameter per value, which a review's chunk
-    (ten thousand ids, several queries) pays in seconds."""
+    (ten thousand ids, several queries) pays in seconds. Mapped objects come back as
+    `session.execute` gives them; plain columns as rows read on the session's connection."""
     listed = list(values)
+    run: Callable[..., Any] = session.execute
+    if _selects_columns(query):
+        session.flush()  # what the ORM's autoflush would have sent
+        run = session.connection().execute
     for batch in in_batches(listed, size):
-        yield from session.execute(query, {"batch": list(batch)})
+        yield from run(query, {"batch": list(batch)})
+
+
+def _selects_columns(query: Executable) -> bool:
+    """Whether `query` selects plain columns, not mapped objects. Such rows need none of the
+    ORM's loading, which costs as much again as the query for JSON columns, so they are read
+    on the session's connection (same transaction)."""
+    described: list[dict[str, Any]] = getattr(query, "column_descriptions", None) or []
+    return bool(described) and all(isinstance(d.get("type"), TypeEngine) for d in described)
 
 
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -230,14 +243,18 @@ def _driver_values(
     return list(zip(*by_column, strict=True))
 
 
-def _processed(process: Callable[[Any], Any], column: Iterable[Any]) -> Iterator[Any]:
-    """`process` over a column's values, computed once for a run of the same object."""
-    last: Any = _processed
-    result: Any = None
+def _processed(process: Callable[[Any], Any], column: Sequence[Any]) -> list[Any]:
+    """`process` over a column's values, computed once per object: a bulk write repeats one
+    timestamp, or one list of reasons, in many rows. (By identity: every value stays alive in
+    `column` meanwhile, so no id is reused.)"""
+    done: dict[int, Any] = {}
+    result = []
     for value in column:
-        if value is not last:
-            last, result = value, process(value)
-        yield result
+        key = id(value)
+        if key not in done:
+            done[key] = process(value)
+        result.append(done[key])
+    return result
 
 
 def _driver_ready(dialect: Dialect, table: Table, columns: list[str], *, updating: bool = False) -> bool:

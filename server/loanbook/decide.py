@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from federation.reasons import Reason
 from server.credit.policy import CreditPolicy, LimitDecision
@@ -54,6 +55,13 @@ class ReviewStep:
     reasons: tuple[Reason, ...]
 
 
+@lru_cache(maxsize=16)
+def _too_small(min_change_pct: int) -> tuple[Reason, ...]:
+    """A kept line's usual reasons: one tuple shared by every such line of a review, which
+    words and stores it once (`server.loanbook.review`)."""
+    return (wording.change_too_small(min_change_pct),)
+
+
 def review_limit(
     current_fen: int,
     principal_fen: int,
@@ -80,12 +88,12 @@ def review_limit(
             cap = target_fen
         new = min(target_fen, cap)
         if current_fen > 0 and new - current_fen < max(tolerance, 1):
-            return ReviewStep(KEEP, current_fen, False, lifts, (wording.change_too_small(rules.min_change_pct),))
+            return ReviewStep(KEEP, current_fen, False, lifts, _too_small(rules.min_change_pct))
         capped = (wording.raise_capped(rules.max_raise_pct, target_fen),) if new < target_fen else ()
         return ReviewStep(RAISE, new, False, lifts, capped)
     if target_fen < current_fen:
         if current_fen - target_fen < max(tolerance, 1):
-            return ReviewStep(KEEP, current_fen, False, lifts, (wording.change_too_small(rules.min_change_pct),))
+            return ReviewStep(KEEP, current_fen, False, lifts, _too_small(rules.min_change_pct))
         new = max(target_fen, principal_fen)
         reasons: tuple[Reason, ...] = (wording.draws_frozen(),)
         if new > target_fen:

@@ -18,6 +18,7 @@ from server.credit.policy import Band, CreditPolicy
 from server.credit.promotion import promote
 from server.feature_store import FeatureStore
 from server.loanbook import changes, eod, fanout, wording
+from server.loanbook import review as review_module
 from server.loanbook.changes import Previous
 from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep
 from server.loanbook.review import moved_features, review, review_reasons, review_workers
@@ -198,6 +199,52 @@ def test_every_reviewed_line_is_stored_once_per_month_and_lines_without_data_are
         limit_entries = session.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "limit"))
         runs = session.scalar(select(func.count()).select_from(changes.ReviewRun))
     assert (reviews, decisions, limit_entries, runs) == (2, 2, 1, 3)
+
+
+def test_a_chunk_with_a_line_another_run_reviewed_meanwhile_is_refused_and_stores_nothing(book, monkeypatch) -> None:
+    lines = {}
+    for merchant in ("m1", "m2"):
+        report(book, merchant, rows([1000, 2000, 3000]))
+        lines[merchant] = book.open(merchant, rows([1000, 2000, 3000])).account_id
+        report(book, merchant, rows([1000, 2000, 3000, 5000]))  # both would be raised to 600,000
+    eod.advance(book, 30, "test")
+    planned = review_module._plan
+
+    def another_run_first(session, *args):  # m2's April record appears while this run plans
+        session.add(
+            changes.LimitChange(
+                account_id=lines["m2"],
+                merchant_id="m2",
+                kind="review",
+                review_month="2026-04",
+                on=date(2026, 5, 1),
+                at=book.clock.now(),
+                action="keep",
+                old_limit_fen=400_000,
+                new_limit_fen=400_000,
+                principal_fen=0,
+                reasons=[],
+                contributions={},
+            )
+        )
+        session.flush()
+        return planned(session, *args)
+
+    monkeypatch.setattr(review_module, "_plan", another_run_first)
+    with pytest.raises(BankError, match="another review of 2026-04 stored some of these lines first") as refused:
+        review(book, "2026-04", workers=1)
+    assert refused.value.kind == "refused"
+    with session_scope(book.engine) as session:
+        stored = session.scalar(
+            select(func.count()).select_from(changes.LimitChange).where(changes.LimitChange.kind == "review")
+        )
+        decisions = session.scalar(select(func.count()).select_from(Decision).where(Decision.purpose == "review"))
+    assert (stored, decisions) == (0, 0)  # the chunk and the injected record rolled back together
+    assert [book.get(lines[m]).limit_fen for m in ("m1", "m2")] == [400_000, 400_000]
+    monkeypatch.setattr(review_module, "_plan", planned)
+    again = review(book, "2026-04", workers=1)
+    assert (again.reviewed, again.raised) == (2, 2)
+    assert [book.get(lines[m]).limit_fen for m in ("m1", "m2")] == [600_000, 600_000]
 
 
 def test_a_review_of_a_month_the_clock_has_not_reached_is_refused(book) -> None:
