@@ -285,12 +285,27 @@ def _insert_sql(connection: Connection, table: Table, columns: list[str], rows: 
 @dataclass(frozen=True)
 class BulkRows:
     """Rows for `insert_rows` / `update_rows` with their driver parameters worked out ahead of
-    the transaction (`prepare_rows`): a review turns a chunk's decisions (JSON of their inputs)
-    into parameters while another process holds the write lock. `values` is None where the
-    dialect takes SQLAlchemy's own path (the rows are then used as they are)."""
+    the transaction (`prepare_rows`): a review turns a chunk's rows (JSON of inputs, reasons
+    and contributions) into parameters while another process holds the write lock. `values`
+    is None where the dialect takes SQLAlchemy's own path (the rows are then used as they are);
+    `columns` names the parameters of each row in order; `plain` the columns the driver takes
+    as they are (no bind processor), which `setting` can fill in later."""
 
     rows: list[dict[str, Any]]
     values: list[tuple[Any, ...]] | None
+    columns: tuple[str, ...] = ()
+    plain: frozenset[str] = frozenset()
+
+    def setting(self, name: str, column: Sequence[Any]) -> BulkRows:
+        """The rows with `name` set to `column`'s values, one per row: what is known only inside
+        the transaction (the ids of rows inserted in it). The rows' dicts are updated in place."""
+        for row, value in zip(self.rows, column, strict=True):
+            row[name] = value
+        if self.values is None or name not in self.plain:
+            return BulkRows(self.rows, None)  # worked out again in the transaction
+        at = self.columns.index(name)
+        values = [(*v[:at], x, *v[at + 1 :]) for v, x in zip(self.values, column, strict=True)]
+        return BulkRows(self.rows, values, self.columns, self.plain)
 
 
 def prepare_rows(dialect: Dialect, entity: Any, rows: list[dict[str, Any]], *, updating: bool = False) -> BulkRows:
@@ -302,7 +317,8 @@ def prepare_rows(dialect: Dialect, entity: Any, rows: list[dict[str, Any]], *, u
     columns = [name for name in rows[0] if name != "id"] + ["id"] if updating else list(rows[0])
     if not _driver_ready(dialect, table, columns, updating=updating):
         return BulkRows(rows, None)
-    return BulkRows(rows, _driver_values(dialect, table, columns, rows))
+    plain = frozenset(c for c in columns if table.c[c].type.dialect_impl(dialect).bind_processor(dialect) is None)
+    return BulkRows(rows, _driver_values(dialect, table, columns, rows), tuple(columns), plain)
 
 
 def insert_rows(

@@ -74,6 +74,12 @@ class Chunks:
     def finished(self, lines: int) -> None:
         self._finished(lines)
 
+    @property
+    def takes_turns(self) -> bool:
+        """Whether processes write one at a time (`writing` waits for the others' turns): then
+        work done before the turn runs while another process writes."""
+        return self._lock is not None
+
     def writing(self) -> Any:
         """Hold while a chunk's transaction is open (a no-op where the database needs none)."""
         return self._holding(self._lock) if self._lock is not None else nullcontext()
@@ -104,6 +110,10 @@ class Serial(Chunks):
             return None
         self._next += 1
         return self._next - 1
+
+    @property
+    def takes_turns(self) -> bool:
+        return False
 
     def finished(self, lines: int) -> None:
         self._done += lines

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from federation.config import setting
 from federation.explain import top_features
 from federation.reasons import TREND_MONTHS, Reason
 from federation.storage import (
+    BulkRows,
     batch_param,
     each_batch,
     insert_rows,
@@ -372,13 +374,21 @@ class _LineState(NamedTuple):
     annual_rate_bp: int
     overdue_days: int
     freeze: str | None  # the kind of its freeze, if frozen
+    decision_id: int | None  # its last decision: a promotion's re-evaluation moves it
 
 
 def _line_states(
     session: Session, ids: Sequence[str], today: date
 ) -> tuple[dict[str, _LineState], dict[str, freezes.LineFreeze]]:
     """The lines' states, their rows locked where the database can, and their freezes."""
-    columns = (Account.id, Account.limit_fen, Account.principal_fen, Account.interest_fen, Account.annual_rate_bp)
+    columns = (
+        Account.id,
+        Account.limit_fen,
+        Account.principal_fen,
+        Account.interest_fen,
+        Account.annual_rate_bp,
+        Account.decision_id,
+    )
     owing = (draw_book.Draw.account_id, draw_book.Draw.due_on, draw_book.Draw.settled_on)
     if session.get_bind().dialect.name == "sqlite":
         accounts, draws, frozen = _states_in_range(session, ids, columns, owing)
@@ -398,8 +408,9 @@ def _line_states(
             rate,
             overdue.get(account, 0),
             frozen[account].kind if account in frozen else None,
+            decision_id,
         )
-        for account, limit, principal, interest, rate in accounts
+        for account, limit, principal, interest, rate, decision_id in accounts
     }
     return states, frozen
 
@@ -427,7 +438,8 @@ def _states_in_range(
 
 @dataclass
 class _ChunkPlan:
-    """The rows one chunk will write, before its decisions have ids (`with_decisions` sets them)."""
+    """What one chunk will write, before its decisions have ids (`prepared`, then
+    `_ChunkRows.with_decisions`)."""
 
     account_updates: list[dict[str, Any]] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
@@ -438,12 +450,33 @@ class _ChunkPlan:
     actions: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
 
-    def with_decisions(self, decision_ids: Sequence[int]) -> None:
+    def prepared(self, dialect: Dialect) -> _ChunkRows:
+        """The rows' driver parameters (`prepare_rows`), worked out before the write turn."""
+        return _ChunkRows(
+            prepare_rows(dialect, Account, self.account_updates, updating=True),
+            prepare_rows(dialect, Entry, self.entries),
+            prepare_rows(dialect, LimitChange, self.changes),
+            self.entry_lines,
+        )
+
+
+@dataclass(frozen=True)
+class _ChunkRows:
+    """A chunk plan's rows ready for the driver, but for their new decisions' ids."""
+
+    account_updates: BulkRows
+    entries: BulkRows
+    changes: BulkRows
+    entry_lines: list[int]  # the line of each entry
+
+    def with_decisions(self, decision_ids: Sequence[int]) -> _ChunkRows:
         """Name each line's new decision in its account update, ledger entry and limit record."""
-        for update, change, decision_id in zip(self.account_updates, self.changes, decision_ids, strict=True):
-            update["decision_id"] = change["decision_id"] = decision_id
-        for entry, line in zip(self.entries, self.entry_lines, strict=True):
-            entry["decision_id"] = decision_ids[line]
+        return _ChunkRows(
+            self.account_updates.setting("decision_id", decision_ids),
+            self.entries.setting("decision_id", [decision_ids[line] for line in self.entry_lines]),
+            self.changes.setting("decision_id", decision_ids),
+            self.entry_lines,
+        )
 
 
 def _plan(
@@ -560,7 +593,7 @@ def _plan(
     return plan
 
 
-def _insert_reviews(session: Session, changes: list[dict[str, Any]], month: str) -> None:
+def _insert_reviews(session: Session, changes: BulkRows, month: str) -> None:
     """Store the chunk's limit records. A line has one review record per month (a unique
     key): if another run reviewed one of these lines meanwhile, the whole chunk is refused
     and rolled back, and that run's record stands."""
@@ -588,21 +621,35 @@ def _write(
     held: the turn of this process to write, when others share the run).
 
     What does not depend on the lines' current state is worked out before: the new decisions'
-    driver parameters (JSON of the inputs). `part.written` gets each stored decision's newest
-    row and PD (the monitoring refresh need not read them back)."""
+    driver parameters (JSON of the inputs). Where processes take turns to write, the chunk is
+    also planned before its turn, from a snapshot of its lines' states, while another process
+    writes; the turn reads the states again and plans anew only if one moved meanwhile (a
+    draw, a repayment, a promotion's re-evaluation). `part.written` gets each stored
+    decision's newest row and PD (the monitoring refresh need not read them back)."""
     today = now.date()
     ids = [account for account, _ in scored]
     decision_rows = prepare_rows(
         book.engine.dialect, Decision, [o.decision_values("review", account, now) for account, o in scored]
     )
+    dialect = book.engine.dialect
+    ahead: tuple[dict[str, _LineState], _ChunkPlan, _ChunkRows] | None = None
+    if chunks.takes_turns:
+        with session_scope(book.engine) as session:
+            snapshot, _ = _line_states(session, ids, today)
+            planned = _plan(session, book, scored, snapshot, month, now)
+        ahead = (snapshot, planned, planned.prepared(dialect))
     with chunks.writing(), write_transaction(book.engine) as session:
         states, frozen = _line_states(session, ids, today)
-        plan = _plan(session, book, scored, states, month, now)
+        if ahead is not None and ahead[0] == states:
+            _, plan, rows = ahead
+        else:
+            plan = _plan(session, book, scored, states, month, now)
+            rows = plan.prepared(dialect)
         decision_ids = insert_rows(session, Decision, decision_rows, ids=True, key="account_id")
-        plan.with_decisions(decision_ids)
-        update_rows(session, Account, plan.account_updates)
-        insert_rows(session, Entry, plan.entries)
-        _insert_reviews(session, plan.changes, month)
+        rows = rows.with_decisions(decision_ids)
+        update_rows(session, Account, rows.account_updates)
+        insert_rows(session, Entry, rows.entries)
+        _insert_reviews(session, rows.changes, month)
         cut_reasons = {
             account: f"review {month} cut the limit: " + "; ".join(r.text_en for r in reasons[:2])
             for account, reasons in plan.to_freeze

@@ -247,6 +247,52 @@ def test_a_chunk_with_a_line_another_run_reviewed_meanwhile_is_refused_and_store
     assert [book.get(lines[m]).limit_fen for m in ("m1", "m2")] == [600_000, 600_000]
 
 
+def test_a_line_drawn_on_between_the_plan_ahead_and_the_write_turn_is_planned_again(book, monkeypatch) -> None:
+    """Where processes take turns to write, a chunk is planned before its turn from a snapshot
+    of its lines (`Chunks.takes_turns`); a draw that lands meanwhile must not be cut under."""
+    monkeypatch.setattr(fanout.Serial, "takes_turns", property(lambda self: True))
+    report(book, "m1", rows([3000, 3000, 3000]))
+    line = book.open("m1", rows([3000, 3000, 3000]))  # turnover 300,000 -> limit 600,000
+    report(book, "m1", rows([3000, 3000, 3000, 300]))  # Feb-Apr: turnover 210,000 -> policy 420,000
+    eod.advance(book, 30, "test")
+    planned_limits: list[list[int]] = []
+    prepared = review_module._ChunkPlan.prepared
+
+    def a_draw_lands_after_the_plan(plan, dialect):
+        planned_limits.append([change["new_limit_fen"] for change in plan.changes])
+        if len(planned_limits) == 1:
+            book.draw(line.account_id, 500_000, 90)
+        return prepared(plan, dialect)
+
+    monkeypatch.setattr(review_module._ChunkPlan, "prepared", a_draw_lands_after_the_plan)
+    cut = review(book, "2026-04", workers=1)
+    after = book.get(line.account_id)
+    assert planned_limits == [[420_000], [500_000]]  # ahead, on the snapshot; again, in the turn
+    assert (cut.cut, after.limit_fen, after.principal_fen, after.available_fen) == (1, 500_000, 500_000, 0)
+    assert [r["code"] for r in cut.examples[0]["reasons"]] == ["TURNOVER_DOWN", "CUT_HELD_AT_DRAWN", "DRAWS_FROZEN"]
+
+
+def test_a_chunk_planned_ahead_is_planned_once_when_its_lines_did_not_move(book, monkeypatch) -> None:
+    monkeypatch.setattr(fanout.Serial, "takes_turns", property(lambda self: True))
+    lines = {}
+    for merchant in ("m1", "m2"):
+        report(book, merchant, rows([1000, 2000, 3000]))
+        lines[merchant] = book.open(merchant, rows([1000, 2000, 3000])).account_id
+        report(book, merchant, rows([1000, 2000, 3000, 5000]))  # both raised to 600,000
+    eod.advance(book, 30, "test")
+    plans = []
+    planned = review_module._plan
+
+    def counted(session, *args):
+        plans.append(session)
+        return planned(session, *args)
+
+    monkeypatch.setattr(review_module, "_plan", counted)
+    result = review(book, "2026-04", workers=1)
+    assert (len(plans), result.reviewed, result.raised) == (1, 2, 2)
+    assert [book.get(lines[m]).limit_fen for m in ("m1", "m2")] == [600_000, 600_000]
+
+
 def test_a_review_of_a_month_the_clock_has_not_reached_is_refused(book) -> None:
     with pytest.raises(BankError, match="month 2026-05 has not begun on the bank's clock"):
         review(book, "2026-05")

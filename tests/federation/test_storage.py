@@ -199,10 +199,15 @@ def test_rows_prepared_before_the_transaction_store_what_plain_rows_do(db_url):
             "contributions": {"f": 0.5},
         }
 
-    prepared = prepare_rows(engine.dialect, LimitChange, [change("p1"), change("p2") | {"decision_id": 12}])
+    # ids known only in the transaction are set on prepared rows (`setting`); a column with a
+    # bind processor set so sends the rows back through the processors
+    prepared = prepare_rows(engine.dialect, LimitChange, [change("p1"), change("p2")])
+    late = prepare_rows(engine.dialect, LimitChange, [change("r1")]).setting("at", [now])
+    assert late.values is None and late.rows[0]["at"] == now
     with session_scope(engine) as session:
-        ids = insert_rows(session, LimitChange, prepared, ids=True, key="account_id")
+        ids = insert_rows(session, LimitChange, prepared.setting("decision_id", [None, 12]), ids=True, key="account_id")
         insert_rows(session, LimitChange, [change("q1")])
+        insert_rows(session, LimitChange, late)
     updates = prepare_rows(engine.dialect, LimitChange, [{"id": ids[1], "new_limit_fen": 9, "at": now}], updating=True)
     with session_scope(engine) as session:
         update_rows(session, LimitChange, updates)
@@ -212,5 +217,5 @@ def test_rows_prepared_before_the_transaction_store_what_plain_rows_do(db_url):
     def seen(c: LimitChange) -> tuple:
         return (c.decision_id, c.new_limit_fen, c.at, c.on, c.reasons, c.contributions, c.frozen)
 
-    assert seen(stored["p1"]) == seen(stored["q1"])  # prepared ahead == plain rows
+    assert seen(stored["p1"]) == seen(stored["q1"]) == seen(stored["r1"])  # prepared ahead == plain rows
     assert seen(stored["p1"])[:2] == (None, 1) and seen(stored["p2"])[:2] == (12, 9)
