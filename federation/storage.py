@@ -403,22 +403,49 @@ def update_rows(session: Session, entity: Any, rows: list[dict[str, Any]] | Bulk
 _write_locks: dict[int, threading.Lock] = {}
 
 
+def _engine_write_lock(engine: Engine) -> threading.Lock:
+    with _lock:
+        return _write_locks.setdefault(id(engine), threading.Lock())
+
+
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Session]:
+def write_transaction(engine: Engine, *, checkpoint_later: bool = False) -> Iterator[Session]:
     """A read-modify-write transaction.
 
     PostgreSQL serialises them with `SELECT ... FOR UPDATE` on the rows; SQLite has no row
     locks, so writers in this process also take one lock per engine (other processes then get
     SQLite's busy wait rather than a lost update).
+
+    `checkpoint_later` (SQLite): this transaction's commit does not copy the write-ahead log
+    into the database file, as a commit that finds the log long does otherwise; the caller
+    calls `checkpoint` once it no longer holds what other writers wait for (a review's chunk,
+    written in turns with other processes, copies the log while the next process writes).
     """
-    if engine.dialect.name == "sqlite":
-        with _lock:
-            lock = _write_locks.setdefault(id(engine), threading.Lock())
-        with lock, session_scope(engine) as session:
-            yield session
-    else:
+    if engine.dialect.name != "sqlite":
         with session_scope(engine) as session:
             yield session
+        return
+    if not checkpoint_later:
+        with _engine_write_lock(engine), session_scope(engine) as session:
+            yield session
+        return
+    with _engine_write_lock(engine), engine.connect() as connection:
+        pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+        connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+        connection.commit()  # SQLAlchemy began a transaction for the pragmas: the session's is its own
+        try:
+            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                yield session
+        finally:  # the pooled connection checkpoints as before for its next user
+            connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy what SQLite's write-ahead log holds into the database file, as far as readers
+    allow, without waiting for other connections (a passive checkpoint); a no-op elsewhere."""
+    if engine.dialect.name == "sqlite" and not _in_memory(url_of(engine)):
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
 
 
 class UtcDateTime(TypeDecorator[datetime]):

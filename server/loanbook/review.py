@@ -39,6 +39,7 @@ from federation.reasons import TREND_MONTHS, Reason
 from federation.storage import (
     BulkRows,
     batch_param,
+    checkpoint,
     each_batch,
     insert_rows,
     prepare_rows,
@@ -638,7 +639,8 @@ def _write(
             snapshot, _ = _line_states(session, ids, today)
             planned = _plan(session, book, scored, snapshot, month, now)
         ahead = (snapshot, planned, planned.prepared(dialect))
-    with chunks.writing(), write_transaction(book.engine) as session:
+    turns = chunks.takes_turns
+    with chunks.writing(), write_transaction(book.engine, checkpoint_later=turns) as session:
         states, frozen = _line_states(session, ids, today)
         if ahead is not None and ahead[0] == states:
             _, plan, rows = ahead
@@ -658,6 +660,8 @@ def _write(
         frozen_now = freezes.freeze_many(session, "cut", cut_reasons, today, now, frozen)
         lifted = [a for a in plan.to_lift if a in frozen and frozen[a].kind == "cut"]
         freezes.lift(session, lifted)
+    if turns:  # the log copied into the database while the next process writes
+        checkpoint(book.engine)
     # committed: count what was written
     actions = Counter(plan.actions)
     part.counts.update(

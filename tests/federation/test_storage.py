@@ -219,3 +219,64 @@ def test_rows_prepared_before_the_transaction_store_what_plain_rows_do(db_url):
 
     assert seen(stored["p1"]) == seen(stored["q1"]) == seen(stored["r1"])  # prepared ahead == plain rows
     assert seen(stored["p1"])[:2] == (None, 1) and seen(stored["p2"])[:2] == (12, 9)
+
+
+def test_a_write_that_checkpoints_later_leaves_the_log_to_the_caller_and_loses_nothing(tmp_path):
+    """`write_transaction(checkpoint_later=True)` (a review's chunk, written in turns): its commit
+    leaves SQLite's write-ahead log as it is, however long; `checkpoint` then copies it into the
+    database file; a failed block stores nothing; the pooled connection checkpoints as before."""
+    from datetime import UTC, date, datetime
+
+    import pytest
+    from sqlalchemy import func, select
+
+    from federation.storage import checkpoint, insert_rows, session_scope, write_transaction
+    from server.db import bank_engine
+    from server.loanbook.changes import LimitChange
+
+    path = tmp_path / "bank.db"
+    engine = bank_engine(f"sqlite:///{path}")
+    padding = {f"feature_{k}": k / 7 for k in range(80)}  # some 2 kB a row
+
+    def changes(prefix: str, n: int) -> list[dict]:
+        return [
+            {
+                "account_id": f"{prefix}{i}",
+                "merchant_id": "m",
+                "kind": "review",
+                "review_month": "2026-03",
+                "on": date(2026, 3, 31),
+                "at": datetime.now(UTC),
+                "action": "keep",
+                "old_limit_fen": 1,
+                "new_limit_fen": 1,
+                "principal_fen": 0,
+                "frozen": False,
+                "decision_id": None,
+                "model_version": "v1",
+                "band": "A",
+                "reasons": [],
+                "contributions": padding,
+            }
+            for i in range(n)
+        ]
+
+    def stored() -> int:
+        with session_scope(engine) as session:
+            return session.scalar(select(func.count()).select_from(LimitChange)) or 0
+
+    checkpoint(engine)
+    before = path.stat().st_size
+    with write_transaction(engine, checkpoint_later=True) as session:
+        insert_rows(session, LimitChange, changes("a", 3000))  # over 1,000 pages of log
+    assert stored() == 3000 and path.stat().st_size == before  # committed, all of it in the log
+    with pytest.raises(RuntimeError, match="broken"), write_transaction(engine, checkpoint_later=True) as session:
+        insert_rows(session, LimitChange, changes("b", 1))
+        raise RuntimeError("broken")
+    assert stored() == 3000
+    checkpoint(engine)
+    copied = path.stat().st_size
+    assert copied > before + 4_096_000  # the log (over 1,000 pages), copied into the database file
+    with write_transaction(engine) as session:  # any connection of the pool: checkpoints as it commits
+        insert_rows(session, LimitChange, changes("c", 3000))
+    assert stored() == 6000 and path.stat().st_size > copied + 4_096_000
