@@ -194,12 +194,14 @@ def run_chunks(
     if workers <= 1 or total <= 1:
         return [here(Serial(total, progress))]
     job: _Job[P, R] = _Job(total, write_lock, progress)
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         workers - 1,
         mp_context=_SPAWN,
         initializer=_start_worker,
         initargs=(job.counter, job.stop, job.lock, job.done, total),
-    ) as pool:
+    )
+    done = False
+    try:
         with _main_not_rerun():  # the pool starts its processes on submit
             job.futures = [pool.submit(_in_worker, there, payload) for _ in range(workers - 1)]
         with _stopping_on_error(job):
@@ -217,7 +219,12 @@ def run_chunks(
             theirs = [f.result() for f in job.futures]  # re-raises a worker's error
             if mine is None:  # pragma: no cover - stopped, yet no worker failed
                 raise Stopped("the review stopped, and no process says why")
+            done = True
             return [mine, *theirs]
+    finally:
+        # after a failure, wait until every worker has left its chunk; after success they have
+        # nothing left but to exit (a second or so with torch loaded), which they do meanwhile
+        pool.shutdown(wait=not done, cancel_futures=True)
 
 
 @contextmanager
