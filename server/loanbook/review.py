@@ -632,14 +632,13 @@ def _write(
     decision_rows = prepare_rows(
         book.engine.dialect, Decision, [o.decision_values("review", account, now) for account, o in scored]
     )
-    dialect = book.engine.dialect
+    dialect, turns = book.engine.dialect, chunks.takes_turns
     ahead: tuple[dict[str, _LineState], _ChunkPlan, _ChunkRows] | None = None
-    if chunks.takes_turns:
+    if turns:
         with session_scope(book.engine) as session:
             snapshot, _ = _line_states(session, ids, today)
             planned = _plan(session, book, scored, snapshot, month, now)
         ahead = (snapshot, planned, planned.prepared(dialect))
-    turns = chunks.takes_turns
     with chunks.writing(), write_transaction(book.engine, checkpoint_later=turns) as session:
         states, frozen = _line_states(session, ids, today)
         if ahead is not None and ahead[0] == states:
