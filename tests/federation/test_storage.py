@@ -4,6 +4,7 @@ many processes race to create them."""
 from __future__ import annotations
 
 import multiprocessing as mp
+from datetime import UTC, date, datetime
 
 from sqlalchemy import inspect
 
@@ -165,11 +166,33 @@ def test_in_batches_covers_every_value_once_in_bounded_slices():
     assert list(in_batches([])) == []
 
 
+def limit_change_row(
+    account: str, at: datetime, reasons: list | None = None, contributions: dict | None = None
+) -> dict:
+    """A review's limit record as the bulk writes take it (every column named)."""
+    return {
+        "account_id": account,
+        "merchant_id": "m",
+        "kind": "review",
+        "review_month": "2026-03",
+        "on": date(2026, 3, 31),
+        "at": at,
+        "action": "keep",
+        "old_limit_fen": 1,
+        "new_limit_fen": 1,
+        "principal_fen": 0,
+        "frozen": False,
+        "decision_id": None,
+        "model_version": "v1",
+        "band": "A",
+        "reasons": reasons if reasons is not None else [],
+        "contributions": contributions if contributions is not None else {"f": 0.5},
+    }
+
+
 def test_rows_prepared_before_the_transaction_store_what_plain_rows_do(db_url):
     """`prepare_rows` works the driver parameters out ahead (a review, before it takes the
     write lock); inserts and updates store the same as from plain rows."""
-    from datetime import UTC, date, datetime
-
     from sqlalchemy import select
 
     from federation.storage import insert_rows, prepare_rows, session_scope, update_rows
@@ -180,24 +203,7 @@ def test_rows_prepared_before_the_transaction_store_what_plain_rows_do(db_url):
     now = datetime.now(UTC)
 
     def change(account: str) -> dict:
-        return {
-            "account_id": account,
-            "merchant_id": "m",
-            "kind": "review",
-            "review_month": "2026-03",
-            "on": date(2026, 3, 31),
-            "at": now,
-            "action": "keep",
-            "old_limit_fen": 1,
-            "new_limit_fen": 1,
-            "principal_fen": 0,
-            "frozen": False,
-            "decision_id": None,
-            "model_version": "v1",
-            "band": "A",
-            "reasons": [{"code": "X", "text_zh": "值"}],
-            "contributions": {"f": 0.5},
-        }
+        return limit_change_row(account, now, reasons=[{"code": "X", "text_zh": "值"}])
 
     # ids known only in the transaction are set on prepared rows (`setting`); a column with a
     # bind processor set so sends the rows back through the processors
@@ -225,8 +231,6 @@ def test_a_write_that_checkpoints_later_leaves_the_log_to_the_caller_and_loses_n
     """`write_transaction(checkpoint_later=True)` (a review's chunk, written in turns): its commit
     leaves SQLite's write-ahead log as it is, however long; `checkpoint` then copies it into the
     database file; a failed block stores nothing; the pooled connection checkpoints as before."""
-    from datetime import UTC, date, datetime
-
     import pytest
     from sqlalchemy import func, select
 
@@ -239,27 +243,7 @@ def test_a_write_that_checkpoints_later_leaves_the_log_to_the_caller_and_loses_n
     padding = {f"feature_{k}": k / 7 for k in range(80)}  # some 2 kB a row
 
     def changes(prefix: str, n: int) -> list[dict]:
-        return [
-            {
-                "account_id": f"{prefix}{i}",
-                "merchant_id": "m",
-                "kind": "review",
-                "review_month": "2026-03",
-                "on": date(2026, 3, 31),
-                "at": datetime.now(UTC),
-                "action": "keep",
-                "old_limit_fen": 1,
-                "new_limit_fen": 1,
-                "principal_fen": 0,
-                "frozen": False,
-                "decision_id": None,
-                "model_version": "v1",
-                "band": "A",
-                "reasons": [],
-                "contributions": padding,
-            }
-            for i in range(n)
-        ]
+        return [limit_change_row(f"{prefix}{i}", datetime.now(UTC), contributions=padding) for i in range(n)]
 
     def stored() -> int:
         with session_scope(engine) as session:
