@@ -10,6 +10,7 @@ SQLite file (default) and on PostgreSQL (`YINQI_DB_URL`).
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,6 +105,22 @@ def engine_for(url: str, *metadata: MetaData) -> Engine:
     for meta in metadata:
         ensure_tables(engine, meta)
     return engine
+
+
+_inherited: list[Any] = []  # a forked child's copies of its parent's pools: never used, never closed
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child (`server.loanbook.fanout`), give every cached engine a new pool, so
+    that the child opens connections of its own. The parent's, copied with its memory, are
+    kept, unused and unclosed: a SQLite connection used on both sides of a fork breaks its
+    file locks, and a PostgreSQL one closed by the child would end the parent's session."""
+    for engine in _engines.values():
+        _inherited.append(engine.pool)
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 def ensure_tables(engine: Engine, metadata: MetaData, attempts: int = 5) -> None:

@@ -84,10 +84,13 @@ def review(
                 console=console,
                 transient=True,
                 disable=as_json,
+                auto_refresh=False,  # no drawing thread: a one-thread process forks its workers
             ) as bar:
                 task = bar.add_task("lines", total=None)
                 result = client.review(
-                    month, model, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                    month,
+                    model,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total, refresh=True),
                 )
     finally:
         client.close()

@@ -9,9 +9,12 @@ one writer would otherwise be fought over through its busy-wait (and a chunk's t
 outlast the busy timeout), a shared lock hands the write over: one process writes a chunk while
 the others score theirs. PostgreSQL needs no such lock (a chunk locks its own rows).
 
-Workers are started with `spawn`: a fresh interpreter, safe from a threaded parent such as
-the bank's gRPC server. They do not re-run the caller's main script (spawn's default, which
-needs an `if __name__ == "__main__"` guard in every script that reviews): what they run lives in
+How workers start (`start_method`): where the caller runs one thread (the CLI, a script), as a
+`fork` of it, which has the caller's imports already (torch alone takes two seconds to import)
+and starts at once; where it runs more (the bank's gRPC server), with `spawn`, a fresh
+interpreter, because a fork copies whatever lock another thread held at that moment. A spawned
+worker does not re-run the caller's main script (spawn's default, which needs an
+`if __name__ == "__main__"` guard in every script that reviews): what it runs lives in
 importable modules. A failure in any process stops the others taking new chunks; the chunks
 already committed stay (a review resumes where it stopped) and the first error is raised.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
@@ -30,7 +34,13 @@ P = TypeVar("P")
 R = TypeVar("R")
 Progress = Callable[[int], None]  # lines finished so far, across every process
 
-_SPAWN = multiprocessing.get_context("spawn")
+
+def start_method() -> str:
+    """`fork` where this process runs one thread and the platform forks, else `spawn` (see the
+    module docstring)."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
 
 
 def usable_cores() -> int:
@@ -130,6 +140,11 @@ _worker: Chunks | None = None
 
 def _start_worker(counter: Any, stop: Any, lock: Any | None, done: Any, total: int) -> None:
     global _worker
+    if "torch" in sys.modules:  # a fork of a process that imported it
+        # one thread: the parent's OpenMP threads are not copied by a fork, and a child that
+        # runs its first parallel operation on their pool hangs; one process per core is the
+        # parallelism anyway
+        sys.modules["torch"].set_num_threads(1)
     _worker = Chunks(counter, stop, lock, done.put)
     _worker.total = total
 
@@ -144,11 +159,11 @@ def _in_worker(work: Callable[[P, Chunks], R], payload: P) -> R:
 
 
 class _Job(Generic[P, R]):
-    def __init__(self, total: int, lock: bool, progress: Progress | None) -> None:
-        self.counter = _SPAWN.Value("q", 0)
-        self.stop = _SPAWN.Event()
-        self.lock = _SPAWN.Lock() if lock else None
-        self.done = _SPAWN.SimpleQueue()
+    def __init__(self, context: Any, total: int, lock: bool, progress: Progress | None) -> None:
+        self.counter = context.Value("q", 0)
+        self.stop = context.Event()
+        self.lock = context.Lock() if lock else None
+        self.done = context.SimpleQueue()
         self.total, self.progress = total, progress
         self.lines = 0
         self.futures: list[Future[R]] = []
@@ -187,16 +202,19 @@ def run_chunks(
     """Run chunks 0..total-1 in `workers` processes; each process's result, this one's first.
 
     `here(chunks)` runs in this process; `there(payload, chunks)` (a module-level function,
-    `payload` picklable) in each of the `workers - 1` others. Both loop on `chunks.take()`,
+    `payload` picklable) in each of the `workers - 1` others. A forked worker must not use
+    what it inherited that holds an open file or connection (a database engine): it opens
+    its own. Both loop on `chunks.take()`,
     call `chunks.finished(lines)` after each chunk, and hold `chunks.writing()` around its
     transaction.
     """
     if workers <= 1 or total <= 1:
         return [here(Serial(total, progress))]
-    job: _Job[P, R] = _Job(total, write_lock, progress)
+    context = multiprocessing.get_context(start_method())
+    job: _Job[P, R] = _Job(context, total, write_lock, progress)
     pool = ProcessPoolExecutor(
         workers - 1,
-        mp_context=_SPAWN,
+        mp_context=context,
         initializer=_start_worker,
         initargs=(job.counter, job.stop, job.lock, job.done, total),
     )

@@ -33,3 +33,17 @@ def die_holding_the_lock(marker: str, chunks: Chunks) -> list[tuple[int, int]]:
     with chunks.writing():
         Path(marker).write_text("holding")
         os._exit(1)
+
+
+def torch_products(payload: None, chunks: Chunks | None) -> list[tuple[int, int]]:
+    """A matrix product big enough for torch to run it on its threads, then one per chunk."""
+    import torch
+
+    matrix = torch.rand(1500, 1500)
+    float((matrix @ matrix).sum())
+    done = []
+    while chunks is not None and (number := chunks.take()) is not None:
+        float((matrix @ matrix).sum())
+        done.append((number, os.getpid()))
+        chunks.finished(1)
+    return done

@@ -5,8 +5,10 @@ up, a failure anywhere stops the job and is raised, and a script that is not gua
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -19,7 +21,9 @@ from tests.bank.fanout_jobs import die_holding_the_lock, fail_on_chunk_two, take
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_chunk_is_done_once_by_this_process_and_a_worker() -> None:
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_every_chunk_is_done_once_by_this_process_and_a_worker(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fanout, "start_method", lambda: method)
     seen: list[int] = []
     parts = fanout.run_chunks(
         40, 2, lambda chunks: take_all(3, chunks), take_all, 3, write_lock=True, progress=seen.append
@@ -59,14 +63,31 @@ def _fail_here_on_two(chunks: fanout.Chunks, taken: list[int]) -> list[tuple[int
     return []
 
 
-def test_an_unguarded_script_is_not_run_again_by_the_workers(tmp_path: Path) -> None:
+def test_a_single_threaded_process_forks_its_workers_and_a_threaded_one_spawns_them() -> None:
+    assert threading.active_count() == 1 or fanout.start_method() == "spawn"
+    stop = threading.Event()
+    serving = threading.Thread(target=stop.wait)  # a server's thread
+    serving.start()
+    try:
+        assert fanout.start_method() == "spawn"
+    finally:
+        stop.set()
+        serving.join()
+    if threading.active_count() == 1:  # pytest's own plugins may run threads
+        assert fanout.start_method() == "fork"
+
+
+def test_an_unguarded_threaded_script_is_not_run_again_by_its_spawned_workers(tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(
-        "import sys\n"
+        "import sys, threading\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from server.loanbook import fanout\n"
         "from tests.bank.fanout_jobs import take_all\n"
         "print('started', flush=True)\n"
+        "stop = threading.Event()\n"
+        "threading.Thread(target=stop.wait, daemon=True).start()  # a server's thread: spawn\n"
+        "assert fanout.start_method() == 'spawn'\n"
         "parts = fanout.run_chunks(6, 2, lambda c: take_all(None, c), take_all, None, write_lock=True)\n"
         "print(sorted(n for part in parts for n, _ in part))\n"
     )
@@ -89,3 +110,32 @@ def test_a_worker_that_dies_holding_the_write_lock_fails_the_job_instead_of_hang
 
     with pytest.raises(BrokenProcessPool):
         fanout.run_chunks(2, 2, here, die_holding_the_lock, str(marker), write_lock=True)
+
+
+def test_a_forked_worker_runs_torch_after_its_parent_used_torchs_threads(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    script = tmp_path / "forks.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from server.loanbook import fanout\n"
+        "from tests.bank.fanout_jobs import torch_products\n"
+        "assert fanout.start_method() == 'fork'\n"
+        "torch.set_num_threads(2)\n"
+        "torch_products(None, None)  # this process's OpenMP threads, running\n"
+        "# the worker takes every chunk; one hung on the pool it copied would never return\n"
+        "parts = fanout.run_chunks(2, 2, lambda chunks: [], torch_products, None, write_lock=False)\n"
+        "print(sorted(n for part in parts for n, pid in part if pid != os.getpid()))\n"
+    )
+    # its own session: a hung worker is killed with it, not left behind
+    run = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        pytest.fail("the forked worker hung")
+    assert run.returncode == 0, err
+    assert out.splitlines() == ["[0, 1]"]

@@ -18,6 +18,35 @@ def _open(url: str, barrier) -> None:  # type: ignore[no-untyped-def]
     ConsentBook(url)
 
 
+def _connection_in_child(url: str, queue) -> None:  # type: ignore[no-untyped-def]
+    from federation.storage import engine_for
+
+    with engine_for(url).connect() as connection:
+        queue.put((id(connection.connection.driver_connection), connection.exec_driver_sql("SELECT 1").scalar_one()))
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_its_parents_working(db_url):
+    """A review's forked worker must not share its parent's pooled connection (SQLite's file
+    locks, PostgreSQL's session): the cached engine gives it one of its own."""
+    from federation.storage import engine_for
+
+    engine = engine_for(db_url)
+    with engine.connect() as connection:  # pooled, checked in again
+        parents = id(connection.connection.driver_connection)
+    ctx = mp.get_context("fork")
+    queue = ctx.SimpleQueue()
+    child = ctx.Process(target=_connection_in_child, args=(db_url, queue))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    childs, answer = queue.get()
+    assert answer == 1
+    assert childs != parents  # the parent's, copied, would sit at the same address
+    with engine.connect() as connection:
+        assert id(connection.connection.driver_connection) == parents  # still the parent's, still open
+        assert connection.exec_driver_sql("SELECT 2").scalar_one() == 2
+
+
 def test_processes_racing_to_create_tables_all_succeed(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     ctx = mp.get_context("spawn")
