@@ -381,6 +381,7 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
     from proto.channel import ClientTls, connect
     from server.credit.accounts import CreditBook
     from server.grpc_app import build_server
+    from server.loanbook import fanout
     from server.loanbook.book import LoanBook
     from server.loanbook.review import review
     from server.registry import Registry
@@ -429,6 +430,7 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
     try:
         book_stub = bank_pb2_grpc.LoanBookServiceStub(channel)
         book_stub.Clock(bank_pb2.ClockRequest(), timeout=30)  # the connection, before the clock starts
+        fanout.warm_workers(wait=True)  # as a bank server up for more than a few seconds has them
         start = time.perf_counter()
         remote = book_stub.Review(bank_pb2.ReviewRequest(month=REVIEWED[1]), timeout=3600)
         rows.append(

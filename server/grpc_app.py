@@ -32,6 +32,7 @@ from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy
 from server.db import bank_engine
 from server.feature_store import FeatureStore
+from server.loanbook import review
 from server.loanbook.book import LoanBook
 from server.loanbook.service import LoanBookService
 from server.merchants import check_owner
@@ -265,6 +266,7 @@ def build_server(
     policy = policy or CreditPolicy.load()
     scorer = Scorer(engine, registry=registry, policy=policy)
     book = CreditBook(engine, scorer=scorer, registry=registry, policy=policy)
+    review.warm_workers(book)  # a large book's review: its workers ready when one is asked for
     features = FeatureStore(engine)
     revocations = RevocationList(tls.crl, tls.ca) if tls is not None else None
     guard = Guard(CallLog(engine), revocations, insecure=insecure)

@@ -11,9 +11,12 @@ the others score theirs. PostgreSQL needs no such lock (a chunk locks its own ro
 
 How workers start (`start_method`): where the caller runs one thread (the CLI, a script), as a
 `fork` of it, which has the caller's imports already (torch alone takes two seconds to import)
-and starts at once; where it runs more (the bank's gRPC server), with `spawn`, a fresh
-interpreter, because a fork copies whatever lock another thread held at that moment. A spawned
-worker does not re-run the caller's main script (spawn's default, which needs an
+and starts at once. Where it runs more (the bank's gRPC server), a fork would copy whatever lock
+another thread held at that moment: workers are forked instead from a fork server, a
+one-thread process that imported the bank's review and torch once (`PRELOAD`), which the gRPC
+server starts when it is built (`warm_workers`), so that a review's workers start at once
+there too; `spawn`, a fresh interpreter per worker, where the platform has neither. A worker
+does not re-run the caller's main script (spawn's default, which needs an
 `if __name__ == "__main__"` guard in every script that reviews): what it runs lives in
 importable modules. A failure in any process stops the others taking new chunks; the chunks
 already committed stay (a review resumes where it stopped) and the first error is raised.
@@ -28,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
+from multiprocessing import forkserver
 from typing import Any, Generic, TypeVar
 
 P = TypeVar("P")
@@ -35,12 +39,32 @@ R = TypeVar("R")
 Progress = Callable[[int], None]  # lines finished so far, across every process
 
 
+PRELOAD = ("server.loanbook.review", "torch")  # what the fork server imports for its workers
+multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+
+
 def start_method() -> str:
-    """`fork` where this process runs one thread and the platform forks, else `spawn` (see the
-    module docstring)."""
-    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+    """`fork` where this process runs one thread, else `forkserver`, else `spawn`, as the
+    platform allows (see the module docstring)."""
+    methods = multiprocessing.get_all_start_methods()
+    if threading.active_count() == 1 and "fork" in methods:
         return "fork"
-    return "spawn"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def warm_workers(*, wait: bool = False) -> None:
+    """Start the fork server now, in a process that runs threads (the bank's gRPC server), so
+    that its imports (`PRELOAD`, a few seconds) are done before a review needs workers. It
+    imports them in its own process, without delaying this one; `wait`: return once it has
+    (a process forked from it has started and exited)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    with _main_not_rerun():
+        forkserver.ensure_running()
+        if wait:
+            ready = multiprocessing.get_context("forkserver").Process(target=int)  # forked after the imports
+            ready.start()
+            ready.join()
 
 
 def usable_cores() -> int:

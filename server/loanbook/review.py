@@ -27,7 +27,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -251,6 +251,20 @@ def review_workers(book: CreditBook, lines: int, chunk: int, asked: int | None =
             raise BankError(f"workers {asked}: expected at least 1 process")
         return asked
     return max(1, min(fanout.usable_cores(), lines // (2 * max(chunk, 1))))
+
+
+def warm_workers(book: CreditBook) -> int:
+    """In a process that runs threads (the bank's gRPC server): start the fork server now if
+    a review of this book's open lines would use more than one process
+    (`fanout.warm_workers`), so that its workers start at once when a review comes; a small
+    book's review runs in one process, and nothing is started. The processes a review would
+    use now."""
+    with session_scope(book.engine) as session:
+        lines = session.scalar(select(func.count()).select_from(Account).where(Account.status == "open")) or 0
+    count = review_workers(book, lines, CHUNK)
+    if count > 1:
+        fanout.warm_workers()
+    return count
 
 
 @collector_paused()  # millions of live objects: see federation.collector

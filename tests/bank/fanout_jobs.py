@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from server.loanbook.fanout import Chunks
@@ -45,5 +46,16 @@ def torch_products(payload: None, chunks: Chunks | None) -> list[tuple[int, int]
     while chunks is not None and (number := chunks.take()) is not None:
         float((matrix @ matrix).sum())
         done.append((number, os.getpid()))
+        chunks.finished(1)
+    return done
+
+
+def imported_at_start(modules: list[str], chunks: Chunks) -> list[tuple[int, list[str]]]:
+    """Which of `modules` this worker had imported before its job began (a fork server's
+    preload), then every chunk."""
+    before = [name for name in modules if name in sys.modules]
+    done = []
+    while (number := chunks.take()) is not None:
+        done.append((number, before))
         chunks.finished(1)
     return done

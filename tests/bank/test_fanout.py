@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from server.loanbook import fanout
-from tests.bank.fanout_jobs import die_holding_the_lock, fail_on_chunk_two, take_all
+from tests.bank.fanout_jobs import die_holding_the_lock, fail_on_chunk_two, imported_at_start, take_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_every_chunk_is_done_once_by_this_process_and_a_worker(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fanout, "start_method", lambda: method)
     seen: list[int] = []
@@ -63,13 +63,13 @@ def _fail_here_on_two(chunks: fanout.Chunks, taken: list[int]) -> list[tuple[int
     return []
 
 
-def test_a_single_threaded_process_forks_its_workers_and_a_threaded_one_spawns_them() -> None:
-    assert threading.active_count() == 1 or fanout.start_method() == "spawn"
+def test_a_single_threaded_process_forks_its_workers_and_a_threaded_one_uses_the_fork_server() -> None:
+    assert threading.active_count() == 1 or fanout.start_method() == "forkserver"
     stop = threading.Event()
     serving = threading.Thread(target=stop.wait)  # a server's thread
     serving.start()
     try:
-        assert fanout.start_method() == "spawn"
+        assert fanout.start_method() == "forkserver"
     finally:
         stop.set()
         serving.join()
@@ -77,7 +77,7 @@ def test_a_single_threaded_process_forks_its_workers_and_a_threaded_one_spawns_t
         assert fanout.start_method() == "fork"
 
 
-def test_an_unguarded_threaded_script_is_not_run_again_by_its_spawned_workers(tmp_path: Path) -> None:
+def test_an_unguarded_threaded_script_is_not_run_again_by_its_workers(tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import sys, threading\n"
@@ -86,8 +86,8 @@ def test_an_unguarded_threaded_script_is_not_run_again_by_its_spawned_workers(tm
         "from tests.bank.fanout_jobs import take_all\n"
         "print('started', flush=True)\n"
         "stop = threading.Event()\n"
-        "threading.Thread(target=stop.wait, daemon=True).start()  # a server's thread: spawn\n"
-        "assert fanout.start_method() == 'spawn'\n"
+        "threading.Thread(target=stop.wait, daemon=True).start()  # a server's thread\n"
+        "assert fanout.start_method() == 'forkserver'\n"
         "parts = fanout.run_chunks(6, 2, lambda c: take_all(None, c), take_all, None, write_lock=True)\n"
         "print(sorted(n for part in parts for n, _ in part))\n"
     )
@@ -139,3 +139,17 @@ def test_a_forked_worker_runs_torch_after_its_parent_used_torchs_threads(tmp_pat
         pytest.fail("the forked worker hung")
     assert run.returncode == 0, err
     assert out.splitlines() == ["[0, 1]"]
+
+
+def test_a_warmed_fork_server_has_the_review_imported_before_a_worker_starts() -> None:
+    stop = threading.Event()
+    serving = threading.Thread(target=stop.wait)  # a server's thread: the fork server is used
+    serving.start()
+    try:
+        fanout.warm_workers(wait=True)
+        parts = fanout.run_chunks(2, 2, lambda chunks: [], imported_at_start, list(fanout.PRELOAD), write_lock=False)
+    finally:
+        stop.set()
+        serving.join()
+    assert [number for number, _ in parts[1]] == [0, 1]  # the worker took both chunks
+    assert all(preloaded == list(fanout.PRELOAD) for _, preloaded in parts[1])

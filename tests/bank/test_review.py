@@ -417,3 +417,14 @@ def test_how_many_processes_a_review_uses(book, monkeypatch) -> None:
             review_workers(book, 100_000, 10_000)
     memory = CreditBook("sqlite://", registry=book.scorer.registry)
     assert review_workers(memory, 100_000, 10, asked=4) == 1  # no other process can open it
+
+
+def test_a_server_warms_review_workers_only_for_a_book_whose_review_would_use_them(book, monkeypatch) -> None:
+    warmed: list[bool] = []
+    monkeypatch.setattr(fanout, "warm_workers", lambda: warmed.append(True))
+    monkeypatch.delenv("YINQI_REVIEW_WORKERS", raising=False)
+    assert review_module.warm_workers(book) == 1  # a small book: reviewed in one process
+    assert warmed == []
+    monkeypatch.setenv("YINQI_REVIEW_WORKERS", "2")
+    assert review_module.warm_workers(book) == 2
+    assert warmed == [True]
