@@ -45,7 +45,9 @@ multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
 
 def start_method() -> str:
     """`fork` where this process runs one thread, else `forkserver`, else `spawn`, as the
-    platform allows (see the module docstring)."""
+    platform allows (see the module docstring). One Python thread: the native threads that
+    numpy's BLAS and pyarrow's allocator start on import register their own fork handlers;
+    torch's OpenMP threads do not (`_start_worker`)."""
     methods = multiprocessing.get_all_start_methods()
     if threading.active_count() == 1 and "fork" in methods:
         return "fork"
