@@ -40,7 +40,8 @@ Progress = Callable[[int], None]  # lines finished so far, across every process
 
 
 PRELOAD = ("server.loanbook.review", "torch")  # what the fork server imports for its workers
-multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+if "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
 
 
 def start_method() -> str:
