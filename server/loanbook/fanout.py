@@ -40,7 +40,8 @@ Progress = Callable[[int], None]  # lines finished so far, across every process
 
 
 PRELOAD = ("server.loanbook.review", "torch")  # what the fork server imports for its workers
-if "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows
+_HAS_FORK_SERVER = "forkserver" in multiprocessing.get_all_start_methods()  # not on Windows
+if _HAS_FORK_SERVER:
     multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
 
 
@@ -49,10 +50,9 @@ def start_method() -> str:
     platform allows (see the module docstring). One Python thread: the native threads that
     numpy's BLAS and pyarrow's allocator start on import register their own fork handlers;
     torch's OpenMP threads do not (`_start_worker`)."""
-    methods = multiprocessing.get_all_start_methods()
-    if threading.active_count() == 1 and "fork" in methods:
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
         return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
+    return "forkserver" if _HAS_FORK_SERVER else "spawn"
 
 
 def warm_workers(*, wait: bool = False) -> None:
@@ -60,7 +60,7 @@ def warm_workers(*, wait: bool = False) -> None:
     that its imports (`PRELOAD`, a few seconds) are done before a review needs workers. It
     imports them in its own process, without delaying this one; `wait`: return once it has
     (a process forked from it has started and exited)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if not _HAS_FORK_SERVER:
         return
     with _main_not_rerun():
         forkserver.ensure_running()
