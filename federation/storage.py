@@ -223,7 +223,7 @@ def each_batch(session: Session, query: Executable, values: Iterable[Any], size:
         session.flush()  # what the ORM's autoflush would have sent
         run = session.connection().execute
     for batch in in_batches(listed, size):
-        yield from run(query, {"batch": list(batch)})
+        yield from run(query, {"batch": list(batch)}).all()  # a batch whole: not a driver call per row
 
 
 def _selects_columns(query: Executable) -> bool:
@@ -263,7 +263,10 @@ def _driver_values(
 def _processed(process: Callable[[Any], Any], column: Sequence[Any]) -> list[Any]:
     """`process` over a column's values, computed once per object: a bulk write repeats one
     timestamp, or one list of reasons, in many rows. (By identity: every value stays alive in
-    `column` meanwhile, so no id is reused.)"""
+    `column` meanwhile, so no id is reused.) A column of mostly distinct objects (each line's
+    inputs) is processed value by value: looking each up would cost more than it saves."""
+    if len(set(map(id, column))) * 2 > len(column):
+        return list(map(process, column))
     done: dict[int, Any] = {}
     result = []
     for value in column:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import calendar
 from array import array
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -137,8 +138,8 @@ def psi_categorical(training: dict[str, int], values: list[str]) -> tuple[float,
     index = {name: i for i, name in enumerate(names)}
     expected = np.array([float(training[n]) for n in names] + [0.0])
     actual = np.zeros(len(names) + 1)
-    for value in values:
-        actual[index.get(str(value), len(names))] += 1
+    for value, count in Counter(map(str, values)).items():
+        actual[index.get(value, len(names))] += count
     if actual[-1] == 0:
         expected, actual = expected[:-1], actual[:-1]
     return population_stability_index(expected, actual), _shares(expected), _shares(actual)
@@ -193,21 +194,26 @@ def scored_population(
     read = session.connection().execute  # plain rows: none of the ORM's loading (200k rows a month)
     # read whole (the collector paused, see `refresh`): half the time of a row at a time
     month_rows = read(select(Decision.merchant_id, Decision.id, Decision.pd).where(*scope).order_by(Decision.id)).all()
-    newest = {merchant: (decision_id, float(pd)) for merchant, decision_id, pd in month_rows}  # the latest wins
+    newest = {merchant: (decision_id, pd) for merchant, decision_id, pd in month_rows}  # the latest wins
     del month_rows
     known = known or {}
-    wanted = [i for i, _ in newest.values() if i not in known]
-    inputs: dict[int, list[dict[str, Any]]] = {}
-    for batch in in_batches(wanted):
+    rows: list[dict[str, Any]] = []
+    pds: list[float] = []
+    wanted: dict[int, float] = {}
+    for decision_id, pd in newest.values():  # the known first, in one pass; order is no matter to PSI
+        held = known.get(decision_id)
+        if held is None:
+            wanted[decision_id] = pd
+        else:
+            rows.append(held[0])
+            pds.append(pd)
+    for batch in in_batches(list(wanted)):
         query = select(Decision.id, Decision.inputs).where(Decision.id.in_(batch))
-        inputs.update((i, rows) for i, rows in read(query))
-    population = []
-    for decision_id, pd in newest.values():
-        if decision_id in known:
-            population.append((known[decision_id][0], pd))
-        elif inputs.get(decision_id):
-            population.append((inputs[decision_id][-1], pd))
-    return [row for row, _ in population], np.array([p for _, p in population], dtype=np.float64)
+        for decision_id, inputs in read(query):
+            if inputs:
+                rows.append(inputs[-1])
+                pds.append(wanted[decision_id])
+    return rows, np.array(pds, dtype=np.float64)
 
 
 def numeric_columns(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -315,20 +316,22 @@ class Scorer:
             else:
                 scorable.append((i, *item))
         columns = list(model.encoder.columns)
-        numeric = set(model.encoder.numeric)
+        required = set(columns)
+        numeric = [c for c in columns if c in set(model.encoder.numeric)]
+        pick_numbers = itemgetter(*numeric) if len(numeric) > 1 else lambda row: (row[numeric[0]],)
         ready: list[tuple[int, str, tuple[Row, ...]]] = []
         frame_rows = []
         for i, merchant_id, rows in scorable:  # checked per merchant: one bad row fails only its merchant
             newest = rows[-1]
-            missing = [c for c in columns if c not in newest]
-            text = [c for c in columns if c in numeric and isinstance(newest.get(c), str)]
-            if missing:
+            if not required <= newest.keys():
+                missing = next(c for c in columns if c not in newest)
                 results[i] = BankError(
-                    f"merchant '{merchant_id}': feature '{missing[0]}' missing; model {name} expects {columns}"
+                    f"merchant '{merchant_id}': feature '{missing}' missing; model {name} expects {columns}"
                 )
-            elif text:
+            elif numeric and str in set(map(type, pick_numbers(newest))):
+                text = next(c for c in numeric if isinstance(newest[c], str))
                 results[i] = BankError(
-                    f"merchant '{merchant_id}': feature '{text[0]}' is {newest[text[0]]!r}; expected a number"
+                    f"merchant '{merchant_id}': feature '{text}' is {newest[text]!r}; expected a number"
                 )
             else:
                 ready.append((i, merchant_id, rows))
@@ -339,16 +342,10 @@ class Scorer:
             pds = predict_proba_array(model.model, x)
             attribution = attribute(model.model, explainer.architecture, model.encoder, x, explainer.reference)
             top = top_features(attribution.values, MODEL_REASONS) if explain else None
-            for k, ((i, merchant_id, rows), pd_value) in enumerate(zip(scorable, pds, strict=True)):
-                try:
-                    amounts = [float(r["amount"]) for r in rows if "amount" in r]
-                    if len(amounts) != len(rows):
-                        raise BankError(
-                            f"merchant '{merchant_id}': every row needs 'amount' (monthly turnover) for the limit"
-                        )
-                    limit = self.policy.decide(float(pd_value), amounts)
-                except (BankError, ValueError, TypeError) as exc:
-                    results[i] = exc if isinstance(exc, BankError) else BankError(f"merchant '{merchant_id}': {exc}")
+            limits = self._limits(scorable, pds)
+            for k, ((i, merchant_id, rows), limit) in enumerate(zip(scorable, limits, strict=True)):
+                if isinstance(limit, BankError):
+                    results[i] = limit
                     continue
                 contributions = attribution.row(k)
                 outcome = ""
@@ -372,6 +369,29 @@ class Scorer:
                     contributions=contributions,
                 )
         return results
+
+    def _limits(
+        self, scorable: Sequence[tuple[int, str, tuple[Row, ...]]], pds: np.ndarray
+    ) -> list[LimitDecision | BankError]:
+        """Each scored merchant's limit under the policy (`CreditPolicy.decide_many`), or why
+        there is none: a row without a number for its month's turnover."""
+        amounts: list[list[float]] = []
+        refused: dict[int, BankError] = {}
+        for k, (_, merchant_id, rows) in enumerate(scorable):
+            try:
+                listed = [float(r["amount"]) for r in rows if "amount" in r]
+                if len(listed) != len(rows):
+                    raise BankError(
+                        f"merchant '{merchant_id}': every row needs 'amount' (monthly turnover) for the limit"
+                    )
+            except (BankError, ValueError, TypeError) as exc:
+                refused[k] = exc if isinstance(exc, BankError) else BankError(f"merchant '{merchant_id}': {exc}")
+                listed = []
+            amounts.append(listed)
+        decided = self.policy.decide_many(np.asarray(pds, np.float64).tolist(), amounts)
+        for k, error in refused.items():
+            decided[k] = error
+        return decided
 
     @staticmethod
     def model_reasons(

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from federation.config import setting
 from server.credit.errors import BankError
@@ -121,6 +124,54 @@ class CreditPolicy:
         raw = turnover * band.turnover_multiple_pct // 100
         limit = min(raw // self.limit_step_fen * self.limit_step_fen, self.max_limit_fen)
         return LimitDecision(band.name, float(pd), turnover, limit, band.annual_rate_bp)
+
+    def decide_many(self, pds: Sequence[float], amounts: Sequence[Sequence[float]]) -> list[LimitDecision | BankError]:
+        """`decide` for many merchants (a review's chunk), in arrays: the same decisions, and
+        for a merchant `decide` refuses, its error. A merchant whose numbers are not plainly
+        in range (a PD outside [0, 1], no amounts, an amount near half a fen or beyond 2**52
+        fen) is decided by `decide` itself, so the rounding stays `to_fen`'s."""
+        count = len(pds)
+        if len(amounts) != count:
+            raise ValueError(f"{count} PDs but {len(amounts)} lists of amounts")
+        months = self.turnover_months
+        recent = [list(a)[-months:] for a in amounts]
+        used = np.fromiter(map(len, recent), np.int64, count)
+        flat = np.fromiter(chain.from_iterable(recent), np.float64, int(used.sum()))
+        scaled = flat * self.amount_unit_fen
+        whole = np.floor(scaled)
+        with np.errstate(invalid="ignore"):
+            plain = (np.abs(scaled) < 2**52) & (np.abs(scaled - whole - 0.5) > 16 * np.spacing(np.abs(scaled)))
+            fen = np.where(scaled - whole > 0.5, whole + 1, whole)
+        starts = np.cumsum(used) - used
+        has = used > 0
+        totals = np.zeros(count, np.int64)
+        if has.any():
+            totals[has] = np.add.reduceat(np.where(plain, fen, 0).astype(np.int64), starts[has])
+        turnover = np.maximum(totals, 0) // np.maximum(used, 1)
+        pd = np.asarray(pds, np.float64)
+        ok = has.copy()
+        if has.any():
+            ok[has] &= np.add.reduceat((~plain).astype(np.int64), starts[has]) == 0
+        ok &= (pd >= 0.0) & (pd <= 1.0)
+        ceilings = np.array([band.max_pd for band in self.bands])
+        band_of = np.searchsorted(ceilings, np.where(ok, pd, 0.0), side="left")
+        multiple = np.array([band.turnover_multiple_pct for band in self.bands], np.int64)[band_of]
+        ok &= turnover <= (2**62) // np.maximum(multiple, 1)  # no int64 overflow below
+        raw = np.where(ok, turnover, 0) * multiple // 100
+        limit = np.minimum(raw // self.limit_step_fen * self.limit_step_fen, self.max_limit_fen)
+        decided: list[LimitDecision | BankError] = []
+        for i, (fine, b, value, fen_turnover, fen_limit) in enumerate(
+            zip(ok.tolist(), band_of.tolist(), pd.tolist(), turnover.tolist(), limit.tolist(), strict=True)
+        ):
+            if fine:
+                band = self.bands[b]
+                decided.append(LimitDecision(band.name, value, fen_turnover, fen_limit, band.annual_rate_bp))
+                continue
+            try:
+                decided.append(self.decide(value, recent[i]))
+            except BankError as exc:
+                decided.append(exc)
+        return decided
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> CreditPolicy:

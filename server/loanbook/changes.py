@@ -31,7 +31,8 @@ class LimitChange(BankBase):
     __table_args__ = (UniqueConstraint("account_id", "kind", "review_month", name="uq_bank_limit_review"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(String(32), index=True)
+    # no index of its own: the unique key above starts with it and serves a line's lookups
+    account_id: Mapped[str] = mapped_column(String(32))
     merchant_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))  # open | review | promotion
     review_month: Mapped[str | None] = mapped_column(String(7), nullable=True, index=True)  # reviews only

@@ -97,14 +97,11 @@ def check_month(month: str) -> str:
 
 def consent_in_force(engine: Engine) -> dict[str, bool]:
     """merchant id -> whether its latest reported consent event is a grant (one pass)."""
-    latest_event: dict[str, bool] = {}
     with session_scope(engine) as session:
         query = select(ReportedConsent.merchant_id, ReportedConsent.granted).order_by(
             ReportedConsent.at, ReportedConsent.id
         )
-        for merchant, granted in session.execute(query):
-            latest_event[merchant] = bool(granted)
-    return latest_event
+        return {merchant: bool(granted) for merchant, granted in session.connection().execute(query).all()}
 
 
 def reported_rows(engine: Engine, merchants: Sequence[str]) -> dict[str, list[Row]]:
@@ -117,11 +114,21 @@ def reported_rows(engine: Engine, merchants: Sequence[str]) -> dict[str, list[Ro
 
 
 def rows_through(rows: Sequence[Row], month: str, keep: int) -> tuple[list[Row], str]:
-    """The latest `keep` rows up to `month`, and the latest month reported at all."""
-    dated = [r for r in rows if isinstance(r.get("month"), str)]
-    latest_month = str(dated[-1]["month"]) if dated else ""
-    upto = [r for r in dated if str(r["month"]) <= month]
-    return upto[-keep:], latest_month
+    """The latest `keep` rows up to `month`, and the latest month reported at all (rows
+    without a month are passed over). One pass from the newest: most rows are kept."""
+    latest_month = ""
+    picked: list[Row] = []
+    for row in reversed(rows):
+        when = row.get("month")
+        if not isinstance(when, str):
+            continue
+        latest_month = latest_month or when
+        if when <= month:
+            picked.append(row)
+            if len(picked) == keep:
+                break
+    picked.reverse()
+    return picked, latest_month
 
 
 def moved_features(
@@ -293,7 +300,8 @@ def review(
     name, _, _ = scorer.model(version)
     result = ReviewResult(month, today.isoformat(), name)
     with session_scope(engine) as session:
-        accounts = list(session.execute(select(Account.id, Account.merchant_id).where(Account.status == "open")))
+        query = select(Account.id, Account.merchant_id).where(Account.status == "open")
+        accounts = session.connection().execute(query).all()
         done = reviewed(session, month)
     result.lines = len(accounts)
     todo = sorted((a, m) for a, m in accounts if a not in done)

@@ -49,6 +49,38 @@ def test_the_float_shortcut_rounds_as_decimal_arithmetic_does(amount: float, uni
     assert to_fen(amount, unit) == _decimal_half_up(amount, unit)
 
 
+def _decided(policy: CreditPolicy, pd: float, amounts: list[float]) -> object:
+    try:
+        return policy.decide(pd, amounts)
+    except BankError as exc:
+        return ("refused", str(exc))
+
+
+_AMOUNTS = st.one_of(
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    st.integers(min_value=-(10**9), max_value=10**9).map(lambda n: n / 200),  # halves of a fen
+    st.sampled_from([float("nan"), float("inf"), 1e300, 2.0**52, 2.0**52 / 100, 0.005, -0.005]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.floats(min_value=0.0, max_value=1.0), st.sampled_from([0.02, 0.05, -0.1, 1.5, float("nan")])),
+            st.lists(_AMOUNTS, max_size=5),
+        ),
+        max_size=30,
+    )
+)
+def test_deciding_many_at_once_decides_each_as_decide_does(lines: list[tuple[float, list[float]]]) -> None:
+    """A review decides a chunk in arrays (`decide_many`): each merchant's decision, or its
+    refusal word for word, must be what `decide` gives it alone, halves and extremes included."""
+    many = POLICY.decide_many([pd for pd, _ in lines], [amounts for _, amounts in lines])
+    alone = [_decided(POLICY, pd, amounts) for pd, amounts in lines]
+    assert [("refused", str(d)) if isinstance(d, BankError) else d for d in many] == alone
+
+
 def test_an_amount_too_large_for_fen_is_a_one_line_refusal_not_a_decimal_error():
     with pytest.raises(BankError, match=r"^amount 1e\+300 is too large to be a month's turnover$"):
         to_fen(1e300, 100)

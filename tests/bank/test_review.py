@@ -9,6 +9,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from federation.storage import session_scope
@@ -428,3 +430,19 @@ def test_a_server_warms_review_workers_only_for_a_book_whose_review_would_use_th
     monkeypatch.setenv("YINQI_REVIEW_WORKERS", "2")
     assert review_module.warm_workers(book) == 2
     assert warmed == [True]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(["2026-01", "2026-02", "2026-03", "2026-04"]), st.none(), st.just(7))),
+    st.sampled_from(["2025-12", "2026-02", "2026-03", "2026-05"]),
+    st.integers(min_value=1, max_value=4),
+)
+def test_a_line_is_reviewed_on_its_latest_rows_up_to_the_month(months: list, month: str, keep: int) -> None:
+    """`rows_through` keeps the newest `keep` rows dated up to `month`, in their order, and
+    names the newest month reported; rows without a month (or with a number) are passed over."""
+    reported = [{"n": i} if m is None else {"n": i, "month": m} for i, m in enumerate(months)]
+    dated = [r for r in reported if isinstance(r.get("month"), str)]
+    kept, latest = review_module.rows_through(reported, month, keep)
+    assert kept == [r for r in dated if r["month"] <= month][-keep:]
+    assert latest == (dated[-1]["month"] if dated else "")
