@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -143,15 +144,20 @@ def moved_features(
     `features`; -1 where fewer moved that way, and for kept lines. One call for a whole chunk."""
     if not steps:
         return np.full((0, k), -1)
-    width = len(features)
-    moved = np.zeros((len(steps), width))
-    for line, (step, outcome, before) in enumerate(zip(steps, outcomes, previous, strict=True)):
-        if step.action == KEEP:
-            continue
-        now = np.fromiter((outcome.contributions[f] for f in features), float, width)
-        if before is not None and set(before.contributions) == set(features):
-            now = now - np.fromiter((before.contributions[f] for f in features), float, width)
-        moved[line] = now if step.action == CUT else -now
+    width, named = len(features), set(features)
+    pick = itemgetter(*features) if width > 1 else lambda contributions: (contributions[features[0]],)
+    zero = (0.0,) * width
+    now, then, way = [], [], []
+    for step, outcome, before in zip(steps, outcomes, previous, strict=True):
+        moving = step.action != KEEP
+        now.append(pick(outcome.contributions) if moving else zero)
+        if moving and before is not None and before.contributions.keys() == named:
+            then.append(pick(before.contributions))
+        else:
+            then.append(zero)
+        way.append(1.0 if step.action == CUT else -1.0 if moving else 0.0)
+    shape = (len(steps), width)
+    moved = (np.array(now, float).reshape(shape) - np.array(then, float).reshape(shape)) * np.array(way)[:, None]
     return top_features(moved, k)
 
 

@@ -336,6 +336,10 @@ def test_the_features_named_are_those_that_moved_the_limits_way(book) -> None:
     keep = ReviewStep(KEEP, 1, False, False, ())
     chosen = moved_features([cut, raise_, keep, cut], [outcome] * 4, [before, before, before, None], ["a", "b", "c"])
     assert chosen.tolist() == [[0, 2, -1], [1, -1, -1], [-1, -1, -1], [0, 1, -1]]
+    # an earlier decision by a model of other features is no baseline: the contributions now are
+    other_model = Previous(0.1, "A", 1, {"a": 0.1, "z": 0.5})
+    assert moved_features([cut], [outcome], [other_model], ["a", "b", "c"]).tolist() == [[0, 1, -1]]
+    assert moved_features([], [], [], ["a", "b", "c"]).shape == (0, 3)
 
 
 def _book_of_forty(url: str, make_model, store: Path) -> CreditBook:
