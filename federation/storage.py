@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -265,7 +266,10 @@ def _processed(process: Callable[[Any], Any], column: Sequence[Any]) -> list[Any
     timestamp, or one list of reasons, in many rows. (By identity: every value stays alive in
     `column` meanwhile, so no id is reused.) A column of mostly distinct objects (each line's
     inputs) is processed value by value: looking each up would cost more than it saves."""
-    if len(set(map(id, column))) * 2 > len(column):
+    distinct = len(set(map(id, column)))
+    if distinct == 1:
+        return [process(column[0])] * len(column)
+    if distinct * 2 > len(column):
         return list(map(process, column))
     done: dict[int, Any] = {}
     result = []
@@ -382,7 +386,7 @@ def insert_rows(
     for start in range(0, len(values), batch):
         part = values[start : start + batch]
         sql = _insert_sql(connection, table, columns, len(part), returning)
-        flat = tuple(value for row in part for value in row)
+        flat = tuple(chain.from_iterable(part))
         found.update((k, i) for i, k in connection.exec_driver_sql(sql, flat))
     return [found[row[key]] for row in listed]
 
