@@ -328,7 +328,7 @@ class Scorer:
                 results[i] = BankError(
                     f"merchant '{merchant_id}': feature '{missing}' missing; model {name} expects {columns}"
                 )
-            elif numeric and str in set(map(type, pick_numbers(newest))):
+            elif numeric and any(issubclass(t, str) for t in set(map(type, pick_numbers(newest)))):
                 text = next(c for c in numeric if isinstance(newest[c], str))
                 results[i] = BankError(
                     f"merchant '{merchant_id}': feature '{text}' is {newest[text]!r}; expected a number"

@@ -213,3 +213,23 @@ def test_scoring_refuses_an_implausible_amount_naming_merchant_row_and_feature(b
     with pytest.raises(BankError):
         bank.open("m1", rows, now=T0)
     assert bank.list() == []
+
+
+def test_in_a_batch_a_merchants_unusable_rows_fail_that_merchant_alone(bank):
+    """`evaluate` checks each merchant against the model and the policy: a feature missing from
+    the newest row, text where the model reads a number, a month without its turnover each
+    refuse that merchant by name; the others in the same call are scored."""
+    good = merchant_rows([1000.0, 2000.0, 3000.0])
+    missing = [dict(r) for r in good]
+    del missing[-1]["growth"]
+    text = [dict(r) for r in good]
+    text[-1]["count"] = "many"
+    no_amount = [dict(r) for r in good]
+    del no_amount[0]["amount"]
+    requests = [("m1", missing), ("m2", text), ("m3", no_amount), ("m4", good)]
+    results = bank.scorer.evaluate(requests, consented=True)
+    refused = [str(r) if isinstance(r, BankError) else "" for r in results]
+    assert refused[0].startswith("merchant 'm1': feature 'growth' missing; model v1 expects [")
+    assert refused[1] == "merchant 'm2': feature 'count' is 'many'; expected a number"
+    assert refused[2] == "merchant 'm3': every row needs 'amount' (monthly turnover) for the limit"
+    assert refused[3] == "" and results[3].limit_fen == 400_000  # 2 x the mean of 200,000 fen
