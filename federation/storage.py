@@ -240,13 +240,22 @@ _DRIVER_PARAMETERS = 30_000  # below SQLite's 32,766 and PostgreSQL's 65,535 per
 _RETURNING_BATCH = 1_000  # rows per multi-row INSERT ... RETURNING
 
 
+def values_at(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving a mapping's values at `names`, always as a tuple (`itemgetter` of one
+    name gives the bare value): rows to driver parameters, feature rows to numbers."""
+    if len(names) == 1:
+        only = names[0]
+        return lambda mapping: (mapping[only],)
+    return itemgetter(*names)
+
+
 def _driver_values(
     dialect: Dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
     """The rows as the driver's positional parameters, through each column's own bind
     processor for this dialect (the values SQLAlchemy itself would send). Column by column:
     most columns need no processing, and a bulk write repeats one time in every row."""
-    pick = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+    pick = values_at(columns)
     try:
         values: list[tuple[Any, ...]] = list(map(pick, rows))
     except KeyError as exc:

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from federation.clock import utcnow
 from federation.explain import attribute, reference_vector, top_features
 from federation.features import FEATURE_LABEL, ID_COLUMNS
 from federation.reasons import Reason, feature_reason
-from federation.storage import UtcDateTime, insert_rows, session_scope
+from federation.storage import UtcDateTime, insert_rows, session_scope, values_at
 from server.consent import ConsentRegistry
 from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy, LimitDecision
@@ -318,7 +317,7 @@ class Scorer:
         columns = list(model.encoder.columns)
         required = set(columns)
         numeric = [c for c in columns if c in set(model.encoder.numeric)]
-        pick_numbers = itemgetter(*numeric) if len(numeric) > 1 else lambda row: (row[numeric[0]],)
+        pick_numbers = values_at(numeric) if numeric else None
         ready: list[tuple[int, str, tuple[Row, ...]]] = []
         frame_rows = []
         for i, merchant_id, rows in scorable:  # checked per merchant: one bad row fails only its merchant
@@ -328,7 +327,7 @@ class Scorer:
                 results[i] = BankError(
                     f"merchant '{merchant_id}': feature '{missing}' missing; model {name} expects {columns}"
                 )
-            elif numeric and any(issubclass(t, str) for t in set(map(type, pick_numbers(newest)))):
+            elif pick_numbers and any(issubclass(t, str) for t in set(map(type, pick_numbers(newest)))):
                 text = next(c for c in numeric if isinstance(newest[c], str))
                 results[i] = BankError(
                     f"merchant '{merchant_id}': feature '{text}' is {newest[text]!r}; expected a number"

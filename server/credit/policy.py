@@ -145,13 +145,13 @@ class CreditPolicy:
         starts = np.cumsum(used) - used
         has = used > 0
         totals = np.zeros(count, np.int64)
+        ok = has.copy()  # every amount plain, and then the PD in range
         if has.any():
-            totals[has] = np.add.reduceat(np.where(plain, fen, 0).astype(np.int64), starts[has])
+            first = starts[has]
+            totals[has] = np.add.reduceat(np.where(plain, fen, 0).astype(np.int64), first)
+            ok[has] &= np.add.reduceat((~plain).astype(np.int64), first) == 0
         turnover = np.maximum(totals, 0) // np.maximum(used, 1)
         pd = np.asarray(pds, np.float64)
-        ok = has.copy()
-        if has.any():
-            ok[has] &= np.add.reduceat((~plain).astype(np.int64), starts[has]) == 0
         ok &= (pd >= 0.0) & (pd <= 1.0)
         ceilings = np.array([band.max_pd for band in self.bands])
         band_of = np.searchsorted(ceilings, np.where(ok, pd, 0.0), side="left")

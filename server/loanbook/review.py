@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -46,6 +45,7 @@ from federation.storage import (
     prepare_rows,
     session_scope,
     update_rows,
+    values_at,
     write_transaction,
 )
 from server.consent import ReportedConsent
@@ -145,7 +145,7 @@ def moved_features(
     if not steps:
         return np.full((0, k), -1)
     width, named = len(features), set(features)
-    pick = itemgetter(*features) if width > 1 else lambda contributions: (contributions[features[0]],)
+    pick = values_at(features)
     zero = (0.0,) * width
     now, then, way = [], [], []
     for step, outcome, before in zip(steps, outcomes, previous, strict=True):
