@@ -137,8 +137,7 @@ class LocalBank:
         from server.messages import outcome_to_proto
 
         def work() -> Result:
-            rows = self.features.rows_of(merchant)
-            return message_dict(outcome_to_proto(self.scorer.score(merchant, rows, version)))
+            return message_dict(outcome_to_proto(self.scorer.score(merchant, self.features.reader(merchant), version)))
 
         return self._logged("ScoringService/Score", {"merchant_id": merchant, "model_version": version}, work)
 

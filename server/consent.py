@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import as_utc, utcnow
-from federation.storage import UtcDateTime, in_batches, session_scope
+from federation.storage import UtcDateTime, batch_param, each_batch, session_scope
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
 from server.merchants import claim
@@ -39,6 +39,14 @@ class ReportedConsent(BankBase):
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     note: Mapped[str] = mapped_column(String(256), default="")
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# each merchant's events, oldest first (built once: every application reads its merchant's)
+_EVENTS_IN_ORDER = (
+    select(ReportedConsent.merchant_id, ReportedConsent.granted)
+    .where(ReportedConsent.merchant_id.in_(batch_param()))
+    .order_by(ReportedConsent.at, ReportedConsent.id)
+)
 
 
 @dataclass(frozen=True)
@@ -135,12 +143,6 @@ class ConsentRegistry:
                 return self.consented(merchant_ids, own)
         wanted = sorted({str(m) for m in merchant_ids})
         latest: dict[str, bool] = {}
-        for batch in in_batches(wanted):
-            query = (
-                select(ReportedConsent.merchant_id, ReportedConsent.granted)
-                .where(ReportedConsent.merchant_id.in_(batch))
-                .order_by(ReportedConsent.at, ReportedConsent.id)
-            )
-            for merchant, granted in session.execute(query):
-                latest[merchant] = bool(granted)  # the newest event wins; same instant: the later report
+        for merchant, granted in each_batch(session, _EVENTS_IN_ORDER, wanted):
+            latest[merchant] = bool(granted)  # the newest event wins; same instant: the later report
         return np.array([latest.get(str(m), False) for m in merchant_ids], dtype=bool)

@@ -15,14 +15,14 @@ from datetime import datetime
 
 from sqlalchemy import JSON, Engine, String, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import utcnow
-from federation.storage import UtcDateTime, in_batches, session_scope
+from federation.storage import UtcDateTime, batch_param, each_batch, in_batches, session_scope
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
 from server.merchants import claim
-from server.scoring import Row, canonical_rows, inputs_hash
+from server.scoring import ReadRows, Row, canonical_rows, inputs_hash
 
 MAX_MERCHANTS = 20_000  # per report
 
@@ -37,6 +37,11 @@ class ReportedFeatures(BankBase):
     rows: Mapped[list[Row]] = mapped_column(JSON)
     rows_sha256: Mapped[str] = mapped_column(String(64))
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+_ROWS = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
+    ReportedFeatures.merchant_id.in_(batch_param())
+)
 
 
 class FeatureStore:
@@ -98,19 +103,14 @@ class FeatureStore:
                 changed += 1
         return changed
 
-    def rows(self, merchant_ids: Sequence[str]) -> dict[str, list[Row]]:
-        """merchant id -> its reported rows, for the ids that have a report."""
+    def rows(self, merchant_ids: Sequence[str], session: Session | None = None) -> dict[str, list[Row]]:
+        """merchant id -> its reported rows, for the ids that have a report (read in `session`
+        when given)."""
+        if session is None:
+            with session_scope(self.engine) as own:
+                return self.rows(merchant_ids, own)
         wanted = sorted({str(m) for m in merchant_ids})
-        found: dict[str, list[Row]] = {}
-        with session_scope(self.engine) as session:
-            for chunk in in_batches(wanted):
-                for merchant, rows in session.execute(
-                    select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
-                        ReportedFeatures.merchant_id.in_(chunk)
-                    )
-                ):
-                    found[merchant] = list(rows)
-        return found
+        return {merchant: list(rows) for merchant, rows in each_batch(session, _ROWS, wanted)}
 
     def reported(self, merchant_ids: Sequence[str]) -> dict[str, str]:
         """merchant id -> when its rows were last reported (ISO 8601 UTC)."""
@@ -126,9 +126,9 @@ class FeatureStore:
                     found[merchant] = at.isoformat(timespec="seconds")
         return found
 
-    def rows_of(self, merchant_id: str) -> list[Row]:
+    def rows_of(self, merchant_id: str, session: Session | None = None) -> list[Row]:
         """The merchant's reported rows; NOT_FOUND when its platform has not reported any."""
-        rows = self.rows([merchant_id]).get(str(merchant_id))
+        rows = self.rows([merchant_id], session).get(str(merchant_id))
         if rows is None:
             raise BankError(
                 f"merchant '{merchant_id}': no features reported by its platform "
@@ -136,3 +136,13 @@ class FeatureStore:
                 "not_found",
             )
         return rows
+
+    def reader(self, merchant_id: str) -> ReadRows:
+        """How `Scorer.score` reads the merchant's rows in its own read transaction (one
+        transaction, not two, per application), or in one of this store's own when the scorer
+        keeps another database."""
+
+        def read(session: Session) -> list[Row]:
+            return self.rows_of(merchant_id, session if session.get_bind() is self.engine else None)
+
+        return read

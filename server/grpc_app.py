@@ -96,8 +96,7 @@ class ScoringService(bank_pb2_grpc.ScoringServiceServicer):
         merchant = text_field(request.merchant_id, "merchant_id", 128)
         version = text_field(request.model_version, "model_version", 32, required=False)
         no_rows(request.rows, f"merchant '{merchant}'")
-        rows = self.features.rows_of(merchant)
-        return outcome_to_proto(self.scorer.score(merchant, rows, version or None))
+        return outcome_to_proto(self.scorer.score(merchant, self.features.reader(merchant), version or None))
 
     def ScoreBatch(
         self, request: bank_pb2.ScoreBatchRequest, context: grpc.ServicerContext

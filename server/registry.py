@@ -145,6 +145,9 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_PROMOTED = select(ModelVersion).where(ModelVersion.status == "promoted")  # built once: read per application
+
+
 class Registry:
     """The model registry on one database; model files kept under `store` (default data dir)."""
 
@@ -173,7 +176,7 @@ class Registry:
         if session is None:
             with session_scope(self.engine) as own:
                 return self.promoted(own)
-        return session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted")).first()
+        return session.scalars(_PROMOTED).first()
 
     def resolve(self, version: str | None, session: Session | None = None) -> ModelVersion:
         """A named version, or the promoted one when `version` is empty (read in `session`

@@ -40,6 +40,7 @@ from server.registry import Registry
 
 Row = dict[str, Any]
 ConsentCheck = Callable[[Sequence[str]], np.ndarray]
+ReadRows = Callable[[Session], Sequence[Row]]  # rows read in the caller's transaction (`FeatureStore.reader`)
 MODEL_REASONS = 3  # features named per decision
 
 
@@ -444,12 +445,21 @@ class Scorer:
         return [replace(o, application_id=i) for o, i in zip(outcomes, ids, strict=True)]
 
     def score(
-        self, merchant_id: str, rows: Sequence[Row], version: str | None = None, *, now: datetime | None = None
+        self,
+        merchant_id: str,
+        rows: Sequence[Row] | ReadRows,
+        version: str | None = None,
+        *,
+        now: datetime | None = None,
     ) -> Outcome:
         """Score one merchant and store the decision and the application; `BankError` (nothing
-        stored) if refused."""
-        with session_scope(self.engine) as session:  # one read: model version, consent, business date
-            result = self.evaluate([(merchant_id, rows)], version, session=session)[0]
+        stored) if refused. `rows`: the merchant's rows, or how to read them in the same read
+        transaction as the model version, consent and business date (`FeatureStore.reader`:
+        the rows its platform reported, checked then)."""
+        with session_scope(self.engine) as session:  # one read: rows, model version, consent, date
+            checked = callable(rows)
+            given = rows(session) if callable(rows) else rows
+            result = self.evaluate([(merchant_id, given)], version, session=session, checked=checked)[0]
             now = now or self.clock.now(session)
         if isinstance(result, BankError):
             raise result

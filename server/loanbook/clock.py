@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Date, Engine, Integer, String
+from sqlalchemy import Date, Engine, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import utcnow
@@ -53,8 +53,12 @@ class ClockState:
         }
 
 
+# built once: every application reads the clock
+_READ = select(BankClockRow.today, BankClockRow.changed_at, BankClockRow.changed_by).where(BankClockRow.id == CLOCK_ROW)
+
+
 def read(session: Session) -> ClockState:
-    row = session.get(BankClockRow, CLOCK_ROW)
+    row = session.connection().execute(_READ).first()  # a plain row: no mapped object to load
     if row is None:
         return ClockState(utcnow().date(), False)
     return ClockState(row.today, True, row.changed_at, row.changed_by)

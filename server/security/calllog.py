@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, Text, select, update
+from sqlalchemy import Engine, Integer, String, Text, bindparam, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from federation.clock import utcnow
@@ -43,6 +43,11 @@ class CallRecord(BankBase):
     status: Mapped[str] = mapped_column(String(32))  # started | OK | a gRPC status name
     detail: Mapped[str] = mapped_column(Text, default="")
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+# built once: a state-changing call writes both, and building a statement costs more than running it
+_START = insert(CallRecord).returning(CallRecord.id)
+_FINISH = update(CallRecord).where(CallRecord.id == bindparam("call_id"))
 
 
 @dataclass(frozen=True)
@@ -95,27 +100,28 @@ class CallLog:
         self.engine = bank_engine(engine)
 
     def start(self, who: Identity, method: str, request: str, peer: str = "") -> int:
-        with session_scope(self.engine) as session:
-            row = CallRecord(
-                at=utcnow(),
-                caller=who.name[:128],
-                role=who.role,
-                serial=who.serial,
-                peer=peer[:128],
-                method=method,
-                request=request,
-                status="started",
+        with self.engine.begin() as connection:  # one statement: no ORM unit of work per call
+            return int(
+                connection.execute(
+                    _START,
+                    {
+                        "at": utcnow(),
+                        "caller": who.name[:128],
+                        "role": who.role,
+                        "serial": who.serial,
+                        "peer": peer[:128],
+                        "method": method,
+                        "request": request,
+                        "status": "started",
+                        "detail": "",
+                    },
+                ).scalar_one()
             )
-            session.add(row)
-            session.flush()
-            return int(row.id)
 
     def finish(self, call_id: int, status: str, detail: str = "") -> None:
-        with session_scope(self.engine) as session:
-            session.execute(
-                update(CallRecord)
-                .where(CallRecord.id == call_id)
-                .values(status=status, detail=detail[:MAX_DETAIL], finished_at=utcnow())
+        with self.engine.begin() as connection:
+            connection.execute(
+                _FINISH, {"call_id": call_id, "status": status, "detail": detail[:MAX_DETAIL], "finished_at": utcnow()}
             )
 
     def refused(

@@ -16,6 +16,7 @@ from server.credit.promotion import promote
 from server.credit.rules import Classification, ReferralRules
 from server.feature_store import FeatureStore
 from server.loanbook import draws, eod
+from server.loanbook.applications import Application
 from server.loanbook.book import LoanBook
 from server.loanbook.metrics import metrics
 from server.registry import Registry
@@ -214,3 +215,23 @@ def test_approval_rate_counts_approved_declined_and_referred_applications(book, 
     found = LoanBook(referring).applications(outcome="declined")
     assert [(a.merchant_id, [r["code"] for r in a.reasons]) for a in found] == [("m3", ["NO_TURNOVER"])]
     assert found[0].reasons[0]["text_zh"] == "近3个月无营业额，无法核定额度"
+
+
+def test_a_score_reads_reported_rows_in_its_own_transaction_and_from_the_stores_database(book, tmp_path) -> None:
+    store = FeatureStore(book.engine)
+    store.report("platform-1", {"m1": ROWS})
+    by_reader = book.scorer.score("m1", store.reader("m1"))
+    by_rows = book.scorer.score("m1", store.rows_of("m1"))
+    assert (by_reader.pd, by_reader.limit_fen, by_reader.inputs_hash) == (by_rows.pd, 400_000, by_rows.inputs_hash)
+    with session_scope(book.engine) as session:
+        stored = session.scalars(select(Application.merchant_id)).all()
+    assert stored == ["m1", "m1"]
+    with pytest.raises(BankError, match="merchant 'm2': no features reported by its platform"):
+        book.scorer.score("m2", store.reader("m2"))
+    # a feature store on another database: the rows are read there, not in the scorer's
+    elsewhere = FeatureStore(f"sqlite:///{tmp_path / 'features-elsewhere.db'}")
+    elsewhere.report("platform-1", {"m2": ROWS})
+    assert book.scorer.score("m2", elsewhere.reader("m2")).pd == pytest.approx(by_rows.pd)
+    with session_scope(book.engine) as session:
+        stored = session.scalars(select(Application.merchant_id)).all()
+    assert stored == ["m1", "m1", "m2"]  # the refused score stored nothing
