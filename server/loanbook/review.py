@@ -51,7 +51,7 @@ from federation.storage import (
 from server.consent import ReportedConsent
 from server.credit.accounts import Account, CreditBook, Entry
 from server.credit.errors import BankError
-from server.feature_store import ReportedFeatures
+from server.feature_store import FeatureStore
 from server.loanbook import draws as draw_book
 from server.loanbook import fanout, freezes, wording
 from server.loanbook.changes import LimitChange, Previous, ReviewRun, latest, reviewed
@@ -103,15 +103,6 @@ def consent_in_force(engine: Engine) -> dict[str, bool]:
             ReportedConsent.at, ReportedConsent.id
         )
         return {merchant: bool(granted) for merchant, granted in session.connection().execute(query).all()}
-
-
-def reported_rows(engine: Engine, merchants: Sequence[str]) -> dict[str, list[Row]]:
-    """merchant id -> its reported rows, for many merchants (a review's chunk)."""
-    query = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
-        ReportedFeatures.merchant_id.in_(batch_param())
-    )
-    with session_scope(engine) as session:
-        return {m: list(rows) for m, rows in each_batch(session, query, sorted(set(merchants)))}
 
 
 def rows_through(rows: Sequence[Row], month: str, keep: int) -> tuple[list[Row], str]:
@@ -366,9 +357,10 @@ def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Par
     """Review the chunks this process takes: each chunk's rows and last decisions are read,
     its lines scored, then decided and stored in one transaction (`_write`)."""
     part = _Part()
+    features = FeatureStore(book.engine)
     while (number := chunks.take()) is not None:
         lines = plan.todo[number * plan.chunk : (number + 1) * plan.chunk]
-        reported = reported_rows(book.engine, [m for _, m in lines if plan.consent[m]])
+        reported = features.rows([m for _, m in lines if plan.consent[m]])
         requests: list[tuple[str, str, list[Row]]] = []
         for account, merchant in lines:
             if not plan.consent[merchant]:
