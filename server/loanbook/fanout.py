@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import sys
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
@@ -82,24 +83,49 @@ class Stopped(Exception):
     """The job stopped (another process failed) while this one waited to write."""
 
 
-class Chunks:
-    """One process's view of the shared work: the next chunk, progress, the write hand-over."""
+class Chunks(ABC):
+    """One process's view of a job's chunks: the next chunk, progress, the write hand-over."""
+
+    total: int  # chunks in the job
+
+    @abstractmethod
+    def take(self) -> int | None:
+        """The next chunk number, or None when none is left or the job stopped."""
+
+    @abstractmethod
+    def finished(self, lines: int) -> None:
+        """Count `lines` done (the chunk just taken)."""
+
+    @property
+    def takes_turns(self) -> bool:
+        """Whether processes write one at a time (`writing` waits for the others' turns): then
+        work done before the turn runs while another process writes."""
+        return False
+
+    def writing(self) -> Any:
+        """Hold while a chunk's transaction is open (a no-op where the database needs none)."""
+        return nullcontext()
+
+
+class SharedChunks(Chunks):
+    """Chunks shared by several processes: a shared counter, a stop flag, and on SQLite the
+    write lock that hands the one writer's turn over."""
 
     def __init__(
         self,
+        total: int,
         counter: Any,
         stop: Any,
         lock: Any | None,
         finished: Callable[[int], None],
         waiting: Callable[[], None] = lambda: None,
     ) -> None:
-        self._counter, self._stop, self._lock, self._finished = counter, stop, lock, finished
+        self.total = total
+        self._counter, self.stop, self._lock, self._finished = counter, stop, lock, finished
         self._waiting = waiting  # called while the write lock is busy
-        self.total = 0  # chunks in the job
 
     def take(self) -> int | None:
-        """The next chunk number, or None when none is left or the job stopped."""
-        if self._stop.is_set():
+        if self.stop.is_set():
             return None
         with self._counter.get_lock():
             number = self._counter.value
@@ -113,12 +139,9 @@ class Chunks:
 
     @property
     def takes_turns(self) -> bool:
-        """Whether processes write one at a time (`writing` waits for the others' turns): then
-        work done before the turn runs while another process writes."""
         return self._lock is not None
 
     def writing(self) -> Any:
-        """Hold while a chunk's transaction is open (a no-op where the database needs none)."""
         return self._holding(self._lock) if self._lock is not None else nullcontext()
 
     @contextmanager
@@ -127,7 +150,7 @@ class Chunks:
         # of memory) never releases it, and the job must stop rather than hang
         while not lock.acquire(timeout=0.5):
             self._waiting()
-            if self._stop.is_set():
+            if self.stop.is_set():
                 raise Stopped("the review stopped while this process waited to write")
         try:
             yield
@@ -139,8 +162,8 @@ class Serial(Chunks):
     """Every chunk in this process, in order: a job too small to be worth a second process."""
 
     def __init__(self, total: int, progress: Progress | None) -> None:
-        self._next, self._done, self._progress = 0, 0, progress
         self.total = total
+        self._next, self._done, self._progress = 0, 0, progress
 
     def take(self) -> int | None:
         if self._next >= self.total:
@@ -148,21 +171,14 @@ class Serial(Chunks):
         self._next += 1
         return self._next - 1
 
-    @property
-    def takes_turns(self) -> bool:
-        return False
-
     def finished(self, lines: int) -> None:
         self._done += lines
         if self._progress is not None:
             self._progress(self._done)
 
-    def writing(self) -> Any:
-        return nullcontext()
-
 
 # -- inside a worker process -------------------------------------------------------------------
-_worker: Chunks | None = None
+_worker: SharedChunks | None = None
 
 
 def _start_worker(counter: Any, stop: Any, lock: Any | None, done: Any, total: int) -> None:
@@ -172,8 +188,7 @@ def _start_worker(counter: Any, stop: Any, lock: Any | None, done: Any, total: i
         # runs its first parallel operation on their pool hangs; one process per core is the
         # parallelism anyway
         sys.modules["torch"].set_num_threads(1)
-    _worker = Chunks(counter, stop, lock, done.put)
-    _worker.total = total
+    _worker = SharedChunks(total, counter, stop, lock, done.put)
 
 
 def _in_worker(work: Callable[[P, Chunks], R], payload: P) -> R:
@@ -181,7 +196,7 @@ def _in_worker(work: Callable[[P, Chunks], R], payload: P) -> R:
     try:
         return work(payload, _worker)
     except BaseException:
-        _worker._stop.set()  # the others stop at their next chunk
+        _worker.stop.set()  # the others stop at their next chunk
         raise
 
 
@@ -204,16 +219,14 @@ class _Job(Generic[P, R]):
         if any(f.done() and f.exception() is not None for f in self.futures):
             self.stop.set()
 
-    def own(self) -> Chunks:
+    def own(self) -> SharedChunks:
         def finished(lines: int) -> None:
             self.lines += lines
             if self.progress is not None:
                 self.progress(self.lines)
             self.drain()
 
-        chunks = Chunks(self.counter, self.stop, self.lock, finished, self.drain)
-        chunks.total = self.total
-        return chunks
+        return SharedChunks(self.total, self.counter, self.stop, self.lock, finished, self.drain)
 
 
 def run_chunks(
