@@ -39,6 +39,7 @@ class ReportedFeatures(BankBase):
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+# built once: a single application reads its merchant's rows, a review's chunk ten thousand
 _ROWS = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
     ReportedFeatures.merchant_id.in_(batch_param())
 )
