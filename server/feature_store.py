@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.clock import utcnow
-from federation.storage import UtcDateTime, batch_param, each_batch, in_batches, session_scope
+from federation.storage import UtcDateTime, batch_param, each_batch, session_scope
 from server.credit.errors import BankError
 from server.db import BankBase, bank_engine
 from server.merchants import claim
@@ -41,6 +41,9 @@ class ReportedFeatures(BankBase):
 
 # built once: a single application reads its merchant's rows, a review's chunk ten thousand
 _ROWS = select(ReportedFeatures.merchant_id, ReportedFeatures.rows).where(
+    ReportedFeatures.merchant_id.in_(batch_param())
+)
+_REPORTED_AT = select(ReportedFeatures.merchant_id, ReportedFeatures.reported_at).where(
     ReportedFeatures.merchant_id.in_(batch_param())
 )
 
@@ -116,16 +119,10 @@ class FeatureStore:
     def reported(self, merchant_ids: Sequence[str]) -> dict[str, str]:
         """merchant id -> when its rows were last reported (ISO 8601 UTC)."""
         wanted = sorted({str(m) for m in merchant_ids})
-        found: dict[str, str] = {}
         with session_scope(self.engine) as session:
-            for chunk in in_batches(wanted):
-                for merchant, at in session.execute(
-                    select(ReportedFeatures.merchant_id, ReportedFeatures.reported_at).where(
-                        ReportedFeatures.merchant_id.in_(chunk)
-                    )
-                ):
-                    found[merchant] = at.isoformat(timespec="seconds")
-        return found
+            return {
+                merchant: at.isoformat(timespec="seconds") for merchant, at in each_batch(session, _REPORTED_AT, wanted)
+            }
 
     def rows_of(self, merchant_id: str, session: Session | None = None) -> list[Row]:
         """The merchant's reported rows; NOT_FOUND when its platform has not reported any."""

@@ -457,8 +457,10 @@ class Scorer:
         transaction as the model version, consent and business date (`FeatureStore.reader`:
         the rows its platform reported, checked then)."""
         with session_scope(self.engine) as session:  # one read: rows, model version, consent, date
-            checked = callable(rows)
-            given = rows(session) if callable(rows) else rows
+            if callable(rows):
+                given, checked = rows(session), True
+            else:
+                given, checked = rows, False
             result = self.evaluate([(merchant_id, given)], version, session=session, checked=checked)[0]
             now = now or self.clock.now(session)
         if isinstance(result, BankError):
