@@ -191,14 +191,34 @@ class _Plan:
     month: str
     version: str  # the model version, pinned for the whole run
     now: datetime
-    chunk: int
+    starts: list[int]  # where each chunk starts in `todo` (`chunk_starts`)
     todo: list[tuple[str, str]]  # (account, merchant), in account order
     consent: dict[str, bool]  # the todo merchants' consent in force
     keep: int  # rows per merchant the review looks at
 
     @property
     def chunks(self) -> int:
-        return -(-len(self.todo) // self.chunk)
+        return len(self.starts)
+
+    def lines(self, number: int) -> list[tuple[str, str]]:
+        """The (account, merchant) lines of chunk `number`."""
+        end = self.starts[number + 1] if number + 1 < len(self.starts) else len(self.todo)
+        return self.todo[self.starts[number] : end]
+
+
+def chunk_starts(lines: int, chunk: int, workers: int) -> list[int]:
+    """Where each chunk of a review of `lines` starts: chunks of `chunk` lines, but where
+    several processes share them, the last ones shrink (to a remaining share per process of
+    half, down to an eighth of `chunk`), so that the processes finish about together rather
+    than one idling while another writes a whole last chunk."""
+    smallest = max(1, chunk // 8)
+    starts, start = [], 0
+    while start < lines:
+        starts.append(start)
+        left = lines - start
+        size = chunk if workers <= 1 else min(chunk, max(smallest, -(-left // (2 * workers))))
+        start += size
+    return starts
 
 
 @dataclass
@@ -305,16 +325,16 @@ def review(
     result.already = len(accounts) - len(todo)
     consent = consent_in_force(engine)
     chunk = max(chunk, 1)
+    count = result.workers = review_workers(book, len(todo), chunk, workers)
     plan = _Plan(
         month,
         name,
         now,
-        chunk,
+        chunk_starts(len(todo), chunk, count),
         todo,
         {m: consent.get(m, False) for _, m in todo},
         max(policy.turnover_months, TREND_MONTHS + 1),
     )
-    count = result.workers = review_workers(book, len(todo), chunk, workers)
     parts = fanout.run_chunks(
         plan.chunks,
         count,
@@ -359,7 +379,7 @@ def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Par
     part = _Part()
     features = FeatureStore(book.engine)
     while (number := chunks.take()) is not None:
-        lines = plan.todo[number * plan.chunk : (number + 1) * plan.chunk]
+        lines = plan.lines(number)
         reported = features.rows([m for _, m in lines if plan.consent[m]])
         requests: list[tuple[str, str, list[Row]]] = []
         for account, merchant in lines:

@@ -450,3 +450,25 @@ def test_a_line_is_reviewed_on_its_latest_rows_up_to_the_month(months: list, mon
     kept, latest = review_module.rows_through(reported, month, keep)
     assert kept == [r for r in dated if r["month"] <= month][-keep:]
     assert latest == (dated[-1]["month"] if dated else "")
+
+
+def test_a_shared_review_ends_on_smaller_chunks() -> None:
+    """Two processes: full chunks while each has at least two left, then half of what is left
+    per process, down to an eighth of a chunk; one process: full chunks to the end."""
+    starts = review_module.chunk_starts(100_000, 10_000, 2)
+    sizes = [b - a for a, b in zip(starts, [*starts[1:], 100_000], strict=True)]
+    assert sizes == [10_000] * 7 + [7_500, 5_625, 4_219, 3_164, 2_373, 1_780, 1_335, 1_250, 1_250, 1_250, 254]
+    assert review_module.chunk_starts(100_000, 10_000, 1) == list(range(0, 100_000, 10_000))
+    assert review_module.chunk_starts(0, 10_000, 2) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 5_000), st.integers(1, 600), st.integers(1, 8))
+def test_chunks_cover_every_line_once_in_order(lines: int, chunk: int, workers: int) -> None:
+    starts = review_module.chunk_starts(lines, chunk, workers)
+    ends = [*starts[1:], lines][: len(starts)]
+    sizes = [end - start for start, end in zip(starts, ends, strict=True)]
+    assert starts[:1] == ([0] if lines else [])
+    assert all(0 < size <= chunk for size in sizes)
+    assert sum(sizes) == lines
+    assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # never growing again
