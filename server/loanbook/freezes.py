@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, String, delete, insert, select
+from sqlalchemy import Date, ForeignKey, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.storage import UtcDateTime, batch_param, each_batch, in_batches
+from federation.storage import UtcDateTime, batch_param, each_batch, in_batches, insert_rows
 from server.db import BankBase
 
 KINDS = ("cut", "referred")
@@ -62,7 +62,8 @@ def freeze_many(
     at: datetime,
     existing: Mapping[str, LineFreeze],
 ) -> int:
-    """`freeze` for many lines at once (one multi-row INSERT), in the caller's transaction.
+    """`freeze` for many lines at once (a bulk insert, `insert_rows`: a review that cuts tens of
+    thousands of lines writes them in its turn to write), in the caller's transaction.
     `existing`: the freezes of these lines, as `frozen` read them in the same transaction.
     Returns how many lines were not frozen before."""
     fresh = []
@@ -74,8 +75,7 @@ def freeze_many(
         if found.kind != kind:
             found.kind, found.since = kind, since
         found.reason, found.at = reason[:512], at
-    if fresh:
-        session.execute(insert(LineFreeze), fresh)
+    insert_rows(session, LineFreeze, fresh)
     return len(fresh)
 
 
