@@ -164,6 +164,24 @@ def test_calibration_alerts_when_observed_defaults_run_far_above_the_pds(bank) -
     assert overall.alert and found["calibration:B"].alert
 
 
+def test_a_months_population_is_each_merchants_latest_decision(bank) -> None:
+    """m1 scored twice in the month counts once, by its later decision; a decision the caller
+    holds (`known`) is taken as given, not read back."""
+    from federation.storage import session_scope
+
+    scorer = Scorer(bank.engine, registry=bank.scorer.registry, consent=lambda ids: np.ones(len(ids), dtype=bool))
+    first = scorer.score_batch([("m1", rows([600.0] * 3)), ("m2", rows([700.0] * 3))])
+    [later] = scorer.score_batch([("m1", rows([1200.0] * 3))])
+    with session_scope(bank.engine) as session:
+        found, pds = monitoring.scored_population(session, "v1", "2026-01")
+        held, _ = monitoring.scored_population(
+            session, "v1", "2026-01", known={later.decision_id: ({"amount": -1.0}, later.pd)}
+        )
+    assert sorted(r["amount"] for r in found) == [700.0, 1200.0]
+    assert sorted(pds.tolist()) == sorted([first[1].pd, later.pd])
+    assert sorted(r["amount"] for r in held) == [-1.0, 700.0]
+
+
 def test_a_review_monitors_its_own_scores_as_a_read_back_would(bank) -> None:
     """The review hands its decisions' rows and PDs to the monitoring instead of reading them
     back; what it stores equals a refresh that reads every decision of the month."""
