@@ -553,8 +553,11 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["YINQI_DATA_DIR"] = str(Path(tmp) / "data-dir")
-            with console.status(f"loan book: {lines} lines, a monthly review, single applications…"):
-                review, latencies, book_read_back = review_rows(Path(tmp), lines, single)
+            # a line, not a spinner: a spinner's refresh thread would make this a threaded
+            # process, whose review workers start from a cold fork server (`fanout.start_method`),
+            # not forked as `yinqi bank review` (one thread) starts them
+            console.print(f"loan book: {lines} lines, a monthly review, single applications (a few minutes)…")
+            review, latencies, book_read_back = review_rows(Path(tmp), lines, single)
         print_review(review, latencies, book_read_back)
         console.print(f"load average {load_before:.1f} → {os.getloadavg()[0]:.1f}")
     if not args.no_scoring:
