@@ -192,7 +192,7 @@ def scored_population(
         Decision.created_at < end,
     )
     read = session.connection().execute  # plain rows: none of the ORM's loading (200k rows a month)
-    # each merchant's latest found by the database (a month's decisions grouped in C), then
+    # each merchant's latest found by the database (GROUP BY, not a dict over the month), then
     # read whole (the collector paused, see `refresh`): half the time of a row at a time
     latest = select(func.max(Decision.id)).where(*scope).group_by(Decision.merchant_id).scalar_subquery()
     newest = read(select(Decision.id, Decision.pd).where(Decision.id.in_(latest))).all()

@@ -208,9 +208,9 @@ class _Plan:
 
 def chunk_starts(lines: int, chunk: int, workers: int) -> list[int]:
     """Where each chunk of a review of `lines` starts: chunks of `chunk` lines, but where
-    several processes share them, the last ones shrink (to a remaining share per process of
-    half, down to an eighth of `chunk`), so that the processes finish about together rather
-    than one idling while another writes a whole last chunk."""
+    several processes share them, the last ones shrink to half of what is left per process,
+    down to an eighth of `chunk`, so that the processes finish about together rather than one
+    idling while another writes a whole last chunk."""
     smallest = max(1, chunk // 8)
     starts, start = [], 0
     while start < lines:
