@@ -191,34 +191,34 @@ class _Plan:
     month: str
     version: str  # the model version, pinned for the whole run
     now: datetime
-    starts: list[int]  # where each chunk starts in `todo` (`chunk_starts`)
+    bounds: list[tuple[int, int]]  # each chunk's (start, end) in `todo` (`chunk_bounds`)
     todo: list[tuple[str, str]]  # (account, merchant), in account order
     consent: dict[str, bool]  # the todo merchants' consent in force
     keep: int  # rows per merchant the review looks at
 
     @property
     def chunks(self) -> int:
-        return len(self.starts)
+        return len(self.bounds)
 
     def lines(self, number: int) -> list[tuple[str, str]]:
         """The (account, merchant) lines of chunk `number`."""
-        end = self.starts[number + 1] if number + 1 < len(self.starts) else len(self.todo)
-        return self.todo[self.starts[number] : end]
+        start, end = self.bounds[number]
+        return self.todo[start:end]
 
 
-def chunk_starts(lines: int, chunk: int, workers: int) -> list[int]:
-    """Where each chunk of a review of `lines` starts: chunks of `chunk` lines, but where
+def chunk_bounds(lines: int, chunk: int, workers: int) -> list[tuple[int, int]]:
+    """Each chunk of a review of `lines` as (start, end): chunks of `chunk` lines, but where
     several processes share them, the last ones shrink to half of what is left per process,
     down to an eighth of `chunk`, so that the processes finish about together rather than one
     idling while another writes a whole last chunk."""
     smallest = max(1, chunk // 8)
-    starts, start = [], 0
+    bounds, start = [], 0
     while start < lines:
-        starts.append(start)
         left = lines - start
         size = chunk if workers <= 1 else min(chunk, max(smallest, -(-left // (2 * workers))))
+        bounds.append((start, min(start + size, lines)))
         start += size
-    return starts
+    return bounds
 
 
 @dataclass
@@ -330,7 +330,7 @@ def review(
         month,
         name,
         now,
-        chunk_starts(len(todo), chunk, count),
+        chunk_bounds(len(todo), chunk, count),
         todo,
         {m: consent.get(m, False) for _, m in todo},
         max(policy.turnover_months, TREND_MONTHS + 1),

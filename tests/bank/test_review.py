@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -455,20 +456,19 @@ def test_a_line_is_reviewed_on_its_latest_rows_up_to_the_month(months: list, mon
 def test_a_shared_review_ends_on_smaller_chunks() -> None:
     """Two processes: full chunks while each has at least two left, then half of what is left
     per process, down to an eighth of a chunk; one process: full chunks to the end."""
-    starts = review_module.chunk_starts(100_000, 10_000, 2)
-    sizes = [b - a for a, b in zip(starts, [*starts[1:], 100_000], strict=True)]
+    sizes = [end - start for start, end in review_module.chunk_bounds(100_000, 10_000, 2)]
     assert sizes == [10_000] * 7 + [7_500, 5_625, 4_219, 3_164, 2_373, 1_780, 1_335, 1_250, 1_250, 1_250, 254]
-    assert review_module.chunk_starts(100_000, 10_000, 1) == list(range(0, 100_000, 10_000))
-    assert review_module.chunk_starts(0, 10_000, 2) == []
+    assert review_module.chunk_bounds(100_000, 10_000, 1) == [(k, k + 10_000) for k in range(0, 100_000, 10_000)]
+    assert review_module.chunk_bounds(0, 10_000, 2) == []
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 5_000), st.integers(1, 600), st.integers(1, 8))
 def test_chunks_cover_every_line_once_in_order(lines: int, chunk: int, workers: int) -> None:
-    starts = review_module.chunk_starts(lines, chunk, workers)
-    ends = [*starts[1:], lines][: len(starts)]
-    sizes = [end - start for start, end in zip(starts, ends, strict=True)]
-    assert starts[:1] == ([0] if lines else [])
+    bounds = review_module.chunk_bounds(lines, chunk, workers)
+    sizes = [end - start for start, end in bounds]
+    assert all(end == start for (_, end), (start, _) in pairwise(bounds))  # each starts where the last ended
+    assert bounds[:1] == ([(0, sizes[0])] if lines else [])
     assert all(0 < size <= chunk for size in sizes)
     assert sum(sizes) == lines
     assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # never growing again
