@@ -481,6 +481,65 @@ def checkpoint(engine: Engine) -> None:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
 
 
+class BackgroundCheckpoints:
+    """`checkpoint`s run by a thread of their own, while the caller goes on computing.
+
+    On disk a checkpoint mostly waits for the file system to write and sync what it copied
+    (SQLite lets go of the GIL meanwhile): a review that checkpoints after each of its chunks
+    waits for that a second or more per 100,000 lines where it could be scoring the next chunk.
+    One checkpoint runs at a time; one asked for while another runs is done once that one
+    ends (what was committed meanwhile is copied then). `close` waits for the last one and
+    raises the first error any of them met.
+    """
+
+    def __init__(self, engine: Engine, run: Callable[[Engine], None] = checkpoint) -> None:
+        self._engine, self._run = engine, run
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+        self._thread: threading.Thread | None = None
+        self._error: Exception | None = None
+
+    def request(self) -> None:
+        """Checkpoint soon: now in the background, or once the one running has ended."""
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+            self._running = True
+            self._thread = threading.Thread(target=self._loop, name="yinqi-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self._run(self._engine)
+            except Exception as exc:  # raised to the caller by `close`
+                self._error = self._error or exc
+            with self._lock:
+                if not self._again:
+                    self._running = False
+                    return
+                self._again = False
+
+    def close(self, *, raising: bool = True) -> None:
+        """Wait until no checkpoint runs; raise the first error one met (with `raising`)."""
+        while True:
+            with self._lock:
+                thread = self._thread if self._running else None
+            if thread is None:
+                break
+            thread.join()
+        if raising and self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> BackgroundCheckpoints:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        self.close(raising=kind is None)  # an error already on its way is not masked
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on every backend (SQLite drops the zone otherwise)."""
 

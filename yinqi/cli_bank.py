@@ -98,11 +98,12 @@ def serve(
 ) -> None:
     """Run the bank's gRPC services (scoring, credit lines, platform reports, alert intake) until Ctrl-C."""
     import signal
+    import threading
 
     from federation.storage import url_of
     from server.anchoring import PeriodicFlusher
     from server.credit.errors import BankError
-    from server.grpc_app import build_server
+    from server.grpc_app import build_server, warm_model
     from server.security.ca import CertSet
 
     if (certs is None) == (not insecure):
@@ -110,6 +111,8 @@ def serve(
     server = build_server(address, db, CertSet.in_dir(certs) if certs else None, models_dir, insecure=insecure)
     flusher = PeriodicFlusher(url_of(server.engine), anchor_every, rpc).start() if anchor_every else None
     server.start()
+    # the promoted model loaded while the first callers connect, not in the first one's call
+    threading.Thread(target=warm_model, args=(server.scorer,), name="yinqi-warm-model", daemon=True).start()
     host = address.rsplit(":", 1)[0]
     mode = "mutual TLS, roles checked" if certs else "INSECURE plaintext, every caller holds every role"
     anchoring = f"; anchoring every {anchor_every:g} s" if flusher else ""

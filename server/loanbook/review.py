@@ -22,6 +22,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -37,9 +38,9 @@ from federation.config import setting
 from federation.explain import top_features
 from federation.reasons import TREND_MONTHS, Reason
 from federation.storage import (
+    BackgroundCheckpoints,
     BulkRows,
     batch_param,
-    checkpoint,
     each_batch,
     insert_rows,
     prepare_rows,
@@ -378,6 +379,21 @@ def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Par
     its lines scored, then decided and stored in one transaction (`_write`)."""
     part = _Part()
     features = FeatureStore(book.engine)
+    # where processes take turns to write, each copies the log it wrote into the database
+    # while it scores its next chunk (on SQLite; `write_transaction`'s `checkpoint_later`)
+    with BackgroundCheckpoints(book.engine) if chunks.takes_turns else nullcontext() as checkpoints:
+        _take_chunks(book, plan, chunks, part, features, checkpoints)
+    return part
+
+
+def _take_chunks(
+    book: CreditBook,
+    plan: _Plan,
+    chunks: fanout.Chunks,
+    part: _Part,
+    features: FeatureStore,
+    checkpoints: BackgroundCheckpoints | None,
+) -> None:
     while (number := chunks.take()) is not None:
         lines = plan.lines(number)
         reported = features.rows([m for _, m in lines if plan.consent[m]])
@@ -401,9 +417,8 @@ def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Par
             else:
                 scored.append((account, outcome))
         if scored:
-            _write(book, scored, plan.month, plan.now, part, chunks)
+            _write(book, scored, plan.month, plan.now, part, chunks, checkpoints)
         chunks.finished(len(lines))
-    return part
 
 
 class _LineState(NamedTuple):
@@ -657,6 +672,7 @@ def _write(
     now: datetime,
     part: _Part,
     chunks: fanout.Chunks,
+    checkpoints: BackgroundCheckpoints | None = None,
 ) -> None:
     """Decide and store one chunk of reviewed lines in one transaction (`chunks.writing()`
     held: the turn of this process to write, when others share the run).
@@ -679,7 +695,7 @@ def _write(
             snapshot, _ = _line_states(session, ids, today)
             planned = _plan(session, book, scored, snapshot, month, now)
         ahead = (snapshot, planned, planned.prepared(dialect))
-    with chunks.writing(), write_transaction(book.engine, checkpoint_later=turns) as session:
+    with chunks.writing(), write_transaction(book.engine, checkpoint_later=checkpoints is not None) as session:
         states, frozen = _line_states(session, ids, today)
         if ahead is not None and ahead[0] == states:
             _, plan, rows = ahead
@@ -699,8 +715,8 @@ def _write(
         frozen_now = freezes.freeze_many(session, "cut", cut_reasons, today, now, frozen)
         lifted = [a for a in plan.to_lift if a in frozen and frozen[a].kind == "cut"]
         freezes.lift(session, lifted)
-    if turns:  # the log copied into the database while the next process writes
-        checkpoint(book.engine)
+    if checkpoints is not None:  # the log copied into the database while this process goes on
+        checkpoints.request()
     # committed: count what was written
     actions = Counter(plan.actions)
     part.counts.update(

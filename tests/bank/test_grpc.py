@@ -175,3 +175,18 @@ def test_an_implausible_value_refuses_the_whole_report_naming_the_field(platform
     assert info.value.details() == expected
     assert FeatureStore(bank_db).rows_of("m1") == before
     assert FeatureStore(bank_db).rows_of("m2") == before  # m2 came first and was not stored either
+
+
+def test_a_started_server_can_load_the_promoted_model_before_its_first_call(bank_db, pki, tmp_path):
+    """`warm_model` (what `yinqi bank serve` runs once started): the promoted version is loaded
+    into the server's own scorer, so that the first application does not load it; with none
+    promoted, nothing is loaded and nothing is raised (the first request says why)."""
+    from server.grpc_app import build_server, warm_model
+    from tests.conftest import free_port
+
+    server = build_server(f"127.0.0.1:{free_port()}", bank_db, pki.server, tmp_path / "store")
+    assert server.scorer._models == {}
+    assert warm_model(server.scorer) == "v1"
+    assert set(server.scorer._models) == {"v1"}
+    empty = build_server(f"127.0.0.1:{free_port()}", f"sqlite:///{tmp_path / 'empty.db'}", pki.server, tmp_path / "s2")
+    assert warm_model(empty.scorer) is None and empty.scorer._models == {}

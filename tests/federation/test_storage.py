@@ -293,3 +293,74 @@ def test_a_write_that_checkpoints_later_leaves_the_log_to_the_caller_and_loses_n
     with write_transaction(engine) as session:  # any connection of the pool: checkpoints as it commits
         insert_rows(session, LimitChange, changes("c", 3000))
     assert stored() == 6000 and path.stat().st_size > copied + 4_096_000
+
+
+def test_background_checkpoints_copy_the_log_while_the_caller_goes_on(tmp_path):
+    """`BackgroundCheckpoints` (a review's process, between its chunks): the log a write left is
+    copied into the database file by a thread of its own; `close` waits for it."""
+    from federation.storage import BackgroundCheckpoints, checkpoint, insert_rows, write_transaction
+    from server.db import bank_engine
+    from server.loanbook.changes import LimitChange
+
+    path = tmp_path / "bank.db"
+    engine = bank_engine(f"sqlite:///{path}")
+    padding = {f"feature_{k}": k / 7 for k in range(80)}
+    checkpoint(engine)
+    before = path.stat().st_size
+    with BackgroundCheckpoints(engine) as checkpoints:
+        with write_transaction(engine, checkpoint_later=True) as session:
+            rows = [limit_change_row(f"a{i}", datetime.now(UTC), contributions=padding) for i in range(3000)]
+            insert_rows(session, LimitChange, rows)
+        assert path.stat().st_size == before  # all of it in the log
+        checkpoints.request()
+    assert path.stat().st_size > before + 4_096_000  # copied by the time the block is left
+
+
+def test_a_checkpoint_asked_for_while_one_runs_follows_it_once():
+    """Requests while a checkpoint runs do not start a second at the same time, nor are they
+    lost: one more runs after it, whatever their number."""
+    import threading
+
+    from federation.storage import BackgroundCheckpoints
+
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+    at_once = threading.Semaphore(1)
+
+    def slow(engine: object) -> None:
+        assert at_once.acquire(blocking=False), "two checkpoints at once"
+        try:
+            runs.append(threading.current_thread().name)
+            started.set()
+            release.wait(30)
+        finally:
+            at_once.release()
+
+    checkpoints = BackgroundCheckpoints(None, slow)  # type: ignore[arg-type]
+    checkpoints.request()
+    assert started.wait(30)
+    checkpoints.request()
+    checkpoints.request()
+    release.set()
+    checkpoints.close()
+    assert runs == ["yinqi-checkpoint", "yinqi-checkpoint"]
+    checkpoints.request()  # after close: a new run, waited for by the next close
+    checkpoints.close()
+    assert len(runs) == 3
+
+
+def test_a_failed_background_checkpoint_is_raised_by_close_unless_an_error_is_on_its_way():
+    import pytest
+
+    from federation.storage import BackgroundCheckpoints
+
+    def broken(engine: object) -> None:
+        raise OSError("disk full")
+
+    checkpoints = BackgroundCheckpoints(None, broken)  # type: ignore[arg-type]
+    checkpoints.request()
+    with pytest.raises(OSError, match="disk full"):
+        checkpoints.close()
+    with pytest.raises(KeyError, match="the chunk's own error"), BackgroundCheckpoints(None, broken) as again:  # type: ignore[arg-type]
+        again.request()
+        raise KeyError("the chunk's own error")
