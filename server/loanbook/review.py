@@ -681,8 +681,10 @@ def _write(
     driver parameters (JSON of the inputs). Where processes take turns to write, the chunk is
     also planned before its turn, from a snapshot of its lines' states, while another process
     writes; the turn reads the states again and plans anew only if one moved meanwhile (a
-    draw, a repayment, a promotion's re-evaluation). `part.written` gets each stored
-    decision's newest row and PD (the monitoring refresh need not read them back)."""
+    draw, a repayment, a promotion's re-evaluation). With `checkpoints`, the commit leaves the
+    write-ahead log to them (copied in the background once the turn is over). `part.written`
+    gets each stored decision's newest row and PD (the monitoring refresh need not read them
+    back)."""
     today = now.date()
     ids = [account for account, _ in scored]
     decision_rows = prepare_rows(
