@@ -488,8 +488,8 @@ class BackgroundCheckpoints:
     (SQLite lets go of the GIL meanwhile): a review that checkpoints after each of its chunks
     waits for that a second or more per 100,000 lines where it could be scoring the next chunk.
     One checkpoint runs at a time; one asked for while another runs is done once that one
-    ends (what was committed meanwhile is copied then). `close` waits for the last one and
-    raises the first error any of them met.
+    ends (what was committed meanwhile is copied then). `close`, or leaving a `with` block,
+    waits for the last one and raises the first error any of them met.
     """
 
     def __init__(self, engine: Engine, run: Callable[[Engine], None] = checkpoint) -> None:
