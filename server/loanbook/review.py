@@ -382,43 +382,32 @@ def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Par
     # where processes take turns to write, each copies the log it wrote into the database
     # while it scores its next chunk (on SQLite; `write_transaction`'s `checkpoint_later`)
     with BackgroundCheckpoints(book.engine) if chunks.takes_turns else nullcontext() as checkpoints:
-        _take_chunks(book, plan, chunks, part, features, checkpoints)
+        while (number := chunks.take()) is not None:
+            lines = plan.lines(number)
+            reported = features.rows([m for _, m in lines if plan.consent[m]])
+            requests: list[tuple[str, str, list[Row]]] = []
+            for account, merchant in lines:
+                if not plan.consent[merchant]:
+                    part.skipped["NO_CONSENT"] += 1
+                    continue
+                rows, _latest = rows_through(reported.get(merchant, []), plan.month, plan.keep)
+                if not rows or rows[-1].get("month") != plan.month:
+                    part.skipped["NO_FEATURES"] += 1
+                    continue
+                requests.append((account, merchant, rows))
+            outcomes = book.scorer.evaluate(
+                [(m, r) for _, m, r in requests], plan.version, explain=False, checked=True, consented=True
+            )
+            scored = []
+            for (account, _merchant, _rows), outcome in zip(requests, outcomes, strict=True):
+                if isinstance(outcome, BankError):
+                    part.skipped["NOT_SCORED"] += 1
+                else:
+                    scored.append((account, outcome))
+            if scored:
+                _write(book, scored, plan.month, plan.now, part, chunks, checkpoints)
+            chunks.finished(len(lines))
     return part
-
-
-def _take_chunks(
-    book: CreditBook,
-    plan: _Plan,
-    chunks: fanout.Chunks,
-    part: _Part,
-    features: FeatureStore,
-    checkpoints: BackgroundCheckpoints | None,
-) -> None:
-    while (number := chunks.take()) is not None:
-        lines = plan.lines(number)
-        reported = features.rows([m for _, m in lines if plan.consent[m]])
-        requests: list[tuple[str, str, list[Row]]] = []
-        for account, merchant in lines:
-            if not plan.consent[merchant]:
-                part.skipped["NO_CONSENT"] += 1
-                continue
-            rows, _latest = rows_through(reported.get(merchant, []), plan.month, plan.keep)
-            if not rows or rows[-1].get("month") != plan.month:
-                part.skipped["NO_FEATURES"] += 1
-                continue
-            requests.append((account, merchant, rows))
-        outcomes = book.scorer.evaluate(
-            [(m, r) for _, m, r in requests], plan.version, explain=False, checked=True, consented=True
-        )
-        scored = []
-        for (account, _merchant, _rows), outcome in zip(requests, outcomes, strict=True):
-            if isinstance(outcome, BankError):
-                part.skipped["NOT_SCORED"] += 1
-            else:
-                scored.append((account, outcome))
-        if scored:
-            _write(book, scored, plan.month, plan.now, part, chunks, checkpoints)
-        chunks.finished(len(lines))
 
 
 class _LineState(NamedTuple):
