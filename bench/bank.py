@@ -10,7 +10,7 @@
    is set up in bulk (`server.loanbook.onboard.open_many`) on May's data; the review runs on
    May's (in-process) and June's (over gRPC) data. The months are not the same work: May's
    review keeps every limit (the lines were opened on May's data), June's moves about four in
-   five, each with its reasons worded, its last limit record read and a ledger entry.
+   five, each with its reasons decided, its last limit record read and a ledger entry.
 2. What identity and roles cost: scoring throughput in-process and over gRPC (batch and single
    requests) with plaintext, server-only TLS (what `bank up` served before issue 10), mutual TLS
    alone, and mutual TLS with the bank's guard (role check per RPC, call log of every

@@ -4,11 +4,17 @@ A `Reason` names what moved a credit decision: a model feature (with the log-odd
 `federation.explain`) or a rule of the lending policy. The feature texts are built from the
 merchant's own feature rows (oldest first, as `yinqi features` builds them) and the training
 population's averages, e.g. "turnover fell 35 % over 3 months" / "近3个月营业额下降35%".
+
+A reason can also be kept as its facts, a `DeferredReason`: the name of a wording function
+registered with `words` and the arguments it takes. It is worded only when read
+(`from_stored`). A monthly review gives most of its 100,000 lines several reasons. Wording each
+in two languages cost more than deciding them, and the words took about three times the space
+of the facts in the bank's database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -53,6 +59,10 @@ class Reason:
             "contribution": self.contribution,
         }
 
+    def to_stored(self) -> dict[str, Any]:
+        """As stored: worded (`DeferredReason.to_stored` keeps the facts instead)."""
+        return self.to_dict()
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reason:
         return cls(
@@ -62,6 +72,111 @@ class Reason:
             feature=str(data.get("feature", "")),
             contribution=float(data.get("contribution", 0.0)),
         )
+
+
+Wording = Callable[..., Reason]
+_WORDINGS: dict[str, Wording] = {}
+_NAMES: dict[Wording, str] = {}
+
+
+def words(name: str) -> Callable[[Wording], Wording]:
+    """Register a wording function under `name`, the name a `DeferredReason` stores. A name is
+    part of the stored data: it stays as long as rows that name it may be read."""
+
+    def register(function: Wording) -> Wording:
+        if _WORDINGS.setdefault(name, function) is not function:
+            raise ValueError(f"wording {name!r} is registered already")
+        _NAMES[function] = name
+        return function
+
+    return register
+
+
+class DeferredReason:
+    """A reason kept as its facts: the registered wording (`words`) and its arguments, which
+    must be JSON values. It is worded when something reads its text. A review stores most
+    reasons with `to_stored`, unworded. A model feature's reason (`feature` set) is worded by
+    `wording(feature, contribution, *args)`, so that neither is stored twice."""
+
+    __slots__ = ("_worded", "args", "code", "contribution", "feature", "words")
+
+    def __init__(self, code: str, words: str, args: Sequence[Any], feature: str = "", contribution: float = 0.0):
+        self.code, self.words, self.args = code, words, tuple(args)
+        self.feature, self.contribution = feature, contribution
+        self._worded: Reason | None = None
+
+    @property
+    def reason(self) -> Reason:
+        """The reason in words (worded once)."""
+        if self._worded is None:
+            self._worded = _worded(self.code, self.words, self.args, self.feature, self.contribution)
+        return self._worded
+
+    @property
+    def text_en(self) -> str:
+        return self.reason.text_en
+
+    @property
+    def text_zh(self) -> str:
+        return self.reason.text_zh
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.reason.to_dict()
+
+    def to_stored(self) -> dict[str, Any]:
+        if not self.feature:
+            return {"code": self.code, "words": self.words, "args": list(self.args)}
+        return {
+            "code": self.code,
+            "words": self.words,
+            "args": list(self.args),
+            "feature": self.feature,
+            "contribution": self.contribution,
+        }
+
+    def __repr__(self) -> str:
+        return f"DeferredReason({self.code!r}, {self.words!r}, {self.args!r})"
+
+
+AnyReason = Reason | DeferredReason
+
+
+def defer(wording: Wording, code: str, *args: Any) -> DeferredReason:
+    """`wording(*args)`, a registered wording (`words`) whose reason has `code`, kept as its facts."""
+    return DeferredReason(code, _NAMES[wording], args)
+
+
+def _worded(code: str, name: str, args: Sequence[Any], feature: str, contribution: float) -> Reason:
+    """A stored reason's words. One whose wording is unknown here, or refuses its arguments (a
+    row edited by hand), is still shown: its code and facts, not an error."""
+    wording = _WORDINGS.get(name)
+    try:
+        if wording is None:
+            raise LookupError(name)
+        worded = wording(feature, contribution, *args) if feature else wording(*args)
+    except (LookupError, TypeError, ValueError, ArithmeticError):
+        facts = ", ".join(map(str, args))
+        return Reason(code, f"{code} ({facts})", f"{code}（{facts}）", feature, contribution)
+    return Reason(code, worded.text_en, worded.text_zh, feature, contribution)
+
+
+def from_stored(data: Mapping[str, Any]) -> Reason:
+    """A reason as stored, in words: worded (`Reason.to_dict`) or as facts (`DeferredReason`)."""
+    if "words" not in data:
+        return Reason.from_dict(data)
+    args = data.get("args")
+    return _worded(
+        str(data.get("code", "")),
+        str(data["words"]),
+        args if isinstance(args, list) else [],
+        str(data.get("feature", "")),
+        float(data.get("contribution", 0.0)),
+    )
+
+
+def stored_as_read(stored: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Stored reasons (either form) as the worded dicts every reader shows."""
+    return [from_stored(data).to_dict() for data in stored or ()]
 
 
 @lru_cache(maxsize=256)
@@ -98,10 +213,16 @@ def turnover_trend(rows: Sequence[Mapping[str, Any]]) -> tuple[float, int] | Non
     return amounts[-1] / old - 1.0, len(amounts) - 1 - back
 
 
-def _describe(feature: str, rows: Sequence[Mapping[str, Any]], mean: float | None) -> tuple[str, str]:
+def feature_facts(feature: str, rows: Sequence[Mapping[str, Any]]) -> tuple[Any, list[float] | None]:
+    """What a feature's words say of this merchant: its newest value as reported, and for the
+    turnover its trend (`turnover_trend`, as [change, months]) or None."""
+    raw = rows[-1].get(feature) if rows else None
+    trend = turnover_trend(rows) if feature == "amount" else None
+    return raw, None if trend is None else [trend[0], trend[1]]
+
+
+def _describe(feature: str, raw: Any, mean: float | None, trend: Sequence[float] | None) -> tuple[str, str]:
     """(English, Chinese) facts about `feature` for this merchant, without a direction."""
-    newest = rows[-1] if rows else {}
-    raw = newest.get(feature)
     value = _number(raw)
     if feature == "category" or value is None:
         if feature == "category":
@@ -109,9 +230,8 @@ def _describe(feature: str, rows: Sequence[Mapping[str, Any]], mean: float | Non
         return f"{feature} = {raw}", f"{feature} = {raw}"
     above = mean is not None and value >= mean
     if feature == "amount":
-        trend = turnover_trend(rows)
         if trend is not None and abs(trend[0]) >= TREND_SHOWN:
-            change, months = trend
+            change, months = trend[0], int(trend[1])
             en_way, zh_way = ("fell", "下降") if change < 0 else ("rose", "上升")
             unit = "month" if months == 1 else "months"
             return (
@@ -171,7 +291,30 @@ def feature_reason(
     means: Mapping[str, float] | None = None,
 ) -> Reason:
     """The reason for a feature that added `contribution` log-odds, worded from the rows."""
-    en, zh = _describe(feature, rows, (means or {}).get(feature))
+    raw, trend = feature_facts(feature, rows)
+    return feature_words(feature, contribution, raw, (means or {}).get(feature), trend)
+
+
+def deferred_feature_reason(
+    feature: str,
+    contribution: float,
+    rows: Sequence[Mapping[str, Any]],
+    means: Mapping[str, float] | None = None,
+) -> DeferredReason:
+    """`feature_reason` kept as its facts (`DeferredReason`): worded when read."""
+    raw, trend = feature_facts(feature, rows)
+    mean = (means or {}).get(feature)
+    contribution = float(contribution)
+    args = (raw, None if mean is None else float(mean), trend)
+    return DeferredReason(code_of(feature), "feature", args, feature, contribution)
+
+
+@words("feature")
+def feature_words(
+    feature: str, contribution: float, raw: Any, mean: float | None, trend: Sequence[float] | None
+) -> Reason:
+    """A feature's reason from its facts (`feature_facts`) and the training population's mean."""
+    en, zh = _describe(feature, raw, mean, trend)
     if contribution > 0:
         en, zh = f"{en} (raises the risk)", f"{zh}（推高风险）"
     elif contribution < 0:

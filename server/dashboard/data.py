@@ -120,6 +120,7 @@ class DashboardData:
 
     def last_review(self, limit: int = 10) -> dict[str, Any]:
         from federation.storage import session_scope
+        from server.loanbook import wording
         from server.loanbook.changes import LimitChange
 
         with session_scope(self.engine) as session:
@@ -152,7 +153,7 @@ class DashboardData:
                     "new_limit_fen": r.new_limit_fen,
                     "band": r.band,
                     "pd": r.pd,
-                    "reasons": list(r.reasons or []),
+                    "reasons": wording.as_read(r.reasons),
                 }
                 for r in rows
             ]

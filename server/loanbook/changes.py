@@ -2,8 +2,9 @@
 
 One row per line per event: its opening, each monthly review (raised, cut, kept, or not
 reviewed and why), each re-evaluation when a model is promoted. Each row keeps the old, the
-policy's and the new limit, the decision it rests on, the reason codes in both languages and
-the model's contributions per feature (the next review explains what moved against them).
+policy's and the new limit, the decision it rests on, the reason codes (a review's as their
+facts, worded in both languages when read: `wording.as_read`) and the model's contributions
+per feature (the next review explains what moved against them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation.storage import UtcDateTime, batch_param, each_batch, session_scope
 from server.db import BankBase
+from server.loanbook import wording
 
 KINDS = ("open", "review", "promotion")
 ACTIONS = ("open", "raise", "cut", "keep", "skip")
@@ -105,7 +107,7 @@ def history(engine: Engine, account_id: str) -> list[dict[str, Any]]:
                 "model_version": r.model_version,
                 "band": r.band,
                 "pd": r.pd,
-                "reasons": list(r.reasons or []),
+                "reasons": wording.as_read(r.reasons),
             }
             for r in rows
         ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from federation.reasons import Reason
+from federation.reasons import AnyReason, Reason
 from server.credit.policy import CreditPolicy, LimitDecision
 from server.loanbook import wording
 
@@ -52,7 +52,7 @@ class ReviewStep:
     new_limit_fen: int
     freeze: bool  # a cut freezes new draws
     unfreeze: bool  # a review that keeps or raises lifts a cut's freeze
-    reasons: tuple[Reason, ...]
+    reasons: tuple[AnyReason, ...]  # a moved line's kept as facts (`wording.*_later`)
 
 
 @lru_cache(maxsize=16)
@@ -89,14 +89,14 @@ def review_limit(
         new = min(target_fen, cap)
         if current_fen > 0 and new - current_fen < max(tolerance, 1):
             return ReviewStep(KEEP, current_fen, False, lifts, _too_small(rules.min_change_pct))
-        capped = (wording.raise_capped(rules.max_raise_pct, target_fen),) if new < target_fen else ()
+        capped = (wording.raise_capped_later(rules.max_raise_pct, target_fen),) if new < target_fen else ()
         return ReviewStep(RAISE, new, False, lifts, capped)
     if target_fen < current_fen:
         if current_fen - target_fen < max(tolerance, 1):
             return ReviewStep(KEEP, current_fen, False, lifts, _too_small(rules.min_change_pct))
         new = max(target_fen, principal_fen)
-        reasons: tuple[Reason, ...] = (wording.draws_frozen(),)
+        reasons: tuple[AnyReason, ...] = (wording.draws_frozen_later(),)
         if new > target_fen:
-            reasons = (wording.cut_held_at_drawn(principal_fen, target_fen), *reasons)
+            reasons = (wording.cut_held_at_drawn_later(principal_fen, target_fen), *reasons)
         return ReviewStep(CUT, new, True, False, reasons)
     return ReviewStep(KEEP, current_fen, False, lifts, ())

@@ -7,8 +7,9 @@ promoted model (or a named one), and moves each limit within the review rules
 (`server.loanbook.decide.review_limit`): raised at most so far per review, never cut below what
 is drawn, a cut freezes new draws, no raise while a draw is past due. Every reviewed line gets a
 `LimitChange` with its reason codes (what moved since the line's last decision: turnover, risk
-band, the features whose contributions changed most) and a `Decision` with the inputs' sha256;
-a changed limit also gets a ledger entry.
+band, the features whose contributions changed most; a moved line's kept as their facts and
+worded when read, `federation.reasons.DeferredReason`) and a `Decision` with the inputs' sha256
+and their canonical JSON; a changed limit also gets a ledger entry.
 
 A line is reviewed once per month: a second run, or a run resumed after a crash, reviews only
 the lines not reviewed yet. Lines are written in chunks, each chunk in one transaction. A line
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 from federation.collector import collector_paused
 from federation.config import setting
 from federation.explain import top_features
-from federation.reasons import TREND_MONTHS, Reason
+from federation.reasons import TREND_MONTHS, AnyReason
 from federation.storage import (
     BackgroundCheckpoints,
     BulkRows,
@@ -160,26 +161,27 @@ def review_reasons(
     book: CreditBook,
     chosen: Sequence[int],
     explainer: Explainer,
-) -> tuple[Reason, ...]:
+) -> tuple[AnyReason, ...]:
     """Why a limit moved: turnover and band since the last decision when they moved the way
     the limit did (turnover that fell does not explain a raise), the model's features whose
     contributions moved most that way (`chosen`, from `moved_features`), then the policy's
-    rules; the policy's limit itself when nothing else does."""
+    rules; the policy's limit itself when nothing else does. A moved line's reasons are kept
+    as facts (`DeferredReason`), worded when read."""
     policy = book.policy
     if step.action == KEEP:
         return step.reasons
     up = step.action == RAISE
-    found: list[Reason] = []
+    found: list[AnyReason] = []
     if previous is not None and previous.turnover_fen is not None:
         old, new = previous.turnover_fen, outcome.turnover_fen
         enough = abs(new - old) * 100 >= max(old, 1) * policy.review.min_change_pct
         if old != new and enough and (new > old) == up:
-            found.append(wording.turnover_moved(old, new, policy.turnover_months))
+            found.append(wording.turnover_moved_later(old, new, policy.turnover_months))
     if previous is not None and previous.band and previous.band != outcome.band and previous.pd is not None:
         safer = outcome.pd < previous.pd
         if safer == up:
-            found.append(wording.band_moved(previous.band, outcome.band, previous.pd, outcome.pd))
-    found.extend(book.scorer.model_reasons(outcome.inputs, outcome.contributions, explainer, chosen))
+            found.append(wording.band_moved_later(previous.band, outcome.band, previous.pd, outcome.pd))
+    found.extend(book.scorer.model_reasons_later(outcome.inputs, outcome.contributions, explainer, chosen))
     if not found and not step.reasons:
         found.append(limit_reason(book.scorer.limit_of(outcome), policy))
     return (*found, *step.reasons)
@@ -490,7 +492,7 @@ class _ChunkPlan:
     entries: list[dict[str, Any]] = field(default_factory=list)
     entry_lines: list[int] = field(default_factory=list)  # the line of each entry
     changes: list[dict[str, Any]] = field(default_factory=list)
-    to_freeze: list[tuple[str, tuple[Reason, ...]]] = field(default_factory=list)
+    to_freeze: list[tuple[str, tuple[AnyReason, ...]]] = field(default_factory=list)
     to_lift: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
@@ -552,14 +554,15 @@ def _plan(
     )
     before = [previous.get(account) for account, _ in scored]
     chosen = moved_features(steps, [o for _, o in scored], before, features)
-    # reasons as stored, once per tuple: kept lines share one (`decide`), stored as one JSON
-    # text; by identity, the tuple held in the value so that no id is reused meanwhile
-    worded: dict[int, tuple[tuple[Reason, ...], list[dict[str, Any]]]] = {}
+    # reasons as stored (a moved line's as facts, `DeferredReason.to_stored`), once per tuple:
+    # kept lines share one (`decide`), stored as one JSON text; by identity, the tuple held in
+    # the value so that no id is reused meanwhile
+    stored: dict[int, tuple[tuple[AnyReason, ...], list[dict[str, Any]]]] = {}
     for line, ((account, o), step) in enumerate(zip(scored, steps, strict=True)):
         current = states[account]
         reasons = review_reasons(step, o, before[line], book, chosen[line], explainer)
-        if id(reasons) not in worded:
-            worded[id(reasons)] = (reasons, [r.to_dict() for r in reasons])
+        if id(reasons) not in stored:
+            stored[id(reasons)] = (reasons, [r.to_stored() for r in reasons])
         plan.actions.append(step.action)
         plan.account_updates.append(
             {
@@ -618,7 +621,7 @@ def _plan(
                 "pd": o.pd,
                 "band": o.band,
                 "turnover_fen": o.turnover_fen,
-                "reasons": worded[id(reasons)][1],
+                "reasons": stored[id(reasons)][1],
                 "contributions": o.contributions,
             }
         )

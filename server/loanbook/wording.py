@@ -1,10 +1,19 @@
 """The lending policy's reason codes in plain English and Chinese (the model's own reasons are
-worded by `federation.reasons`)."""
+worded by `federation.reasons`).
+
+The wordings a monthly review keeps as facts (`federation.reasons.DeferredReason`) are
+registered by name (`words`): rows stored with those names are worded by them when read, so a
+name stays as long as such rows may be read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
 from federation.money import yuan
-from federation.reasons import Reason
+from federation.reasons import DeferredReason, Reason, defer, stored_as_read, words
 
 
 def _pd(value: float) -> tuple[str, str]:
@@ -73,6 +82,7 @@ def referred_frozen() -> Reason:
     )
 
 
+@words("raise_capped")
 def raise_capped(max_raise_pct: int, target_fen: int) -> Reason:
     return Reason(
         "RAISE_CAPPED",
@@ -81,6 +91,7 @@ def raise_capped(max_raise_pct: int, target_fen: int) -> Reason:
     )
 
 
+@words("cut_held_at_drawn")
 def cut_held_at_drawn(principal_fen: int, target_fen: int) -> Reason:
     return Reason(
         "CUT_HELD_AT_DRAWN",
@@ -89,6 +100,7 @@ def cut_held_at_drawn(principal_fen: int, target_fen: int) -> Reason:
     )
 
 
+@words("draws_frozen")
 def draws_frozen() -> Reason:
     return Reason(
         "DRAWS_FROZEN",
@@ -111,15 +123,21 @@ def change_too_small(min_change_pct: int) -> Reason:
     )
 
 
+def turnover_code(old_fen: int, new_fen: int) -> str:
+    return "TURNOVER_" + ("UP" if new_fen > old_fen else "DOWN")
+
+
+@words("turnover_moved")
 def turnover_moved(old_fen: int, new_fen: int, months: int) -> Reason:
     way_en, way_zh = ("rose", "上升") if new_fen > old_fen else ("fell", "下降")
     return Reason(
-        "TURNOVER_" + ("UP" if new_fen > old_fen else "DOWN"),
+        turnover_code(old_fen, new_fen),
         f"average monthly turnover over {months} months {way_en} from {yuan(old_fen)} to {yuan(new_fen)} yuan",
         f"近{months}个月月均营业额由{yuan(old_fen)}元{way_zh}至{yuan(new_fen)}元",
     )
 
 
+@words("band_moved")
 def band_moved(old_band: str, new_band: str, old_pd: float, new_pd: float) -> Reason:
     o_en, o_zh = _pd(old_pd)
     n_en, n_zh = _pd(new_pd)
@@ -148,3 +166,32 @@ def no_features(month: str, latest: str) -> Reason:
 
 def not_scored(message: str) -> Reason:
     return Reason("NOT_SCORED", f"not scored ({message}): limit kept", f"无法评分（{message}）：维持原额度")
+
+
+def as_read(stored: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Stored reasons, worded (`federation.reasons.stored_as_read`) by the wordings registered
+    here and in `federation.reasons`: what a limit record's reader shows."""
+    return stored_as_read(stored)
+
+
+# -- kept as facts by the monthly review (`DeferredReason`): worded when read ------------------
+def raise_capped_later(max_raise_pct: int, target_fen: int) -> DeferredReason:
+    return defer(raise_capped, "RAISE_CAPPED", max_raise_pct, target_fen)
+
+
+def cut_held_at_drawn_later(principal_fen: int, target_fen: int) -> DeferredReason:
+    return defer(cut_held_at_drawn, "CUT_HELD_AT_DRAWN", principal_fen, target_fen)
+
+
+@lru_cache(maxsize=1)
+def draws_frozen_later() -> DeferredReason:
+    """One for every cut line: it has no facts of its own."""
+    return defer(draws_frozen, "DRAWS_FROZEN")
+
+
+def turnover_moved_later(old_fen: int, new_fen: int, months: int) -> DeferredReason:
+    return defer(turnover_moved, turnover_code(old_fen, new_fen), old_fen, new_fen, months)
+
+
+def band_moved_later(old_band: str, new_band: str, old_pd: float, new_pd: float) -> DeferredReason:
+    return defer(band_moved, "BAND_CHANGE", old_band, new_band, old_pd, new_pd)

@@ -128,6 +128,26 @@ def test_limit_goes_up_then_down_then_up_again_across_reviews(book) -> None:
     assert [r["code"] for r in july.examples[0]["reasons"]] == ["TURNOVER_DOWN", "CUT_HELD_AT_DRAWN", "DRAWS_FROZEN"]
 
 
+def test_a_moved_line_stores_its_reasons_as_facts_and_its_history_words_them(book) -> None:
+    report(book, "m1", rows([3000, 3000, 3000]))
+    line = book.open("m1", rows([3000, 3000, 3000]))
+    book.draw(line.account_id, 500_000, 90)
+    report(book, "m1", rows([3000, 3000, 3000, 300]))
+    eod.advance(book, 30, "test")
+    cut = review(book, "2026-04")
+    with session_scope(book.engine) as session:
+        stored = session.scalars(
+            select(changes.LimitChange.reasons).where(changes.LimitChange.review_month == "2026-04")
+        ).one()
+    assert [r["code"] for r in stored] == ["TURNOVER_DOWN", "CUT_HELD_AT_DRAWN", "DRAWS_FROZEN"]
+    assert all("words" in r and "text_en" not in r for r in stored)  # facts, not words
+    reviewed = [e for e in changes.history(book.engine, line.account_id) if e["kind"] == "review"]
+    assert reviewed[0]["reasons"] == cut.examples[0]["reasons"]
+    assert reviewed[0]["reasons"][1]["text_en"] == (
+        "limit not cut below the 5,000.00 yuan already drawn (the policy's limit is 4,200.00 yuan)"
+    )
+
+
 def test_a_cut_is_held_at_what_is_drawn_and_a_later_raise_lifts_the_freeze(book) -> None:
     report(book, "m1", rows([3000, 3000, 3000]))
     line = book.open("m1", rows([3000, 3000, 3000]))  # turnover 300,000 -> limit 600,000
