@@ -63,10 +63,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+class JsonText(str):
+    """A JSON column's value that is JSON text already: stored as it is (`json_text`). A
+    review hashes each line's inputs as canonical JSON, and stores that very text rather than
+    writing the same rows a second time."""
+
+
 def json_text(value: Any) -> str:
     """A JSON column's text. orjson, not the stdlib: a review writes several JSON values per
     credit line. As in PostgreSQL's JSON and RFC 8259 there is no NaN or Infinity: they are
-    stored as null (the stdlib wrote the non-standard token `NaN`)."""
+    stored as null (the stdlib wrote the non-standard token `NaN`). `JsonText` is stored as it is."""
+    if type(value) is JsonText:
+        return str(value)  # a plain str for the driver
     return orjson.dumps(value, option=_JSON_OPTIONS).decode()
 
 

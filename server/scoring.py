@@ -27,8 +27,8 @@ from federation import plausible
 from federation.clock import utcnow
 from federation.explain import attribute, reference_vector, top_features
 from federation.features import FEATURE_LABEL, ID_COLUMNS
-from federation.reasons import Reason, feature_reason
-from federation.storage import UtcDateTime, insert_rows, session_scope, values_at
+from federation.reasons import DeferredReason, Reason, deferred_feature_reason, feature_reason
+from federation.storage import JsonText, UtcDateTime, insert_rows, session_scope, values_at
 from server.consent import ConsentRegistry
 from server.credit.errors import BankError
 from server.credit.policy import CreditPolicy, LimitDecision
@@ -109,10 +109,13 @@ class Outcome:
     reasons: tuple[Reason, ...] = ()  # policy reasons, then the model's top features
     contributions: dict[str, float] = field(default_factory=dict)  # log-odds per feature
     application_id: int | None = None
+    # `inputs` as canonical JSON (`canonical_inputs`), where the scorer made it: stored as such
+    inputs_text: str = field(default="", repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("inputs")
+        data.pop("inputs_text")
         data["reasons"] = [r.to_dict() for r in self.reasons]
         return data
 
@@ -125,7 +128,7 @@ class Outcome:
             "model_version": self.model_version,
             "model_sha256": self.model_sha256,
             "inputs_hash": self.inputs_hash,
-            "inputs": list(self.inputs),
+            "inputs": JsonText(self.inputs_text) if self.inputs_text else list(self.inputs),
             "pd": self.pd,
             "band": self.band,
             "turnover_fen": self.turnover_fen,
@@ -207,8 +210,16 @@ def inputs_hash(merchant_id: str, rows: Sequence[Row]) -> str:
 
     Canonical: orjson's compact UTF-8 with sorted keys (the rows are canonical already: plain
     floats and texts). orjson rather than the stdlib: a review hashes every line's inputs."""
-    payload = orjson.dumps({"merchant_id": merchant_id, "rows": list(rows)}, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(payload).hexdigest()
+    return canonical_inputs(merchant_id, rows)[0]
+
+
+def canonical_inputs(merchant_id: str, rows: Sequence[Row]) -> tuple[str, JsonText]:
+    """(`inputs_hash`, the rows' canonical JSON): the hash covers
+    `{"merchant_id":<id>,"rows":<that JSON>}`, so a decision that stores that JSON as its
+    inputs can be checked against its hash from the stored text alone."""
+    text = orjson.dumps(list(rows), option=orjson.OPT_SORT_KEYS)
+    payload = b'{"merchant_id":' + orjson.dumps(merchant_id) + b',"rows":' + text + b"}"
+    return hashlib.sha256(payload).hexdigest(), JsonText(text.decode())
 
 
 class Scorer:
@@ -357,6 +368,7 @@ class Scorer:
                 if top is not None:
                     outcome, policy_reasons = application_outcome(limit, self.policy)
                     reasons = policy_reasons + self.model_reasons(rows, contributions, explainer, top[k])
+                hashed, inputs_text = canonical_inputs(merchant_id, rows)
                 results[i] = Outcome(
                     merchant_id=merchant_id,
                     model_version=name,
@@ -366,11 +378,12 @@ class Scorer:
                     turnover_fen=limit.turnover_fen,
                     limit_fen=limit.limit_fen,
                     annual_rate_bp=limit.annual_rate_bp,
-                    inputs_hash=inputs_hash(merchant_id, rows),
+                    inputs_hash=hashed,
                     inputs=rows,
                     outcome=outcome,
                     reasons=reasons,
                     contributions=contributions,
+                    inputs_text=inputs_text,
                 )
         return results
 
@@ -404,6 +417,16 @@ class Scorer:
         """The chosen features (indices into `contributions`' order) as worded reasons."""
         names = list(contributions)
         return tuple(feature_reason(names[j], contributions[names[j]], rows, explainer.means) for j in chosen if j >= 0)
+
+    @staticmethod
+    def model_reasons_later(
+        rows: Sequence[Row], contributions: dict[str, float], explainer: Explainer, chosen: Sequence[int]
+    ) -> tuple[DeferredReason, ...]:
+        """`model_reasons` kept as their facts (`DeferredReason`): a review stores them unworded."""
+        names = list(contributions)
+        return tuple(
+            deferred_feature_reason(names[j], contributions[names[j]], rows, explainer.means) for j in chosen if j >= 0
+        )
 
     def limit_of(self, outcome: Outcome) -> LimitDecision:
         return LimitDecision(outcome.band, outcome.pd, outcome.turnover_fen, outcome.limit_fen, outcome.annual_rate_bp)

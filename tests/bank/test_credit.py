@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 
+import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 
 from federation.storage import forget_engine, session_scope
 from server.credit.accounts import CreditBook, Entry
@@ -54,6 +56,20 @@ def test_decision_stores_model_version_and_inputs_hash(bank):
         assert (decision.purpose, decision.model_version, decision.account_id) == ("open", "v1", line.account_id)
         assert decision.inputs_hash == inputs_hash("m1", decision.inputs)
         assert len(decision.inputs_hash) == 64
+        # the stored text is the hashed one: an auditor checks it without re-serialising
+        stored = session.scalar(select(cast(Decision.inputs, String)).where(Decision.id == line.decision_id))
+    payload = b'{"merchant_id":"m1","rows":' + stored.encode() + b"}"
+    assert hashlib.sha256(payload).hexdigest() == decision.inputs_hash
+
+
+@pytest.mark.parametrize("merchant", ["m1", "商户-7", 'quote " and \\ backslash'])
+def test_canonical_inputs_hash_the_merchant_and_rows_as_one_sorted_json(merchant):
+    from server.scoring import canonical_inputs
+
+    hashed, text = canonical_inputs(merchant, ROWS)
+    whole = orjson.dumps({"merchant_id": merchant, "rows": ROWS}, option=orjson.OPT_SORT_KEYS)
+    assert hashed == hashlib.sha256(whole).hexdigest()
+    assert orjson.loads(str(text)) == ROWS
 
 
 def test_draw_and_repay_ledger(bank):
