@@ -170,13 +170,21 @@ def from_stored(data: Mapping[str, Any]) -> Reason:
         str(data["words"]),
         args if isinstance(args, list) else [],
         str(data.get("feature", "")),
-        float(data.get("contribution", 0.0)),
+        _number(data.get("contribution")) or 0.0,
     )
 
 
-def stored_as_read(stored: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-    """Stored reasons (either form) as the worded dicts every reader shows."""
-    return [from_stored(data).to_dict() for data in stored or ()]
+def stored_as_read(stored: Iterable[Any] | None) -> list[dict[str, Any]]:
+    """Stored reasons (either form) as the worded dicts every reader shows; an entry that is
+    not a reason at all (a row edited by hand) is shown as such, not dropped."""
+    read = []
+    for data in stored or ():
+        if isinstance(data, Mapping):
+            read.append(from_stored(data).to_dict())
+        else:
+            text = f"unreadable stored reason: {str(data)[:80]}"
+            read.append(Reason("UNREADABLE", text, text).to_dict())
+    return read
 
 
 @lru_cache(maxsize=256)

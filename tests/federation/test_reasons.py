@@ -115,6 +115,13 @@ def test_reasons_stored_in_words_by_earlier_code_read_unchanged() -> None:
         {"code": "TURNOVER_DOWN", "words": "turnover_moved", "args": ["not", "numbers", "here"]},
         {"code": "TURNOVER_DOWN", "words": "turnover_moved", "args": [1]},  # too few
         {"code": "TURNOVER_DOWN", "words": "turnover_moved", "args": "not a list"},
+        {
+            "code": "TURNOVER",
+            "words": "feature",
+            "args": [1.0, None, ["x", 3]],
+            "feature": "amount",
+            "contribution": "?",
+        },
     ],
 )
 def test_a_stored_reason_that_cannot_be_worded_reads_as_its_code_and_facts(stored: dict) -> None:
@@ -126,3 +133,9 @@ def test_a_stored_reason_that_cannot_be_worded_reads_as_its_code_and_facts(store
 def test_a_wording_name_is_registered_once() -> None:
     with pytest.raises(ValueError, match="registered already"):
         words("turnover_moved")(lambda *args: Reason("X", "x", "x"))
+
+
+def test_an_entry_that_is_not_a_reason_at_all_is_shown_not_dropped() -> None:
+    read = stored_as_read([{"code": "DRAWS_FROZEN", "words": "draws_frozen", "args": []}, "text", 7])
+    assert [r["code"] for r in read] == ["DRAWS_FROZEN", "UNREADABLE", "UNREADABLE"]
+    assert "text" in read[1]["text_en"]
