@@ -347,6 +347,7 @@ class AnchorOutbox:
         if not interval > 0:
             raise ChainError(f"anchor flusher: interval must be > 0 seconds, got {interval!r}")
         stats = FlusherStats()
+        given = chain  # a chain the caller handed in stays the one to anchor on, after a failure too
         while not stop.is_set():
             try:
                 if self.pending():
@@ -362,7 +363,7 @@ class AnchorOutbox:
             except ChainError as exc:
                 stats.errors += 1
                 stats.last_error = str(exc)
-                chain = None  # reconnect at the next tick
+                chain = given  # reconnect at the next tick (to the configured chain, unless one was given)
                 log.warning("anchor flusher: %s (retrying in %g s)", exc, interval)
                 if on_error is not None:
                     on_error(str(exc))

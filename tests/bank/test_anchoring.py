@@ -65,10 +65,11 @@ def test_the_banks_flusher_waits_for_an_anchor_flush_holding_the_store(tmp_path,
     bank's flusher anchors nothing meanwhile, and everything once the lease is free."""
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     registry = Registry(url, tmp_path / "store")
-    registry.register(make_model(0.03))
+    registry.register(make_model(0.035))  # a root no other test of the module anchored
     outbox = AnchorOutbox(url)
     with session_scope(outbox.engine) as s:  # as a running `anchor flush` on another host holds it
         s.add(AnchorFlushLease(name="flush", holder="other-host:4242:abcd", expires_at=utcnow() + timedelta(minutes=5)))
+    first_block = chain.w3.eth.block_number + 1  # the module shares the chain: count only this test's blocks
     flusher = PeriodicFlusher(url, 0.05, proof_dir=tmp_path / "proofs", chain=chain).start()
     try:
         wait_until(lambda: flusher.last_error, timeout=60, what="the flusher finding the store taken")
@@ -80,6 +81,8 @@ def test_the_banks_flusher_waits_for_an_anchor_flush_holding_the_store(tmp_path,
         flusher.stop()
     assert flusher.anchored == 1
     assert len(chain.registry.events.Anchored().get_logs(from_block=0)) >= 1
+    # on the chain it was given, not the configured one it would open after a failure
+    assert len(chain.registry.events.Anchored().get_logs(from_block=first_block)) == 1
 
 
 def test_the_interval_must_be_positive(tmp_path) -> None:
