@@ -124,15 +124,10 @@ class DeferredReason:
         return self.reason.to_dict()
 
     def to_stored(self) -> dict[str, Any]:
-        if not self.feature:
-            return {"code": self.code, "words": self.words, "args": list(self.args)}
-        return {
-            "code": self.code,
-            "words": self.words,
-            "args": list(self.args),
-            "feature": self.feature,
-            "contribution": self.contribution,
-        }
+        stored: dict[str, Any] = {"code": self.code, "words": self.words, "args": list(self.args)}
+        if self.feature:  # a policy rule's would be "" and 0.0, the defaults `from_stored` reads
+            stored.update(feature=self.feature, contribution=self.contribution)
+        return stored
 
     def __repr__(self) -> str:
         return f"DeferredReason({self.code!r}, {self.words!r}, {self.args!r})"
