@@ -22,7 +22,7 @@ from __future__ import annotations
 import calendar
 from array import array
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from itertools import chain
@@ -174,13 +174,114 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def scored_population(
-    session: Session, version: str, month: str, known: Mapping[int, tuple[dict[str, Any], float]] | None = None
-) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """(newest feature row, PD) of each merchant `version` scored in `month`, its latest decision.
+@dataclass(frozen=True)
+class Sample:
+    """Scored merchants' newest rows as the PSI compares them, an entry per row: each numeric
+    column's numbers (NaN where the row has none: missing, None or text), each categorical
+    column's texts (None where it has none), the PDs and the decisions' ids.
 
-    `known`: decision id -> (newest row, PD) the caller holds already (a review's own decisions):
-    those are not read back; the inputs of the others are read for each merchant's latest only.
+    Columns, not rows: a review's processes each make theirs as they store their chunks
+    (`of`), side by side, and hand over a few arrays; the monitoring then joins them
+    (`joined`) rather than receiving every row and reading them one by one, alone, once the
+    review is over."""
+
+    ids: np.ndarray  # int64
+    pds: np.ndarray  # float64
+    numbers: dict[str, np.ndarray]  # column -> float64, NaN where none
+    texts: dict[str, list[str | None]]
+
+    @classmethod
+    def of(
+        cls,
+        rows: Sequence[Mapping[str, Any]],
+        pds: Sequence[float],
+        numeric: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        ids: Sequence[int] = (),
+    ) -> Sample:
+        """`rows` (with their `pds` and decision `ids`, or none) at the named columns."""
+        matrix = numeric_matrix(rows, list(numeric))
+        return cls(
+            np.asarray(ids if len(ids) else np.full(len(rows), -1), dtype=np.int64),
+            np.asarray(pds, dtype=np.float64),
+            {column: matrix[:, k] for k, column in enumerate(numeric)},
+            {column: [str(r[column]) if column in r else None for r in rows] for column in categorical},
+        )
+
+    @classmethod
+    def joined(cls, samples: Sequence[Sample]) -> Sample:
+        """One sample of every row of `samples` (which name the same columns)."""
+        if not samples:
+            return cls.of([], [])
+        first = samples[0]
+        return cls(
+            np.concatenate([s.ids for s in samples]),
+            np.concatenate([s.pds for s in samples]),
+            {c: np.concatenate([s.numbers[c] for s in samples]) for c in first.numbers},
+            {c: [t for s in samples for t in s.texts[c]] for c in first.texts},
+        )
+
+    def __len__(self) -> int:
+        return len(self.pds)
+
+    def take(self, positions: Sequence[int]) -> Sample:
+        """The rows at `positions`."""
+        at = np.asarray(positions, dtype=np.int64)
+        return Sample(
+            self.ids[at],
+            self.pds[at],
+            {c: v[at] for c, v in self.numbers.items()},
+            {c: [v[k] for k in at.tolist()] for c, v in self.texts.items()},
+        )
+
+    def numbers_of(self, column: str) -> np.ndarray:
+        """The rows' numbers in `column`, the rows without one left out."""
+        values = self.numbers[column]
+        return values[~np.isnan(values)]
+
+    def texts_of(self, column: str) -> list[str]:
+        """The rows' texts in `column`, the rows without one left out."""
+        return [t for t in self.texts[column] if t is not None]
+
+
+def numeric_matrix(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> np.ndarray:
+    """`rows` at `columns` as a (rows, columns) float64 matrix, NaN where a row has no number
+    (missing, None, or anything but a number: text is not converted). One pass through C when
+    every row has every column as a number (a review's population: the feature store's
+    checked rows, which are finite; `array('d')` refuses text and None rather than converting
+    them), row by row otherwise."""
+    if not rows or not columns:
+        return np.zeros((len(rows), len(columns)))
+    pick = itemgetter(*columns)
+    try:
+        flat = array("d", chain.from_iterable(map(pick, rows)) if len(columns) > 1 else map(pick, rows))
+    except (KeyError, TypeError):
+        return np.array(
+            [[float(v) if isinstance(v := r.get(c), (int, float)) else np.nan for c in columns] for r in rows],
+            dtype=np.float64,
+        )
+    return np.frombuffer(flat, dtype=np.float64).reshape(len(rows), len(columns))
+
+
+def monitored_columns(training: TrainingPopulation | None) -> tuple[list[str], list[str]]:
+    """The (numeric, categorical) columns whose PSI `training` allows."""
+    if training is None:
+        return [], []
+    return sorted(training.numeric), sorted(training.categorical)
+
+
+def scored_population(
+    session: Session,
+    version: str,
+    month: str,
+    columns: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    known: Sample | None = None,
+) -> Sample:
+    """The newest feature row and PD of each merchant `version` scored in `month` (its latest
+    decision), at `columns` (numeric, categorical).
+
+    `known`: decisions the caller holds already (a review's own, at the same columns): those
+    are not read back; the inputs of the others are read for each merchant's latest only.
     """
     from server.scoring import Decision
 
@@ -194,63 +295,53 @@ def scored_population(
     read = session.connection().execute  # plain rows: none of the ORM's loading (200k rows a month)
     # each merchant's latest found by the database (GROUP BY, not a dict over the month), then
     # read whole (the collector paused, see `refresh`): half the time of a row at a time
-    latest = select(func.max(Decision.id)).where(*scope).group_by(Decision.merchant_id).scalar_subquery()
-    newest = read(select(Decision.id, Decision.pd).where(Decision.id.in_(latest))).all()
-    known = known or {}
-    rows: list[dict[str, Any]] = []
-    pds: list[float] = []
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite gives a bare column of a max() query from the row max() picked (documented):
+        # one pass, where looking the ids up again took a third as long once more
+        newest = read(select(func.max(Decision.id), Decision.pd).where(*scope).group_by(Decision.merchant_id)).all()
+    else:
+        latest = select(func.max(Decision.id)).where(*scope).group_by(Decision.merchant_id).scalar_subquery()
+        newest = read(select(Decision.id, Decision.pd).where(Decision.id.in_(latest))).all()
+    held = {} if known is None else dict(zip(known.ids.tolist(), range(len(known)), strict=True))
+    positions: list[int] = []
     wanted: dict[int, float] = {}
     for decision_id, pd in newest:  # the known first, in one pass; order is no matter to PSI
-        held = known.get(decision_id)
-        if held is None:
+        at = held.get(decision_id)
+        if at is None:
             wanted[decision_id] = pd
         else:
-            rows.append(held[0])
-            pds.append(pd)
+            positions.append(at)
+    rows: list[dict[str, Any]] = []
+    ids: list[int] = []
     for batch in in_batches(list(wanted)):
         query = select(Decision.id, Decision.inputs).where(Decision.id.in_(batch))
-        for decision_id, inputs in read(query):
+        for decision_id, inputs in read(query).all():
             if inputs:
                 rows.append(inputs[-1])
-                pds.append(wanted[decision_id])
-    return rows, np.array(pds, dtype=np.float64)
-
-
-def numeric_columns(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, np.ndarray]:
-    """Each column's numbers over `rows` (a row without one, or with anything but a number
-    there, is left out of that column). One pass through C when every row has every column as
-    a number (a review's population: the feature store's checked rows; `array('d')` refuses
-    text and None rather than converting them), column by column otherwise."""
-    if not rows or not columns:
-        return {c: np.zeros(0) for c in columns}
-    pick = itemgetter(*columns)
-    try:
-        flat = array("d", chain.from_iterable(map(pick, rows)) if len(columns) > 1 else map(pick, rows))
-    except (KeyError, TypeError):
-        return {c: np.array([float(r[c]) for r in rows if isinstance(r.get(c), (int, float))]) for c in columns}
-    matrix = np.frombuffer(flat, dtype=np.float64).reshape(len(rows), len(columns))
-    return {c: matrix[:, k] for k, c in enumerate(columns)}
+                ids.append(decision_id)
+    numeric, categorical = columns
+    read_back = Sample.of(rows, [wanted[i] for i in ids], numeric, categorical, ids)
+    return read_back if known is None else Sample.joined([known.take(positions), read_back])
 
 
 def stability(
     version: str,
     month: str,
     training: TrainingPopulation,
-    rows: list[dict[str, Any]],
-    pds: np.ndarray,
+    population: Sample,
     rules: MonitoringRules,
 ) -> list[MonitorRow]:
-    """PSI of the score and of each feature the training population describes."""
-    n = len(rows)
+    """PSI of the score and of each feature the training population describes (`population`
+    at `monitored_columns(training)`)."""
+    n = len(population)
     found = []
     if training.scores is not None and training.scores.sum() > 0 and n:
-        value, expected, actual = psi_scores(training.scores, pds, rules.groups)
+        value, expected, actual = psi_scores(training.scores, population.pds, rules.groups)
         level = psi_level(value, n, rules)
         detail = {"expected_share": expected, "actual_share": actual, "threshold": rules.psi_alert}
         found.append(MonitorRow(version, month, "psi:score", value, n, level, level == "alert", detail))
-    numbers = numeric_columns(rows, sorted(training.numeric))
     for column, bins in sorted(training.numeric.items()):
-        values = numbers[column]
+        values = population.numbers_of(column)
         if not len(values) or not bins:
             continue
         value, expected, actual = psi_numeric(bins, values, rules.groups)
@@ -258,7 +349,7 @@ def stability(
         detail = {"expected_share": expected, "actual_share": actual, "threshold": rules.psi_alert}
         found.append(MonitorRow(version, month, f"psi:{column}", value, len(values), level, level == "alert", detail))
     for column, counts in sorted(training.categorical.items()):
-        texts = [str(r[column]) for r in rows if column in r]
+        texts = population.texts_of(column)
         if not texts or not counts:
             continue
         value, expected, actual = psi_categorical(counts, texts)
@@ -281,8 +372,10 @@ def calibration(
     """Predicted PD against observed default, per band and overall, for `version`'s decisions on
     credit lines whose outcome window has ended by `today`.
 
-    One observation per merchant and month (its first decision that month); a merchant already
-    in default at the decision, or owing nothing during the window, is left out.
+    One observation per merchant and month (its first decision that month, by the bank's
+    clock); a merchant already in default at the decision, or owing nothing during the window,
+    is left out. Read in time order, the decisions' index on it finds them: the months within
+    the window (most of a young bank's decisions) are not scanned.
     """
     from server.scoring import Decision
 
@@ -294,7 +387,7 @@ def calibration(
             Decision.purpose.in_(("open", "review")),
             Decision.created_at <= cutoff,
         )
-        .order_by(Decision.id)
+        .order_by(Decision.created_at, Decision.id)
     )
     first: dict[tuple[str, str], tuple[float, str, date]] = {}
     for merchant, pd, band, at in session.connection().execute(query):  # plain rows, as above
@@ -350,16 +443,16 @@ def refresh(
     version: str,
     month: str,
     today: date | None = None,
-    known: Mapping[int, tuple[dict[str, Any], float]] | None = None,
+    known: Sample | None = None,
 ) -> list[MonitorRow]:
     """Compute and store `version`'s monitoring for `month` (replacing earlier results);
-    `known` as in `scored_population`."""
+    `known` as in `scored_population`, at `monitored_columns` of the version's training."""
     rules = scorer.policy.monitoring
     name, _, model = scorer.model(version)
     today = today or scorer.clock.today()
     training = TrainingPopulation.from_report(model.report)
     with session_scope(engine) as session:
-        rows, pds = scored_population(session, name, month, known)
+        population = scored_population(session, name, month, monitored_columns(training), known)
         if training is None:
             found = [
                 MonitorRow(
@@ -367,14 +460,14 @@ def refresh(
                     month,
                     "psi:score",
                     None,
-                    len(rows),
+                    len(population),
                     "n/a",
                     False,
                     {"why": f"model {name}'s report.json has no training-population aggregates (agreement)"},
                 )
             ]
         else:
-            found = stability(name, month, training, rows, pds, rules)
+            found = stability(name, month, training, population, rules)
         found += calibration(session, name, month, today, rules, scorer.policy.classification)
         session.execute(delete(MonitorRecord).where(MonitorRecord.model_version == name, MonitorRecord.month == month))
         now = utcnow()

@@ -70,10 +70,12 @@ class Decision(BankBase):
 
     __tablename__ = "bank_decisions"
 
-    # No index but the id: nothing looks decisions up by merchant or line (a merchant's are
-    # found through its applications, a line's through its limit records and ledger), and a
-    # review adds 100,000 rows a month in random merchant order, where each index costs every
-    # insert. An existing database keeps the two it had (there are no migrations).
+    # No index by merchant or line: nothing looks decisions up by them (a merchant's are found
+    # through its applications, a line's through its limit records and ledger), and a review
+    # adds 100,000 rows a month in random merchant order, where each such index costs every
+    # insert. One by time, which decisions are added in the order of: the monitoring reads a
+    # month's (`server.monitoring`), not every decision ever made. An existing database keeps
+    # the indexes it had (there are no migrations).
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     merchant_id: Mapped[str] = mapped_column(String(128))
     purpose: Mapped[str] = mapped_column(String(16))  # score | open | review | promotion
@@ -87,7 +89,7 @@ class Decision(BankBase):
     turnover_fen: Mapped[int] = mapped_column(BigInteger)
     limit_fen: Mapped[int] = mapped_column(BigInteger)
     annual_rate_bp: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 @dataclass(frozen=True)

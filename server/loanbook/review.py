@@ -59,6 +59,7 @@ from server.loanbook import fanout, freezes, wording
 from server.loanbook.changes import LimitChange, Previous, ReviewRun, latest, reviewed
 from server.loanbook.clock import month_of
 from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep, limit_reason, review_limit
+from server.monitoring import Sample, TrainingPopulation, monitored_columns, refresh
 from server.scoring import Decision, Explainer, Outcome, Row
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -198,6 +199,7 @@ class _Plan:
     todo: list[tuple[str, str]]  # (account, merchant), in account order
     consent: dict[str, bool]  # the todo merchants' consent in force
     keep: int  # rows per merchant the review looks at
+    monitored: tuple[list[str], list[str]] | None  # columns the monitoring compares; None: not run
 
     @property
     def chunks(self) -> int:
@@ -231,7 +233,7 @@ class _Part:
     counts: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     examples: list[dict[str, Any]] = field(default_factory=list)
-    written: dict[int, tuple[Row, float]] = field(default_factory=dict)  # for the monitoring
+    samples: list[Sample] = field(default_factory=list)  # the stored decisions, for the monitoring
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,7 @@ def review(
         todo,
         {m: consent.get(m, False) for _, m in todo},
         max(policy.turnover_months, TREND_MONTHS + 1),
+        monitored_columns(TrainingPopulation.from_report(scorer.model(name)[2].report)) if monitor else None,
     )
     parts = fanout.run_chunks(
         plan.chunks,
@@ -348,18 +351,15 @@ def review(
         progress=None if progress is None else lambda lines: progress(lines, len(todo)),
     )
     skipped: Counter[str] = Counter()
-    written: dict[int, tuple[Row, float]] = {}
     for part in parts:
         for key, value in part.counts.items():
             setattr(result, key, getattr(result, key) + value)
         skipped.update(part.skipped)
-        written.update(part.written)
     result.examples = sorted((e for part in parts for e in part.examples), key=lambda e: e["account_id"])[:EXAMPLES]
     result.skipped = dict(sorted(skipped.items()))
     if monitor and result.reviewed:
-        from server.monitoring import refresh
-
-        found = refresh(engine, book.scorer, name, month_of(today), known=written)
+        known = Sample.joined([sample for part in parts for sample in part.samples])
+        found = refresh(engine, book.scorer, name, month_of(today), known=known)
         result.alerts = [a.to_dict() for a in found if a.alert]
     result.seconds = time.perf_counter() - started
     with session_scope(engine) as session:
@@ -407,7 +407,10 @@ def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Par
                 else:
                     scored.append((account, outcome))
             if scored:
-                _write(book, scored, plan.month, plan.now, part, chunks, checkpoints)
+                decision_ids = _write(book, scored, plan.month, plan.now, part, chunks, checkpoints)
+                if plan.monitored is not None:  # made here, side by side, not by the monitoring alone
+                    newest = [o.inputs[-1] for _, o in scored]
+                    part.samples.append(Sample.of(newest, [o.pd for _, o in scored], *plan.monitored, decision_ids))
             chunks.finished(len(lines))
     return part
 
@@ -472,12 +475,14 @@ def _states_in_range(
     the range holds every id; a server database's collation may order them otherwise."""
     wanted = set(ids)
     first, last = min(wanted), max(wanted)
-    read = session.connection().execute  # plain rows: none of the ORM's loading
-    accounts = [row for row in read(select(*columns).where(Account.id.between(first, last))) if row[0] in wanted]
+    # plain rows (none of the ORM's loading), each range read whole: iterating a result
+    # fetches it a row per driver call, which for ten thousand lines costs more than the query
+    read = session.connection().execute
+    accounts = [row for row in read(select(*columns).where(Account.id.between(first, last))).all() if row[0] in wanted]
     unsettled = select(*owing).where(
         draw_book.Draw.settled_on.is_(None), draw_book.Draw.account_id.between(first, last)
     )
-    draws = [row for row in read(unsettled) if row[0] in wanted]
+    draws = [row for row in read(unsettled).all() if row[0] in wanted]
     in_range = select(freezes.LineFreeze).where(freezes.LineFreeze.account_id.between(first, last))
     frozen = {f.account_id: f for f in session.scalars(in_range) if f.account_id in wanted}
     return accounts, draws, frozen
@@ -665,7 +670,7 @@ def _write(
     part: _Part,
     chunks: fanout.Chunks,
     checkpoints: BackgroundCheckpoints | None = None,
-) -> None:
+) -> list[int]:
     """Decide and store one chunk of reviewed lines in one transaction (`chunks.writing()`
     held: the turn of this process to write, when others share the run).
 
@@ -674,9 +679,8 @@ def _write(
     also planned before its turn, from a snapshot of its lines' states, while another process
     writes; the turn reads the states again and plans anew only if one moved meanwhile (a
     draw, a repayment, a promotion's re-evaluation). With `checkpoints`, the commit leaves the
-    write-ahead log to them (copied in the background once the turn is over). `part.written`
-    gets each stored decision's newest row and PD (the monitoring refresh need not read them
-    back)."""
+    write-ahead log to them (copied in the background once the turn is over). Returns the
+    lines' new decisions' ids."""
     today = now.date()
     ids = [account for account, _ in scored]
     decision_rows = prepare_rows(
@@ -722,4 +726,4 @@ def _write(
         unfrozen=len(lifted),
     )
     part.examples.extend(plan.examples[: EXAMPLES - len(part.examples)])
-    part.written.update((i, (o.inputs[-1], o.pd)) for (_, o), i in zip(scored, decision_ids, strict=True))
+    return decision_ids

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from federation.preprocess import compute_stats
 from proto.channel import ClientTls
 from server.security.ca import CertificateAuthority, CertSet
 
@@ -27,6 +29,26 @@ FEATURES = pd.DataFrame(
         "past_defaults": [0, 0, 1, 0],
     }
 )
+
+
+def training_report(seed: int = 0) -> dict:
+    """A run report's aggregates of 2,000 training rows shaped like the test model's features,
+    every score in bin 30 (PD 0.03, what the test model gives everyone)."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "category": rng.choice(["food", "toys", "books"], n),
+            "amount": rng.uniform(500, 1500, n),
+            "count": rng.integers(5, 16, n).astype(float),
+            "avg_rating": rng.uniform(3.5, 5.0, n),
+            "inventory_turnover": rng.uniform(1.0, 4.0, n),
+            "growth": rng.uniform(-0.1, 0.1, n),
+            "first_month": np.zeros(n),
+            "past_defaults": np.zeros(n),
+        }
+    )
+    return {"agreement": {"stats": compute_stats(frame).to_dict(), "scores": {"bins": 1000, "counts": {"30": n}}}}
 
 
 def merchant_rows(amounts: list[float], category: str = "food") -> list[dict]:

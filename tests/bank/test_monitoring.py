@@ -22,7 +22,7 @@ from server.loanbook.metrics import metrics
 from server.monitoring import TrainingPopulation, psi_categorical, psi_numeric, refresh, stored
 from server.registry import Registry
 from server.scoring import Scorer
-from tests.bank.conftest import FEATURES
+from tests.bank.conftest import FEATURES, training_report
 from tests.bank.test_review import rows
 from tests.consent_helpers import report_consent
 
@@ -63,26 +63,6 @@ def test_calibration_z_by_hand() -> None:
     n, expected, defaults, z = calibration_z(np.full(5, 0.2), np.array([1, 1, 0, 0, 0]))
     assert (n, expected, defaults) == (5, pytest.approx(1.0), 2)
     assert z == pytest.approx(1 / math.sqrt(0.8))
-
-
-def training_report(seed: int = 0) -> dict:
-    """A run report's aggregates of 2,000 training rows shaped like the test model's features,
-    every score in bin 30 (PD 0.03, what the test model gives everyone)."""
-    rng = np.random.default_rng(seed)
-    n = 2000
-    frame = pd.DataFrame(
-        {
-            "category": rng.choice(["food", "toys", "books"], n),
-            "amount": rng.uniform(500, 1500, n),
-            "count": rng.integers(5, 16, n).astype(float),
-            "avg_rating": rng.uniform(3.5, 5.0, n),
-            "inventory_turnover": rng.uniform(1.0, 4.0, n),
-            "growth": rng.uniform(-0.1, 0.1, n),
-            "first_month": np.zeros(n),
-            "past_defaults": np.zeros(n),
-        }
-    )
-    return {"agreement": {"stats": compute_stats(frame).to_dict(), "scores": {"bins": 1000, "counts": {"30": n}}}}
 
 
 def test_the_training_population_comes_from_the_run_reports_aggregates() -> None:
@@ -172,14 +152,20 @@ def test_a_months_population_is_each_merchants_latest_decision(bank) -> None:
     scorer = Scorer(bank.engine, registry=bank.scorer.registry, consent=lambda ids: np.ones(len(ids), dtype=bool))
     first = scorer.score_batch([("m1", rows([600.0] * 3)), ("m2", rows([700.0] * 3))])
     [later] = scorer.score_batch([("m1", rows([1200.0] * 3))])
+    columns = (["amount"], [])
+    # held by the caller: a decision of the month (taken as given) and one no longer any
+    # merchant's latest (left out, as the database says)
+    known = monitoring.Sample.of(
+        [{"amount": -1.0}, {"amount": -2.0}], [later.pd, 0.5], *columns, [later.decision_id, first[0].decision_id]
+    )
     with session_scope(bank.engine) as session:
-        found, pds = monitoring.scored_population(session, "v1", "2026-01")
-        held, _ = monitoring.scored_population(
-            session, "v1", "2026-01", known={later.decision_id: ({"amount": -1.0}, later.pd)}
-        )
-    assert sorted(r["amount"] for r in found) == [700.0, 1200.0]
-    assert sorted(pds.tolist()) == sorted([first[1].pd, later.pd])
-    assert sorted(r["amount"] for r in held) == [-1.0, 700.0]
+        found = monitoring.scored_population(session, "v1", "2026-01", columns)
+        held = monitoring.scored_population(session, "v1", "2026-01", columns, known)
+    assert sorted(found.numbers_of("amount").tolist()) == [700.0, 1200.0]
+    assert sorted(found.pds.tolist()) == sorted([first[1].pd, later.pd])
+    assert sorted(found.ids.tolist()) == sorted([first[1].decision_id, later.decision_id])
+    assert sorted(held.numbers_of("amount").tolist()) == [-1.0, 700.0]
+    assert sorted(held.pds.tolist()) == sorted([first[1].pd, later.pd])
 
 
 def test_a_review_monitors_its_own_scores_as_a_read_back_would(bank) -> None:
@@ -226,9 +212,25 @@ def test_a_review_monitors_its_own_scores_as_a_read_back_would(bank) -> None:
         [{"amount": None, "count": 1.0}, {"amount": 2.0}],  # None and a missing column are left out
     ],
 )
-def test_numeric_columns_take_numbers_only_as_one_row_at_a_time_would(rows) -> None:
+def test_a_sample_takes_numbers_only_as_one_row_at_a_time_would(rows) -> None:
     columns = ["amount", "count"]
-    found = monitoring.numeric_columns(rows, columns)
+    found = monitoring.Sample.of(rows, [0.1] * len(rows), columns)
     for column in columns:
         expected = [float(r[column]) for r in rows if isinstance(r.get(column), (int, float))]
-        assert found[column].tolist() == expected
+        assert found.numbers_of(column).tolist() == expected
+
+
+def test_samples_joined_and_taken_keep_each_row_together() -> None:
+    """A review's processes hand the monitoring a sample per chunk: joined, then some rows
+    taken, every column still describes the same rows, texts and missing values included."""
+    one = monitoring.Sample.of(
+        [{"amount": 1.0, "kind": "a"}, {"amount": "x"}], [0.1, 0.2], ["amount"], ["kind"], [11, 12]
+    )
+    two = monitoring.Sample.of([{"amount": 3.0, "kind": 7}], [0.3], ["amount"], ["kind"], [13])
+    joined = monitoring.Sample.joined([one, two])
+    assert len(joined) == 3 and joined.ids.tolist() == [11, 12, 13]
+    assert joined.texts_of("kind") == ["a", "7"]
+    taken = joined.take([2, 1])
+    assert taken.ids.tolist() == [13, 12] and taken.pds.tolist() == [0.3, 0.2]
+    assert taken.numbers_of("amount").tolist() == [3.0] and taken.texts["kind"] == ["7", None]
+    assert len(monitoring.Sample.joined([])) == 0

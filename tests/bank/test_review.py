@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from federation.model import write_report
 from federation.storage import session_scope
 from server.credit.accounts import CreditBook, Entry
 from server.credit.errors import BankError
@@ -25,8 +26,10 @@ from server.loanbook import review as review_module
 from server.loanbook.changes import Previous
 from server.loanbook.decide import CUT, KEEP, RAISE, ReviewStep
 from server.loanbook.review import moved_features, review, review_reasons, review_workers
+from server.monitoring import MonitorRecord
 from server.registry import Registry
 from server.scoring import Decision
+from tests.bank.conftest import training_report
 from tests.consent_helpers import report_consent
 
 
@@ -363,12 +366,16 @@ def test_the_features_named_are_those_that_moved_the_limits_way(book) -> None:
     assert moved_features([], [], [], ["a", "b", "c"]).shape == (0, 3)
 
 
-def _book_of_forty(url: str, make_model, store: Path) -> CreditBook:
+def _book_of_forty(url: str, make_model, store: Path, run_report: dict | None = None) -> CreditBook:
     """Forty lines opened on Jan-Mar (limit 400,000), then April reported: 9,000 or 3,000 (a
     raise), 300 (a cut to 350,000, held at 380,000 where drawn) or 1,200 (kept); every fifth
-    line drawn, m00's draw past due (its raise is refused)."""
+    line drawn, m00's draw past due (its raise is refused). `run_report`: the model's run
+    report (its training population, for the monitoring)."""
     registry = Registry(url, store)
-    registry.register(make_model(0.03), anchor=False)
+    model_dir = make_model(0.03)
+    if run_report is not None:
+        write_report(model_dir, run_report)
+    registry.register(model_dir, anchor=False)
     promote(registry, "v1")
     merchants = [f"m{i:02d}" for i in range(40)]
     report_consent(url, merchants)
@@ -408,8 +415,10 @@ def _stored(book: CreditBook) -> list[tuple]:
 def test_a_review_shared_by_two_processes_stores_what_one_process_does(db_url, make_model, tmp_path) -> None:
     """Chunks of 3 lines over this process and a worker; the same limits, reasons and freezes
     as a review in one process of an identical book (a SQLite file)."""
-    alone = _book_of_forty(f"sqlite:///{tmp_path / 'alone.db'}", make_model, tmp_path / "alone-store")
-    shared = _book_of_forty(db_url, make_model, tmp_path / "store")
+    alone = _book_of_forty(
+        f"sqlite:///{tmp_path / 'alone.db'}", make_model, tmp_path / "alone-store", training_report()
+    )
+    shared = _book_of_forty(db_url, make_model, tmp_path / "store", training_report())
     one = review(alone, "2026-04", chunk=3, workers=1)
     two = review(shared, "2026-04", chunk=3, workers=2)
     assert (two.reviewed, two.raised, two.cut, two.kept, two.frozen) == (
@@ -427,7 +436,16 @@ def test_a_review_shared_by_two_processes_stores_what_one_process_does(db_url, m
     with session_scope(shared.engine) as session:
         decisions = session.scalars(select(Decision.account_id).where(Decision.purpose == "review")).all()
     assert len(decisions) == len(set(decisions)) == 40  # one decision per line, none twice
+    # the monitoring of the month from each process's samples, as from one process's
+    monitored = _monitoring(shared)
+    assert monitored == _monitoring(alone) and monitored["psi:score"][1] == 40 and len(monitored) > 5
     assert review(shared, "2026-04", chunk=3, workers=2).already == 40
+
+
+def _monitoring(book: CreditBook) -> dict[str, tuple[float | None, int]]:
+    with session_scope(book.engine) as session:
+        query = select(MonitorRecord.metric, MonitorRecord.value, MonitorRecord.population)
+        return {metric: (value, population) for metric, value, population in session.execute(query)}
 
 
 def test_how_many_processes_a_review_uses(book, monkeypatch) -> None:
