@@ -13,8 +13,9 @@ and their canonical JSON; a changed limit also gets a ledger entry.
 
 A line is reviewed once per month: a second run, or a run resumed after a crash, reviews only
 the lines not reviewed yet. Lines are written in chunks, each chunk in one transaction. A line
-whose merchant withdrew consent, or whose platform has not reported that month, keeps its limit
-and is counted as skipped with the reason.
+whose merchant withdrew consent (as its platform had reported when the line's chunk is read, so
+a withdrawal during a long review counts for the lines not read yet), or whose platform has not
+reported that month, keeps its limit and is counted as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -50,7 +51,7 @@ from federation.storage import (
     values_at,
     write_transaction,
 )
-from server.consent import ReportedConsent
+from server.consent import ConsentRegistry
 from server.credit.accounts import Account, CreditBook, Entry
 from server.credit.errors import BankError
 from server.feature_store import FeatureStore
@@ -97,15 +98,6 @@ def check_month(month: str) -> str:
     if not isinstance(month, str) or not MONTH.match(month):
         raise BankError(f"month {str(month)[:20]!r}: expected YYYY-MM, e.g. 2026-03")
     return month
-
-
-def consent_in_force(engine: Engine) -> dict[str, bool]:
-    """merchant id -> whether its latest reported consent event is a grant (one pass)."""
-    with session_scope(engine) as session:
-        query = select(ReportedConsent.merchant_id, ReportedConsent.granted).order_by(
-            ReportedConsent.at, ReportedConsent.id
-        )
-        return {merchant: bool(granted) for merchant, granted in session.connection().execute(query).all()}
 
 
 def rows_through(rows: Sequence[Row], month: str, keep: int) -> tuple[list[Row], str]:
@@ -197,7 +189,6 @@ class _Plan:
     now: datetime
     bounds: list[tuple[int, int]]  # each chunk's (start, end) in `todo` (`chunk_bounds`)
     todo: list[tuple[str, str]]  # (account, merchant), in account order
-    consent: dict[str, bool]  # the todo merchants' consent in force
     keep: int  # rows per merchant the review looks at
     monitored: tuple[list[str], list[str]] | None  # columns the monitoring compares; None: not run
 
@@ -328,7 +319,6 @@ def review(
     result.lines = len(accounts)
     todo = sorted((a, m) for a, m in accounts if a not in done)
     result.already = len(accounts) - len(todo)
-    consent = consent_in_force(engine)
     chunk = max(chunk, 1)
     count = result.workers = review_workers(book, len(todo), chunk, workers)
     plan = _Plan(
@@ -337,7 +327,6 @@ def review(
         now,
         chunk_bounds(len(todo), chunk, count),
         todo,
-        {m: consent.get(m, False) for _, m in todo},
         max(policy.turnover_months, TREND_MONTHS + 1),
         monitored_columns(TrainingPopulation.from_report(scorer.model(name)[2].report)) if monitor else None,
     )
@@ -377,19 +366,22 @@ def _review_in_worker(payload: tuple[_BookSpec, _Plan], chunks: fanout.Chunks) -
 
 
 def _review_chunks(book: CreditBook, plan: _Plan, chunks: fanout.Chunks) -> _Part:
-    """Review the chunks this process takes: each chunk's rows and last decisions are read,
-    its lines scored, then decided and stored in one transaction (`_write`)."""
+    """Review the chunks this process takes: each chunk's consent and rows are read (in the
+    processes, side by side, not for the whole book before they start), its lines scored,
+    then decided and stored in one transaction (`_write`)."""
     part = _Part()
-    features = FeatureStore(book.engine)
+    features, consents = FeatureStore(book.engine), ConsentRegistry(book.engine)
     # where processes take turns to write, each copies the log it wrote into the database
     # while it scores its next chunk (on SQLite; `write_transaction`'s `checkpoint_later`)
     with BackgroundCheckpoints(book.engine) if chunks.takes_turns else nullcontext() as checkpoints:
         while (number := chunks.take()) is not None:
             lines = plan.lines(number)
-            reported = features.rows([m for _, m in lines if plan.consent[m]])
+            with session_scope(book.engine) as session:  # one read: consent in force, rows reported
+                granted = consents.consented([m for _, m in lines], session).tolist()
+                reported = features.rows([m for (_, m), ok in zip(lines, granted, strict=True) if ok], session)
             requests: list[tuple[str, str, list[Row]]] = []
-            for account, merchant in lines:
-                if not plan.consent[merchant]:
+            for (account, merchant), consented in zip(lines, granted, strict=True):
+                if not consented:
                     part.skipped["NO_CONSENT"] += 1
                     continue
                 rows, _latest = rows_through(reported.get(merchant, []), plan.month, plan.keep)

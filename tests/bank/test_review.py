@@ -203,6 +203,29 @@ def test_no_raise_while_a_draw_is_past_due(book) -> None:
         assert stored.reasons[0]["text_en"] == "no raise while a draw is 20 days past due"
 
 
+def test_a_consent_withdrawn_during_a_review_counts_for_the_lines_not_read_yet(book) -> None:
+    """Consent is read with each chunk: the merchant of the last line (in account order, the
+    review's) withdraws while the first chunk of two lines is being stored, and its line, in
+    the next chunk, keeps its limit and is skipped."""
+    for merchant in ("m1", "m2", "m3"):
+        report(book, merchant, rows([1000, 2000, 3000]))
+        book.open(merchant, rows([1000, 2000, 3000]))
+        report(book, merchant, rows([1000, 2000, 3000, 9000]))
+    eod.advance(book, 30, "test")
+    last = max(book.list(), key=lambda line: line.account_id)
+    withdrawn: list[int] = []
+
+    def after_chunk(done: int, _total: int) -> None:
+        if not withdrawn:
+            withdrawn.append(done)
+            report_consent(book.engine, [last.merchant_id], granted=False)
+
+    result = review(book, "2026-04", chunk=2, workers=1, progress=after_chunk)
+    assert withdrawn == [2]
+    assert (result.reviewed, result.raised, result.skipped) == (2, 2, {"NO_CONSENT": 1})
+    assert book.get(last.account_id).limit_fen == last.limit_fen
+
+
 def test_every_reviewed_line_is_stored_once_per_month_and_lines_without_data_are_skipped(book) -> None:
     for merchant in ("m1", "m2", "m3"):
         report(book, merchant, rows([1000, 2000, 3000]))
