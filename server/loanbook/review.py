@@ -310,7 +310,7 @@ def review(
             f"month {month} has not begun on the bank's clock (business date {today.isoformat()})", "refused"
         )
     scorer, policy, engine = book.scorer, book.policy, book.engine
-    name, _, _ = scorer.model(version)
+    name, _, model = scorer.model(version)
     result = ReviewResult(month, today.isoformat(), name)
     with session_scope(engine) as session:
         query = select(Account.id, Account.merchant_id).where(Account.status == "open")
@@ -328,7 +328,7 @@ def review(
         chunk_bounds(len(todo), chunk, count),
         todo,
         max(policy.turnover_months, TREND_MONTHS + 1),
-        monitored_columns(TrainingPopulation.from_report(scorer.model(name)[2].report)) if monitor else None,
+        monitored_columns(TrainingPopulation.from_report(model.report)) if monitor else None,
     )
     parts = fanout.run_chunks(
         plan.chunks,

@@ -234,3 +234,5 @@ def test_samples_joined_and_taken_keep_each_row_together() -> None:
     assert taken.ids.tolist() == [13, 12] and taken.pds.tolist() == [0.3, 0.2]
     assert taken.numbers_of("amount").tolist() == [3.0] and taken.texts["kind"] == ["7", None]
     assert len(monitoring.Sample.joined([])) == 0
+    with pytest.raises(ValueError, match="expected one of each per row"):
+        monitoring.Sample.of([{"amount": 1.0}], [0.1, 0.2])
