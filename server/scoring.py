@@ -352,7 +352,7 @@ class Scorer:
                 )
             else:
                 ready.append((i, merchant_id, rows))
-                frame_rows.append({c: newest[c] for c in columns})
+                frame_rows.append(newest)  # the encoder reads the model's columns only
         scorable = ready
         if scorable:
             x = model.encoder.transform_records(frame_rows, file="<score request>")
@@ -360,11 +360,12 @@ class Scorer:
             attribution = attribute(model.model, explainer.architecture, model.encoder, x, explainer.reference)
             top = top_features(attribution.values, MODEL_REASONS) if explain else None
             limits = self._limits(scorable, pds)
+            each_contributions = attribution.rows()
             for k, ((i, merchant_id, rows), limit) in enumerate(zip(scorable, limits, strict=True)):
                 if isinstance(limit, BankError):
                     results[i] = limit
                     continue
-                contributions = attribution.row(k)
+                contributions = each_contributions[k]
                 outcome = ""
                 reasons: tuple[Reason, ...] = ()
                 if top is not None:
