@@ -29,15 +29,18 @@ def test_sigint_near_the_end_says_where_it_stopped_and_leaves_ledger_and_outputs
         text=True,
     )
     report_path = out / "report.json"
+    # a few rounds before the end, not the last: on a busy machine this poll can lag a round
+    # or two behind the run, and a signal that comes after the run ended tests nothing
+    near_the_end = 17
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # poll the progress the run writes
         try:
-            if json.loads(report_path.read_text()).get("current_round", 0) >= 19:
+            if json.loads(report_path.read_text()).get("current_round", 0) >= near_the_end:
                 break
         except (OSError, ValueError):
             pass
         time.sleep(0.02)
-    assert proc.poll() is None, f"train ended before round 19: {proc.communicate()[1][-2000:]}"
+    assert proc.poll() is None, f"train ended before round {near_the_end}: {proc.communicate()[1][-2000:]}"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
 
@@ -46,7 +49,7 @@ def test_sigint_near_the_end_says_where_it_stopped_and_leaves_ledger_and_outputs
     assert len(lines) == 1, stderr
     report = json.loads(report_path.read_text())
     stopped = report["current_round"]
-    assert stopped in (19, 20)
+    assert near_the_end <= stopped <= 20
     # the round it stopped in, unless the signal came after the last round was evaluated and
     # before the model was written: then all 20 are complete, and still no model is written
     done = sum(1 for r in report["rounds"] if r["aggregated"] and r["federated_auc"] is not None)
