@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from federation.collector import freeze_start_up_heap
 from federation.errors import YinqiError
 from proto import bank_pb2, bank_pb2_grpc, platform_pb2, platform_pb2_grpc
 from proto.channel import ServerTls, listen, new_server
@@ -233,6 +234,7 @@ def warm_model(scorer: Scorer) -> str | None:
         name, _, _ = scorer.model(None)
     except Exception:  # said to the caller that needs the model, not here
         return None
+    freeze_start_up_heap()  # the model and torch, loaded: out of the collector's full passes
     return name
 
 

@@ -179,14 +179,23 @@ def test_an_implausible_value_refuses_the_whole_report_naming_the_field(platform
 
 def test_a_started_server_can_load_the_promoted_model_before_its_first_call(bank_db, pki, tmp_path):
     """`warm_model` (what `yinqi bank serve` runs once started): the promoted version is loaded
-    into the server's own scorer, so that the first application does not load it; with none
-    promoted, nothing is loaded and nothing is raised (the first request says why)."""
+    into the server's own scorer, so that the first application does not load it, and the heap
+    as it then is leaves the collector's full passes; with none promoted, nothing is loaded and
+    nothing is raised (the first request says why)."""
+    import gc
+
     from server.grpc_app import build_server, warm_model
     from tests.conftest import free_port
 
     server = build_server(f"127.0.0.1:{free_port()}", bank_db, pki.server, tmp_path / "store")
     assert server.scorer._models == {}
-    assert warm_model(server.scorer) == "v1"
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        assert warm_model(server.scorer) == "v1"
+        assert gc.get_freeze_count() > 10_000  # modules, torch, the model: out of the full passes
+    finally:
+        gc.unfreeze()  # the rest of the test session as it was
     assert set(server.scorer._models) == {"v1"}
     empty = build_server(f"127.0.0.1:{free_port()}", f"sqlite:///{tmp_path / 'empty.db'}", pki.server, tmp_path / "s2")
     assert warm_model(empty.scorer) is None and empty.scorer._models == {}
