@@ -228,8 +228,9 @@ class PlatformService(platform_pb2_grpc.PlatformServiceServicer):
 # -- server ------------------------------------------------------------------------------
 def warm_model(scorer: Scorer) -> str | None:
     """Load the promoted model now (torch with it), so that the first application or review a
-    server answers does not wait for that (1.4 to 2.3 s here). The version loaded; None where
-    none is promoted yet or it cannot be loaded, which the first request then reports."""
+    server answers does not wait for that (1.4 to 2.3 s here), then leave the heap as it is out
+    of the collector's full passes (`freeze_start_up_heap`). The version loaded; None where none
+    is promoted yet or it cannot be loaded, which the first request then reports."""
     try:
         name, _, _ = scorer.model(None)
     except Exception:  # said to the caller that needs the model, not here
