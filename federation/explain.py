@@ -42,12 +42,10 @@ class Attribution:
     values: np.ndarray  # (merchants, features)
     reference_logit: float
 
-    def row(self, index: int) -> dict[str, float]:
-        return dict(zip(self.features, self.values[index].tolist(), strict=True))
-
     def rows(self) -> list[dict[str, float]]:
-        """Every merchant's `row`, converted from the array at once (a review's chunk: ten
-        thousand rows, each read out of the array on its own cost as much as their dicts)."""
+        """Each merchant's contributions by feature, converted from the array at once (a
+        review's chunk: ten thousand rows, each read out of the array on its own cost as much
+        as their dicts)."""
         features = self.features
         return [dict(zip(features, values, strict=True)) for values in self.values.tolist()]
 

@@ -58,7 +58,7 @@ def test_logistic_contributions_are_weight_times_encoded_minus_reference() -> No
     x = ENCODER.transform(pd.DataFrame([{k: row[k] for k in ENCODER.columns}]))
     # encoded: amount (1000 - 2000) / 1000 = -1; growth -0.35 / 0.5 = -0.7; food [1, 0, 0]
     attribution = attribute(logistic(), "logistic", ENCODER, x, reference_vector(ENCODER, CATEGORY_COUNTS))
-    contributions = attribution.row(0)
+    contributions = attribution.rows()[0]
     # amount: -0.5 x (-1 - 0) = 0.5; growth: -2.0 x (-0.7 - 0) = 1.4;
     # category: 0.2 x (1 - 0.6) + (-0.1) x (0 - 0.3) + 0 x (0 - 0.1) = 0.08 + 0.03 = 0.11
     assert contributions == pytest.approx({"amount": 0.5, "growth": 1.4, "category": 0.11}, abs=1e-6)
