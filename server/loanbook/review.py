@@ -489,7 +489,7 @@ class _ChunkPlan:
     entries: list[dict[str, Any]] = field(default_factory=list)
     entry_lines: list[int] = field(default_factory=list)  # the line of each entry
     changes: list[dict[str, Any]] = field(default_factory=list)
-    to_freeze: list[tuple[str, tuple[AnyReason, ...]]] = field(default_factory=list)
+    to_freeze: list[tuple[str, str]] = field(default_factory=list)  # (account, the freeze's reason)
     to_lift: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
@@ -575,8 +575,10 @@ def _plan(
                 "updated_at": now,
             }
         )
-        if step.freeze:
-            plan.to_freeze.append((account, reasons))
+        if step.freeze:  # worded here: before the turn to write, where processes take turns
+            plan.to_freeze.append(
+                (account, f"review {month} cut the limit: " + "; ".join(r.text_en for r in reasons[:2]))
+            )
         if step.unfreeze:
             plan.to_lift.append(account)
         still_frozen = step.freeze or (current.freeze is not None and not step.unfreeze)
@@ -698,8 +700,8 @@ def _write(
         insert_rows(session, Entry, rows.entries)
         _insert_reviews(session, rows.changes, month)
         cut_reasons = {
-            account: f"review {month} cut the limit: " + "; ".join(r.text_en for r in reasons[:2])
-            for account, reasons in plan.to_freeze
+            account: reason
+            for account, reason in plan.to_freeze
             if account not in frozen or frozen[account].kind == "cut"  # a referral's hold stays as it is
         }
         frozen_now = freezes.freeze_many(session, "cut", cut_reasons, today, now, frozen)
