@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,10 +56,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # busy_timeout first: switching to WAL needs a lock another process may briefly hold.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any, patience: float = 10.0) -> None:
+    """`PRAGMA journal_mode=WAL`, tried again while the file is locked. Switching a new file
+    takes an exclusive lock, and SQLite can answer "database is locked" at once, without its
+    busy handler, while another process switches the same new file or creates its tables (seen
+    when processes race to open a fresh database). A file in WAL already needs no lock."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # a backoff, not synchronisation: the other process holds the lock
 
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS

@@ -63,6 +63,39 @@ def test_processes_racing_to_create_tables_all_succeed(tmp_path):
     assert set(inspect(engine_for(url)).get_table_names()) == {"privacy_ledger", "consent_events"}
 
 
+class _LockedCursor:
+    """A cursor whose first `locked` journal-mode switches fail as SQLite's do while another
+    process switches the same new file (the race the test above runs into now and then)."""
+
+    def __init__(self, locked: int, error: str = "database is locked") -> None:
+        self.locked, self.error, self.calls = locked, error, 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.calls <= self.locked:
+            import sqlite3
+
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_switching_to_wal_is_tried_again_while_another_process_holds_the_lock():
+    import sqlite3
+
+    import pytest
+
+    from federation.storage import _switch_to_wal
+
+    waited = _LockedCursor(locked=3)
+    _switch_to_wal(waited)
+    assert waited.calls == 4
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # not forever
+        _switch_to_wal(_LockedCursor(locked=10**9), patience=0.05)
+    other = _LockedCursor(locked=1, error="disk I/O error")  # anything else at once
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        _switch_to_wal(other)
+    assert other.calls == 1
+
+
 def test_a_sqlite_file_in_a_missing_directory_is_created(tmp_path):
     from federation.storage import engine_for
 
