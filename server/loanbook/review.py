@@ -489,7 +489,7 @@ class _ChunkPlan:
     entries: list[dict[str, Any]] = field(default_factory=list)
     entry_lines: list[int] = field(default_factory=list)  # the line of each entry
     changes: list[dict[str, Any]] = field(default_factory=list)
-    to_freeze: list[tuple[str, str]] = field(default_factory=list)  # (account, the freeze's reason)
+    to_freeze: list[tuple[str, str]] = field(default_factory=list)  # (account, the cut's freeze reason)
     to_lift: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
@@ -575,7 +575,9 @@ def _plan(
                 "updated_at": now,
             }
         )
-        if step.freeze:  # worded here: before the turn to write, where processes take turns
+        # worded here, before the turn to write where processes take turns; a referral's hold
+        # stays as it is
+        if step.freeze and current.freeze in (None, "cut"):
             plan.to_freeze.append(
                 (account, f"review {month} cut the limit: " + "; ".join(r.text_en for r in reasons[:2]))
             )
@@ -699,12 +701,8 @@ def _write(
         update_rows(session, Account, rows.account_updates)
         insert_rows(session, Entry, rows.entries)
         _insert_reviews(session, rows.changes, month)
-        cut_reasons = {
-            account: reason
-            for account, reason in plan.to_freeze
-            if account not in frozen or frozen[account].kind == "cut"  # a referral's hold stays as it is
-        }
-        frozen_now = freezes.freeze_many(session, "cut", cut_reasons, today, now, frozen)
+        # the plan's line states are the ones read in this transaction (planned anew otherwise)
+        frozen_now = freezes.freeze_many(session, "cut", dict(plan.to_freeze), today, now, frozen)
         lifted = [a for a in plan.to_lift if a in frozen and frozen[a].kind == "cut"]
         freezes.lift(session, lifted)
     if checkpoints is not None:  # the log copied into the database while this process goes on

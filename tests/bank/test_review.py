@@ -535,3 +535,19 @@ def test_chunks_cover_every_line_once_in_order(lines: int, chunk: int, workers: 
     assert all(0 < size <= chunk for size in sizes)
     assert sum(sizes) == lines
     assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # never growing again
+
+
+def test_a_cut_leaves_a_referral_hold_as_it_is(book) -> None:
+    from server.loanbook import freezes
+
+    report(book, "m1", rows([1000, 2000, 3000]))
+    line = book.open("m1", rows([1000, 2000, 3000]))
+    with session_scope(book.engine) as session:  # an officer's hold, as a referral leaves it
+        freezes.freeze(
+            session, line.account_id, "referred", "referred: officer to check", date(2026, 4, 1), book.clock.now()
+        )
+    report(book, "m1", rows([1000, 2000, 3000, 100]))  # Feb-Apr 2,000 / 3,000 / 100: a cut
+    eod.advance(book, 30, "test")  # 2026-05-01
+    april = review(book, "2026-04")
+    assert april.cut == 1
+    assert book.get(line.account_id).frozen == "referred since 2026-04-01: referred: officer to check"

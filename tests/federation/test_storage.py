@@ -4,6 +4,7 @@ many processes race to create them."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import sqlite3
 from datetime import UTC, date, datetime
 
 from sqlalchemy import inspect
@@ -73,14 +74,10 @@ class _LockedCursor:
     def execute(self, sql: str) -> None:
         self.calls += 1
         if self.calls <= self.locked:
-            import sqlite3
-
             raise sqlite3.OperationalError(self.error)
 
 
 def test_switching_to_wal_is_tried_again_while_another_process_holds_the_lock():
-    import sqlite3
-
     import pytest
 
     from federation.storage import _switch_to_wal
