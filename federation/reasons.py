@@ -14,6 +14,7 @@ of the facts in the bank's database.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,7 @@ FEATURE_CODES = {
     "first_month": "NEW_MERCHANT",
     "category": "CATEGORY",
 }
+ONE_FEN = 0.01  # yuan: a smaller starting turnover gives no trend (no base for a percentage)
 TREND_MONTHS = 3  # "turnover fell 35 % over 3 months": the newest month against 3 months before
 TREND_SHOWN = 0.10  # a turnover change smaller than this is described by its level instead
 
@@ -205,15 +207,22 @@ def _number(value: Any) -> float | None:
 
 
 def turnover_trend(rows: Sequence[Mapping[str, Any]]) -> tuple[float, int] | None:
-    """(change of the newest month's amount against TREND_MONTHS months before, months), or None."""
+    """(change of the newest month's amount against TREND_MONTHS months before, months), or None.
+
+    None as well when there is no base to take a percentage of: a starting turnover under one
+    fen (a change against it is noise, or overflows to infinity, which JSON cannot keep), or a
+    change that is not a finite number."""
     amounts = [_number(r.get("amount")) for r in rows]
     if len(amounts) < 2 or amounts[-1] is None:
         return None
     back = max(0, len(amounts) - 1 - TREND_MONTHS)
     old = amounts[back]
-    if old is None or old <= 0:
+    if old is None or not old >= ONE_FEN:
         return None
-    return amounts[-1] / old - 1.0, len(amounts) - 1 - back
+    change = amounts[-1] / old - 1.0
+    if not math.isfinite(change):
+        return None
+    return change, len(amounts) - 1 - back
 
 
 def feature_facts(feature: str, rows: Sequence[Mapping[str, Any]]) -> tuple[Any, list[float] | None]:

@@ -97,6 +97,20 @@ def test_top_features_pick_the_strongest_push_each_way() -> None:
     assert top_features(values, 2, -1).tolist() == [[-1, -1], [2, 0]]
 
 
+@pytest.mark.parametrize("start", [0.0, -5.0, 5e-324, 0.009, float("nan")])
+def test_no_turnover_trend_without_a_base_of_one_fen(start: float) -> None:
+    rows = [{"amount": start}, {"amount": 900.0}, {"amount": 1000.0}]
+    assert turnover_trend(rows) is None
+    amount = feature_reason("amount", 0.5, rows, {"amount": 2000.0})
+    assert (
+        amount.text_en == "monthly turnover 1,000.00 yuan, below the average merchant's 2,000.00 yuan (raises the risk)"
+    )
+
+
+def test_a_turnover_trend_from_one_fen() -> None:
+    assert turnover_trend([{"amount": 0.01}, {"amount": 1.0}]) == (pytest.approx(99.0), 1)
+
+
 def test_reasons_in_words_a_merchant_understands() -> None:
     rows = merchant_rows()
     means = {"amount": 2000.0, "growth": 0.0}
