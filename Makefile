@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): `auto` is one per core; 0 runs the tests in this process
+TEST_WORKERS ?= auto
 
 .PHONY: install demo test lint bench contracts clean
 
@@ -18,7 +20,7 @@ demo: install
 	$(VENV)/bin/yinqi demo
 
 test: install
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # ruff (lint + format) and mypy (strict on federation/, contracts/, iot/), as CI runs them.
 lint: install
