@@ -87,3 +87,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
     return request.getfixturevalue("pg_url")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a slow test first, each module kept whole (its fixtures set up once), the
+    rest in the order collected. Under pytest-xdist (`make test`) each process takes a share
+    of the list from the front and an idle one takes the end of another's share: in file
+    order the slowest tests (tests/test_docs.py, one to four minutes a page) came last, where
+    one process could be left running them while the other had nothing left to do."""
+    slow_modules = {getattr(item, "module", None) for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: getattr(item, "module", None) not in slow_modules)
