@@ -5,15 +5,24 @@ is interrupted, the harness settles it: status "interrupted", the round it stopp
 ε each platform spent in this run as its own privacy ledger records it (the ledger is the
 platform's book; a platform that trained in the interrupted round has paid for it). No model
 is written: the ServerApp only saves one after its last round.
+
+Ctrl-C can also come once there is nothing left to stop: after the last round, while or after
+the ServerApp writes the model (it no longer asks the Grid for anything then). That run has
+finished, and its model, whose ε the platforms have paid, stands: the report says "ok" and is
+returned as it is (`finished_before_interrupt`), rather than called interrupted beside a model.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from clients.ledger import PrivacyLedger
+from federation.model import META_FILE
 from server.fl.errors import RunInterrupted
 from server.fl.report import Report
+
+log = logging.getLogger("yinqi.fl")
 
 
 def settle_interrupted(report_path: Path, rounds: int, ledger_url: str | None, run_id: str | None) -> RunInterrupted:
@@ -38,6 +47,21 @@ def settle_interrupted(report_path: Path, rounds: int, ledger_url: str | None, r
     error = RunInterrupted(message)
     error.run_id = run_id
     return error
+
+
+def finished_before_interrupt(report_path: Path) -> Report | None:
+    """The run's report if it had finished when Ctrl-C came: the ServerApp writes status "ok"
+    only after the model is committed (`meta.json`, written last). None when it had not."""
+    if not report_path.is_file():
+        return None
+    report = Report.read(report_path)
+    model_dir = Path(report.model_dir or report_path.parent)
+    if report.status != "ok" or not (model_dir / META_FILE).is_file():
+        return None
+    log.warning(
+        "interrupted after the run had finished: the model stands (%s, %d round(s))", model_dir, len(report.rounds)
+    )
+    return report
 
 
 def _spent_in_run(ledger_url: str | None, run_id: str) -> dict[str, float]:
