@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -81,7 +80,6 @@ def test_sigint_near_the_end_says_where_it_stopped_and_leaves_ledger_and_outputs
 AFTER_THE_END = textwrap.dedent(
     """
     import json, signal, sys, threading
-    from pathlib import Path
     from federation.adapters import flwr as adapter
     from server.fl.config import FederationConfig
     from yinqi.harness.federated import run_federation
@@ -110,9 +108,7 @@ def test_ctrl_c_after_the_run_finished_keeps_its_model_and_says_so(fl_files, tmp
     files, test = fl_files
     out = tmp_path / "model"
     args = json.dumps([[str(f) for f in files], str(test), str(out)])
-    done = subprocess.run(
-        [sys.executable, "-c", AFTER_THE_END, args], capture_output=True, text=True, timeout=300, cwd=Path.cwd()
-    )
+    done = subprocess.run([sys.executable, "-c", AFTER_THE_END, args], capture_output=True, text=True, timeout=300)
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "interrupted after the run had finished: the model stands" in done.stderr
