@@ -48,7 +48,9 @@ def test_sigint_near_the_end_says_where_it_stopped_and_leaves_ledger_and_outputs
     if proc.returncode == 0:  # the poll lagged to after the last round: nothing was left to stop
         assert "interrupted after the run had finished: the model stands" in stderr, stderr
         assert json.loads(report_path.read_text())["status"] == "ok" and (out / "meta.json").exists()
-        pytest.skip("the signal came after the run had finished (test_ctrl_c_after_the_run_finished covers it)")
+        pytest.skip(
+            "the signal came after the run had finished (test_ctrl_c_after_the_run_finished_keeps_its_model_and_says_so covers it)"
+        )
 
     assert proc.returncode == 130
     lines = stderr.strip().splitlines()

@@ -44,7 +44,7 @@ def run_federation(
     them allow exactly what `config` asks (`yinqi.harness.platforms.policy_for_run`).
     `client_apps`: a ClientApp of its own for some platforms (by index), e.g. a hostile one.
     Ctrl-C raises `RunInterrupted` (exit code 130) after the report says where the run stopped,
-    unless the run had finished by then (`yinqi.harness.interrupt.finished_before_interrupt`).
+    unless the run had finished by then (`yinqi.harness.interrupt.settle_interrupted`).
     """
     quiet_flower()
     import torch
@@ -53,7 +53,7 @@ def run_federation(
     from clients.app import app as client_app
     from server.fl.app import app as server_app
     from server.fl.errors import RunInterrupted
-    from yinqi.harness.interrupt import finished_before_interrupt, settle_interrupted
+    from yinqi.harness.interrupt import settle_interrupted
     from yinqi.harness.platforms import platform_node_configs
     from yinqi.harness.simulation import simulate
 
@@ -65,8 +65,5 @@ def run_federation(
     try:
         simulate(server_app, client_app, run_config, nodes, backend=backend, workers=workers, client_apps=client_apps)
     except RunInterrupted as exc:
-        finished = finished_before_interrupt(report_path)
-        if finished is None:
-            raise settle_interrupted(report_path, config.rounds, config.ledger_url(), exc.run_id) from None
-        return finished
+        return settle_interrupted(report_path, config.rounds, config.ledger_url(), exc.run_id)
     return Report.read(report_path)

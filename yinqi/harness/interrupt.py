@@ -9,7 +9,7 @@ is written: the ServerApp only saves one after its last round.
 Ctrl-C can also come once there is nothing left to stop: after the last round, while or after
 the ServerApp writes the model (it no longer asks the Grid for anything then). That run has
 finished, and its model, whose ε the platforms have paid, stands: the report says "ok" and is
-returned as it is (`finished_before_interrupt`), rather than called interrupted beside a model.
+returned as it is (`settle_interrupted`), rather than called interrupted beside a model.
 """
 
 from __future__ import annotations
@@ -25,9 +25,18 @@ from server.fl.report import Report
 log = logging.getLogger("yinqi.fl")
 
 
-def settle_interrupted(report_path: Path, rounds: int, ledger_url: str | None, run_id: str | None) -> RunInterrupted:
-    """Mark the report interrupted (with the ledger's ε) and return the one-line error to raise."""
+def settle_interrupted(report_path: Path, rounds: int, ledger_url: str | None, run_id: str | None) -> Report:
+    """After Ctrl-C: the report of a run that had finished by then, returned as it is (the
+    ServerApp writes status "ok" only once the model is committed, `meta.json` written last);
+    otherwise the report marked interrupted (with the ledger's ε) and `RunInterrupted` raised
+    with its one line."""
     report = Report.read(report_path) if report_path.is_file() else Report()
+    model_dir = Path(report.model_dir or report_path.parent)
+    if report.status == "ok" and (model_dir / META_FILE).is_file():
+        log.warning(
+            "interrupted after the run had finished: the model stands (%s, %d round(s))", model_dir, len(report.rounds)
+        )
+        return report
     done = sum(1 for r in report.rounds if r.aggregated and r.federated_auc is not None)
     where = (
         f"interrupted at round {report.current_round} of {rounds}"
@@ -46,22 +55,7 @@ def settle_interrupted(report_path: Path, rounds: int, ledger_url: str | None, r
     )
     error = RunInterrupted(message)
     error.run_id = run_id
-    return error
-
-
-def finished_before_interrupt(report_path: Path) -> Report | None:
-    """The run's report if it had finished when Ctrl-C came: the ServerApp writes status "ok"
-    only after the model is committed (`meta.json`, written last). None when it had not."""
-    if not report_path.is_file():
-        return None
-    report = Report.read(report_path)
-    model_dir = Path(report.model_dir or report_path.parent)
-    if report.status != "ok" or not (model_dir / META_FILE).is_file():
-        return None
-    log.warning(
-        "interrupted after the run had finished: the model stands (%s, %d round(s))", model_dir, len(report.rounds)
-    )
-    return report
+    raise error from None
 
 
 def _spent_in_run(ledger_url: str | None, run_id: str) -> dict[str, float]:

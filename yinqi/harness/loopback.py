@@ -59,7 +59,7 @@ def run_deployed(
     asks, `yinqi.harness.platforms.policy_for_run`). Each platform's refusals go to its log and
     to `refusals-<name>.jsonl` in the work directory. Ctrl-C stops the run and raises
     `RunInterrupted` once the report says where it stopped (a run that had finished by then
-    stands: `yinqi.harness.interrupt.finished_before_interrupt`).
+    stands: `yinqi.harness.interrupt.settle_interrupted`).
 
     `tls` + `keys` (private key paths, `KEY.pub` beside each): TLS and SuperNode
     authentication, keys registered through the Control API first. `warm`, `node_poll` and
@@ -68,7 +68,7 @@ def run_deployed(
     (SecAgg+ goes on with the others) and named in the report's round. `on_ready(fed)` is
     called once every SuperNode is online (tests use it to inject faults).
     """
-    from yinqi.harness.interrupt import finished_before_interrupt, settle_interrupted
+    from yinqi.harness.interrupt import settle_interrupted
     from yinqi.harness.platforms import platform_node_configs
 
     out = Path(config.out)
@@ -131,11 +131,8 @@ def run_deployed(
         failed = False
         return report
     except KeyboardInterrupt:
-        finished = finished_before_interrupt(report_path)
-        if finished is not None:
-            return finished
         run_id = str(fed.run_id) if fed is not None and fed.run_id is not None else None
-        raise settle_interrupted(report_path, config.rounds, config.ledger_url(), run_id) from None
+        return settle_interrupted(report_path, config.rounds, config.ledger_url(), run_id)
     finally:
         if own_dir and not keep_logs and not failed and not os.environ.get("YINQI_DEPLOY_KEEP_LOGS"):
             shutil.rmtree(work, ignore_errors=True)
