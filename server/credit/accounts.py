@@ -29,10 +29,10 @@ from server.credit.policy import CreditPolicy
 from server.credit.rules import Classification
 from server.db import BankBase, bank_engine
 from server.loanbook import draws as draw_book
-from server.loanbook import freezes
+from server.loanbook import freezes, wording
 from server.loanbook.changes import LimitChange
 from server.loanbook.clock import Clock
-from server.loanbook.decide import REFERRED
+from server.loanbook.decide import REFERRED, cut_limit
 
 
 class Account(BankBase):
@@ -541,6 +541,15 @@ class CreditBook:
                 )
                 continue
             decision = self.scorer.record(session, outcome, "promotion", account_id, now)
+            old = account.limit_fen
+            new = (
+                cut_limit(outcome.limit_fen, account.principal_fen, old)
+                if outcome.limit_fen < old
+                else outcome.limit_fen
+            )
+            reasons = list(outcome.reasons)
+            if new > outcome.limit_fen:
+                reasons.append(wording.cut_held_at_drawn(new, outcome.limit_fen))
             session.add(
                 LimitChange(
                     account_id=account_id,
@@ -549,14 +558,10 @@ class CreditBook:
                     review_month=None,
                     on=self.clock.today(),
                     at=now,
-                    action="raise"
-                    if outcome.limit_fen > account.limit_fen
-                    else "cut"
-                    if outcome.limit_fen < account.limit_fen
-                    else "keep",
-                    old_limit_fen=account.limit_fen,
+                    action="raise" if new > old else "cut" if outcome.limit_fen < old else "keep",
+                    old_limit_fen=old,
                     target_limit_fen=outcome.limit_fen,
-                    new_limit_fen=outcome.limit_fen,
+                    new_limit_fen=new,
                     principal_fen=account.principal_fen,
                     frozen=False,
                     decision_id=decision.decision_id,
@@ -564,12 +569,11 @@ class CreditBook:
                     pd=outcome.pd,
                     band=outcome.band,
                     turnover_fen=outcome.turnover_fen,
-                    reasons=[r.to_dict() for r in outcome.reasons],
+                    reasons=[r.to_dict() for r in reasons],
                     contributions=outcome.contributions,
                 )
             )
-            old = account.limit_fen
-            account.limit_fen = outcome.limit_fen
+            account.limit_fen = new
             account.annual_rate_bp = outcome.annual_rate_bp
             account.band = outcome.band
             account.pd = outcome.pd
@@ -579,16 +583,21 @@ class CreditBook:
                 session,
                 account,
                 "limit",
-                outcome.limit_fen - old,
+                new - old,
                 now,
-                f"re-evaluated with {outcome.model_version}: {old} -> {outcome.limit_fen}",
+                f"re-evaluated with {outcome.model_version}: {old} -> {new}"
+                + (
+                    f" (held at what is drawn; the policy's limit is {outcome.limit_fen})"
+                    if new > outcome.limit_fen
+                    else ""
+                ),
             )
             changes.append(
                 {
                     "account_id": account_id,
                     "merchant_id": account.merchant_id,
                     "old_limit_fen": old,
-                    "new_limit_fen": outcome.limit_fen,
+                    "new_limit_fen": new,
                     "band": outcome.band,
                     "pd": outcome.pd,
                 }

@@ -62,6 +62,18 @@ def _too_small(min_change_pct: int) -> tuple[Reason, ...]:
     return (wording.change_too_small(min_change_pct),)
 
 
+def cut_limit(target_fen: int, principal_fen: int, current_fen: int) -> int:
+    """Where a cut towards `target_fen` lands: never below what is drawn, and never above the
+    current limit (a line drawn above its limit keeps the limit: a cut does not raise it)."""
+    return max(target_fen, min(principal_fen, current_fen))
+
+
+def _below_min_change(change_fen: int, current_fen: int, min_change_pct: int) -> bool:
+    """Whether a change is too small to make: under `min_change_pct` % of the current limit,
+    compared exactly (a rounded-down tolerance would let a change of a fen under it through)."""
+    return change_fen < 1 or change_fen * 100 < current_fen * min_change_pct
+
+
 def review_limit(
     current_fen: int,
     principal_fen: int,
@@ -77,7 +89,6 @@ def review_limit(
     """
     rules = policy.review
     lifts = frozen_kind == "cut"
-    tolerance = current_fen * rules.min_change_pct // 100
     if target_fen > current_fen:
         if overdue_days > 0 and rules.no_raise_when_overdue:
             return ReviewStep(KEEP, current_fen, False, False, (wording.overdue_no_raise(overdue_days),))
@@ -87,16 +98,16 @@ def review_limit(
         else:
             cap = target_fen
         new = min(target_fen, cap)
-        if current_fen > 0 and new - current_fen < max(tolerance, 1):
+        if current_fen > 0 and _below_min_change(new - current_fen, current_fen, rules.min_change_pct):
             return ReviewStep(KEEP, current_fen, False, lifts, _too_small(rules.min_change_pct))
         capped = (wording.raise_capped_later(rules.max_raise_pct, target_fen),) if new < target_fen else ()
         return ReviewStep(RAISE, new, False, lifts, capped)
     if target_fen < current_fen:
-        if current_fen - target_fen < max(tolerance, 1):
+        if _below_min_change(current_fen - target_fen, current_fen, rules.min_change_pct):
             return ReviewStep(KEEP, current_fen, False, lifts, _too_small(rules.min_change_pct))
-        new = max(target_fen, principal_fen)
+        new = cut_limit(target_fen, principal_fen, current_fen)
         reasons: tuple[AnyReason, ...] = (wording.draws_frozen_later(),)
         if new > target_fen:
-            reasons = (wording.cut_held_at_drawn_later(principal_fen, target_fen), *reasons)
+            reasons = (wording.cut_held_at_drawn_later(new, target_fen), *reasons)
         return ReviewStep(CUT, new, True, False, reasons)
     return ReviewStep(KEEP, current_fen, False, lifts, ())

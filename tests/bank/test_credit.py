@@ -13,6 +13,7 @@ from federation.storage import forget_engine, session_scope
 from server.credit.accounts import CreditBook, Entry
 from server.credit.errors import BankError
 from server.credit.promotion import promote
+from server.loanbook.changes import LimitChange
 from server.registry import Registry
 from server.scoring import Decision, Scorer
 from tests.bank.conftest import merchant_rows
@@ -178,6 +179,31 @@ def test_promotion_re_evaluates_open_lines(bank, make_model, db_url):
     assert changes[line.account_id]["new_limit_fen"] == 600_000
     assert "has not consented" in changes[withdrawn.account_id]["reason"]
     assert bank.get(withdrawn.account_id).limit_fen == 400_000
+
+
+def test_a_promotion_never_cuts_a_limit_below_what_is_drawn(bank, make_model):
+    line = bank.open("m1", ROWS, now=T0)  # PD 3 %: band B, 2 x 200,000 turnover
+    bank.draw(line.account_id, 350_000, now=T0)
+    registry = bank._registry
+    registry.register(make_model(0.08), anchor=False)  # PD 8 %: band C, 1 x turnover = 200,000
+    result = promote(registry, "v2", now=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    updated = bank.get(line.account_id)
+    assert (updated.limit_fen, updated.principal_fen, updated.band, updated.annual_rate_bp) == (
+        350_000,
+        350_000,
+        "C",
+        1400,
+    )
+    assert updated.available_fen == 0
+    entry = bank.entries(line.account_id)[-1]
+    assert (entry.kind, entry.amount_fen, entry.limit_after) == ("limit", -50_000, 350_000)
+    assert "held at what is drawn; the policy's limit is 200000" in entry.note
+    (change,) = result["reevaluated"]
+    assert (change["old_limit_fen"], change["new_limit_fen"]) == (400_000, 350_000)
+    with session_scope(bank.engine) as session:
+        record = session.scalars(select(LimitChange).where(LimitChange.kind == "promotion")).one()
+        assert (record.action, record.target_limit_fen, record.new_limit_fen) == ("cut", 200_000, 350_000)
+        assert [r["code"] for r in record.reasons][-1] == "CUT_HELD_AT_DRAWN"
 
 
 def test_credit_accounts_survive_reopening_the_database(bank, db_url, tmp_path):
