@@ -404,7 +404,7 @@ contract ReceivableFinancing is AccessControl {
     function applyForFinancing(uint256 id) external {
         Receivable storage r = _existing(id);
         if (msg.sender != r.holder) revert NotHolder(id, msg.sender);
-        if (!hasRole(SUPPLIER_ROLE, msg.sender)) revert NotParty(msg.sender, SUPPLIER_ROLE);
+        _requireSupplier(msg.sender);
         _requireOpen(id, r);
         if (block.timestamp >= r.dueDate) revert Expired(id, r.dueDate);
         r.state = State.FinancingRequested;
@@ -418,7 +418,8 @@ contract ReceivableFinancing is AccessControl {
     }
 
     /// @notice The bank approves a pending application within the debtor's remaining limit.
-    /// @dev Only FINANCIER_ROLE. Beyond the limit: `LimitExceeded`; see `approveOverLimit`.
+    /// @dev Only FINANCIER_ROLE. Beyond the limit: `LimitExceeded`; see `approveOverLimit`. A
+    ///      holder revoked since it applied: `NotParty` (reject it instead).
     /// @param id The receivable.
     function approve(uint256 id) external onlyRole(FINANCIER_ROLE) {
         Receivable storage r = _pending(id);
@@ -458,7 +459,9 @@ contract ReceivableFinancing is AccessControl {
 
     /// @notice The bank funds an approved receivable at the debtor's terms, recording the advance
     ///         and the discount.
-    /// @dev Only FINANCIER_ROLE; the debtor must have terms (`NoTerms`).
+    /// @dev Only FINANCIER_ROLE; the holder must still hold SUPPLIER_ROLE (`NotParty`: a party
+    ///      revoked after its application was approved is not funded) and the debtor must have
+    ///      terms (`NoTerms`).
     /// @param id The receivable.
     /// @return advance What the holder receives now, minor units.
     /// @return discount What the bank keeps for the time to the due date, minor units.
@@ -466,6 +469,7 @@ contract ReceivableFinancing is AccessControl {
         Receivable storage r = _existing(id);
         if (r.state != State.Approved) _wrongState(id, r);
         if (block.timestamp >= r.dueDate) revert Expired(id, r.dueDate);
+        _requireSupplier(r.holder);
         Terms storage t = terms[r.debtor];
         if (t.advanceBps == 0) revert NoTerms(r.debtor);
         uint256 gross = (r.amount * t.advanceBps) / BPS;
@@ -553,6 +557,12 @@ contract ReceivableFinancing is AccessControl {
         r = _existing(id);
         if (r.state != State.FinancingRequested) _wrongState(id, r);
         if (block.timestamp >= r.dueDate) revert Expired(id, r.dueDate);
+        _requireSupplier(r.holder);
+    }
+
+    /// @dev A party the bank revoked is not financed, whenever it applied.
+    function _requireSupplier(address holder) private view {
+        if (!hasRole(SUPPLIER_ROLE, holder)) revert NotParty(holder, SUPPLIER_ROLE);
     }
 
     function _remaining(Terms storage t) private view returns (uint256) {

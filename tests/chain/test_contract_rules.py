@@ -198,6 +198,26 @@ def test_a_revoked_supplier_can_neither_receive_nor_apply(chain) -> None:  # typ
         revoke_party(chain, "supplier", "supplier")
 
 
+def test_a_supplier_revoked_after_approval_is_not_funded(chain) -> None:  # type: ignore[no-untyped-def]
+    # Reproduction: an application approved (automatically) before the bank revoked the
+    # supplier was still funded, paying the advance to a party the bank had removed.
+    from contracts.roles import revoke_party
+
+    rv.set_limit(chain, "debtor", 10_000_000, max_tenor_days=90, advance_bps=9_000, discount_bps_per_year=500)
+    approved = rv.create(chain, "supplier", 1_000_000, chain.now() + 30 * DAY, keccak(b"approved"))
+    assert rv.apply(chain, approved, sender="supplier") is True
+    pending = rv.create(chain, "supplier", 20_000_000, chain.now() + 30 * DAY, keccak(b"pending"))
+    assert rv.apply(chain, pending, sender="supplier") is False  # over the limit: left to the bank
+    revoke_party(chain, "supplier", "supplier")
+    err = _refused("NotParty", rv.fund, chain, approved)
+    assert err.error_args["account"] == chain.address("supplier")
+    _refused("NotParty", rv.approve_over_limit, chain, pending, "board")
+    assert [rv.get(chain, rid).state for rid in (approved, pending)] == ["Approved", "FinancingRequested"]
+    rv.reject(chain, pending, "revoked")
+    rv.repay(chain, approved)  # the debtor still pays what it owes, which frees the limit
+    assert rv.remaining_limit(chain, "debtor") == 10_000_000
+
+
 def test_every_state_change_emits_an_event_with_indexed_parties(chain) -> None:  # type: ignore[no-untyped-def]
     rid = _financed(chain)
     receipt_logs = chain.financing.events.Financed().get_logs(
