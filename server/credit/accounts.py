@@ -574,7 +574,9 @@ class CreditBook:
                 )
             )
             account.limit_fen = new
-            account.annual_rate_bp = outcome.annual_rate_bp
+            # as a review: a line the new model no longer lends to (rate 0) keeps charging its
+            # rate on what is drawn; a worse risk never makes the debt free
+            account.annual_rate_bp = outcome.annual_rate_bp or account.annual_rate_bp
             account.band = outcome.band
             account.pd = outcome.pd
             account.model_version = outcome.model_version

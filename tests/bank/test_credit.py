@@ -206,6 +206,21 @@ def test_a_promotion_never_cuts_a_limit_below_what_is_drawn(bank, make_model):
         assert [r["code"] for r in record.reasons][-1] == "CUT_HELD_AT_DRAWN"
 
 
+def test_a_promotion_to_a_model_that_declines_keeps_the_rate_on_what_is_drawn(bank, make_model):
+    # Reproduction: a promoted model whose band lends nothing (rate 0) set the line's rate to 0,
+    # so what was drawn stopped accruing interest.
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 100_000, now=T0)
+    registry = bank._registry
+    registry.register(make_model(0.5), anchor=False)  # the decline band: no limit, rate 0
+    promote(registry, "v2", now=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    updated = bank.get(line.account_id)
+    assert (updated.band, updated.limit_fen, updated.annual_rate_bp) == ("decline", 100_000, 900)
+    bank.accrue(date(2026, 3, 11), now=datetime(2026, 3, 12, 1, 0, tzinfo=UTC))
+    # March 1..11 at 9 % on 100,000 fen: 11 x 24.657 = 271.2 -> 271 fen
+    assert bank.get(line.account_id).interest_fen == 271
+
+
 def test_credit_accounts_survive_reopening_the_database(bank, db_url, tmp_path):
     line = bank.open("m1", ROWS, now=T0)
     bank.draw(line.account_id, 365_000, now=T0)

@@ -1,9 +1,10 @@
-"""A credit line driven by random draws, repayments, monthly reviews and moves of the bank's
-clock, checked after every step against a model of the rules written out here: what is
-refused, where each repayment goes (interest, then the oldest due draw), the interest each
-day's end posts, days past due and tiers, what a review does to the limit and the freeze
-(`review_limit`'s own rule is tested in `test_review_rule`), a limit never under what is
-drawn, and a ledger whose entries add up to the line's balances."""
+"""A credit line driven by random draws, repayments, monthly reviews, promotions of models in
+every band and moves of the bank's clock, checked after every step against a model of the
+rules written out here: what is refused, where each repayment goes (interest, then the oldest
+due draw), the interest each day's end posts at the line's rate, days past due and tiers, what
+a review or a promotion does to the limit, the rate and the freeze (`review_limit`'s own rule
+is tested in `test_review_rule`), a limit never under what is drawn, the metrics' stocks today
+and at each month end, and a ledger whose entries add up to the line's balances."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from server.credit.accounts import CreditBook
 from server.credit.errors import BankError
 from server.credit.interest import accrue_day
 from server.credit.promotion import promote
+from server.credit.rules import NPL_TIERS, TIERS, Classification
 from server.feature_store import FeatureStore
 from server.loanbook import eod
 from server.loanbook.clock import month_of
-from server.loanbook.decide import CUT, KEEP, RAISE, review_limit
+from server.loanbook.decide import CUT, KEEP, RAISE, cut_limit, review_limit
+from server.loanbook.metrics import metrics
 from server.loanbook.review import review
 from server.registry import Registry
 from tests.bank.conftest import merchant_rows
@@ -53,12 +56,22 @@ class _Line:
     remainder: int = 0  # the interest's fraction of a fen carried between days
     draws: list[_Draw] = field(default_factory=list)
 
+    def balances(self, on: date, rules: Classification) -> dict[str, int]:
+        """Principal owed by tier on `on` (the five tiers, by each draw's days past due)."""
+        owed = dict.fromkeys(TIERS, 0)
+        for d in self.draws:
+            owed[rules.tier_for(max((on - d.due_on).days, 0))] += d.owed
+        return owed
+
     def overdue(self, today: date) -> int:
         return max([0, *((today - d.due_on).days for d in self.draws if d.owed)])
 
 
+PDS = (0.01, 0.03, 0.08, 0.5)  # bands A, B, C and the decline band of the shipped policy
+
+
 def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_path, make_model) -> None:
-    model = make_model(0.03)
+    models = {pd: make_model(pd) for pd in PDS}
     books = count()
     amounts = st.one_of(st.integers(1, 450_000), st.sampled_from([1, 399_999, 400_000, 400_001]))
 
@@ -66,16 +79,20 @@ def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_pa
         @initialize()
         def open_line(self) -> None:
             """A bank of its own for each run of steps: its clock starts on 2026-01-01."""
-            self.url = url = f"sqlite:///{tmp_path / f'machine-{next(books)}.db'}"
-            registry = Registry(url, tmp_path / "store")
-            registry.register(model, anchor=False)
+            number = next(books)
+            self.url = url = f"sqlite:///{tmp_path / f'machine-{number}.db'}"
+            self.registry = registry = Registry(url, tmp_path / f"store-{number}")
+            registry.register(models[0.03], anchor=False)
             promote(registry, "v1")
+            self.pd, self.amounts = 0.03, [1000.0, 2000.0, 3000.0]  # the last decision's PD and turnover
             report_consent(url, ["m1"])
             self.book = book = CreditBook(url, registry=registry)
             eod.set_date(book, date(2026, 1, 1), "test")
+            self.rules = book.policy.classification
             view = book.open("m1", ROWS)
             self.account = view.account_id
             self.model = _Line(view.limit_fen, view.annual_rate_bp)
+            self.month_ends: dict[str, tuple[str, int, dict[str, int]]] = {}  # month -> (day, drawn, by tier)
             assert (view.limit_fen, view.annual_rate_bp) == (400_000, 900)
 
         def teardown(self) -> None:
@@ -126,7 +143,11 @@ def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_pa
 
         @rule(days=st.sampled_from([1, 2, 13, 29, 31, 60, 95, 180]))
         def advance(self, days: int) -> None:
-            line = self.model
+            line, today = self.model, self.today
+            for k in range(days):  # the stocks of each month end passed, as they were that day
+                day = today + timedelta(days=k)
+                if (day + timedelta(days=1)).day == 1:
+                    self.month_ends[month_of(day)] = (day.isoformat(), line.principal, line.balances(day, self.rules))
             for _ in range(days):  # each day ends on the principal it ended with
                 fen, line.remainder = accrue_day(line.principal, line.rate_bp, line.remainder)
                 line.interest += fen
@@ -147,7 +168,8 @@ def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_pa
             if month in line.reviewed:
                 assert (result.already, result.reviewed) == (1, 0)
                 return
-            target = policy.decide(0.03, yuan).limit_fen
+            decided = policy.decide(self.pd, yuan)
+            target = decided.limit_fen
             step = review_limit(
                 line.limit, line.principal, target, line.overdue(today), "cut" if line.frozen else None, policy
             )
@@ -159,8 +181,23 @@ def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_pa
             )
             event(f"review: {step.action}{' (frozen)' if line.frozen else ''}")
             line.reviewed.add(month)
+            line.rate_bp = decided.annual_rate_bp or line.rate_bp  # a worse risk never makes the debt free
+            self.amounts = yuan
             line.limit = step.new_limit_fen
             line.frozen = step.freeze or (line.frozen and not step.unfreeze)
+
+        @rule(pd=st.sampled_from(PDS))
+        def promote_a_model(self, pd: float) -> None:
+            """A model giving every merchant `pd` promoted: the line re-scored on its last inputs."""
+            line = self.model
+            version = self.registry.register(models[pd], anchor=False).version
+            promote(self.registry, version)
+            decided = self.book.policy.decide(pd, self.amounts)
+            target = decided.limit_fen
+            line.limit = cut_limit(target, line.principal, line.limit) if target < line.limit else target
+            line.rate_bp = decided.annual_rate_bp or line.rate_bp
+            self.pd = pd
+            event(f"promotion to PD {pd}")
 
         @invariant()
         def balances_draws_and_tiers_are_the_rules(self) -> None:
@@ -171,6 +208,7 @@ def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_pa
                 line.principal,
                 line.interest,
             )
+            assert view.annual_rate_bp == line.rate_bp
             assert line.principal <= line.limit, "a limit under what is drawn"
             assert view.available_fen == line.limit - line.principal
             assert view.frozen.startswith("cut") == line.frozen, view.frozen
@@ -178,8 +216,25 @@ def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_pa
             assert sorted((d.draw_id, d.principal_fen, d.due_on) for d in view.draws) == expected
             for d in view.draws:
                 dpd = max((today - date.fromisoformat(d.due_on)).days, 0)
-                assert (d.days_past_due, d.tier) == (dpd, self.book.policy.classification.tier_for(dpd))
+                assert (d.days_past_due, d.tier) == (dpd, self.rules.tier_for(dpd))
             assert view.days_past_due == line.overdue(today)
+
+        @invariant()
+        def metrics_show_the_stocks_of_today_and_of_each_month_end(self) -> None:
+            line, today = self.model, self.today
+            months = {m["month"]: m for m in metrics(self.book.engine, self.rules, months=1_000)["months"]}
+            now = months[month_of(today)]
+            expected = {
+                month_of(today): (today.isoformat(), line.principal, line.balances(today, self.rules)),
+                **self.month_ends,
+            }
+            for month, (day, drawn, by_tier) in expected.items():
+                got = months[month]
+                assert (got["stocks_as_of"], got["drawn_fen"], got["balances_by_tier_fen"]) == (day, drawn, by_tier)
+                npl = sum(by_tier[t] for t in NPL_TIERS)
+                assert got["npl_fen"] == npl
+                assert got["npl_ratio"] == (npl / drawn if drawn else None)
+            assert (now["lines"], now["total_limit_fen"]) == (1, line.limit)
 
         @invariant()
         def the_ledger_adds_up_to_the_balances(self) -> None:
