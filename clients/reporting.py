@@ -23,10 +23,10 @@ from federation.errors import DataError
 from federation.features import FEATURE_LABEL
 from federation.schema import read_table
 from proto import bank_pb2, platform_pb2, platform_pb2_grpc
-from proto.channel import call
+from proto.channel import call, in_requests
 
 MONTHS = 12  # latest rows per merchant sent to the bank
-CHUNK = 2_000  # merchants per request
+CHUNK = 2_000  # merchants per request, at most (and at most 2 MiB: `in_requests`)
 
 
 def _row(frame_row: dict[str, Any], columns: list[str], file: str, line: int) -> bank_pb2.FeatureRow:
@@ -83,10 +83,8 @@ def report_features(
     items = list(feature_rows(frame, consented, str(features), months))
     stub: Any = platform_pb2_grpc.PlatformServiceStub(channel)
     received = changed = 0
-    for start in range(0, len(items), CHUNK):
-        ack = call(
-            stub.ReportFeatures, platform_pb2.FeatureReport(merchants=items[start : start + CHUNK], platform=platform)
-        )
+    for part in in_requests(items, CHUNK):  # a merchant's 12 months are about 2.4 kB
+        ack = call(stub.ReportFeatures, platform_pb2.FeatureReport(merchants=part, platform=platform))
         received += int(ack.received)
         changed += int(ack.changed)
     return {

@@ -10,7 +10,7 @@ platform's embedding service) listens through `listen()` with its certificate fr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,10 @@ import grpc
 from federation.errors import YinqiError
 
 Reply = TypeVar("Reply")
+Item = TypeVar("Item")
+
+# A request's size at most: half of gRPC's default 4 MiB a message, which the services keep
+REQUEST_BYTES = 2 * 1024 * 1024
 
 # gRPC status -> what the caller is told happened.
 KIND_OF_CODE = {
@@ -135,6 +139,21 @@ def call(method: Callable[..., Reply], request: Any, *, timeout: float = 30.0) -
 
 
 # What a failed TLS handshake looks like from the client's side: the server hangs up.
+def in_requests(items: Sequence[Item], max_items: int, max_bytes: int = REQUEST_BYTES) -> Iterator[Sequence[Item]]:
+    """`items` (protobuf messages of a repeated field) in consecutive slices of at most
+    `max_items` and `max_bytes`, one request each: a report of many merchants must not be
+    refused for the size of one message. An item alone over `max_bytes` goes alone."""
+    start, size = 0, 0
+    for end, item in enumerate(items):
+        grown = size + item.ByteSize() + 8  # type: ignore[attr-defined]  # with its tag and length
+        if end > start and (end - start >= max_items or grown > max_bytes):
+            yield items[start:end]
+            start, grown = end, item.ByteSize() + 8  # type: ignore[attr-defined]
+        size = grown
+    if start < len(items):
+        yield items[start:]
+
+
 _HANDSHAKE_SIGNS = ("Socket closed", "handshake", "CERTIFICATE", "certificate", "SSL")
 
 

@@ -103,14 +103,11 @@ class ConsentRegistry:
         stored = 0
         with session_scope(self.engine) as session:
             claim(session, platform, (str(e.merchant_id).strip() for e in events))
-            known = set(
-                session.scalars(
-                    select(ReportedConsent.event_id).where(
-                        ReportedConsent.platform == platform,
-                        ReportedConsent.event_id.in_([e.event_id for e in events] or [-1]),
-                    )
-                )
+            # in batches: a report's 100,000 ids in one IN list pass PostgreSQL's 65,535 parameters
+            reported = select(ReportedConsent.event_id).where(
+                ReportedConsent.platform == platform, ReportedConsent.event_id.in_(batch_param())
             )
+            known = {event_id for (event_id,) in each_batch(session, reported, [e.event_id for e in events])}
             for event in events:
                 if event.event_id in known:
                     continue
