@@ -49,7 +49,7 @@ from server.vertical.psi_service import register_on_bank as register_psi_on_bank
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 10_000  # merchants per ScoreBatch request
+MAX_BATCH = 2_000  # merchants per ScoreBatch request: a reply of about 0.8 kB each stays within 2 MiB
 
 
 # -- request checks ----------------------------------------------------------------------

@@ -46,6 +46,41 @@ def test_score_over_grpc_uses_the_reported_rows_and_matches_in_process(operator,
     assert reply.decision_id > 0
 
 
+def test_the_largest_batch_answers_within_a_message_and_a_larger_one_stores_nothing(operator, bank_db):
+    # Reproduction: a batch of up to 10,000 merchants was taken, scored and stored, but its
+    # reply (0.8 kB a merchant with a fitted model's reasons, 7.9 MB) was larger than the
+    # caller's 4 MiB a message: RESOURCE_EXHAUSTED for decisions the bank had made, and a retry
+    # made them again. A batch is now at most 2,000, and a larger one stores nothing.
+    from sqlalchemy import func, select
+
+    from federation.storage import session_scope
+    from server.db import bank_engine
+    from server.grpc_app import MAX_BATCH
+    from server.scoring import Decision
+    from tests.consent_helpers import report_consent
+
+    merchants = [f"batch-{k:05d}" for k in range(MAX_BATCH + 1)]
+    report_consent(bank_db, merchants)
+    FeatureStore(bank_db).report("platform-1", dict.fromkeys(merchants, merchant_rows([1000.0, 2000.0, 3000.0])))
+    stub = bank_pb2_grpc.ScoringServiceStub(operator)
+
+    def decisions() -> int:
+        with session_scope(bank_engine(bank_db)) as session:
+            return session.scalar(select(func.count()).select_from(Decision)) or 0
+
+    before = decisions()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ScoreBatch(bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in merchants]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"send at most {MAX_BATCH} at once" in info.value.details()
+    assert decisions() == before
+    request = bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in merchants[1:]])
+    reply = stub.ScoreBatch(request, timeout=60)
+    assert len(reply.replies) == MAX_BATCH and all(r.limit_fen == 400_000 for r in reply.replies)
+    assert reply.ByteSize() < 2 * 1024 * 1024  # half of gRPC's default 4 MiB a message
+    assert decisions() == before + MAX_BATCH
+
+
 def test_a_request_with_its_own_rows_is_refused(operator):
     invented = merchant_rows([-1e6, -1e6, -1e6])
     with pytest.raises(grpc.RpcError) as info:
