@@ -316,7 +316,7 @@ def applications(
     month: Annotated[str | None, typer.Option("--month", help="Only this month's, YYYY-MM.")] = None,
     merchant: Annotated[str | None, typer.Option("--merchant", help="Only this merchant's.")] = None,
     outcome: Annotated[str | None, typer.Option("--outcome", help="Only approved, declined or referred ones.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Newest applications to show.", min=1, max=10_000)] = 20,
+    limit: Annotated[int, typer.Option("--limit", help="Newest applications to show.", min=1, max=2_000)] = 20,
     reasons: Annotated[bool, typer.Option("--reasons", help="Print every reason in both languages.")] = False,
     db: Db = None,
     models_dir: ModelsDir = None,

@@ -16,7 +16,7 @@ from server.loanbook.review import Progress, ReviewResult, check_month, review
 from server.monitoring import MonitorRow, refresh, stored, versions_scoring
 
 OUTCOMES = ("approved", "declined", "referred")
-MAX_LISTED = 10_000
+MAX_LISTED = 2_000  # a reply of about 0.8 kB an application stays within 2 MiB
 
 
 class LoanBook:

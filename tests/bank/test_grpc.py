@@ -46,6 +46,23 @@ def test_score_over_grpc_uses_the_reported_rows_and_matches_in_process(operator,
     assert reply.decision_id > 0
 
 
+def _scored_in_batches(operator, bank_db, count: int) -> list[str]:
+    """`count` consented merchants with reported features, scored in the largest batches."""
+    from server.grpc_app import MAX_BATCH
+    from tests.consent_helpers import report_consent
+
+    merchants = [f"batch-{k:05d}" for k in range(count)]
+    report_consent(bank_db, merchants)
+    FeatureStore(bank_db).report("platform-1", dict.fromkeys(merchants, merchant_rows([1000.0, 2000.0, 3000.0])))
+    for start in range(0, count, MAX_BATCH):
+        part = merchants[start : start + MAX_BATCH]
+        request = bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in part])
+        reply = bank_pb2_grpc.ScoringServiceStub(operator).ScoreBatch(request, timeout=60)
+        assert len(reply.replies) == len(part) and all(r.limit_fen == 400_000 for r in reply.replies)
+        assert reply.ByteSize() < 2 * 1024 * 1024  # half of gRPC's default 4 MiB a message
+    return merchants
+
+
 def test_the_largest_batch_answers_within_a_message_and_a_larger_one_stores_nothing(operator, bank_db):
     # Reproduction: a batch of up to 10,000 merchants was taken, scored and stored, but its
     # reply (0.8 kB a merchant with a fitted model's reasons, 7.9 MB) was larger than the
@@ -57,28 +74,37 @@ def test_the_largest_batch_answers_within_a_message_and_a_larger_one_stores_noth
     from server.db import bank_engine
     from server.grpc_app import MAX_BATCH
     from server.scoring import Decision
-    from tests.consent_helpers import report_consent
-
-    merchants = [f"batch-{k:05d}" for k in range(MAX_BATCH + 1)]
-    report_consent(bank_db, merchants)
-    FeatureStore(bank_db).report("platform-1", dict.fromkeys(merchants, merchant_rows([1000.0, 2000.0, 3000.0])))
-    stub = bank_pb2_grpc.ScoringServiceStub(operator)
 
     def decisions() -> int:
         with session_scope(bank_engine(bank_db)) as session:
             return session.scalar(select(func.count()).select_from(Decision)) or 0
 
     before = decisions()
+    request = bank_pb2.ScoreBatchRequest(
+        requests=[bank_pb2.ScoreRequest(merchant_id=f"x{k}") for k in range(MAX_BATCH + 1)]
+    )
     with pytest.raises(grpc.RpcError) as info:
-        stub.ScoreBatch(bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in merchants]))
+        bank_pb2_grpc.ScoringServiceStub(operator).ScoreBatch(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"send at most {MAX_BATCH} at once" in info.value.details()
     assert decisions() == before
-    request = bank_pb2.ScoreBatchRequest(requests=[bank_pb2.ScoreRequest(merchant_id=m) for m in merchants[1:]])
-    reply = stub.ScoreBatch(request, timeout=60)
-    assert len(reply.replies) == MAX_BATCH and all(r.limit_fen == 400_000 for r in reply.replies)
-    assert reply.ByteSize() < 2 * 1024 * 1024  # half of gRPC's default 4 MiB a message
+    _scored_in_batches(operator, bank_db, MAX_BATCH)
     assert decisions() == before + MAX_BATCH
+
+
+def test_the_longest_listing_of_applications_answers_within_a_message(operator, bank_db):
+    # Reproduction: `yinqi bank applications --limit 10000 --bank …` asked for a reply of about
+    # 8 MB (0.8 kB an application), over the caller's 4 MiB a message.
+    from server.loanbook.book import MAX_LISTED
+
+    _scored_in_batches(operator, bank_db, MAX_LISTED)
+    loans = bank_pb2_grpc.LoanBookServiceStub(operator)
+    listed = loans.Applications(bank_pb2.ApplicationsRequest(limit=MAX_LISTED), timeout=30)
+    assert len(listed.applications) == MAX_LISTED
+    assert listed.ByteSize() < 2 * 1024 * 1024
+    with pytest.raises(grpc.RpcError) as info:
+        loans.Applications(bank_pb2.ApplicationsRequest(limit=MAX_LISTED + 1), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_a_request_with_its_own_rows_is_refused(operator):
