@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/alerts.proto\x12\x0cyinqi.alerts\"\xa5\x01\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x11\n\traised_at\x18\x06 \x01(\t\x12\x12\n\ncleared_at\x18\x07 \x01(\t\x12\x15\n\revidence_json\x18\x08 \x01(\t\x12\x10\n\x08lease_id\x18\t \x01(\t\"*\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\">\n\x0bListRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"0\n\tAlertList\x12#\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x13.yinqi.alerts.Alert2}\n\x0c\x41lertService\x12\x31\n\x07\x44\x65liver\x12\x13.yinqi.alerts.Alert\x1a\x11.yinqi.alerts.Ack\x12:\n\x04List\x12\x19.yinqi.alerts.ListRequest\x1a\x17.yinqi.alerts.AlertListb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/alerts.proto\x12\x0cyinqi.alerts\"\xa5\x01\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x11\n\traised_at\x18\x06 \x01(\t\x12\x12\n\ncleared_at\x18\x07 \x01(\t\x12\x15\n\revidence_json\x18\x08 \x01(\t\x12\x10\n\x08lease_id\x18\t \x01(\t\"*\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"M\n\x0bListRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\">\n\tAlertList\x12#\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x13.yinqi.alerts.Alert\x12\x0c\n\x04next\x18\x02 \x01(\t2}\n\x0c\x41lertService\x12\x31\n\x07\x44\x65liver\x12\x13.yinqi.alerts.Alert\x1a\x11.yinqi.alerts.Ack\x12:\n\x04List\x12\x19.yinqi.alerts.ListRequest\x1a\x17.yinqi.alerts.AlertListb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACK']._serialized_start=204
   _globals['_ACK']._serialized_end=246
   _globals['_LISTREQUEST']._serialized_start=248
-  _globals['_LISTREQUEST']._serialized_end=310
-  _globals['_ALERTLIST']._serialized_start=312
-  _globals['_ALERTLIST']._serialized_end=360
-  _globals['_ALERTSERVICE']._serialized_start=362
-  _globals['_ALERTSERVICE']._serialized_end=487
+  _globals['_LISTREQUEST']._serialized_end=325
+  _globals['_ALERTLIST']._serialized_start=327
+  _globals['_ALERTLIST']._serialized_end=389
+  _globals['_ALERTSERVICE']._serialized_start=391
+  _globals['_ALERTSERVICE']._serialized_end=516
 # @@protoc_insertion_point(module_scope)

@@ -389,12 +389,17 @@ def alerts(
         from proto import alerts_pb2, alerts_pb2_grpc
         from proto.channel import call, connect
 
+        found: list[Any] = []
         with connect(bank, _bank_tls(ca, cert, key, insecure), insecure=insecure) as channel:
-            reply = call(
-                alerts_pb2_grpc.AlertServiceStub(channel).List,
-                alerts_pb2.ListRequest(device_id=device, state=state, limit=most),
-                timeout=10,
-            )
+            stub, after = alerts_pb2_grpc.AlertServiceStub(channel), ""
+            while True:  # a page at a time, until the bank has no more or --limit is reached
+                wanted = most - len(found) if most else 0
+                request = alerts_pb2.ListRequest(device_id=device, state=state, limit=wanted, after=after)
+                page = call(stub.List, request, timeout=30)
+                found.extend(page.alerts)
+                after = page.next
+                if not after or (most and len(found) >= most):
+                    break
         rows = [
             {
                 "id": a.id,
@@ -407,7 +412,7 @@ def alerts(
                 "evidence": json.loads(a.evidence_json or "{}"),
                 "lease_id": a.lease_id or None,
             }
-            for a in reply.alerts
+            for a in found
         ]
     else:
         rows = [a.to_dict() for a in _store(db).alerts(device or None, state or None, most)]

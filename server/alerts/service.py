@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 import grpc
 from eth_utils import keccak
@@ -16,12 +17,28 @@ from sqlalchemy.orm import Session
 from contracts.merkle import record_leaf
 from contracts.outbox import AnchorLeaf, AnchorOutbox
 from proto import alerts_pb2, alerts_pb2_grpc
-from server.alerts.store import FIELDS, MAX_DEVICE_ID, STATES, AlertStore
+from proto.channel import REQUEST_BYTES
+from server.alerts.store import FIELDS, ID, MAX_DEVICE_ID, STATES, AlertStore
 from server.credit.errors import BankError
 
 log = logging.getLogger(__name__)
 
-MAX_LIST = 10_000
+MAX_LIST = 10_000  # alerts a page
+PAGE_BYTES = REQUEST_BYTES  # and its size: an alert's evidence may take 16 kB
+
+
+def _cursor(after: str) -> tuple[str, str] | None:
+    """The (raised_at, id) a page's `next` names; None for the first page."""
+    if not after:
+        return None
+    raised_at, _, alert_id = after.partition(" ")
+    try:
+        datetime.fromisoformat(raised_at)
+    except ValueError:
+        raised_at = ""
+    if not raised_at or len(raised_at) > 40 or not ID.match(alert_id):
+        raise BankError(f"after {after[:60]!r}: expected the `next` of the previous page")
+    return raised_at, alert_id
 
 
 def canonical_alert(alert: dict[str, str]) -> bytes:
@@ -86,5 +103,16 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
         if request.state not in ("", *STATES):
             raise BankError(f"state {request.state[:40]!r}: expected raised, cleared or empty (all)")
         limit = min(int(request.limit) or MAX_LIST, MAX_LIST)
-        rows = self.store.list(request.device_id, request.state, limit)
-        return alerts_pb2.AlertList(alerts=[alerts_pb2.Alert(**{k: getattr(r, k) for k in FIELDS}) for r in rows])
+        rows = self.store.list(request.device_id, request.state, limit + 1, _cursor(request.after))
+        page = alerts_pb2.AlertList()
+        size = 0
+        for row in rows[:limit]:
+            alert = alerts_pb2.Alert(**{k: getattr(row, k) for k in FIELDS})
+            size += alert.ByteSize() + 8  # with its tag and length
+            if page.alerts and size > PAGE_BYTES:
+                break
+            page.alerts.append(alert)
+        if len(page.alerts) < len(rows):  # more after this page: where it goes on
+            last = page.alerts[-1]
+            page.next = f"{last.raised_at} {last.id}"
+        return page

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import Integer, String, Text, and_, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -149,9 +149,20 @@ class AlertStore:
             return True, False, row
         return False, True, row
 
-    def list(self, device_id: str = "", state: str = "", limit: int = 0) -> list[BankAlertRow]:
+    def list(
+        self, device_id: str = "", state: str = "", limit: int = 0, after: tuple[str, str] | None = None
+    ) -> list[BankAlertRow]:
+        """Alerts oldest first (raised_at, then id), after the alert `after` names (raised_at, id)."""
         with session_scope(self.engine) as s:
             q = select(BankAlertRow).order_by(BankAlertRow.raised_at, BankAlertRow.id)
+            if after is not None:
+                raised_at, alert_id = after
+                q = q.where(
+                    or_(
+                        BankAlertRow.raised_at > raised_at,
+                        and_(BankAlertRow.raised_at == raised_at, BankAlertRow.id > alert_id),
+                    )
+                )
             if device_id:
                 q = q.where(BankAlertRow.device_id == device_id)
             if state:

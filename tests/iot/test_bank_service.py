@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import grpc
@@ -79,3 +81,51 @@ def test_an_alert_without_id_is_refused(bank) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.Deliver(alerts_pb2.Alert(**{**RAISED, "id": ""}))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _many_alerts(store, count: int = 2_500) -> list[str]:
+    """`count` alerts of about 2 kB each (5 MB in all), some raised at the same minute."""
+    evidence = json.dumps({"zones": ["z" * 60] * 30})
+    ids = [f"a{k:05d}" for k in range(count)]
+    for k, alert_id in enumerate(ids):  # the same raised_at for some: the id breaks the tie
+        raised_at = f"2026-03-02T08:{k // 100:02d}:00+00:00"
+        store.intake({**RAISED, "id": alert_id, "raised_at": raised_at, "evidence_json": evidence})
+    return ids
+
+
+def test_a_list_longer_than_a_message_comes_a_page_at_a_time(bank) -> None:
+    # Reproduction: every alert (up to 10,000, each with up to 16 kB of evidence) went in one
+    # reply, over the caller's 4 MiB a message; and "--limit 0: all" stopped at 10,000 unsaid.
+    server, stub = bank
+    ids = _many_alerts(server.alert_service.store)
+    pages, after = [], ""
+    while True:
+        page = stub.List(alerts_pb2.ListRequest(after=after))
+        assert page.ByteSize() <= 2 * 1024 * 1024 + 16_384
+        pages.append([a.id for a in page.alerts])
+        if not page.next:
+            break
+        after = page.next
+    assert len(pages) == 3
+    assert [alert for page in pages for alert in page] == ids
+    limited = stub.List(alerts_pb2.ListRequest(limit=7, after="2026-03-02T08:00:00+00:00 a00095"))
+    assert [a.id for a in limited.alerts] == ids[96:103]
+    assert limited.next == "2026-03-02T08:01:00+00:00 a00102"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.List(alerts_pb2.ListRequest(after="no cursor"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_cli_lists_every_alert_of_the_bank_a_page_at_a_time(tmp_path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    server = serve(address, f"sqlite:///{tmp_path / 'bank.db'}")
+    try:
+        ids = _many_alerts(server.alert_service.store)
+        command = [sys.executable, "-m", "yinqi", "iot", "alerts", "--bank", address, "--insecure", "--json"]
+        every = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        some = subprocess.run([*command, "--limit", "2100"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop(0)
+    assert every.returncode == 0, every.stderr
+    assert [json.loads(line)["id"] for line in every.stdout.splitlines()] == ids
+    assert [json.loads(line)["id"] for line in some.stdout.splitlines()] == ids[:2_100]
