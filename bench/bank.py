@@ -10,7 +10,9 @@
    is set up in bulk (`server.loanbook.onboard.open_many`) on May's data; the review runs on
    May's (in-process) and June's (over gRPC) data. The months are not the same work: May's
    review keeps every limit (the lines were opened on May's data), June's moves about four in
-   five, each with its reasons decided, its last limit record read and a ledger entry.
+   five, each with its reasons decided, its last limit record read and a ledger entry. Last,
+   the nightly end of day over the whole book: the bank's clock advanced one day (every
+   line's interest posted, draws classified, month ends closed).
 2. What identity and roles cost: scoring throughput in-process and over gRPC (batch and single
    requests) with plaintext, server-only TLS (what `bank up` served before issue 10), mutual TLS
    alone, and mutual TLS with the bank's guard (role check per RPC, call log of every
@@ -383,7 +385,7 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
     from proto.channel import ClientTls, connect
     from server.credit.accounts import CreditBook
     from server.grpc_app import build_server, warm_model
-    from server.loanbook import fanout
+    from server.loanbook import eod, fanout
     from server.loanbook.book import LoanBook
     from server.loanbook.review import review
     from server.registry import Registry
@@ -465,6 +467,17 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
     finally:
         channel.close()
         server.stop(grace=None)
+    # the nightly end of day over the whole book (interest for every line, tiers, month ends),
+    # as `yinqi bank clock advance --days 1` runs it
+    start = time.perf_counter()
+    moved = eod.advance(CreditBook(url, registry=registry), 1, "bench")
+    rows.append(
+        Row(
+            "end of day: the bank's clock advanced 1 day, every line accrued",
+            moved["accounts"],
+            time.perf_counter() - start,
+        )
+    )
     read_back = {**setup, "limit_changes": review_counts(url), "applications": applications_stored(url)}
     return rows, latencies, read_back
 

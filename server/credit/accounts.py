@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, Engine, ForeignKey, Integer, String, select
+from sqlalchemy import BigInteger, Date, Engine, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from federation.storage import UtcDateTime, session_scope, write_transaction
+from federation.storage import (
+    UtcDateTime,
+    batch_param,
+    each_batch,
+    insert_rows,
+    session_scope,
+    update_rows,
+    write_transaction,
+)
 from server.credit.errors import BankError
 from server.credit.interest import accrue_day
 from server.credit.policy import CreditPolicy
@@ -153,6 +161,50 @@ def _amount(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise BankError(f"{what} amount must be a positive whole number of fen, got {value!r}")
     return value
+
+
+Timeline = Sequence[tuple[int, date, int]]  # a line's ledger entries: (id, day, principal after)
+
+
+def _end_of_day(timeline: Timeline, day: date) -> int:
+    """A line's principal at the end of `day`: that of its latest entry (by id) dated on or
+    before it; 0 before its first."""
+    latest, principal = -1, 0
+    for entry_id, on, after in timeline:
+        if on <= day and entry_id > latest:
+            latest, principal = entry_id, after
+    return principal
+
+
+def _principal_timelines(session: Session, accounts: Sequence[tuple[str, date]]) -> Mapping[str, Timeline]:
+    """For each (account, day accrued through), what its end-of-day principal over the days it
+    has not accrued yet depends on: its latest entry dated before the first of them, and every
+    entry dated on or after it. Two reads for the whole book (one more per distinct first day),
+    not the whole ledger of each line: the end-of-day run reads what the nights since added."""
+    if not accounts:
+        return {}
+    by_start: dict[date, list[str]] = {}
+    for account_id, accrued_through in accounts:
+        by_start.setdefault(accrued_through + timedelta(days=1), []).append(account_id)
+    timelines: dict[str, list[tuple[int, date, int]]] = {}
+    wanted = {account_id for account_id, _ in accounts}
+    earliest = datetime.combine(min(by_start), datetime.min.time(), UTC)
+    later = select(Entry.account_id, Entry.id, Entry.at, Entry.principal_after).where(Entry.at >= earliest)
+    for account_id, entry_id, at, principal in session.execute(later.order_by(Entry.id)):
+        if account_id in wanted:
+            timelines.setdefault(account_id, []).append((entry_id, at.date(), principal))
+    for start, ids in by_start.items():
+        begin = datetime.combine(start, datetime.min.time(), UTC)
+        last = (
+            select(Entry.account_id, func.max(Entry.id).label("id"))
+            .where(Entry.at < begin, Entry.account_id.in_(batch_param()))
+            .group_by(Entry.account_id)
+            .subquery()
+        )
+        before = select(Entry.account_id, Entry.id, Entry.at, Entry.principal_after).join(last, Entry.id == last.c.id)
+        for account_id, entry_id, at, principal in each_batch(session, before, ids):
+            timelines.setdefault(account_id, []).append((entry_id, at.date(), principal))
+    return timelines
 
 
 class CreditBook:
@@ -464,38 +516,65 @@ class CreditBook:
                 "invalid",
             )
         posted: dict[str, int] = {}
+        # plain rows, updated and inserted in bulk (`update_rows`, `insert_rows`): the nightly
+        # run touches every open line, where an ORM object and a flush per line took 50 s for
+        # 100,000 lines
+        columns = (
+            Account.id,
+            Account.accrued_through,
+            Account.annual_rate_bp,
+            Account.interest_fen,
+            Account.interest_remainder,
+            Account.principal_fen,
+            Account.limit_fen,
+            Account.model_version,
+            Account.decision_id,
+        )
         with write_transaction(self.engine) as session:
-            query = select(Account).where(Account.status == "open").order_by(Account.id).with_for_update()
+            query = select(*columns).where(Account.status == "open").order_by(Account.id).with_for_update()
             if account_id is not None:
                 query = query.where(Account.id == account_id)
-            accounts = list(session.scalars(query))
-            if account_id is not None and not accounts:
+            lines = session.execute(query).all()
+            if account_id is not None and not lines:
                 raise BankError(f"credit account '{account_id}' not found", "not_found")
-            for account in accounts:
-                if account.accrued_through >= through:
-                    continue
-                history = list(
-                    session.execute(
-                        select(Entry.at, Entry.principal_after).where(Entry.account_id == account.id).order_by(Entry.id)
-                    )
-                )
-                total = 0
-                day = account.accrued_through + timedelta(days=1)
+            due = [line for line in lines if line.accrued_through < through]
+            timelines = _principal_timelines(session, [(line.id, line.accrued_through) for line in due])
+            updates, entries = [], []
+            for line in due:
+                total, remainder = 0, line.interest_remainder
+                first = day = line.accrued_through + timedelta(days=1)
+                timeline = timelines.get(line.id, ())
                 while day <= through:
-                    eod = 0
-                    for at, principal in history:
-                        if at.date() <= day:
-                            eod = principal
-                    fen, account.interest_remainder = accrue_day(
-                        eod, account.annual_rate_bp, account.interest_remainder
-                    )
+                    fen, remainder = accrue_day(_end_of_day(timeline, day), line.annual_rate_bp, remainder)
                     total += fen
                     day += timedelta(days=1)
-                first = account.accrued_through + timedelta(days=1)
-                account.interest_fen += total
-                account.accrued_through = through
-                self._entry(session, account, "interest", total, now, f"days {first}..{through}")
-                posted[account.id] = total
+                interest = line.interest_fen + total
+                updates.append(
+                    {
+                        "id": line.id,
+                        "interest_fen": interest,
+                        "interest_remainder": remainder,
+                        "accrued_through": through,
+                        "updated_at": now,
+                    }
+                )
+                entries.append(
+                    {
+                        "account_id": line.id,
+                        "kind": "interest",
+                        "amount_fen": total,
+                        "principal_after": line.principal_fen,
+                        "interest_after": interest,
+                        "limit_after": line.limit_fen,
+                        "model_version": line.model_version,
+                        "decision_id": line.decision_id,
+                        "at": now,
+                        "note": f"days {first}..{through}",
+                    }
+                )
+                posted[line.id] = total
+            update_rows(session, Account, updates)
+            insert_rows(session, Entry, entries)
         return {
             "through": through.isoformat(),
             "accounts": len(posted),
