@@ -138,7 +138,6 @@ def call(method: Callable[..., Reply], request: Any, *, timeout: float = 30.0) -
         raise remote_error(exc) from None
 
 
-# What a failed TLS handshake looks like from the client's side: the server hangs up.
 def in_requests(items: Sequence[Item], max_items: int, max_bytes: int = REQUEST_BYTES) -> Iterator[Sequence[Item]]:
     """`items` (protobuf messages of a repeated field) in consecutive slices of at most
     `max_items` and `max_bytes`, one request each: a report of many merchants must not be
@@ -154,6 +153,7 @@ def in_requests(items: Sequence[Item], max_items: int, max_bytes: int = REQUEST_
         yield items[start:]
 
 
+# What a failed TLS handshake looks like from the client's side: the server hangs up.
 _HANDSHAKE_SIGNS = ("Socket closed", "handshake", "CERTIFICATE", "certificate", "SSL")
 
 

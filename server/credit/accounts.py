@@ -190,6 +190,8 @@ def _principal_timelines(session: Session, accounts: Sequence[tuple[str, date]])
     wanted = {account_id for account_id, _ in accounts}
     earliest = datetime.combine(min(by_start), datetime.min.time(), UTC)
     later = select(Entry.account_id, Entry.id, Entry.at, Entry.principal_after).where(Entry.at >= earliest)
+    if len(wanted) == 1:  # one line's accrual (`bank credit accrue --account`): its entries only
+        later = later.where(Entry.account_id.in_(wanted))
     for account_id, entry_id, at, principal in session.execute(later.order_by(Entry.id)):
         if account_id in wanted:
             timelines.setdefault(account_id, []).append((entry_id, at.date(), principal))
