@@ -79,7 +79,8 @@ class Entry(BankBase):
     limit_after: Mapped[int] = mapped_column(BigInteger)
     model_version: Mapped[str] = mapped_column(String(32))
     decision_id: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # by time: the end of day reads the entries since the last night's, not the whole ledger
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     note: Mapped[str] = mapped_column(String(256), default="")
 
 
@@ -177,25 +178,31 @@ def _end_of_day(timeline: Timeline, day: date) -> int:
 
 
 def _principal_timelines(session: Session, accounts: Sequence[tuple[str, date]]) -> Mapping[str, Timeline]:
-    """For each (account, day accrued through), what its end-of-day principal over the days it
-    has not accrued yet depends on: its latest entry dated before the first of them, and every
-    entry dated on or after it. Two reads for the whole book (one more per distinct first day),
-    not the whole ledger of each line: the end-of-day run reads what the nights since added."""
+    """For each (account, day accrued through), the entries its end-of-day principal over the
+    days not accrued yet depends on: every entry dated on or after the first of them, and the
+    latest dated before it where needed. Read for the whole book at once, from the entries
+    since the earliest such day (by time, indexed), not the whole ledger of each line.
+
+    The entry before is needed only for a line with no entry dated on its first day: a line
+    accrued last night has that night's interest entry, dated then, with its principal; entries
+    are added in the order of their days (no entry is dated on a day accrued already:
+    `_check_time`), so no earlier entry can come after it."""
     if not accounts:
         return {}
-    by_start: dict[date, list[str]] = {}
-    for account_id, accrued_through in accounts:
-        by_start.setdefault(accrued_through + timedelta(days=1), []).append(account_id)
+    starts = {account_id: accrued_through + timedelta(days=1) for account_id, accrued_through in accounts}
     timelines: dict[str, list[tuple[int, date, int]]] = {}
-    wanted = {account_id for account_id, _ in accounts}
-    earliest = datetime.combine(min(by_start), datetime.min.time(), UTC)
+    earliest = datetime.combine(min(starts.values()), datetime.min.time(), UTC)
     later = select(Entry.account_id, Entry.id, Entry.at, Entry.principal_after).where(Entry.at >= earliest)
-    if len(wanted) == 1:  # one line's accrual (`bank credit accrue --account`): its entries only
-        later = later.where(Entry.account_id.in_(wanted))
-    for account_id, entry_id, at, principal in session.execute(later.order_by(Entry.id)):
-        if account_id in wanted:
+    if len(starts) == 1:  # one line's accrual (`bank credit accrue --account`): its entries only
+        later = later.where(Entry.account_id.in_(list(starts)))
+    for account_id, entry_id, at, principal in session.execute(later):  # any order: by id in `_end_of_day`
+        if account_id in starts:
             timelines.setdefault(account_id, []).append((entry_id, at.date(), principal))
-    for start, ids in by_start.items():
+    unanchored: dict[date, list[str]] = {}
+    for account_id, start in starts.items():
+        if not any(on == start for _, on, _ in timelines.get(account_id, ())):
+            unanchored.setdefault(start, []).append(account_id)
+    for start, ids in unanchored.items():
         begin = datetime.combine(start, datetime.min.time(), UTC)
         last = (
             select(Entry.account_id, func.max(Entry.id).label("id"))
