@@ -221,6 +221,20 @@ def test_a_promotion_to_a_model_that_declines_keeps_the_rate_on_what_is_drawn(ba
     assert bank.get(line.account_id).interest_fen == 271
 
 
+def test_an_accrual_run_late_posts_the_interest_of_each_days_principal(bank):
+    # The end of day reads only the entries since the last accrual: here the first run was
+    # late (its entry is dated 03-20, not 03-06), so the second reads the entry before too.
+    line = bank.open("m1", ROWS, now=T0)
+    bank.draw(line.account_id, 100_000, now=T0)  # 03-01
+    first = bank.accrue(date(2026, 3, 5), now=datetime(2026, 3, 20, 9, 0, tzinfo=UTC))
+    bank.draw(line.account_id, 200_000, now=datetime(2026, 3, 21, 9, 0, tzinfo=UTC))
+    second = bank.accrue(date(2026, 3, 25), now=datetime(2026, 3, 26, 1, 0, tzinfo=UTC))
+    # 9 % a year: 24.6575 fen a day on 100,000 (03-01..03-20), 73.9726 on 300,000 (03-21..03-25)
+    # 5 days: 123.29 -> 123 posted; then 15 x 24.6575 + 5 x 73.9726 + 0.29 = 740.01 -> 740
+    assert (first["posted"][line.account_id], second["posted"][line.account_id]) == (123, 740)
+    assert bank.get(line.account_id).interest_fen == 863
+
+
 def test_credit_accounts_survive_reopening_the_database(bank, db_url, tmp_path):
     line = bank.open("m1", ROWS, now=T0)
     bank.draw(line.account_id, 365_000, now=T0)
