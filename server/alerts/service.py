@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from contracts.merkle import record_leaf
 from contracts.outbox import AnchorLeaf, AnchorOutbox
 from proto import alerts_pb2, alerts_pb2_grpc
-from proto.channel import REQUEST_BYTES
+from proto.channel import REQUEST_BYTES, in_requests
 from server.alerts.store import FIELDS, ID, MAX_DEVICE_ID, STATES, AlertStore
 from server.credit.errors import BankError
 
@@ -104,14 +104,8 @@ class AlertService(alerts_pb2_grpc.AlertServiceServicer):
             raise BankError(f"state {request.state[:40]!r}: expected raised, cleared or empty (all)")
         limit = min(int(request.limit) or MAX_LIST, MAX_LIST)
         rows = self.store.list(request.device_id, request.state, limit + 1, _cursor(request.after))
-        page = alerts_pb2.AlertList()
-        size = 0
-        for row in rows[:limit]:
-            alert = alerts_pb2.Alert(**{k: getattr(row, k) for k in FIELDS})
-            size += alert.ByteSize() + 8  # with its tag and length
-            if page.alerts and size > PAGE_BYTES:
-                break
-            page.alerts.append(alert)
+        alerts = [alerts_pb2.Alert(**{k: getattr(r, k) for k in FIELDS}) for r in rows[:limit]]
+        page = alerts_pb2.AlertList(alerts=next(in_requests(alerts, limit, PAGE_BYTES), []))
         if len(page.alerts) < len(rows):  # more after this page: where it goes on
             last = page.alerts[-1]
             page.next = f"{last.raised_at} {last.id}"

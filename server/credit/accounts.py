@@ -630,11 +630,7 @@ class CreditBook:
                 continue
             decision = self.scorer.record(session, outcome, "promotion", account_id, now)
             old = account.limit_fen
-            new = (
-                cut_limit(outcome.limit_fen, account.principal_fen, old)
-                if outcome.limit_fen < old
-                else outcome.limit_fen
-            )
+            new = cut_limit(outcome.limit_fen, account.principal_fen, old)  # a raise: the new limit
             reasons = list(outcome.reasons)
             if new > outcome.limit_fen:
                 reasons.append(wording.cut_held_at_drawn(new, outcome.limit_fen))

@@ -64,7 +64,8 @@ def _too_small(min_change_pct: int) -> tuple[Reason, ...]:
 
 def cut_limit(target_fen: int, principal_fen: int, current_fen: int) -> int:
     """Where a cut towards `target_fen` lands: never below what is drawn, and never above the
-    current limit (a line drawn above its limit keeps the limit: a cut does not raise it)."""
+    current limit (a line drawn above its limit keeps the limit: a cut does not raise it). A
+    target at or above the current limit is where it lands."""
     return max(target_fen, min(principal_fen, current_fen))
 
 
