@@ -501,6 +501,7 @@ class CreditBook:
         now = now or self.clock.now()
         with write_transaction(self.engine) as session:
             account = self._locked(session, account_id)
+            self._check_time(account, now)
             freeze = freezes.frozen(session, [account.id]).get(account.id)
             if freeze is None:
                 raise BankError(f"credit account '{account_id}' is not frozen", "refused")
@@ -614,10 +615,12 @@ class CreditBook:
         self, session: Session, plans: builtins.list[tuple[str, Any]], *, now: datetime
     ) -> builtins.list[dict[str, Any]]:
         """Write the new limits (in the caller's transaction); a line whose merchant withdrew
-        consent or whose inputs no longer fit keeps its limit, and the reason is reported."""
+        consent or whose inputs no longer fit keeps its limit, and the reason is reported. A
+        `now` on a day whose interest is accrued already is refused (`_check_time`)."""
         changes = []
         for account_id, outcome in plans:
             account = self._locked(session, account_id)
+            self._check_time(account, now)
             if isinstance(outcome, BankError):
                 changes.append(
                     {
@@ -640,7 +643,7 @@ class CreditBook:
                     merchant_id=account.merchant_id,
                     kind="promotion",
                     review_month=None,
-                    on=self.clock.today(),
+                    on=now.date(),
                     at=now,
                     action="raise" if new > old else "cut" if outcome.limit_fen < old else "keep",
                     old_limit_fen=old,

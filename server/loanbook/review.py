@@ -299,8 +299,9 @@ def review(
     monitor: bool = True,
     workers: int | None = None,
 ) -> ReviewResult:
-    """Review every open line for `month` (YYYY-MM); see the module docstring. `workers`:
-    processes sharing the chunks (`server.loanbook.fanout`; default `review_workers`)."""
+    """Review every open line for `month` (YYYY-MM); see the module docstring. `now`: the
+    time its records are dated (default the bank's clock; a day already accrued is refused).
+    `workers`: processes sharing the chunks (`server.loanbook.fanout`; default `review_workers`)."""
     started = time.perf_counter()
     month = check_month(month)
     now = now or book.clock.now()
@@ -316,6 +317,13 @@ def review(
         query = select(Account.id, Account.merchant_id).where(Account.status == "open")
         accounts = session.connection().execute(query).all()
         done = reviewed(session, month)
+        accrued = session.scalar(select(func.max(Account.accrued_through)).where(Account.status == "open"))
+    if accrued is not None and today <= accrued:  # its limit entries would go before those days'
+        raise BankError(
+            f"interest is already accrued through {accrued.isoformat()}; a review dated {now.isoformat()} "
+            "would write before it (review on the bank's clock: leave the time out)",
+            "refused",
+        )
     result.lines = len(accounts)
     todo = sorted((a, m) for a, m in accounts if a not in done)
     result.already = len(accounts) - len(todo)

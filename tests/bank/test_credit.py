@@ -12,7 +12,10 @@ from sqlalchemy import String, cast, func, select
 from federation.storage import forget_engine, session_scope
 from server.credit.accounts import CreditBook, Entry
 from server.credit.errors import BankError
+from server.credit.policy import CreditPolicy
 from server.credit.promotion import promote
+from server.credit.rules import ReferralRules
+from server.loanbook import eod
 from server.loanbook.changes import LimitChange
 from server.registry import Registry
 from server.scoring import Decision, Scorer
@@ -219,6 +222,46 @@ def test_a_promotion_to_a_model_that_declines_keeps_the_rate_on_what_is_drawn(ba
     bank.accrue(date(2026, 3, 11), now=datetime(2026, 3, 12, 1, 0, tzinfo=UTC))
     # March 1..11 at 9 % on 100,000 fen: 11 x 24.657 = 271.2 -> 271 fen
     assert bank.get(line.account_id).interest_fen == 271
+
+
+def test_a_promotion_dates_its_records_on_the_banks_clock(bank, make_model):
+    # Reproduction: a promotion dated its ledger entries and decisions by the wall clock while
+    # its limit records said the bank's business date, so a line's ledger left the order of
+    # its days once an operator had set the clock.
+    eod.set_date(bank, date(2026, 3, 1), "test")
+    line = bank.open("m1", ROWS)
+    eod.advance(bank, 4, "test")  # 2026-03-05: interest accrued through 03-04
+    bank._registry.register(make_model(0.01), anchor=False)
+    promote(bank._registry, "v2")
+    entry = bank.entries(line.account_id)[-1]
+    assert (entry.kind, entry.at[:10]) == ("limit", "2026-03-05")
+    with session_scope(bank.engine) as session:
+        record = session.scalars(select(LimitChange).where(LimitChange.kind == "promotion")).one()
+        decision = session.get(Decision, record.decision_id)
+        assert (record.on, record.at.date(), decision.created_at.date()) == (date(2026, 3, 5),) * 3
+
+
+def test_changes_dated_on_a_day_already_accrued_are_refused_and_change_nothing(bank, make_model):
+    # Reproduction: an unfreeze or a promotion given a time on a day whose interest was posted
+    # already was written there, before entries of later days: the end of day reads a line's
+    # principal from the entries in the order of their days.
+    referring = CreditBook(
+        bank.engine,
+        registry=bank._registry,
+        policy=CreditPolicy(bands=bank.policy.bands, referral=ReferralRules(refer_limit_from_fen=1)),
+    )
+    line = referring.open("m1", ROWS, now=T0)  # referred: new draws frozen
+    referring.accrue(date(2026, 3, 5), now=datetime(2026, 3, 6, 1, 0, tzinfo=UTC))
+    entries = referring.entries(line.account_id)
+    past = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    with pytest.raises(BankError, match="already accrued through 2026-03-05"):
+        referring.unfreeze(line.account_id, now=past)
+    bank._registry.register(make_model(0.01), anchor=False)
+    with pytest.raises(BankError, match="already accrued through 2026-03-05"):
+        promote(bank._registry, "v2", now=past)
+    assert referring.entries(line.account_id) == entries
+    assert referring.get(line.account_id).frozen.startswith("referred")
+    assert bank._registry.promoted().version == "v1"
 
 
 def test_an_accrual_run_late_posts_the_interest_of_each_days_principal(bank):

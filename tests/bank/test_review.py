@@ -5,7 +5,7 @@ every merchant (band B: limit = 2 x the mean of the latest 3 months' turnover, 9
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -342,6 +342,19 @@ def test_a_chunk_planned_ahead_is_planned_once_when_its_lines_did_not_move(book,
     result = review(book, "2026-04", workers=1)
     assert (len(plans), result.reviewed, result.raised) == (1, 2, 2)
     assert [book.get(lines[m]).limit_fen for m in ("m1", "m2")] == [600_000, 600_000]
+
+
+def test_a_review_dated_on_a_day_already_accrued_is_refused_and_stores_nothing(book) -> None:
+    # Reproduction: a review given a time on a day whose interest was posted already wrote its
+    # limit entries there, before entries of later days.
+    report(book, "m1", rows([1000, 2000, 3000, 5000]))
+    line = book.open("m1", rows([1000, 2000, 3000]))
+    eod.advance(book, 30, "test")  # 2026-05-01: accrued through 04-30
+    entries = book.entries(line.account_id)
+    with pytest.raises(BankError, match="already accrued through 2026-04-30"):
+        review(book, "2026-04", now=datetime(2026, 4, 20, 9, 0, tzinfo=UTC))
+    assert book.entries(line.account_id) == entries
+    assert review(book, "2026-04").reviewed == 1  # on the clock's date
 
 
 def test_a_review_of_a_month_the_clock_has_not_reached_is_refused(book) -> None:
