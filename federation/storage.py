@@ -34,6 +34,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     make_url,
     update,
 )
@@ -151,7 +152,12 @@ os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 def ensure_tables(engine: Engine, metadata: MetaData, attempts: int = 5) -> None:
-    """Create `metadata`'s missing tables on `engine` (a no-op after the first time).
+    """Create `metadata`'s missing tables on `engine`, and the missing indexes of the tables
+    it has (a no-op after the first time).
+
+    `create_all` makes a table's indexes only with the table: an index declared since a
+    database was made (the end of day's on ledger entries' time) would never reach it. Indexes
+    are the one change made to an existing table; columns and constraints are not migrated.
 
     Several processes may share one database (platform nodes, the bank's services): between
     `create_all`'s existence check and its CREATE another process can win ("already exists"),
@@ -165,12 +171,24 @@ def ensure_tables(engine: Engine, metadata: MetaData, attempts: int = 5) -> None
     for attempt in range(attempts):
         try:
             metadata.create_all(engine)
+            _create_missing_indexes(engine, metadata)
             break
         except (OperationalError, ProgrammingError) as exc:
             retryable = "already exists" in str(exc) or "database is locked" in str(exc)
             if not retryable or attempt == attempts - 1:
                 raise
     _created.add(key)
+
+
+def _create_missing_indexes(engine: Engine, metadata: MetaData) -> None:
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not table.indexes:
+            continue
+        present = {index["name"] for index in inspector.get_indexes(table.name, schema=table.schema)}
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            if index.name not in present:
+                index.create(engine, checkfirst=True)
 
 
 def forget_engine(url: str) -> None:

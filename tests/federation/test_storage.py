@@ -394,3 +394,21 @@ def test_a_failed_background_checkpoint_is_raised_by_close_unless_an_error_is_on
     with pytest.raises(KeyError, match="the chunk's own error"), BackgroundCheckpoints(None, broken) as again:  # type: ignore[arg-type]
         again.request()
         raise KeyError("the chunk's own error")
+
+
+def test_an_index_declared_after_the_database_was_made_is_added_when_it_is_opened(db_url):
+    # Reproduction: `create_all` makes a table's indexes only with the table, so a bank
+    # database made before the end of day's index on entries' time was declared never got
+    # it, and every night read the whole ledger.
+    from federation.storage import forget_engine
+    from server.db import bank_engine
+
+    def indexes() -> set[str]:
+        return {ix["name"] for ix in inspect(bank_engine(db_url)).get_indexes("bank_credit_entries")}
+
+    made = indexes()
+    assert "ix_bank_credit_entries_at" in made
+    with bank_engine(db_url).begin() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_bank_credit_entries_at")
+    forget_engine(db_url)  # the bank restarts on a database an earlier version made
+    assert indexes() == made
