@@ -59,6 +59,7 @@ class Row:
     merchants: int  # scored, as read back from the bank's decisions
     seconds: float
     baseline: bool = False
+    goal: float | None = None  # lines/s this path must reach (issue 13)
 
     @property
     def rate(self) -> float:
@@ -288,6 +289,8 @@ def scoring_rows(work: Path, n: int, n_single: int, batch: int, repeats: int) ->
 # -- the loan book: a monthly review and single applications ---------------------------------
 OPEN_ON = "2025-06-15"  # the bank's business date: lines open on May's data, June has begun
 REVIEWED = ("2025-05", "2025-06")  # in-process (every limit kept), then over gRPC (most limits move)
+REVIEW_GOAL = 10_000  # lines/s, a review end to end over mutual TLS
+P99_GOAL_MS = 20.0  # a single application over mutual TLS
 
 
 @dataclass
@@ -297,6 +300,7 @@ class Latency:
     p50_ms: float
     p99_ms: float
     baseline: bool = False
+    goal: float | None = None  # the p99 in ms this path must stay within (issue 13)
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -445,6 +449,7 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
                 f"gRPC mutual TLS + roles: review of {REVIEWED[1]}, {processes(remote.workers)}",
                 remote.reviewed,
                 time.perf_counter() - start,
+                goal=REVIEW_GOAL,
             )
         )
 
@@ -463,7 +468,9 @@ def review_rows(work: Path, n: int, n_single: int) -> tuple[list[Row], list[Late
             start = time.perf_counter()
             scoring.Score(bank_pb2.ScoreRequest(merchant_id=merchant), timeout=30)
             times.append(time.perf_counter() - start)
-        latencies.append(Latency("gRPC mutual TLS + roles + call log: Score", len(times), *_p50_p99(times)))
+        latencies.append(
+            Latency("gRPC mutual TLS + roles + call log: Score", len(times), *_p50_p99(times), goal=P99_GOAL_MS)
+        )
     finally:
         channel.close()
         server.stop(grace=None)
@@ -521,6 +528,19 @@ def print_review(rows: list[Row], latencies: list[Latency], read_back: dict[str,
     for r in latencies:
         single.add_row(r.path, str(r.calls), f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.p99_ms / base:.2f}")
     console.print(single)
+    # the goals are absolute, the machine's speed is not: each is also given as the ratio to
+    # this run's baseline it amounts to, which compares across runs on a faster or slower hour
+    for r in rows:
+        if r.goal is not None:
+            verdict = "met" if r.rate >= r.goal else "MISSED"
+            console.print(
+                f"goal: {r.path} >= {r.goal:,.0f} lines/s (x {r.goal / baseline:.2f} of this run's baseline): "
+                f"{r.rate:,.0f} lines/s (x {r.rate / baseline:.2f}), {verdict}"
+            )
+    for r in latencies:
+        if r.goal is not None:
+            verdict = "met" if r.p99_ms <= r.goal else "MISSED"
+            console.print(f"goal: {r.path} p99 <= {r.goal:.0f} ms: {r.p99_ms:.2f} ms, {verdict}")
 
 
 def round_rows(rounds: int) -> list[dict[str, Any]] | str:
