@@ -4,7 +4,8 @@ rules written out here: what is refused, where each repayment goes (interest, th
 due draw), the interest each day's end posts at the line's rate, days past due and tiers, what
 a review or a promotion does to the limit, the rate and the freeze (`review_limit`'s own rule
 is tested in `test_review_rule`), a limit never under what is drawn, the metrics' stocks today
-and at each month end, and a ledger whose entries add up to the line's balances."""
+and at each month end, and a ledger whose entries add up to the line's balances and follow the
+order of the bank's days."""
 
 from __future__ import annotations
 
@@ -244,6 +245,14 @@ def test_a_line_under_random_draws_repayments_and_days_keeps_to_the_rules(tmp_pa
             repaid = sum(e.amount_fen for e in entries if e.kind == "repay")
             assert drawn + charged - repaid == self.model.principal + self.model.interest
             assert entries[-1].principal_after == self.model.principal
+
+        @invariant()
+        def the_ledger_is_in_the_order_of_its_days(self) -> None:
+            # the end of day reads a line's principal from its entries in the order of their
+            # days; a promotion once dated its entries by the wall clock instead of the bank's
+            days = [e.at[:10] for e in self.book.entries(self.account)]
+            assert days == sorted(days), days
+            assert days[-1] <= self.today.isoformat()
 
     run_state_machine_as_test(
         Line, settings=settings(max_examples=25, stateful_step_count=20, deadline=None, database=None)
