@@ -12,7 +12,9 @@ worded when read, `federation.reasons.DeferredReason`) and a `Decision` with the
 and their canonical JSON; a changed limit also gets a ledger entry.
 
 A line is reviewed once per month: a second run, or a run resumed after a crash, reviews only
-the lines not reviewed yet. Lines are written in chunks, each chunk in one transaction. A line
+the lines not reviewed yet. Lines are written in chunks, each chunk in one transaction. An end
+of day that runs meanwhile stops the review at its next chunk (whose entries would go before
+the days just accrued): the chunks stored stay, and a run on the new date reviews the rest. A line
 whose merchant withdrew consent (as its platform had reported when the line's chunk is read, so
 a withdrawal during a long review counts for the lines not read yet), or whose platform has not
 reported that month, keeps its limit and is counted as skipped with the reason.
@@ -425,6 +427,7 @@ class _LineState(NamedTuple):
     overdue_days: int
     freeze: str | None  # the kind of its freeze, if frozen
     decision_id: int | None  # its last decision: a promotion's re-evaluation moves it
+    accrued_through: date  # the end of day's: moved on if it ran during the review
 
 
 def _line_states(
@@ -438,6 +441,7 @@ def _line_states(
         Account.interest_fen,
         Account.annual_rate_bp,
         Account.decision_id,
+        Account.accrued_through,
     )
     owing = (draw_book.Draw.account_id, draw_book.Draw.due_on, draw_book.Draw.settled_on)
     if session.get_bind().dialect.name == "sqlite":
@@ -459,8 +463,9 @@ def _line_states(
             overdue.get(account, 0),
             frozen[account].kind if account in frozen else None,
             decision_id,
+            accrued_through,
         )
-        for account, limit, principal, interest, rate, decision_id in accounts
+        for account, limit, principal, interest, rate, decision_id, accrued_through in accounts
     }
     return states, frozen
 
@@ -650,6 +655,20 @@ def _plan(
     return plan
 
 
+def _check_not_accrued(states: dict[str, _LineState], today: date) -> None:
+    """Refuse a chunk whose lines' interest is accrued through the review's date: the end of
+    day ran while the review did, and the chunk's entries would go before the days it accrued.
+    The chunks stored stay; a review run again on the new date reviews the rest."""
+    late = min((account for account, state in states.items() if state.accrued_through >= today), default=None)
+    if late is not None:
+        raise BankError(
+            f"the end of day ran during this review: credit account '{late}' is accrued through "
+            f"{states[late].accrued_through.isoformat()}, the review's date is {today.isoformat()}; the lines "
+            "stored stay reviewed: run the review again to review the rest",
+            "refused",
+        )
+
+
 def _insert_reviews(session: Session, changes: BulkRows, month: str) -> None:
     """Store the chunk's limit records. A line has one review record per month (a unique
     key): if another run reviewed one of these lines meanwhile, the whole chunk is refused
@@ -699,6 +718,7 @@ def _write(
         ahead = (snapshot, planned, planned.prepared(dialect))
     with chunks.writing(), write_transaction(book.engine, checkpoint_later=checkpoints is not None) as session:
         states, frozen = _line_states(session, ids, today)
+        _check_not_accrued(states, today)
         if ahead is not None and ahead[0] == states:
             _, plan, rows = ahead
         else:

@@ -357,6 +357,34 @@ def test_a_review_dated_on_a_day_already_accrued_is_refused_and_stores_nothing(b
     assert review(book, "2026-04").reviewed == 1  # on the clock's date
 
 
+def test_an_end_of_day_run_during_a_review_stops_it_before_a_line_accrued_since(book) -> None:
+    # Reproduction: the bank's clock advanced while a review ran; its later chunks still wrote
+    # their limit entries on the review's date, a day the end of day had just accrued.
+    for merchant in ("m1", "m2"):
+        report(book, merchant, rows([1000, 2000, 3000]))
+        book.open(merchant, rows([1000, 2000, 3000]))
+        report(book, merchant, rows([1000, 2000, 3000, 9000]))
+    eod.advance(book, 30, "test")  # 2026-05-01
+    first, second = sorted(line.account_id for line in book.list())
+    advanced: list[int] = []
+
+    def after_chunk(done: int, _total: int) -> None:
+        if not advanced:
+            advanced.append(done)
+            eod.advance(book, 1, "test")  # 2026-05-02: April 30 and May 1 accrued
+
+    with pytest.raises(BankError, match="the end of day ran during this review"):
+        review(book, "2026-04", chunk=1, workers=1, progress=after_chunk)
+    assert [(e.kind, e.at[:10]) for e in book.entries(first)][-2:] == [
+        ("limit", "2026-05-01"),  # reviewed in the first chunk
+        ("interest", "2026-05-02"),  # then the night's end of day
+    ]
+    assert "limit" not in [e.kind for e in book.entries(second)]
+    again = review(book, "2026-04")  # on the new date: the line not stored yet
+    assert (again.already, again.reviewed, again.raised) == (1, 1, 1)
+    assert (book.entries(second)[-1].kind, book.entries(second)[-1].at[:10]) == ("limit", "2026-05-02")
+
+
 def test_a_review_of_a_month_the_clock_has_not_reached_is_refused(book) -> None:
     with pytest.raises(BankError, match="month 2026-05 has not begun on the bank's clock"):
         review(book, "2026-05")
