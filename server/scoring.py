@@ -24,7 +24,6 @@ from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from federation import plausible
-from federation.clock import utcnow
 from federation.explain import attribute, reference_vector, top_features
 from federation.features import FEATURE_LABEL, ID_COLUMNS
 from federation.reasons import DeferredReason, Reason, deferred_feature_reason, feature_reason
@@ -440,10 +439,11 @@ class Scorer:
         session: Session,
         outcome: Outcome,
         purpose: str,
-        account_id: str | None = None,
-        now: datetime | None = None,
+        account_id: str | None,
+        now: datetime,
     ) -> Outcome:
-        """Store the decision in `session` (the caller's transaction); returns it with its id."""
+        """Store the decision in `session` (the caller's transaction), dated `now` (the bank's
+        clock, which the caller read); returns it with its id."""
         return cls.record_many(session, [outcome], purpose, account_id, now)[0]
 
     @classmethod
@@ -452,11 +452,10 @@ class Scorer:
         session: Session,
         outcomes: Sequence[Outcome],
         purpose: str,
-        account_id: str | None = None,
-        now: datetime | None = None,
+        account_id: str | None,
+        now: datetime,
     ) -> list[Outcome]:
-        """Store several decisions in one executemany."""
-        now = now or utcnow()
+        """Store several decisions in one executemany, dated `now`."""
         rows = [o.decision_values(purpose, account_id, now) for o in outcomes]
         ids = insert_rows(session, Decision, rows, ids=True, key="merchant_id")
         return [replace(o, decision_id=i) for o, i in zip(outcomes, ids, strict=True)]
@@ -496,7 +495,7 @@ class Scorer:
         if isinstance(result, BankError):
             raise result
         with session_scope(self.engine) as session:
-            recorded = self.record(session, result, "score", now=now)
+            recorded = self.record(session, result, "score", None, now)
             return self.record_applications(session, [recorded], "score", now)[0]
 
     def score_batch(
@@ -508,7 +507,7 @@ class Scorer:
         scored = [r for r in results if not isinstance(r, BankError)]
         now = now or self.clock.now()
         with session_scope(self.engine) as session:
-            recorded = self.record_many(session, scored, "score", now=now) if scored else []
+            recorded = self.record_many(session, scored, "score", None, now) if scored else []
             stored = iter(self.record_applications(session, recorded, "score", now) if recorded else [])
         return [r if isinstance(r, BankError) else next(stored) for r in results]
 
