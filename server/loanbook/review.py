@@ -319,13 +319,6 @@ def review(
         query = select(Account.id, Account.merchant_id).where(Account.status == "open")
         accounts = session.connection().execute(query).all()
         done = reviewed(session, month)
-        accrued = session.scalar(select(func.max(Account.accrued_through)).where(Account.status == "open"))
-    if accrued is not None and today <= accrued:  # its limit entries would go before those days'
-        raise BankError(
-            f"interest is already accrued through {accrued.isoformat()}; a review dated {now.isoformat()} "
-            "would write before it (review on the bank's clock: leave the time out)",
-            "refused",
-        )
     result.lines = len(accounts)
     todo = sorted((a, m) for a, m in accounts if a not in done)
     result.already = len(accounts) - len(todo)
@@ -656,15 +649,17 @@ def _plan(
 
 
 def _check_not_accrued(states: dict[str, _LineState], today: date) -> None:
-    """Refuse a chunk whose lines' interest is accrued through the review's date: the end of
-    day ran while the review did, and the chunk's entries would go before the days it accrued.
-    The chunks stored stay; a review run again on the new date reviews the rest."""
+    """Refuse a chunk whose lines' interest is accrued through the review's date, whose entries
+    would go before the days accrued: the end of day ran while the review did, or the review
+    was given an earlier time than the bank's clock. Checked in the chunk's write transaction,
+    so it holds for both. The chunks stored stay; a run on the clock's date reviews the rest."""
     late = min((account for account, state in states.items() if state.accrued_through >= today), default=None)
     if late is not None:
         raise BankError(
-            f"the end of day ran during this review: credit account '{late}' is accrued through "
-            f"{states[late].accrued_through.isoformat()}, the review's date is {today.isoformat()}; the lines "
-            "stored stay reviewed: run the review again to review the rest",
+            f"credit account '{late}' is already accrued through {states[late].accrued_through.isoformat()}, "
+            f"not before the review's date {today.isoformat()}: the end of day ran during this review, or it "
+            "was given an earlier time; the lines stored stay reviewed: run the review again on the bank's "
+            "clock to review the rest",
             "refused",
         )
 
